@@ -1,0 +1,106 @@
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { type DynamicModule, Module } from '@nestjs/common';
+import { APP_GUARD, NestFactory, Reflector } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { Client } from '@temporalio/client';
+import type { Config } from '../../lib/config';
+import type { Pool } from '../../lib/db';
+import type { Logger } from '../../lib/logger';
+import { AuthGuard } from './auth/auth';
+import { ProblemFilter, sendProblem, toProblem } from './common/problem.filter';
+import { buildOpenApiDocument, type RouteDoc } from './docs/openapi';
+import { HealthController } from './health/health.controller';
+import { healthRoutes } from './health/health.docs';
+import { ApiMetrics } from './metrics/metrics';
+import { MetricsController } from './metrics/metrics.controller';
+import { CONFIG, METRICS, PG_POOL, TEMPORAL_CLIENT } from './tokens';
+
+export interface ApiDeps {
+  config: Config;
+  pool: Pool;
+  temporal: Client;
+  logger: Logger;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The exact bytes received, for webhook signatures and request fingerprints. */
+    rawBody?: Buffer;
+  }
+}
+
+const API_VERSION = '1.0.0';
+const ROUTE_DOCS: RouteDoc[] = [...healthRoutes];
+
+@Module({})
+class ApiModule {
+  static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
+    return {
+      module: ApiModule,
+      controllers: [HealthController, MetricsController],
+      providers: [
+        { provide: CONFIG, useValue: deps.config },
+        { provide: PG_POOL, useValue: deps.pool },
+        { provide: TEMPORAL_CLIENT, useValue: deps.temporal },
+        { provide: METRICS, useValue: metrics },
+        { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET), inject: [Reflector] },
+      ],
+    };
+  }
+}
+
+/** Builds the API (not listening yet), so main.ts and tests run exactly the same application. */
+export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplication> {
+  const metrics = new ApiMetrics();
+  const adapter = new FastifyAdapter({
+    loggerInstance: deps.logger,
+    bodyLimit: deps.config.API_BODY_LIMIT_BYTES,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    disableRequestLogging: true,
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.register(deps, metrics), adapter, {
+    logger: ['error', 'warn'],
+    bodyParser: false,
+  });
+  const fastify = app.getHttpAdapter().getInstance();
+
+  // Only JSON bodies are accepted (anything else is 415); the raw bytes are kept for signatures.
+  fastify.removeAllContentTypeParsers();
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    request.rawBody = body as Buffer;
+    parseJson(request, (body as Buffer).toString('utf8'), done);
+  });
+
+  fastify.addHook('onSend', async (request, reply) => {
+    void reply.header('x-request-id', String(request.id));
+  });
+  fastify.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    request.log.info({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    if (String(reply.getHeader('content-type') ?? '').startsWith('application/problem+json') && typeof payload === 'string') {
+      try {
+        metrics.problems.inc({ code: (JSON.parse(payload) as { code?: string }).code ?? 'UNKNOWN' });
+      } catch {
+        // not JSON: nothing to count
+      }
+    }
+    return payload;
+  });
+  fastify.setErrorHandler((error, request, reply) => sendProblem(request, reply, toProblem(error)));
+
+  await app.register(fastifySwagger, { mode: 'static', specification: { document: buildOpenApiDocument(ROUTE_DOCS, API_VERSION) as never } });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  app.useGlobalFilters(new ProblemFilter());
+  app.enableShutdownHooks();
+  await app.init();
+  return app;
+}

@@ -1,0 +1,78 @@
+import { type CanActivate, type ExecutionContext, Injectable, SetMetadata } from '@nestjs/common';
+import type { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import { errors as joseErrors, jwtVerify } from 'jose';
+import { z } from 'zod';
+import { ProblemError } from '../common/problem';
+
+export const ROLES = ['player', 'service', 'staff'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Who is calling, from a verified token. */
+export interface Principal {
+  sub: string;
+  role: Role;
+}
+
+const claimsSchema = z.object({ sub: z.string().min(1).max(255), role: z.enum(ROLES) });
+
+const PUBLIC_KEY = 'auth:public';
+const ROLES_KEY = 'auth:roles';
+/** The route needs no bearer token (health, metrics, docs, signed webhooks). */
+export const Public = () => SetMetadata(PUBLIC_KEY, true);
+/** Only these roles may call the route (default: any authenticated role). */
+export const Roles = (...roles: Role[]) => SetMetadata(ROLES_KEY, roles);
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+export async function verifyBearer(header: string | undefined, secret: Uint8Array): Promise<Principal> {
+  const match = /^Bearer ([A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+)$/.exec(header ?? '');
+  if (!match) throw new ProblemError('UNAUTHENTICATED', 'Missing or malformed Authorization: Bearer <JWT> header');
+  try {
+    const { payload } = await jwtVerify(match[1]!, secret, { algorithms: ['HS256'] });
+    const claims = claimsSchema.safeParse(payload);
+    if (!claims.success) throw new ProblemError('UNAUTHENTICATED', 'The token lacks a valid sub or role claim');
+    return claims.data;
+  } catch (err) {
+    if (err instanceof ProblemError) throw err;
+    const reason = err instanceof joseErrors.JWTExpired ? 'The token has expired' : 'The token is not valid';
+    throw new ProblemError('UNAUTHENTICATED', reason);
+  }
+}
+
+/** A player acts only on its own account; service and staff act on any. */
+export function assertMayActOnAccount(principal: Principal | undefined, accountId: string): void {
+  if (!principal) throw new ProblemError('UNAUTHENTICATED');
+  if (principal.role === 'player' && principal.sub !== accountId) {
+    throw new ProblemError('FORBIDDEN', 'A player token may act only on its own account');
+  }
+}
+
+@Injectable()
+export class AuthGuard implements CanActivate {
+  private readonly secret: Uint8Array;
+  constructor(
+    private readonly reflector: Reflector,
+    jwtSecret: string,
+  ) {
+    this.secret = new TextEncoder().encode(jwtSecret);
+  }
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const targets = [context.getHandler(), context.getClass()];
+    if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const principal = await verifyBearer(request.headers.authorization, this.secret);
+    request.principal = principal;
+    request.log = request.log.child({ sub: principal.sub, role: principal.role });
+    const allowed = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets);
+    if (allowed && !allowed.includes(principal.role)) {
+      throw new ProblemError('FORBIDDEN', `This route needs role ${allowed.join(' or ')}`);
+    }
+    return true;
+  }
+}

@@ -1,0 +1,68 @@
+import { z } from 'zod';
+
+/**
+ * RFC 9457 problem details with a stable machine `code`. Every error the API returns is one of these,
+ * and every code is listed here so clients and docs can rely on it.
+ */
+export const PROBLEM_CODES = {
+  VALIDATION_FAILED: { status: 400, title: 'The request is not valid' },
+  MALFORMED_JSON: { status: 400, title: 'The request body is not valid JSON' },
+  IDEMPOTENCY_KEY_MISSING: { status: 400, title: 'Idempotency-Key header is required' },
+  IDEMPOTENCY_KEY_INVALID: { status: 400, title: 'Idempotency-Key must be 1-255 printable ASCII characters' },
+  UNAUTHENTICATED: { status: 401, title: 'A valid bearer token is required' },
+  WEBHOOK_SIGNATURE_INVALID: { status: 401, title: 'The webhook signature is not valid' },
+  FORBIDDEN: { status: 403, title: 'This token may not do that' },
+  NOT_FOUND: { status: 404, title: 'Not found' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Content-Type must be application/json' },
+  IDEMPOTENCY_MISMATCH: { status: 422, title: 'This Idempotency-Key was used with a different request' },
+  CURRENCY_MISMATCH: { status: 422, title: 'The currency does not match the account' },
+  UNKNOWN_CURRENCY: { status: 422, title: 'Unknown or unsupported currency' },
+  INSUFFICIENT_FUNDS: { status: 422, title: 'Insufficient funds' },
+  ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY: { status: 409, title: 'The account exists with a different currency' },
+  SERVICE_UNAVAILABLE: { status: 503, title: 'A dependency is unavailable' },
+  INTERNAL_ERROR: { status: 500, title: 'Internal error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ProblemCode = keyof typeof PROBLEM_CODES;
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  code: ProblemCode;
+  detail?: string;
+  instance?: string;
+  request_id?: string;
+  errors?: { path: string; message: string }[];
+  [extension: string]: unknown;
+}
+
+export class ProblemError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ProblemCode,
+    readonly detail?: string,
+    readonly extensions: Record<string, unknown> = {},
+  ) {
+    super(detail ?? PROBLEM_CODES[code].title);
+    this.status = PROBLEM_CODES[code].status;
+  }
+}
+
+export function problemBody(code: ProblemCode, detail?: string, extensions: Record<string, unknown> = {}): ProblemBody {
+  const { status, title } = PROBLEM_CODES[code];
+  return { type: `/problems/${code.toLowerCase()}`, title, status, code, ...(detail ? { detail } : {}), ...extensions };
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+/** Parses input with a zod schema or throws a 400 VALIDATION_FAILED naming each bad field. */
+export function parseOrProblem<T extends z.ZodType>(schema: T, input: unknown, where: 'body' | 'query' | 'path' = 'body'): z.output<T> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw new ProblemError('VALIDATION_FAILED', `The ${where} has ${result.error.issues.length} problem(s)`, {
+    errors: result.error.issues.map((issue) => ({ path: [where, ...issue.path.map(String)].join('.'), message: issue.message })),
+  });
+}

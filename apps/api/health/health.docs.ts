@@ -1,0 +1,24 @@
+import { z } from 'zod';
+import type { RouteDoc } from '../docs/openapi';
+
+const dependency = z.object({ status: z.enum(['up', 'down']), latency_ms: z.number().int(), error: z.string().optional() });
+const healthBody = z.object({ status: z.enum(['ok', 'unavailable']), checks: z.object({ postgres: dependency, temporal: dependency }) });
+
+export const healthRoutes: RouteDoc[] = [
+  {
+    method: 'get',
+    path: '/health',
+    summary: 'Liveness and dependencies (PostgreSQL, Temporal)',
+    tag: 'ops',
+    auth: 'public',
+    responses: { 200: { description: 'Both dependencies answer', schema: healthBody }, 503: { description: 'A dependency is down', schema: healthBody, contentType: 'application/json' } },
+  },
+  {
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus metrics',
+    tag: 'ops',
+    auth: 'public',
+    responses: { 200: { description: 'Prometheus text exposition format', contentType: 'text/plain' } },
+  },
+];

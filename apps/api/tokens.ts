@@ -1,0 +1,5 @@
+/** Injection tokens: explicit, because the API does not rely on emitted decorator metadata. */
+export const CONFIG = Symbol('CONFIG');
+export const PG_POOL = Symbol('PG_POOL');
+export const TEMPORAL_CLIENT = Symbol('TEMPORAL_CLIENT');
+export const METRICS = Symbol('METRICS');

@@ -1,0 +1,110 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every setting of the platform: one env var, one documented default, one zod rule.
+ * The README's configuration table is checked against this list by a test, so the two cannot drift.
+ */
+export const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789abcdef';
+export const DEV_SANDBOX_WEBHOOK_SECRET = 'dev-only-sandbox-webhook-secret';
+
+const port = z.coerce.number().int().min(1).max(65535);
+const url = z.string().url();
+const durationMs = z.coerce.number().int().min(1);
+
+interface Setting<T extends z.ZodType> {
+  schema: T;
+  /** Default as the README prints it; `undefined` means "unset unless given". */
+  default: string | undefined;
+  description: string;
+}
+
+function setting<T extends z.ZodType>(schema: T, def: string | undefined, description: string): Setting<T> {
+  return { schema, default: def, description };
+}
+
+export const settings = {
+  NODE_ENV: setting(z.enum(['development', 'test', 'production']), 'development', 'Runtime mode; `production` refuses the dev secrets.'),
+  LOG_LEVEL: setting(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info', 'pino log level.'),
+  DATA_DIR: setting(z.string().min(1), '.data', 'Folder for embedded Postgres data, Temporal dev server SQLite file and launcher state.'),
+
+  API_HOST: setting(z.string().min(1), '127.0.0.1', 'Address the API listens on.'),
+  API_PORT: setting(port, '3000', 'Port of the HTTP API (OpenAPI docs at /docs).'),
+  API_BODY_LIMIT_BYTES: setting(z.coerce.number().int().min(1024), '65536', 'Largest accepted request body; larger gets 413.'),
+  AUTH_JWT_SECRET: setting(z.string().min(32), DEV_JWT_SECRET, 'HS256 secret for bearer JWTs (at least 32 characters). Must be changed in production.'),
+
+  DATABASE_URL: setting(url.optional(), undefined, 'PostgreSQL connection string. Unset: the launcher runs embedded PostgreSQL.'),
+  PG_PORT: setting(port, '5433', 'Port of the embedded PostgreSQL.'),
+  PG_DATABASE: setting(z.string().regex(/^[a-z_][a-z0-9_]*$/), 'payouts', 'Database name created in the embedded PostgreSQL.'),
+  PG_POOL_MAX: setting(z.coerce.number().int().min(1).max(200), '10', 'Connections per process in the pg pool.'),
+
+  TEMPORAL_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:7233', 'Temporal frontend (gRPC) address.'),
+  TEMPORAL_NAMESPACE: setting(z.string().min(1), 'default', 'Temporal namespace.'),
+  TEMPORAL_TASK_QUEUE: setting(z.string().min(1), 'payouts', 'Task queue of the payout worker.'),
+  TEMPORAL_UI_PORT: setting(port, '8233', 'Port of the Temporal Web UI served by the dev server.'),
+  TEMPORAL_CLI: setting(z.string().min(1).optional(), undefined, 'Path to a `temporal` binary to use instead of the one on PATH or the cached build.'),
+  TEMPORAL_EMBEDDED: setting(z.enum(['true', 'false']).transform((v) => v === 'true'), 'true', 'Launcher starts the Temporal dev server; `false` uses the server at TEMPORAL_ADDRESS.'),
+
+  SANDBOX_HOST: setting(z.string().min(1), '127.0.0.1', 'Address the sandbox aggregator listens on.'),
+  SANDBOX_PORT: setting(port, '4010', 'Port of the sandbox aggregator.'),
+  SANDBOX_URL: setting(url, 'http://127.0.0.1:4010', 'Where the worker reaches the aggregator.'),
+  SANDBOX_WEBHOOK_SECRET: setting(z.string().min(16), DEV_SANDBOX_WEBHOOK_SECRET, 'HMAC secret of the sandbox aggregator\'s signed webhooks. Must be changed in production.'),
+  SANDBOX_WEBHOOK_URL: setting(url, 'http://127.0.0.1:3000/v1/webhooks/sandbox', 'Where the sandbox aggregator sends its webhooks.'),
+
+  HEALTH_TIMEOUT_MS: setting(durationMs, '2000', 'Per-dependency timeout of GET /health checks.'),
+} as const;
+
+export type SettingName = keyof typeof settings;
+
+type Parsed = { [K in SettingName]: z.output<(typeof settings)[K]['schema']> };
+
+export type Config = Parsed & {
+  /** DATA_DIR resolved against the repository root. */
+  dataDirAbsolute: string;
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { setting: string; message: string }[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  ${p.setting}: ${p.message}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const repoRoot = path.resolve(import.meta.dirname, '..');
+
+/** Parses the environment; throws a ConfigError naming each bad setting. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: { setting: string; message: string }[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(settings) as [SettingName, Setting<z.ZodType>][]) {
+    const raw = env[name] === '' ? undefined : env[name];
+    const result = s.schema.safeParse(raw ?? s.default);
+    if (result.success) out[name] = result.data;
+    else problems.push({ setting: name, message: `${JSON.stringify(raw)} is not valid: ${result.error.issues.map((i) => i.message).join('; ')}` });
+  }
+  if (out.NODE_ENV === 'production') {
+    if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });
+    if (out.SANDBOX_WEBHOOK_SECRET === DEV_SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const parsed = out as Parsed;
+  return { ...parsed, dataDirAbsolute: path.resolve(repoRoot, parsed.DATA_DIR) };
+}
+
+/** For process entry points: load or print the problem and exit non-zero. */
+export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}
+
+/** The Postgres URL to use: DATABASE_URL, or the embedded server's. */
+export function databaseUrl(config: Config): string {
+  return config.DATABASE_URL ?? `postgres://postgres:postgres@127.0.0.1:${config.PG_PORT}/${config.PG_DATABASE}`;
+}

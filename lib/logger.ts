@@ -1,0 +1,32 @@
+import pino, { type Logger } from 'pino';
+
+/**
+ * Structured JSON logs. Redaction is the last line of defence: code should never put secrets or
+ * full account numbers in a log line, but if it does, these paths are censored.
+ */
+export const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'headers.authorization',
+  'authorization',
+  '*.iban',
+  '*.token',
+  '*.wallet_id',
+  'destination',
+  '*.destination',
+  'password',
+  '*.password',
+  'secret',
+  '*.secret',
+];
+
+export function createLogger(service: string, level: string = process.env.LOG_LEVEL ?? 'info'): Logger {
+  return pino({
+    level,
+    base: { service },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    formatters: { level: (label) => ({ level: label }) },
+  });
+}
+
+export type { Logger };

@@ -1,0 +1,56 @@
+import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
+import readline from 'node:readline';
+
+export interface ManagedProcess {
+  name: string;
+  child: ChildProcess;
+  /** Resolves with the exit code (or signal) once the process has exited. */
+  exited: Promise<number | string>;
+  stop(graceMs?: number, signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * Spawns a long-running child in its own process group, forwards its output line by line, and
+ * can stop it politely (SIGTERM, then SIGKILL after a grace period), children included.
+ */
+export function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  options: SpawnOptions & { onLine?: (line: string, stream: 'stdout' | 'stderr') => void } = {},
+): ManagedProcess {
+  const { onLine, ...spawnOptions } = options;
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...spawnOptions });
+  for (const stream of ['stdout', 'stderr'] as const) {
+    const source = child[stream];
+    if (source && onLine) readline.createInterface({ input: source }).on('line', (line) => onLine(line, stream));
+    else source?.resume();
+  }
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+    child.once('error', (err) => resolve(`spawn error: ${err.message}`));
+  });
+  let stopping: Promise<void> | undefined;
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      if (child.pid) process.kill(-child.pid, signal);
+    } catch {
+      // already gone
+    }
+  };
+  return {
+    name,
+    child,
+    exited,
+    stop(graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM') {
+      stopping ??= (async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        signalGroup(signal);
+        const timer = setTimeout(() => signalGroup('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      })();
+      return stopping;
+    },
+  };
+}

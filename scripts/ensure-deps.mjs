@@ -1,0 +1,22 @@
+// Installs the Node dependencies when they are missing or older than package-lock.json.
+// Plain Node with no imports beyond built-ins, because it runs before anything is installed.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..');
+const lock = path.join(root, 'package-lock.json');
+const installedMarker = path.join(root, 'node_modules', '.package-lock.json');
+
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 19)) {
+  console.error(`Node.js >= 20.19 is required (found ${process.versions.node}).`);
+  process.exit(1);
+}
+
+const stale = !fs.existsSync(installedMarker) || fs.statSync(installedMarker).mtimeMs < fs.statSync(lock).mtimeMs;
+if (stale) {
+  console.error('Installing Node dependencies (npm ci)...');
+  const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (result.status !== 0) process.exit(result.status ?? 1);
+}
