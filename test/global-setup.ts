@@ -1,0 +1,65 @@
+/**
+ * Brings up real PostgreSQL and a real Temporal dev server for the whole test run (or reuses the ones
+ * named by TEST_DATABASE_URL / TEST_TEMPORAL_ADDRESS), applies the migrations, bundles the workflows
+ * once, and hands the addresses to the tests through vitest's provide/inject.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import type { TestProject } from 'vitest/node';
+import { startEmbeddedPostgres } from '../lib/embedded-postgres';
+import { migrateUp } from '../lib/migrate';
+import { freePort } from '../lib/wait';
+import { ensureTemporalCli } from '../temporal/cli';
+import { startTemporalDevServer } from '../temporal/dev-server';
+import { WORKFLOWS_PATH } from '../apps/worker/create-worker';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    databaseUrl: string;
+    temporalAddress: string;
+    temporalNamespace: string;
+    workflowBundlePath: string;
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const stops: (() => Promise<unknown>)[] = [];
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-tests-'));
+  fs.chmodSync(workDir, 0o755);
+  const namespace = 'default';
+
+  let databaseUrl = process.env.TEST_DATABASE_URL;
+  if (!databaseUrl) {
+    const pg = await startEmbeddedPostgres({ dataDir: path.join(workDir, 'postgres'), port: await freePort(), database: 'payouts_test' });
+    stops.push(() => pg.stop());
+    databaseUrl = pg.url;
+  }
+  await migrateUp(databaseUrl);
+
+  let temporalAddress = process.env.TEST_TEMPORAL_ADDRESS;
+  if (!temporalAddress) {
+    const cli = ensureTemporalCli();
+    const server = await startTemporalDevServer({ cliPath: cli.path, port: await freePort(), namespace, startTimeoutMs: 120_000 });
+    stops.push(() => server.stop());
+    temporalAddress = server.address;
+  }
+
+  const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  const workflowBundlePath = path.join(workDir, 'workflow-bundle.js');
+  fs.writeFileSync(workflowBundlePath, bundle.code);
+
+  project.provide('databaseUrl', databaseUrl);
+  project.provide('temporalAddress', temporalAddress);
+  project.provide('temporalNamespace', namespace);
+  project.provide('workflowBundlePath', workflowBundlePath);
+
+  return async () => {
+    for (const stop of stops.reverse()) await stop().catch((err) => console.error('teardown:', err));
+    fs.rmSync(workDir, { recursive: true, force: true });
+  };
+}
+
+const noop = () => undefined;
+const quietBundlerLogger = { trace: noop, debug: noop, info: noop, warn: console.warn, error: console.error, log: noop };
