@@ -54,14 +54,14 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   });
 
   fs.mkdirSync(path.dirname(opts.dataDir), { recursive: true });
+  if (isRoot) {
+    // The postgres user must be able to reach its data folder through every parent.
+    grantTraverse(path.dirname(opts.dataDir));
+  }
   if (!fs.existsSync(path.join(opts.dataDir, 'PG_VERSION'))) {
     // initdb wants an empty folder; a half-initialised one from a killed first run is removed.
     fs.rmSync(opts.dataDir, { recursive: true, force: true });
     await initializer.initialise();
-  }
-  if (isRoot) {
-    // The postgres user must be able to reach its data folder through every parent.
-    grantTraverse(path.dirname(opts.dataDir));
   }
   // The server runs in its own process group, so a Ctrl-C on the terminal reaches the launcher only,
   // which stops Postgres last, after the services that use it have drained.

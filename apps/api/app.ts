@@ -5,12 +5,14 @@ import { APP_GUARD, NestFactory, Reflector } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
+import { LogController } from 'fastify';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../../lib/config';
 import type { Pool } from '../../lib/db';
 import type { Logger } from '../../lib/logger';
 import { AuthGuard } from './auth/auth';
-import { ProblemFilter, sendProblem, toProblem } from './common/problem.filter';
+import { MeController, meRoutes } from './auth/me.controller';
+import { ProblemFilter } from './common/problem.filter';
 import { buildOpenApiDocument, type RouteDoc } from './docs/openapi';
 import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
@@ -33,14 +35,14 @@ declare module 'fastify' {
 }
 
 const API_VERSION = '1.0.0';
-const ROUTE_DOCS: RouteDoc[] = [...healthRoutes];
+const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController],
+      controllers: [HealthController, MetricsController, MeController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
@@ -60,7 +62,8 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
     bodyLimit: deps.config.API_BODY_LIMIT_BYTES,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    disableRequestLogging: true,
+    // One access-log line per request comes from our onResponse hook (with route template and timing).
+    logController: new LogController({ disableRequestLogging: true }),
   });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.register(deps, metrics), adapter, {
     logger: ['error', 'warn'],
@@ -94,11 +97,11 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
     }
     return payload;
   });
-  fastify.setErrorHandler((error, request, reply) => sendProblem(request, reply, toProblem(error)));
 
   await app.register(fastifySwagger, { mode: 'static', specification: { document: buildOpenApiDocument(ROUTE_DOCS, API_VERSION) as never } });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
+  // Nest routes both handler errors and Fastify's own (body parsing, limits) through this filter.
   app.useGlobalFilters(new ProblemFilter());
   app.enableShutdownHooks();
   await app.init();

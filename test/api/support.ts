@@ -1,0 +1,33 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Client, Connection } from '@temporalio/client';
+import { createApiApp } from '../../apps/api/app';
+import { createPool, type Pool } from '../../lib/db';
+import { createLogger } from '../../lib/logger';
+import { signToken, type TokenRole } from '../../lib/tokens';
+import { testConfig } from '../support';
+
+export interface TestApi {
+  app: NestFastifyApplication;
+  pool: Pool;
+  token(sub: string, role: TokenRole): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** The real API application, in process, on the test run's PostgreSQL and Temporal (or the overrides). */
+export async function startTestApi(overrides: Record<string, string> = {}): Promise<TestApi> {
+  const config = testConfig(overrides);
+  const pool = createPool(config.DATABASE_URL!, 10);
+  const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS });
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const app = await createApiApp({ config, pool, temporal, logger: createLogger('api-test', 'silent') });
+  return {
+    app,
+    pool,
+    token: (sub, role) => signToken({ sub, role }, config.AUTH_JWT_SECRET),
+    async close() {
+      await app.close();
+      await connection.close();
+      await pool.end();
+    },
+  };
+}

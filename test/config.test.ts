@@ -1,0 +1,57 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEV_JWT_SECRET, loadConfig, repoRoot, settings } from '../lib/config';
+
+describe('configuration', () => {
+  it('runs on documented defaults with an empty environment', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ API_PORT: 3000, SANDBOX_PORT: 4010, PG_PORT: 5433, TEMPORAL_ADDRESS: '127.0.0.1:7233', TEMPORAL_UI_PORT: 8233, TEMPORAL_EMBEDDED: true });
+    expect(config.DATABASE_URL).toBeUndefined();
+    expect(config.AUTH_JWT_SECRET).toBe(DEV_JWT_SECRET);
+  });
+
+  it('parses values from the environment', () => {
+    expect(loadConfig({ API_PORT: '8080', TEMPORAL_EMBEDDED: 'false', DATABASE_URL: 'postgres://u:p@db:5432/x' })).toMatchObject({
+      API_PORT: 8080,
+      TEMPORAL_EMBEDDED: false,
+      DATABASE_URL: 'postgres://u:p@db:5432/x',
+    });
+  });
+
+  it('names every bad setting in one error', () => {
+    try {
+      loadConfig({ API_PORT: 'eighty', TEMPORAL_ADDRESS: 'no-port', AUTH_JWT_SECRET: 'short' });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems.map((p) => p.setting).sort()).toEqual(['API_PORT', 'AUTH_JWT_SECRET', 'TEMPORAL_ADDRESS']);
+      expect((err as Error).message).toMatch(/API_PORT: "eighty" is not valid/);
+    }
+  });
+
+  it('refuses the dev secrets in production', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/AUTH_JWT_SECRET: the dev default is refused in production/);
+  });
+
+  it('stops a process at start with a message naming the setting', () => {
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'apps/api/main.ts'], {
+      cwd: repoRoot,
+      env: { ...process.env, API_PORT: '99999' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(result.status).toBe(78);
+    expect(result.stderr).toMatch(/API_PORT: "99999" is not valid/);
+  });
+
+  it('is documented: the README configuration table lists every setting with its default', () => {
+    const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+    for (const [name, s] of Object.entries(settings)) {
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
+      expect(row, `README row for ${name}`).toBeDefined();
+      if (s.default !== undefined) expect(row, name).toContain(`\`${s.default}\``);
+    }
+  });
+});

@@ -1,0 +1,137 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../lib/config';
+import { freePort, isPortFree } from '../lib/wait';
+import { ensureTemporalCli } from '../temporal/cli';
+import { CUSTOM_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
+
+/** `npm start` as a user runs it: the real launcher with its own ports and data folder. */
+describe('launcher (npm start)', () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-launcher-'));
+  let launcher: ChildProcess | undefined;
+  let ports: Record<string, number>;
+  let output = '';
+
+  afterAll(async () => {
+    if (launcher?.pid && launcher.exitCode === null) {
+      process.kill(-launcher.pid, 'SIGINT');
+      await new Promise((resolve) => launcher!.once('exit', resolve));
+    }
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function start(): Promise<string> {
+    ports ??= { api: await freePort(), sandbox: await freePort(), pg: await freePort(), temporal: await freePort(), ui: await freePort() };
+    output = '';
+    launcher = spawn(process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts'], {
+      cwd: repoRoot,
+      detached: true, // own process group, so "Ctrl-C" below reaches it the way a terminal's would
+      env: {
+        ...process.env,
+        DATABASE_URL: '',
+        TEMPORAL_EMBEDDED: 'true',
+        DATA_DIR: dataDir,
+        LOG_LEVEL: 'warn',
+        API_PORT: String(ports.api),
+        SANDBOX_PORT: String(ports.sandbox),
+        SANDBOX_URL: `http://127.0.0.1:${ports.sandbox}`,
+        SANDBOX_WEBHOOK_URL: `http://127.0.0.1:${ports.api}/v1/webhooks/sandbox`,
+        PG_PORT: String(ports.pg),
+        TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`,
+        TEMPORAL_UI_PORT: String(ports.ui),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    launcher.stdout!.on('data', (chunk) => (output += chunk));
+    launcher.stderr!.on('data', (chunk) => (output += chunk));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`launcher not up in 150s:\n${output}`)), 150_000);
+      const onData = () => {
+        if (output.includes('Payout platform is up')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      launcher!.stdout!.on('data', onData);
+      launcher!.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`launcher exited (${code}):\n${output}`));
+      });
+    });
+    return /worker self-check passed \(workflow ([^)]+)\)/.exec(output)![1]!;
+  }
+
+  async function ctrlC(): Promise<number | null> {
+    const exited = new Promise<number | null>((resolve) => launcher!.once('exit', (code) => resolve(code)));
+    process.kill(-launcher!.pid!, 'SIGINT');
+    return exited;
+  }
+
+  it('brings everything up, prints where it is, and stops cleanly on Ctrl-C', async () => {
+    const firstCheck = await start();
+    for (const url of [`http://127.0.0.1:${ports.api}`, `http://127.0.0.1:${ports.api}/docs`, `http://127.0.0.1:${ports.ui}`]) expect(output).toContain(url);
+
+    const health = await fetch(`http://127.0.0.1:${ports.api}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ checks: { postgres: { status: 'up' }, temporal: { status: 'up' } } });
+    expect((await fetch(`http://127.0.0.1:${ports.ui}/`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${ports.sandbox}/health`)).status).toBe(200);
+
+    const attributes = execFileSync(ensureTemporalCli().path, ['operator', 'search-attribute', 'list', '--address', `127.0.0.1:${ports.temporal}`], { encoding: 'utf8' });
+    for (const [name, type] of Object.entries(CUSTOM_SEARCH_ATTRIBUTES)) expect(attributes).toMatch(new RegExp(`${name}\\s+${type}`));
+
+    expect(await ctrlC()).toBe(0);
+    for (const port of Object.values(ports)) expect(await isPortFree(port), `port ${port} released`).toBe(true);
+
+    // Second start: Postgres data and Temporal history from the first run are still there.
+    const secondCheck = await start();
+    expect(secondCheck).not.toBe(firstCheck);
+    const db = new pg.Client({ connectionString: `postgres://postgres:postgres@127.0.0.1:${ports.pg}/payouts` });
+    await db.connect();
+    const { rows } = await db.query('SELECT check_id FROM platform_self_checks ORDER BY checked_at');
+    await db.end();
+    expect(rows.map((r) => r.check_id)).toEqual([firstCheck, secondCheck]);
+
+    const connection = await Connection.connect({ address: `127.0.0.1:${ports.temporal}` });
+    const description = await new Client({ connection }).workflow.getHandle(firstCheck).describe();
+    await connection.close();
+    expect(description.status.name).toBe('COMPLETED');
+
+    // A second launcher on the same folder refuses to start and touches nothing.
+    const second = spawn(process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts'], { cwd: repoRoot, env: { ...process.env, DATA_DIR: dataDir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let secondOutput = '';
+    second.stdout.on('data', (c) => (secondOutput += c));
+    const secondCode = await new Promise((resolve) => second.once('exit', resolve));
+    expect(secondCode).toBe(1);
+    expect(secondOutput).toMatch(/already running from this folder/);
+
+    expect(await ctrlC()).toBe(0);
+  });
+
+  it('names the setting when a port is already taken', async () => {
+    const blocker = await import('node:net').then((net) => net.createServer().listen(0, '127.0.0.1'));
+    await new Promise((resolve) => blocker.once('listening', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts'], {
+          cwd: repoRoot,
+          env: { ...process.env, DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'payout-launcher-busy-')), API_PORT: String(port) },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        child.stdout.on('data', (c) => (out += c));
+        child.once('exit', (code) => resolve({ code, out }));
+      });
+      expect(result.code).toBe(1);
+      expect(result.out).toContain(`port ${port} (API_PORT) is already in use`);
+    } finally {
+      blocker.close();
+    }
+  });
+});
