@@ -16,7 +16,10 @@ if (major < 20 || (major === 20 && minor < 19)) {
 
 const stale = !fs.existsSync(installedMarker) || fs.statSync(installedMarker).mtimeMs < fs.statSync(lock).mtimeMs;
 if (stale) {
-  console.error('Installing Node dependencies (npm ci)...');
-  const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  console.error('Installing Node dependencies...');
+  // `npm install`, not `npm ci`: ci refuses a lock file that lacks other platforms' optional packages
+  // (e.g. @swc/core-darwin-*), which registries without them leave out. With a lock in step with
+  // package.json, install resolves exactly the locked versions and leaves the lock untouched.
+  const result = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
   if (result.status !== 0) process.exit(result.status ?? 1);
 }

@@ -10,15 +10,18 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../../lib/config';
 import type { Pool } from '../../lib/db';
 import type { Logger } from '../../lib/logger';
+import { createLedger } from '../../activities/ledger';
+import { AccountsController, accountRoutes } from './accounts/accounts.controller';
 import { AuthGuard } from './auth/auth';
 import { MeController, meRoutes } from './auth/me.controller';
+import { ProblemError } from './common/problem';
 import { ProblemFilter } from './common/problem.filter';
 import { buildOpenApiDocument, type RouteDoc } from './docs/openapi';
 import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, METRICS, PG_POOL, TEMPORAL_CLIENT } from './tokens';
+import { CONFIG, LEDGER, METRICS, PG_POOL, TEMPORAL_CLIENT } from './tokens';
 
 export interface ApiDeps {
   config: Config;
@@ -35,19 +38,20 @@ declare module 'fastify' {
 }
 
 const API_VERSION = '1.0.0';
-const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes];
+const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
         { provide: TEMPORAL_CLIENT, useValue: deps.temporal },
         { provide: METRICS, useValue: metrics },
+        { provide: LEDGER, useValue: createLedger(deps.pool) },
         { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET), inject: [Reflector] },
       ],
     };
@@ -76,7 +80,10 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     request.rawBody = body as Buffer;
-    parseJson(request, (body as Buffer).toString('utf8'), done);
+    // Nest rewraps Fastify's own parse errors as plain 400s; a ProblemError keeps the precise code.
+    parseJson(request, (body as Buffer).toString('utf8'), (err, value) =>
+      err ? done(Object.assign(new ProblemError('MALFORMED_JSON', err.message), { statusCode: 400 }), undefined) : done(null, value),
+    );
   });
 
   fastify.addHook('onSend', async (request, reply) => {

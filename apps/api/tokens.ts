@@ -3,3 +3,4 @@ export const CONFIG = Symbol('CONFIG');
 export const PG_POOL = Symbol('PG_POOL');
 export const TEMPORAL_CLIENT = Symbol('TEMPORAL_CLIENT');
 export const METRICS = Symbol('METRICS');
+export const LEDGER = Symbol('LEDGER');

@@ -13,6 +13,7 @@ export const PROBLEM_CODES = {
   WEBHOOK_SIGNATURE_INVALID: { status: 401, title: 'The webhook signature is not valid' },
   FORBIDDEN: { status: 403, title: 'This token may not do that' },
   NOT_FOUND: { status: 404, title: 'Not found' },
+  ACCOUNT_NOT_FOUND: { status: 404, title: 'No such account' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Content-Type must be application/json' },
@@ -21,6 +22,7 @@ export const PROBLEM_CODES = {
   UNKNOWN_CURRENCY: { status: 422, title: 'Unknown or unsupported currency' },
   INSUFFICIENT_FUNDS: { status: 422, title: 'Insufficient funds' },
   ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY: { status: 409, title: 'The account exists with a different currency' },
+  ACCOUNT_ID_TAKEN: { status: 409, title: 'The account id is in use by a system account' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'A dependency is unavailable' },
   INTERNAL_ERROR: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
@@ -62,7 +64,11 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 export function parseOrProblem<T extends z.ZodType>(schema: T, input: unknown, where: 'body' | 'query' | 'path' = 'body'): z.output<T> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  throw new ProblemError('VALIDATION_FAILED', `The ${where} has ${result.error.issues.length} problem(s)`, {
+  // A refinement may name a more precise code (e.g. UNKNOWN_CURRENCY); it wins when it is the only problem.
+  const precise = new Set(result.error.issues.map((issue) => (issue as { params?: { problem?: ProblemCode } }).params?.problem));
+  const [only] = precise;
+  const code: ProblemCode = precise.size === 1 && only ? only : 'VALIDATION_FAILED';
+  throw new ProblemError(code, `The ${where} has ${result.error.issues.length} problem(s)`, {
     errors: result.error.issues.map((issue) => ({ path: [where, ...issue.path.map(String)].join('.'), message: issue.message })),
   });
 }
