@@ -1,10 +1,79 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { z } from 'zod';
 import type { Logger } from '../../lib/logger';
+import { SandboxEngine } from './engine';
+import { isValidIban, snapshot } from './objects';
+import { DEFAULT_SCENARIO, scenarioFromMetadata, scenarioFromDestination, supportsDeposits, type ScenarioParse } from './scenarios';
+import { Scheduler } from './scheduler';
+import {
+  depositRequestSchema,
+  describeIssues,
+  eventsQuerySchema,
+  idempotencyKeySchema,
+  idParamsSchema,
+  payoutRequestSchema,
+  referenceParamsSchema,
+  referenceQuerySchema,
+  resolveDepositSchema,
+  resolvePayoutSchema,
+  scenarioSchema,
+  settlementReportQuerySchema,
+  type Scenario,
+} from './schemas';
+import { fingerprintOf, SandboxStore, type ProducedResponse } from './store';
+import { DEFAULT_WEBHOOK_RETRY, WebhookDispatcher, type WebhookRetryPolicy } from './webhooks';
 
 export interface SandboxOptions {
   logger: Logger;
   webhookSecret: string;
   webhookUrl: string;
+  /** Delay before a scripted outcome happens, unless the scenario says otherwise. Default 1000 ms. */
+  callbackDelayMs?: number;
+  webhookRetry?: WebhookRetryPolicy;
+  now?: () => Date;
+}
+
+export const DEFAULT_CALLBACK_DELAY_MS = 1_000;
+/** How long the `slow` scenario holds the submission response back when it names no delay_ms. */
+export const DEFAULT_SLOW_DELAY_MS = 3_000;
+
+/** A 4xx/5xx answer in the sandbox's error shape: `{ error: { code, message, ... }, ...extra }`. */
+class SandboxHttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly extra: { error?: Record<string, unknown>; body?: Record<string, unknown> } = {},
+  ) {
+    super(message);
+  }
+
+  toResponse(): ProducedResponse & { remember: false } {
+    return { statusCode: this.statusCode, body: errorBody(this.code, this.message, this.extra), remember: false };
+  }
+}
+
+function errorBody(code: string, message: string, extra: { error?: Record<string, unknown>; body?: Record<string, unknown> } = {}) {
+  return { error: { code, message, ...extra.error }, ...extra.body };
+}
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.output<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new SandboxHttpError(400, 'invalid_request', `${what}: ${describeIssues(result.error)}`);
+  return result.data;
+}
+
+function idempotencyKeyOf(request: FastifyRequest): string {
+  const raw = request.headers['idempotency-key'];
+  if (raw === undefined) throw new SandboxHttpError(400, 'missing_idempotency_key', 'the Idempotency-Key header is required');
+  const result = idempotencyKeySchema.safeParse(raw);
+  if (!result.success) throw new SandboxHttpError(400, 'invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters');
+  return result.data;
+}
+
+function scenarioOrThrow(parsed: ScenarioParse): Scenario | undefined {
+  if (!parsed.ok) throw new SandboxHttpError(400, 'invalid_scenario', parsed.message);
+  return parsed.scenario;
 }
 
 /**
@@ -12,7 +81,230 @@ export interface SandboxOptions {
  * exactly as it would to a real one.
  */
 export async function createSandboxAggregator(opts: SandboxOptions): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: opts.logger as FastifyBaseLogger, disableRequestLogging: true });
+  const logger = opts.logger;
+  const now = opts.now ?? (() => new Date());
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    // The sandbox logs its own business events; per-request access lines would only be noise.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+
+  const store = new SandboxStore();
+  const scheduler = new Scheduler(logger);
+  const webhooks = new WebhookDispatcher({
+    url: opts.webhookUrl,
+    secret: opts.webhookSecret,
+    retry: { ...DEFAULT_WEBHOOK_RETRY, ...opts.webhookRetry },
+    logger,
+    scheduler,
+    now,
+  });
+  const engine = new SandboxEngine({ store, scheduler, webhooks, logger, now, callbackDelayMs: opts.callbackDelayMs ?? DEFAULT_CALLBACK_DELAY_MS });
+
+  // Before in-flight requests drain: held-back `slow` responses are released and no timer outlives the app.
+  app.addHook('preClose', async () => {
+    scheduler.close();
+    webhooks.close();
+  });
+
+  // JSON only: anything else is 415 rather than a string that fails validation.
+  app.removeContentTypeParser('text/plain');
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof SandboxHttpError) return reply.code(error.statusCode).send(error.toResponse().body);
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error, url: request.url }, 'sandbox request failed');
+    const code =
+      error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+        ? 'unsupported_media_type'
+        : error.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+          ? 'payload_too_large'
+          : error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || error instanceof SyntaxError
+            ? 'invalid_json'
+            : status >= 500
+              ? 'internal_error'
+              : 'bad_request';
+    return reply.code(status).send(errorBody(code, status >= 500 ? 'internal error' : error.message));
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody('not_found', `no route ${request.method} ${request.url}`)));
+
+  /** Runs a submission under its Idempotency-Key (scoped per resource kind) and answers, replayed or fresh. */
+  async function idempotent(kind: 'payout' | 'deposit', key: string, rawBody: unknown, reply: FastifyReply, produce: () => Promise<ProducedResponse>) {
+    const result = await store.idempotency.execute(`${kind}:${key}`, fingerprintOf(rawBody), async () => {
+      try {
+        return await produce();
+      } catch (err) {
+        if (err instanceof SandboxHttpError) return err.toResponse();
+        throw err;
+      }
+    });
+    if (result.outcome === 'mismatch') {
+      throw new SandboxHttpError(422, 'idempotency_mismatch', 'this Idempotency-Key was already used with a different request body');
+    }
+    if (result.outcome === 'replayed') reply.header('idempotent-replayed', 'true');
+    return reply.code(result.response.statusCode).send(result.response.body);
+  }
+
+  /** error_then_ok: the first fail_attempts submissions under one key answer 503 and create nothing. */
+  function failTransiently(kind: string, key: string, scenario: Scenario): void {
+    if (scenario.scenario !== 'error_then_ok') return;
+    const scopedKey = `${kind}:${key}`;
+    const failedSoFar = store.transientFailures.get(scopedKey) ?? 0;
+    if (failedSoFar < (scenario.fail_attempts ?? 1)) {
+      store.transientFailures.set(scopedKey, failedSoFar + 1);
+      throw new SandboxHttpError(503, 'temporarily_unavailable', 'the aggregator is temporarily unavailable, retry with the same Idempotency-Key');
+    }
+  }
+
+  async function holdIfSlow(scenario: Scenario): Promise<void> {
+    if (scenario.scenario === 'slow') await scheduler.sleep(scenario.delay_ms ?? DEFAULT_SLOW_DELAY_MS);
+  }
+
   app.get('/health', async () => ({ status: 'ok', service: 'sandbox-aggregator' }));
+
+  // ---- payouts ----
+
+  app.post('/v1/payouts', async (request, reply) => {
+    const key = idempotencyKeyOf(request);
+    const body = parse(payoutRequestSchema, request.body, 'body');
+    return idempotent('payout', key, request.body, reply, async () => {
+      const existing = store.payouts.findByReference(body.reference);
+      if (existing) {
+        throw new SandboxHttpError(409, 'duplicate_reference', `a payout with reference ${body.reference} already exists`, {
+          error: { existing_id: existing.id },
+          body: { payout: snapshot(existing) },
+        });
+      }
+      // An IBAN cannot carry a magic value, so metadata.sandbox_scenario works for payouts too.
+      const scenario =
+        store.scenarios.get(body.reference) ??
+        scenarioOrThrow(scenarioFromDestination(body.destination)) ??
+        scenarioOrThrow(scenarioFromMetadata(body.metadata)) ??
+        DEFAULT_SCENARIO;
+      failTransiently('payout', key, scenario);
+      if (scenario.scenario === 'reject') {
+        return { statusCode: 422, body: errorBody('invalid_destination', 'the destination was refused by the provider'), remember: true };
+      }
+      if (body.destination.method === 'bank_transfer' && !isValidIban(body.destination.iban)) {
+        return { statusCode: 422, body: errorBody('invalid_destination', 'the IBAN is not valid'), remember: true };
+      }
+      const payout = engine.createPayout(body, scenario);
+      const response = { statusCode: 201, body: snapshot(payout), remember: true };
+      await holdIfSlow(scenario);
+      return response;
+    });
+  });
+
+  app.get('/v1/payouts/:id', async (request) => {
+    const { id } = parse(idParamsSchema, request.params, 'path');
+    const payout = store.payouts.get(id);
+    if (!payout) throw new SandboxHttpError(404, 'not_found', `no payout ${id}`);
+    return payout;
+  });
+
+  app.get('/v1/payouts', async (request) => {
+    const { reference } = parse(referenceQuerySchema, request.query, 'query');
+    const payout = store.payouts.findByReference(reference);
+    if (!payout) throw new SandboxHttpError(404, 'not_found', `no payout with reference ${reference}`);
+    return payout;
+  });
+
+  // ---- deposits ----
+
+  app.post('/v1/deposits', async (request, reply) => {
+    const key = idempotencyKeyOf(request);
+    const body = parse(depositRequestSchema, request.body, 'body');
+    return idempotent('deposit', key, request.body, reply, async () => {
+      const existing = store.deposits.findByReference(body.reference);
+      if (existing) {
+        throw new SandboxHttpError(409, 'duplicate_reference', `a deposit with reference ${body.reference} already exists`, {
+          error: { existing_id: existing.id },
+          body: { deposit: snapshot(existing) },
+        });
+      }
+      const scenario = store.scenarios.get(body.reference) ?? scenarioOrThrow(scenarioFromMetadata(body.metadata)) ?? DEFAULT_SCENARIO;
+      if (!supportsDeposits(scenario)) throw new SandboxHttpError(400, 'invalid_scenario', `${scenario.scenario} is for payouts only`);
+      failTransiently('deposit', key, scenario);
+      if (scenario.scenario === 'reject') {
+        return { statusCode: 422, body: errorBody('payment_refused', 'the deposit was refused by the provider'), remember: true };
+      }
+      const deposit = engine.createDeposit(body, scenario, `${request.protocol}://${request.host}`);
+      const response = { statusCode: 201, body: snapshot(deposit), remember: true };
+      await holdIfSlow(scenario);
+      return response;
+    });
+  });
+
+  app.get('/v1/deposits/:id', async (request) => {
+    const { id } = parse(idParamsSchema, request.params, 'path');
+    const deposit = store.deposits.get(id);
+    if (!deposit) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
+    return deposit;
+  });
+
+  app.get('/v1/deposits', async (request) => {
+    const { reference } = parse(referenceQuerySchema, request.query, 'query');
+    const deposit = store.deposits.findByReference(reference);
+    if (!deposit) throw new SandboxHttpError(404, 'not_found', `no deposit with reference ${reference}`);
+    return deposit;
+  });
+
+  // ---- reconciliation ----
+
+  app.get('/v1/reports/settlements', async (request) => {
+    const query = parse(settlementReportQuerySchema, request.query, 'query');
+    const until = query.until ? new Date(query.until) : now();
+    return { since: new Date(query.since).toISOString(), until: until.toISOString(), items: engine.settlementReport(new Date(query.since), until) };
+  });
+
+  // ---- control endpoints for tests and demos ----
+
+  app.put('/sandbox/scenarios/:reference', async (request) => {
+    const { reference } = parse(referenceParamsSchema, request.params, 'path');
+    const scenario = parse(scenarioSchema, request.body, 'body');
+    store.scenarios.set(reference, scenario);
+    const { applied, refused } = engine.rescript(reference, scenario);
+    logger.info({ reference, scenario: scenario.scenario, applied_to: applied }, 'sandbox scenario registered');
+    return { reference, scenario, applied_to: applied, ...(refused.length > 0 ? { not_applied: refused } : {}) };
+  });
+
+  app.get('/sandbox/scenarios/:reference', async (request) => {
+    const { reference } = parse(referenceParamsSchema, request.params, 'path');
+    const scenario = store.scenarios.get(reference);
+    if (!scenario) throw new SandboxHttpError(404, 'not_found', `no scenario registered for ${reference}`);
+    return { reference, scenario };
+  });
+
+  app.delete('/sandbox/scenarios/:reference', async (request, reply) => {
+    const { reference } = parse(referenceParamsSchema, request.params, 'path');
+    store.scenarios.delete(reference);
+    return reply.code(204).send();
+  });
+
+  app.post('/sandbox/payouts/:id/resolve', async (request) => {
+    const { id } = parse(idParamsSchema, request.params, 'path');
+    const command = parse(resolvePayoutSchema, request.body, 'body');
+    const payout = store.payouts.get(id);
+    if (!payout) throw new SandboxHttpError(404, 'not_found', `no payout ${id}`);
+    const result = engine.resolvePayout(payout, command);
+    if (!result.ok) throw new SandboxHttpError(409, 'invalid_transition', result.message, { body: { payout: result.object } });
+    return result.object;
+  });
+
+  app.post('/sandbox/deposits/:id/resolve', async (request) => {
+    const { id } = parse(idParamsSchema, request.params, 'path');
+    const command = parse(resolveDepositSchema, request.body, 'body');
+    const deposit = store.deposits.get(id);
+    if (!deposit) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
+    const result = engine.resolveDeposit(deposit, command);
+    if (!result.ok) throw new SandboxHttpError(409, 'invalid_transition', result.message, { body: { deposit: result.object } });
+    return result.object;
+  });
+
+  app.get('/sandbox/events', async (request) => {
+    const { reference } = parse(eventsQuerySchema, request.query, 'query');
+    return { items: webhooks.list(reference) };
+  });
+
   return app;
 }
