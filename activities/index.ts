@@ -1,14 +1,25 @@
 import type { Pool } from '../lib/db';
+import { createLedger } from './ledger';
+import { createPayoutLedgerActivities } from './payout-ledger';
+import { createPayoutActivities, type PayoutLimits } from './payouts';
+import { createProviderActivities } from './provider';
 import { createSelfCheckActivities } from './self-check';
 
 export interface ActivityDeps {
   pool: Pool;
+  /** Base URL of the payment aggregator (the sandbox in development). */
+  providerUrl: string;
+  payoutLimits: PayoutLimits;
 }
 
 /** Every activity the payout worker registers, bound to its dependencies. */
 export function createActivities(deps: ActivityDeps) {
+  const ledger = createLedger(deps.pool);
   return {
     ...createSelfCheckActivities(deps.pool),
+    ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.payoutLimits }),
+    ...createPayoutLedgerActivities(ledger),
+    ...createProviderActivities({ providerUrl: deps.providerUrl }),
   };
 }
 

@@ -51,6 +51,19 @@ export const settings = {
   SANDBOX_WEBHOOK_SECRET: setting(z.string().min(16), DEV_SANDBOX_WEBHOOK_SECRET, 'HMAC secret of the sandbox aggregator\'s signed webhooks. Must be changed in production.'),
   SANDBOX_WEBHOOK_URL: setting(url, 'http://127.0.0.1:3000/v1/webhooks/sandbox', 'Where the sandbox aggregator sends its webhooks.'),
 
+  SANDBOX_CALLBACK_DELAY_MS: setting(z.coerce.number().int().min(0), '1000', 'How long the sandbox aggregator waits before resolving a payout or deposit and calling back.'),
+  WEBHOOK_TOLERANCE_SECONDS: setting(z.coerce.number().int().min(1).max(3600), '300', 'Largest accepted age (or clock skew) of a webhook signature timestamp.'),
+
+  PAYOUT_SYNC_DEADLINE_MS: setting(durationMs, '3000', 'How long POST /v1/payouts waits for the authorization decision before answering 202.'),
+  PAYOUT_SUBMIT_DELAY_MS: setting(z.coerce.number().int().min(0), '0', 'Reversal window after the hold, before submission, in which a payout can be cancelled.'),
+  PAYOUT_POLL_INITIAL_MS: setting(durationMs, '30000', 'First provider status poll when no callback came; doubles each time.'),
+  PAYOUT_POLL_MAX_MS: setting(durationMs, '600000', 'Longest interval between provider status polls.'),
+  PAYOUT_STUCK_AFTER_MS: setting(durationMs, '3600000', 'A payout waiting on its provider longer than this is marked stuck (PayoutStuck) for staff.'),
+  PAYOUT_RETURN_WINDOW_MS: setting(durationMs, '604800000', 'How long a settled payout saga stays open to refund a provider return.'),
+  PAYOUT_MAX_AMOUNT: setting(z.coerce.number().positive(), '10000', 'Largest single payout, in major units of its currency.'),
+  PAYOUT_DAILY_MAX_AMOUNT: setting(z.coerce.number().positive(), '50000', 'Largest total of one account\'s payouts in 24 hours, in major units.'),
+  PAYOUT_HOURLY_MAX_COUNT: setting(z.coerce.number().int().positive(), '20', 'Most payouts one account may request in an hour (velocity limit).'),
+
   HEALTH_TIMEOUT_MS: setting(durationMs, '2000', 'Per-dependency timeout of GET /health checks.'),
 } as const;
 

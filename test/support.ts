@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { createPayoutWorker } from '../apps/worker/create-worker';
+import { activitySettings, createPayoutWorker } from '../apps/worker/create-worker';
 import { loadConfig, type Config } from '../lib/config';
 import { createPool, type Pool } from '../lib/db';
 import { createLogger } from '../lib/logger';
@@ -37,7 +37,7 @@ export async function temporalClient(): Promise<{ client: Client; close: () => P
 }
 
 /** A real worker on its own task queue (so test files never steal each other's tasks). */
-export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq')) {
+export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), config: Config = testConfig()) {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
   const worker: Worker = await createPayoutWorker({
     connection,
@@ -45,6 +45,7 @@ export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq')) {
     namespace: inject('temporalNamespace'),
     taskQueue,
     workflowBundle: { codePath: inject('workflowBundlePath') },
+    ...activitySettings(config),
   });
   const running = worker.run();
   return {

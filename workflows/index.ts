@@ -1,2 +1,3 @@
 // Entry point of the workflow bundle: every workflow the worker runs is exported here.
 export { selfCheckWorkflow } from './self-check';
+export { payoutWorkflow } from './payout/payout.workflow';

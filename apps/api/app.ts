@@ -10,9 +10,13 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../../lib/config';
 import type { Pool } from '../../lib/db';
 import type { Logger } from '../../lib/logger';
-import { createLedger } from '../../activities/ledger';
+import { createLedger, type Ledger } from '../../activities/ledger';
 import { AccountsController, accountRoutes } from './accounts/accounts.controller';
 import { AuthGuard } from './auth/auth';
+import { WebhooksController, webhookRoutes } from './webhooks/webhooks.controller';
+import { PayoutsController } from './payouts/payouts.controller';
+import { payoutRoutes } from './payouts/payouts.docs';
+import { PayoutsService } from './payouts/payouts.service';
 import { MeController, meRoutes } from './auth/me.controller';
 import { ProblemError } from './common/problem';
 import { ProblemFilter } from './common/problem.filter';
@@ -21,7 +25,7 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, LEDGER, METRICS, PG_POOL, TEMPORAL_CLIENT } from './tokens';
+import { CONFIG, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, TEMPORAL_CLIENT } from './tokens';
 
 export interface ApiDeps {
   config: Config;
@@ -38,20 +42,25 @@ declare module 'fastify' {
 }
 
 const API_VERSION = '1.0.0';
-const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes];
+const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...webhookRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, WebhooksController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
         { provide: TEMPORAL_CLIENT, useValue: deps.temporal },
         { provide: METRICS, useValue: metrics },
         { provide: LEDGER, useValue: createLedger(deps.pool) },
+        {
+          provide: PAYOUTS_SERVICE,
+          useFactory: (ledger: Ledger) => new PayoutsService(deps.config, deps.temporal, ledger, deps.pool, deps.logger),
+          inject: [LEDGER],
+        },
         { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET), inject: [Reflector] },
       ],
     };

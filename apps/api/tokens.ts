@@ -4,3 +4,4 @@ export const PG_POOL = Symbol('PG_POOL');
 export const TEMPORAL_CLIENT = Symbol('TEMPORAL_CLIENT');
 export const METRICS = Symbol('METRICS');
 export const LEDGER = Symbol('LEDGER');
+export const PAYOUTS_SERVICE = Symbol('PAYOUTS_SERVICE');

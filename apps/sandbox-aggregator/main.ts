@@ -5,7 +5,7 @@ import { createSandboxAggregator } from './server';
 
 const config = loadConfigOrExit();
 const logger = createLogger('sandbox-aggregator', config.LOG_LEVEL);
-const app = await createSandboxAggregator({ logger, webhookSecret: config.SANDBOX_WEBHOOK_SECRET, webhookUrl: config.SANDBOX_WEBHOOK_URL });
+const app = await createSandboxAggregator({ logger, webhookSecret: config.SANDBOX_WEBHOOK_SECRET, webhookUrl: config.SANDBOX_WEBHOOK_URL, callbackDelayMs: config.SANDBOX_CALLBACK_DELAY_MS });
 await app.listen({ port: config.SANDBOX_PORT, host: config.SANDBOX_HOST });
 logger.info({ url: `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}` }, 'sandbox aggregator ready');
 

@@ -82,15 +82,4 @@ export function snapshot<T>(value: T): T {
   return structuredClone(value);
 }
 
-/** ISO 13616 shape and mod-97 checksum; a real aggregator refuses a mistyped IBAN before trying to pay it. */
-export function isValidIban(input: string): boolean {
-  const iban = input.replace(/\s+/g, '').toUpperCase();
-  if (!/^[A-Z]{2}\d{2}[A-Z0-9]{11,30}$/.test(iban)) return false;
-  const rearranged = iban.slice(4) + iban.slice(0, 4);
-  let remainder = 0;
-  for (const char of rearranged) {
-    const digits = /[A-Z]/.test(char) ? String(char.charCodeAt(0) - 55) : char;
-    for (const digit of digits) remainder = (remainder * 10 + Number(digit)) % 97;
-  }
-  return remainder === 1;
-}
+export { isValidIban } from '../../lib/iban';

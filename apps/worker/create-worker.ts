@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../../activities';
+import type { Config } from '../../lib/config';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 
@@ -20,6 +21,14 @@ export function createPayoutWorker(opts: PayoutWorkerOptions): Promise<Worker> {
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
-    activities: createActivities({ pool: opts.pool }),
+    activities: createActivities(opts),
   });
+}
+
+/** The activities' settings, from the platform configuration. */
+export function activitySettings(config: Config): Omit<ActivityDeps, 'pool'> {
+  return {
+    providerUrl: config.SANDBOX_URL,
+    payoutLimits: { maxAmountMajor: config.PAYOUT_MAX_AMOUNT, dailyMaxAmountMajor: config.PAYOUT_DAILY_MAX_AMOUNT, hourlyMaxCount: config.PAYOUT_HOURLY_MAX_COUNT },
+  };
 }

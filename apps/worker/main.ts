@@ -4,7 +4,7 @@ import { createPool } from '../../lib/db';
 import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
-import { createPayoutWorker } from './create-worker';
+import { activitySettings, createPayoutWorker } from './create-worker';
 
 const config = loadConfigOrExit();
 const logger = createLogger('worker', config.LOG_LEVEL);
@@ -12,7 +12,7 @@ installTemporalRuntime(logger);
 
 const pool = createPool(databaseUrl(config), config.PG_POOL_MAX);
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-const worker = await createPayoutWorker({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE });
+const worker = await createPayoutWorker({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, ...activitySettings(config) });
 
 logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, temporal: config.TEMPORAL_ADDRESS }, 'worker ready');
 const running = worker.run();

@@ -1,0 +1,92 @@
+import type { Ledger } from './ledger';
+import type { Pool } from '../lib/db';
+import { inTransaction } from '../lib/db';
+import { currencyExponent } from './ledger';
+
+/** Per-payout, daily and velocity limits, in major units of the payout's currency (scaled by its exponent). */
+export interface PayoutLimits {
+  maxAmountMajor: number;
+  dailyMaxAmountMajor: number;
+  hourlyMaxCount: number;
+}
+
+export interface AuthorizePayoutInput {
+  payoutId: string;
+  accountId: string;
+  amountMinor: number;
+  currency: string;
+  destinationMethod: string;
+  destinationLast4: string;
+  provider: string;
+  requestedAt: string;
+}
+
+export type AuthorizationResult = { approved: true } | { approved: false; code: string; detail: string };
+
+/** Statuses whose money is (or was) on its way out: they count against the daily and hourly limits. */
+const COUNTED_STATUSES = ['AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED'];
+
+export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limits: PayoutLimits }) {
+  const { pool, ledger, limits } = deps;
+
+  return {
+    /**
+     * Authorization: the account exists and is a player's, the currency matches, and the amount is within
+     * the per-payout, daily and hourly limits. Limit check and the payout's row are written under a
+     * per-account advisory lock, so concurrent payouts of one account cannot pass the limits together.
+     * Idempotent by payout id: a retry returns the decision already recorded.
+     */
+    async authorizePayout(input: AuthorizePayoutInput): Promise<AuthorizationResult> {
+      const account = await ledger.getAccount(input.accountId);
+      const exponent = currencyExponent(input.currency);
+      let refusal: { code: string; detail: string } | undefined;
+      if (!account || account.kind !== 'player') refusal = { code: 'ACCOUNT_NOT_FOUND', detail: `No player account ${input.accountId}` };
+      else if (account.currency !== input.currency) refusal = { code: 'CURRENCY_MISMATCH', detail: `Account ${input.accountId} holds ${account.currency}, not ${input.currency}` };
+      else if (exponent === undefined) refusal = { code: 'UNKNOWN_CURRENCY', detail: input.currency };
+      else if (input.amountMinor > limits.maxAmountMajor * 10 ** exponent) {
+        refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${limits.maxAmountMajor} ${input.currency}` };
+      }
+
+      return inTransaction(pool, async (db) => {
+        await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`payout-limits:${input.accountId}`]);
+        const existing = await db.query<{ status: string; decline_code: string | null }>('SELECT status, decline_code FROM payouts WHERE payout_id = $1', [input.payoutId]);
+        if (existing.rows[0]) {
+          const row = existing.rows[0];
+          return row.status === 'DECLINED' ? { approved: false, code: row.decline_code ?? 'DECLINED', detail: 'declined at authorization' } : { approved: true };
+        }
+        if (!refusal) {
+          const { rows } = await db.query<{ day_total: number; hour_count: number }>(
+            `SELECT coalesce(sum(amount_minor), 0)::bigint AS day_total,
+                    count(*) FILTER (WHERE requested_at > $3::timestamptz - interval '1 hour')::int AS hour_count
+               FROM payouts
+              WHERE account_id = $1 AND status = ANY($2) AND requested_at > $3::timestamptz - interval '1 day'`,
+            [input.accountId, COUNTED_STATUSES, input.requestedAt],
+          );
+          const { day_total, hour_count } = rows[0]!;
+          const scale = 10 ** (exponent ?? 0);
+          if (day_total + input.amountMinor > limits.dailyMaxAmountMajor * scale) {
+            refusal = { code: 'LIMIT_EXCEEDED', detail: `Payouts may total at most ${limits.dailyMaxAmountMajor} ${input.currency} a day` };
+          } else if (hour_count >= limits.hourlyMaxCount) {
+            refusal = { code: 'VELOCITY_LIMIT_EXCEEDED', detail: `At most ${limits.hourlyMaxCount} payouts an hour` };
+          }
+        }
+        await db.query(
+          `INSERT INTO payouts (payout_id, account_id, amount_minor, currency, destination_method, destination_last4, provider, status, decline_code, version, requested_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)`,
+          [input.payoutId, input.accountId, input.amountMinor, input.currency, input.destinationMethod, input.destinationLast4, input.provider, refusal ? 'DECLINED' : 'AUTHORIZED', refusal?.code ?? null, input.requestedAt],
+        );
+        return refusal ? { approved: false, ...refusal } : { approved: true };
+      });
+    },
+
+    /** Mirrors the saga's state into the read model; a late (lower version) write changes nothing. */
+    async recordPayoutState(input: { payoutId: string; version: number; status: string; providerPayoutId?: string; failureCode?: string; declineCode?: string; stuck: boolean }): Promise<void> {
+      await pool.query(
+        `UPDATE payouts SET status = $3, version = $2, provider_payout_id = coalesce($4, provider_payout_id), failure_code = coalesce($5, failure_code),
+                decline_code = coalesce($6, decline_code), stuck = $7, updated_at = now()
+          WHERE payout_id = $1 AND version < $2`,
+        [input.payoutId, input.version, input.status, input.providerPayoutId ?? null, input.failureCode ?? null, input.declineCode ?? null, input.stuck],
+      );
+    },
+  };
+}

@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto';
+import type { Pool } from '../../../lib/db';
+import { ProblemError } from './problem';
+
+/** 1-255 printable ASCII characters (after the IETF Idempotency-Key draft and Stripe). */
+const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
+
+export function readIdempotencyKey(header: string | string[] | undefined): string {
+  if (header === undefined || header === '') throw new ProblemError('IDEMPOTENCY_KEY_MISSING', 'Send an Idempotency-Key header; retries must repeat it');
+  if (Array.isArray(header) || !KEY_PATTERN.test(header)) throw new ProblemError('IDEMPOTENCY_KEY_INVALID');
+  return header;
+}
+
+/** JSON with object keys sorted, so two equal requests have one fingerprint whatever their key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function requestFingerprint(operation: string, request: unknown): string {
+  return createHash('sha256').update(`${operation}\n${canonicalJson(request)}`).digest('hex');
+}
+
+/** A resource id derived from the account-scoped key: stable for the key, unguessable without it. */
+export function resourceIdFor(prefix: 'po' | 'dp', accountId: string, key: string): string {
+  return `${prefix}_${createHash('sha256').update(`${accountId}\n${key}`).digest('hex').slice(0, 32)}`;
+}
+
+/** An HTTP answer as sent: status and the exact JSON text of the body. */
+export interface StoredAnswer {
+  status: number;
+  body: string;
+}
+
+export type IdempotencyLookup =
+  | { state: 'absent' }
+  | { state: 'mismatch' }
+  | { state: 'in_progress'; resourceId: string }
+  | { state: 'completed'; resourceId: string; answer: StoredAnswer };
+
+interface RecordRow {
+  operation: string;
+  fingerprint: string;
+  resource_id: string;
+  response_status: number | null;
+  response_body: string | null;
+}
+
+/**
+ * The first answer to each (account, key), kept forever in PostgreSQL. A request claims its key before
+ * it starts anything; the first answer stored wins, and every duplicate (sequential or concurrent) gets it.
+ */
+export class IdempotencyStore {
+  constructor(private readonly pool: Pool) {}
+
+  async lookup(accountId: string, key: string, operation: string, fingerprint: string): Promise<IdempotencyLookup> {
+    const { rows } = await this.pool.query<RecordRow>(
+      'SELECT operation, fingerprint, resource_id, response_status, response_body FROM idempotency_records WHERE account_id = $1 AND idempotency_key = $2',
+      [accountId, key],
+    );
+    return toLookup(rows[0], operation, fingerprint);
+  }
+
+  /** Claims the key for this request; if someone else holds it, says how it stands. */
+  async claim(accountId: string, key: string, operation: string, fingerprint: string, resourceId: string): Promise<IdempotencyLookup> {
+    const inserted = await this.pool.query(
+      `INSERT INTO idempotency_records (account_id, idempotency_key, operation, fingerprint, resource_id)
+       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, idempotency_key) DO NOTHING`,
+      [accountId, key, operation, fingerprint, resourceId],
+    );
+    if (inserted.rowCount === 1) return { state: 'absent' };
+    return this.lookup(accountId, key, operation, fingerprint);
+  }
+
+  /** Stores the answer unless one is stored already; returns the stored one and whether it was ours. */
+  async complete(accountId: string, key: string, answer: StoredAnswer): Promise<{ answer: StoredAnswer; first: boolean }> {
+    const updated = await this.pool.query(
+      `UPDATE idempotency_records SET response_status = $3, response_body = $4, completed_at = now()
+        WHERE account_id = $1 AND idempotency_key = $2 AND response_status IS NULL`,
+      [accountId, key, answer.status, answer.body],
+    );
+    if (updated.rowCount === 1) return { answer, first: true };
+    const { rows } = await this.pool.query<RecordRow>('SELECT response_status, response_body FROM idempotency_records WHERE account_id = $1 AND idempotency_key = $2', [accountId, key]);
+    const row = rows[0]!;
+    return { answer: { status: row.response_status!, body: row.response_body! }, first: false };
+  }
+}
+
+function toLookup(row: RecordRow | undefined, operation: string, fingerprint: string): IdempotencyLookup {
+  if (!row) return { state: 'absent' };
+  if (row.operation !== operation || row.fingerprint !== fingerprint) return { state: 'mismatch' };
+  if (row.response_status === null) return { state: 'in_progress', resourceId: row.resource_id };
+  return { state: 'completed', resourceId: row.resource_id, answer: { status: row.response_status, body: row.response_body! } };
+}

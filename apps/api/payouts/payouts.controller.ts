@@ -1,0 +1,48 @@
+import { Body, Controller, Get, Headers, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { assertMayActOnAccount } from '../auth/auth';
+import { readIdempotencyKey } from '../common/idempotency';
+import { parseOrProblem, PROBLEM_CONTENT_TYPE, ProblemError } from '../common/problem';
+import { PAYOUTS_SERVICE } from '../tokens';
+import { cancelPayoutBody, createPayoutBody } from './payouts.schemas';
+import { toPayoutBody, type PayoutsService } from './payouts.service';
+import { z } from 'zod';
+
+const payoutIdSchema = z.string().regex(/^po_[0-9a-f]{32}$/, 'a payout id (po_ and 32 hex digits)');
+
+@Controller('v1/payouts')
+export class PayoutsController {
+  constructor(@Inject(PAYOUTS_SERVICE) private readonly payouts: PayoutsService) {}
+
+  /** 201 held, 422 declined (e.g. INSUFFICIENT_FUNDS), or 202 while the decision is pending; repeats replay the first answer. */
+  @Post()
+  async create(@Body() body: unknown, @Headers('idempotency-key') keyHeader: string | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    const key = readIdempotencyKey(keyHeader);
+    const input = parseOrProblem(createPayoutBody, body);
+    assertMayActOnAccount(request.principal, input.account_id);
+    request.log = request.log.child({ idempotencyKey: key, workflowId: undefined });
+    const { answer, replayed, payoutId } = await this.payouts.create(input, key, String(request.id));
+    void reply
+      .status(answer.status)
+      .header('content-type', answer.status >= 400 ? PROBLEM_CONTENT_TYPE : 'application/json; charset=utf-8')
+      .header('location', `/v1/payouts/${payoutId}`);
+    if (replayed) void reply.header('idempotent-replayed', 'true');
+    void reply.send(answer.body);
+  }
+
+  @Get(':payoutId')
+  async get(@Param('payoutId') payoutId: string, @Req() request: FastifyRequest) {
+    const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
+    if (!request.principal) throw new ProblemError('UNAUTHENTICATED');
+    return toPayoutBody(await this.payouts.get(id, request.principal));
+  }
+
+  /** Cancels before submission to the provider (the hold is voided); 409 PAYOUT_NOT_CANCELLABLE after. */
+  @Post(':payoutId/cancel')
+  async cancel(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest) {
+    const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
+    const { reason } = parseOrProblem(cancelPayoutBody, body ?? {});
+    if (!request.principal) throw new ProblemError('UNAUTHENTICATED');
+    return toPayoutBody(await this.payouts.cancel(id, request.principal, reason));
+  }
+}

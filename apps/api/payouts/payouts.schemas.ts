@@ -1,0 +1,53 @@
+import { z } from 'zod';
+import { isValidIban, normalizeIban } from '../../../lib/iban';
+import { accountIdSchema } from '../accounts/accounts.schemas';
+import { moneySchema } from '../common/money';
+import { PAYOUT_STATUSES } from '../../../workflows/payout/definitions';
+
+export const destinationSchema = z.discriminatedUnion('method', [
+  z.strictObject({
+    method: z.literal('bank_transfer'),
+    iban: z
+      .string()
+      .max(42)
+      .transform(normalizeIban)
+      .refine(isValidIban, { message: 'not a valid IBAN (ISO 13616 shape and mod-97 checksum)', params: { problem: 'INVALID_DESTINATION' } }),
+  }),
+  z.strictObject({ method: z.literal('card'), token: z.string().regex(/^[A-Za-z0-9_:.-]{4,128}$/, 'a provider card token') }),
+  z.strictObject({ method: z.literal('ewallet'), wallet_id: z.string().regex(/^[A-Za-z0-9_:.@-]{4,128}$/, 'an e-wallet id') }),
+]);
+
+export const createPayoutBody = z.strictObject({
+  account_id: accountIdSchema,
+  amount: moneySchema,
+  destination: destinationSchema,
+});
+export type CreatePayoutRequest = z.infer<typeof createPayoutBody>;
+
+export const cancelPayoutBody = z.strictObject({ reason: z.string().min(1).max(500).optional() });
+
+const moneyBody = z.object({ minor_units: z.number().int(), currency: z.string() });
+export const payoutBody = z.object({
+  payout_id: z.string(),
+  account_id: z.string(),
+  amount: moneyBody,
+  destination: z.object({ method: z.string(), last4: z.string() }),
+  provider: z.string(),
+  status: z.enum(PAYOUT_STATUSES),
+  cancellable: z.boolean(),
+  stuck: z.boolean(),
+  provider_payout_id: z.string().optional(),
+  failure_code: z.string().optional(),
+  return_reason: z.string().optional(),
+  decline_code: z.string().optional(),
+  requested_at: z.string(),
+  timeline: z.array(z.object({ at: z.string(), status: z.enum(PAYOUT_STATUSES), note: z.string().optional() })),
+});
+
+export const payoutAcceptedBody = z.object({
+  payout_id: z.string(),
+  account_id: z.string(),
+  amount: moneyBody,
+  destination: z.object({ method: z.string(), last4: z.string() }),
+  status: z.enum(PAYOUT_STATUSES),
+});

@@ -1,0 +1,122 @@
+import { Controller, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { verifyWebhookSignature } from '../../sandbox-aggregator/signature';
+import type { Config } from '../../../lib/config';
+import type { Pool } from '../../../lib/db';
+import { providerEventSignal, type ProviderPayoutEvent } from '../../../workflows/payout/definitions';
+import { Public } from '../auth/auth';
+import { ProblemError } from '../common/problem';
+import type { RouteDoc } from '../docs/openapi';
+import { CONFIG, PG_POOL, TEMPORAL_CLIENT } from '../tokens';
+
+const eventSchema = z.object({
+  id: z.string().min(1).max(255),
+  type: z.string().min(1).max(100),
+  created_at: z.string(),
+  data: z.object({
+    object: z.looseObject({
+      id: z.string(),
+      reference: z.string().min(1).max(255),
+      status: z.string(),
+      failure_code: z.string().optional(),
+      return_reason: z.string().optional(),
+    }),
+  }),
+});
+type ProviderEvent = z.infer<typeof eventSchema>;
+
+const PAYOUT_EVENT_STATUS: Record<string, ProviderPayoutEvent['providerStatus']> = {
+  'payout.settled': 'settled',
+  'payout.failed': 'failed',
+  'payout.returned': 'returned',
+};
+
+const ackBody = z.object({ received: z.literal(true), duplicate: z.boolean(), delivered: z.enum(['signalled', 'already_signalled', 'saga_closed', 'unknown_reference', 'ignored_type']) });
+type Ack = z.infer<typeof ackBody>;
+
+/**
+ * Provider callbacks: verified (HMAC over the raw body, timestamp tolerance), stored once per provider
+ * event id before they are acknowledged, then delivered to the saga as a signal. A delivery that cannot
+ * be signalled answers 503 so the provider retries; a duplicate is acknowledged and not signalled again.
+ */
+@Controller('v1/webhooks')
+export class WebhooksController {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(PG_POOL) private readonly pool: Pool,
+    @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
+  ) {}
+
+  @Public()
+  @Post(':provider')
+  @HttpCode(200)
+  async receive(@Param('provider') provider: string, @Req() request: FastifyRequest): Promise<Ack> {
+    if (provider !== 'sandbox') throw new ProblemError('NOT_FOUND', `Unknown provider ${provider}`);
+    const raw = request.rawBody ?? Buffer.alloc(0);
+    const verdict = verifyWebhookSignature(this.config.SANDBOX_WEBHOOK_SECRET, request.headers['x-signature'], raw, { toleranceSeconds: this.config.WEBHOOK_TOLERANCE_SECONDS });
+    if (!verdict.ok) {
+      request.log.warn({ provider, reason: verdict.reason }, 'webhook signature refused');
+      throw new ProblemError('WEBHOOK_SIGNATURE_INVALID', verdict.reason);
+    }
+    const event: ProviderEvent = eventSchema.parse(JSON.parse(raw.toString('utf8')));
+    const reference = event.data.object.reference;
+    const log = request.log.child({ provider, eventId: event.id, eventType: event.type, workflowId: reference });
+
+    const inserted = await this.pool.query(
+      `INSERT INTO webhook_events (provider, event_id, event_type, reference, payload) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (provider, event_id) DO NOTHING`,
+      [provider, event.id, event.type, reference, JSON.stringify(event)],
+    );
+    const duplicate = inserted.rowCount === 0;
+    const status = PAYOUT_EVENT_STATUS[event.type];
+    if (!status) return { received: true, duplicate, delivered: 'ignored_type' };
+
+    // Only one delivery signals: the claim is taken atomically, and given back if the signal fails.
+    const claimed = await this.pool.query('UPDATE webhook_events SET signalled_at = now() WHERE provider = $1 AND event_id = $2 AND signalled_at IS NULL', [provider, event.id]);
+    if (claimed.rowCount === 0) {
+      log.info('duplicate webhook acknowledged');
+      return { received: true, duplicate, delivered: 'already_signalled' };
+    }
+    try {
+      await this.temporal.workflow.getHandle(reference).signal(providerEventSignal, {
+        eventId: event.id,
+        source: 'webhook',
+        providerStatus: status,
+        providerPayoutId: event.data.object.id,
+        failureCode: event.data.object.failure_code,
+        returnReason: event.data.object.return_reason,
+        occurredAt: event.created_at,
+      });
+      log.info('webhook signalled to saga');
+      return { received: true, duplicate, delivered: 'signalled' };
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        // No running saga: it has closed (nothing left to do) or never existed; retrying cannot help.
+        const known = await this.pool.query('SELECT 1 FROM payouts WHERE payout_id = $1', [reference]);
+        log.warn({ known: known.rowCount === 1 }, 'webhook for a saga that is not running');
+        return { received: true, duplicate, delivered: known.rowCount === 1 ? 'saga_closed' : 'unknown_reference' };
+      }
+      await this.pool.query('UPDATE webhook_events SET signalled_at = NULL WHERE provider = $1 AND event_id = $2', [provider, event.id]);
+      log.error({ err }, 'webhook stored but not signalled; provider will retry');
+      throw new ProblemError('SERVICE_UNAVAILABLE', 'The event is stored but could not be delivered yet; retry');
+    }
+  }
+}
+
+export const webhookRoutes: RouteDoc[] = [
+  {
+    method: 'post',
+    path: '/v1/webhooks/:provider',
+    summary: 'Signed provider callback (X-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, t + "." + raw body)>)',
+    tag: 'webhooks',
+    auth: 'public',
+    responses: {
+      200: { description: 'Verified and stored (and signalled to the saga once)', schema: ackBody },
+      401: { description: 'WEBHOOK_SIGNATURE_INVALID: nothing stored' },
+      404: { description: 'Unknown provider' },
+      503: { description: 'Stored but not yet delivered to the saga: retry' },
+    },
+  },
+];

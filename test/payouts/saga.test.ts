@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uniqueId } from '../support';
+import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+
+describe('payout saga end to end (API → Temporal → worker → ledger → sandbox aggregator → webhook)', () => {
+  let stack: SagaStack;
+  beforeAll(async () => {
+    stack = await startSagaStack();
+  });
+  afterAll(async () => {
+    await stack?.assertLedgerClean();
+    await stack?.close();
+  });
+
+  const balance = async (accountId: string) => (await stack.ledger.getBalance(accountId))!;
+
+  it('happy path: 201 HELD, then SETTLED with one posted hold', async () => {
+    const accountId = await stack.fundedAccount(10_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 2_500), uniqueId('key'));
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({ account_id: accountId, status: 'HELD', amount: { minor_units: 2_500, currency: 'EUR' }, destination: { method: 'ewallet', last4: '0001' } });
+    expect(res.headers.get('location')).toBe(`/v1/payouts/${res.json.payout_id}`);
+    expect(await balance(accountId)).toMatchObject({ available: 7_500, held: 2_500, posted: 10_000 });
+
+    const settled = await stack.waitForStatus(res.json.payout_id, ['SETTLED']);
+    expect(settled.timeline.map((t: { status: string }) => t.status)).toEqual(['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED']);
+    expect(settled.provider_payout_id).toMatch(/^po_/);
+    expect(await stack.transfersOf(res.json.payout_id)).toEqual([
+      { kind: 'hold', amount: 2_500 },
+      { kind: 'post', amount: 2_500 },
+    ]);
+    expect(await balance(accountId)).toMatchObject({ available: 7_500, held: 0, posted: 7_500 });
+  });
+
+  it('provider failure: FAILED, hold voided, balance restored', async () => {
+    const accountId = await stack.fundedAccount(5_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 5_000, 'sandbox:fail'), uniqueId('key'));
+    expect(res.status).toBe(201);
+    const failed = await stack.waitForStatus(res.json.payout_id, ['FAILED']);
+    expect(failed.failure_code).toBe('account_closed');
+    expect(await stack.transfersOf(res.json.payout_id)).toEqual([
+      { kind: 'hold', amount: 5_000 },
+      { kind: 'void', amount: 5_000 },
+    ]);
+    expect(await balance(accountId)).toMatchObject({ available: 5_000, held: 0, posted: 5_000 });
+  });
+
+  it('provider refusal at submission: FAILED with its code, hold voided', async () => {
+    const accountId = await stack.fundedAccount(1_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 400, 'sandbox:reject'), uniqueId('key'));
+    const failed = await stack.waitForStatus(res.json.payout_id, ['FAILED']);
+    expect(failed.failure_code).toBe('invalid_destination');
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'void']);
+    expect(await balance(accountId)).toMatchObject({ available: 1_000, held: 0 });
+  });
+
+  it('return after settlement: RETURNED, the player is refunded with a new transfer', async () => {
+    const accountId = await stack.fundedAccount(3_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 3_000, 'sandbox:return_after_settlement'), uniqueId('key'));
+    const returned = await stack.waitForStatus(res.json.payout_id, ['RETURNED']);
+    expect(returned.return_reason).toBe('account_closed');
+    expect(returned.timeline.map((t: { status: string }) => t.status)).toEqual(['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED', 'RETURNED']);
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post', 'refund']);
+    expect(await balance(accountId)).toMatchObject({ available: 3_000, held: 0, posted: 3_000 });
+  });
+
+  it('callback never arrives: status polling resolves it', async () => {
+    const accountId = await stack.fundedAccount(2_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 1_200, 'sandbox:never_callback'), uniqueId('key'));
+    const settled = await stack.waitForStatus(res.json.payout_id, ['SETTLED']);
+    const hooks = await stack.pool.query('SELECT count(*)::int AS n FROM webhook_events WHERE reference = $1', [res.json.payout_id]);
+    expect(hooks.rows[0].n).toBe(0);
+    expect(settled.status).toBe('SETTLED');
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post']);
+  });
+
+  it('duplicate webhooks change nothing after the first', async () => {
+    const accountId = await stack.fundedAccount(2_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 700, 'sandbox:duplicate_callback:distinct'), uniqueId('key'));
+    await stack.waitForStatus(res.json.payout_id, ['SETTLED']);
+    await stack.waitForStatus(res.json.payout_id, ['SETTLED', 'RETURNED'], 5_000);
+    const events = await stack.pool.query('SELECT event_id, signalled_at IS NOT NULL AS signalled FROM webhook_events WHERE reference = $1', [res.json.payout_id]);
+    expect(events.rows.length).toBeGreaterThanOrEqual(2); // the redelivered id is stored once, the distinct copy once
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post']);
+    expect(await balance(accountId)).toMatchObject({ available: 1_300, held: 0, posted: 1_300 });
+  });
+
+  it('out-of-order webhooks (returned before settled): RETURNED once, the late settled is ignored', async () => {
+    const accountId = await stack.fundedAccount(2_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 900, 'sandbox:out_of_order'), uniqueId('key'));
+    await stack.waitForStatus(res.json.payout_id, ['RETURNED']);
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post', 'refund']);
+    expect(await balance(accountId)).toMatchObject({ available: 2_000, held: 0, posted: 2_000 });
+  });
+
+  it('a webhook with a bad signature gets 401 and changes nothing', async () => {
+    const body = JSON.stringify({ id: uniqueId('evt'), type: 'payout.settled', created_at: new Date().toISOString(), data: { object: { id: 'po_x', reference: 'po_x', status: 'settled' } } });
+    const t = Math.floor(Date.now() / 1000);
+    for (const signature of [undefined, `t=${t},v1=${'0'.repeat(64)}`, `t=${t - 3600},v1=abc`]) {
+      const res = await fetch(`${stack.apiUrl}/v1/webhooks/sandbox`, { method: 'POST', headers: { 'content-type': 'application/json', ...(signature ? { 'x-signature': signature } : {}) }, body });
+      expect(res.status).toBe(401);
+      expect(await res.json()).toMatchObject({ code: 'WEBHOOK_SIGNATURE_INVALID' });
+    }
+    const stored = await stack.pool.query("SELECT count(*)::int AS n FROM webhook_events WHERE payload->>'id' = $1", [JSON.parse(body).id]);
+    expect(stored.rows[0].n).toBe(0);
+  });
+});

@@ -1,0 +1,156 @@
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { Client, Connection } from '@temporalio/client';
+import { expect } from 'vitest';
+import { createApiApp } from '../../apps/api/app';
+import { createSandboxAggregator } from '../../apps/sandbox-aggregator/server';
+import { checkInvariants, createLedger, type Ledger } from '../../activities/ledger';
+import type { Config } from '../../lib/config';
+import { createPool, type Pool } from '../../lib/db';
+import { createLogger } from '../../lib/logger';
+import { signToken } from '../../lib/tokens';
+import { sleep } from '../../lib/wait';
+import { startTestWorker, testConfig, uniqueId } from '../support';
+
+/** Saga timings shrunk so that every branch (polling, stuck marker, return window) runs in seconds. */
+export const FAST_SAGA_SETTINGS: Record<string, string> = {
+  PAYOUT_SYNC_DEADLINE_MS: '8000',
+  PAYOUT_SUBMIT_DELAY_MS: '0',
+  PAYOUT_POLL_INITIAL_MS: '400',
+  PAYOUT_POLL_MAX_MS: '1500',
+  PAYOUT_STUCK_AFTER_MS: '2000',
+  PAYOUT_RETURN_WINDOW_MS: '1500',
+  PAYOUT_MAX_AMOUNT: '10000000',
+  PAYOUT_DAILY_MAX_AMOUNT: '1000000000',
+  PAYOUT_HOURLY_MAX_COUNT: '100000',
+  SANDBOX_WEBHOOK_SECRET: 'saga-tests-webhook-secret-0123',
+};
+
+export interface SagaStack {
+  config: Config;
+  pool: Pool;
+  ledger: Ledger;
+  temporal: Client;
+  apiUrl: string;
+  sandboxUrl: string;
+  sandbox: FastifyInstance;
+  service: string;
+  /** Authorization header of a player token for this account. */
+  playerAuth(accountId: string): Promise<string>;
+  /** A new player account funded with `minor` from the operator's funding account. */
+  fundedAccount(minor: number, currency?: string): Promise<string>;
+  postPayout(body: unknown, key: string | undefined, authorization?: string): Promise<{ status: number; headers: Headers; text: string; json: any }>;
+  getPayout(payoutId: string, authorization?: string): Promise<any>;
+  waitForStatus(payoutId: string, statuses: string[], timeoutMs?: number): Promise<any>;
+  transfersOf(payoutId: string): Promise<{ kind: string; amount: number }[]>;
+  assertLedgerClean(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * The platform as it runs: the real API listening on a loopback port, the sandbox aggregator over HTTP
+ * calling back the API's webhook endpoint, and a real worker, on the test run's PostgreSQL and Temporal.
+ */
+export async function startSagaStack(overrides: Record<string, string> = {}, opts: { worker?: boolean } = {}): Promise<SagaStack> {
+  const settings = { ...FAST_SAGA_SETTINGS, ...overrides };
+  let config = testConfig(settings);
+  const pool = createPool(config.DATABASE_URL!, 20);
+  const ledger = createLedger(pool);
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+
+  // The API first (the sandbox needs its webhook URL), then the sandbox, then the worker (needs the sandbox URL).
+  const taskQueue = uniqueId('payouts');
+  config = { ...config, TEMPORAL_TASK_QUEUE: taskQueue };
+  const api = await createApiApp({ config, pool, temporal, logger: createLogger('api-test', 'silent') });
+  await api.listen({ port: 0, host: '127.0.0.1' });
+  const apiUrl = `http://127.0.0.1:${(api.getHttpServer().address() as AddressInfo).port}`;
+
+  const sandbox = await createSandboxAggregator({
+    logger: createLogger('sandbox-test', 'silent'),
+    webhookSecret: config.SANDBOX_WEBHOOK_SECRET,
+    webhookUrl: `${apiUrl}/v1/webhooks/sandbox`,
+    callbackDelayMs: 50,
+    webhookRetry: { attempts: 6, baseDelayMs: 100 },
+  });
+  await sandbox.listen({ port: 0, host: '127.0.0.1' });
+  const sandboxUrl = `http://127.0.0.1:${(sandbox.server.address() as AddressInfo).port}`;
+  config = { ...config, SANDBOX_URL: sandboxUrl };
+  const worker = opts.worker === false ? undefined : await startTestWorker(pool, taskQueue, config);
+
+  const service = `Bearer ${await signToken({ sub: 'operator-backend', role: 'service' }, config.AUTH_JWT_SECRET)}`;
+
+  const stack: SagaStack = {
+    config,
+    pool,
+    ledger,
+    temporal,
+    apiUrl,
+    sandboxUrl,
+    sandbox,
+    service,
+    playerAuth: async (accountId) => `Bearer ${await signToken({ sub: accountId, role: 'player' }, config.AUTH_JWT_SECRET)}`,
+    async fundedAccount(minor, currency = 'EUR') {
+      const accountId = uniqueId('player');
+      const created = await ledger.createAccount({ accountId, currency, kind: 'player' });
+      expect(created.result).toBe('ok');
+      if (minor > 0) {
+        const funding = await ledger.ensureSystemAccount('operator_funding', currency);
+        const funded = await ledger.transfer({ idempotencyKey: `fund:${accountId}`, debitAccountId: funding.id, creditAccountId: accountId, amount: minor, currency });
+        expect(funded.result).toBe('ok');
+      }
+      return accountId;
+    },
+    async postPayout(body, key, authorization = service) {
+      const headers: Record<string, string> = { authorization, 'content-type': 'application/json' };
+      if (key !== undefined) headers['idempotency-key'] = key;
+      const res = await fetch(`${apiUrl}/v1/payouts`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
+      const text = await res.text();
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      return { status: res.status, headers: res.headers, text, json };
+    },
+    async getPayout(payoutId, authorization = service) {
+      const res = await fetch(`${apiUrl}/v1/payouts/${payoutId}`, { headers: { authorization } });
+      return { status: res.status, ...(await res.json()) };
+    },
+    async waitForStatus(payoutId, statuses, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      let last: any;
+      while (Date.now() < deadline) {
+        last = await stack.getPayout(payoutId);
+        if (statuses.includes(last.status)) return last;
+        await sleep(150);
+      }
+      throw new Error(`payout ${payoutId} did not reach ${statuses.join('|')} in ${timeoutMs}ms; last: ${JSON.stringify(last)}`);
+    },
+    async transfersOf(payoutId) {
+      const { rows } = await pool.query<{ kind: string; amount: number }>(
+        "SELECT kind, amount FROM ledger_transfers WHERE metadata->>'payout_id' = $1 ORDER BY id",
+        [payoutId],
+      );
+      return rows;
+    },
+    async assertLedgerClean() {
+      const report = await checkInvariants(pool);
+      expect(report.violations).toEqual([]);
+    },
+    async close() {
+      await worker?.stop();
+      await sandbox.close();
+      await api.close();
+      await connection.close();
+      await pool.end();
+    },
+  };
+  return stack;
+}
+
+/** A payout request body. */
+export function payoutRequest(accountId: string, minor: number, walletId = 'wallet-0001', currency = 'EUR') {
+  return { account_id: accountId, amount: { minor_units: minor, currency }, destination: { method: 'ewallet', wallet_id: walletId } };
+}

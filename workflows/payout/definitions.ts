@@ -1,0 +1,97 @@
+/**
+ * The payout saga's contract, shared by the workflow, the API and the webhook handler:
+ * input, states, signals, queries and updates. No imports beyond the workflow SDK's definers,
+ * so both the workflow bundle and ordinary Node code can load it.
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+
+export const PAYOUT_STATUSES = ['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED', 'DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'] as const;
+export type PayoutStatus = (typeof PAYOUT_STATUSES)[number];
+/** States from which nothing moves any more (RETURNED too: the refund is the last movement). */
+export const FINAL_PAYOUT_STATUSES: readonly PayoutStatus[] = ['DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'];
+
+export interface MoneyAmount {
+  minor_units: number;
+  currency: string;
+}
+
+export type PayoutDestination = { method: 'bank_transfer'; iban: string } | { method: 'card'; token: string } | { method: 'ewallet'; wallet_id: string };
+
+export interface PayoutTimings {
+  /** Reversal window before submission, during which the player may cancel. */
+  submitDelayMs: number;
+  /** First status poll when no callback came; doubles up to pollMaxMs. */
+  pollInitialMs: number;
+  pollMaxMs: number;
+  /** Waiting on the provider longer than this marks the saga stuck for staff. */
+  stuckAfterMs: number;
+  /** How long a settled payout stays open for a provider return. */
+  returnWindowMs: number;
+}
+
+export interface PayoutInput {
+  payoutId: string;
+  accountId: string;
+  amount: MoneyAmount;
+  destination: PayoutDestination;
+  provider: string;
+  /** sha256 of the canonical request; a request with the same key but another fingerprint is refused. */
+  fingerprint: string;
+  requestedAt: string;
+  timings: PayoutTimings;
+}
+
+export interface TimelineEntry {
+  at: string;
+  status: PayoutStatus;
+  note?: string;
+}
+
+/** The authorization decision the API answers with synchronously when it is known in time. */
+export type AuthorizationDecision =
+  | { outcome: 'held'; status: PayoutStatus; holdTransferId: number }
+  | { outcome: 'declined'; status: 'DECLINED'; code: string; detail: string };
+
+export interface PayoutView {
+  payoutId: string;
+  accountId: string;
+  amount: MoneyAmount;
+  destination: { method: PayoutDestination['method']; last4: string };
+  provider: string;
+  status: PayoutStatus;
+  providerPayoutId?: string;
+  failureCode?: string;
+  returnReason?: string;
+  declineCode?: string;
+  cancellable: boolean;
+  stuck: boolean;
+  requestedAt: string;
+  timeline: TimelineEntry[];
+}
+
+/** A provider's view of the payout, from a webhook or from polling. */
+export interface ProviderPayoutEvent {
+  /** Webhook event id, or `poll:<timestamp>` for a status poll. */
+  eventId: string;
+  source: 'webhook' | 'poll' | 'staff';
+  providerStatus: 'pending' | 'settled' | 'failed' | 'returned';
+  providerPayoutId?: string;
+  failureCode?: string;
+  returnReason?: string;
+  occurredAt: string;
+}
+
+export interface CancelRequest {
+  requestedBy: string;
+  reason?: string;
+}
+
+export const providerEventSignal = defineSignal<[ProviderPayoutEvent]>('providerEvent');
+export const payoutStatusQuery = defineQuery<PayoutView>('status');
+/** Waits for and returns the authorization decision; its update id carries the request fingerprint. */
+export const authorizationUpdate = defineUpdate<AuthorizationDecision, [string]>('authorization');
+/** Accepted only before submission to the provider; answers with the payout's new view. */
+export const cancelUpdate = defineUpdate<PayoutView, [CancelRequest]>('cancel');
+
+export const IDEMPOTENCY_MISMATCH = 'IDEMPOTENCY_MISMATCH';
+export const PAYOUT_NOT_CANCELLABLE = 'PAYOUT_NOT_CANCELLABLE';

@@ -1,0 +1,257 @@
+import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import {
+  ApplicationFailure,
+  ActivityFailure,
+  allHandlersFinished,
+  condition,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import {
+  authorizationUpdate,
+  cancelUpdate,
+  FINAL_PAYOUT_STATUSES,
+  IDEMPOTENCY_MISMATCH,
+  PAYOUT_NOT_CANCELLABLE,
+  payoutStatusQuery,
+  providerEventSignal,
+  type AuthorizationDecision,
+  type CancelRequest,
+  type PayoutInput,
+  type PayoutStatus,
+  type PayoutView,
+  type ProviderPayoutEvent,
+  type TimelineEntry,
+} from './definitions';
+
+// Ledger and database steps: retried until they succeed (they are idempotent); business refusals come back as values.
+const steps = proxyActivities<Activities>({
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['LedgerInconsistency'] },
+});
+// Submission: a provider outage is waited out (the payout is never assumed failed); a refusal is final.
+const provider = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['ProviderRejected'] },
+});
+// Status polls: a failed poll is simply retried at the next poll.
+const poller = proxyActivities<Activities>({ startToCloseTimeout: '20 seconds', retry: { maximumAttempts: 2 } });
+
+const PayoutStatusKey = defineSearchAttributeKey('PayoutStatus', SearchAttributeType.KEYWORD);
+const AccountIdKey = defineSearchAttributeKey('AccountId', SearchAttributeType.KEYWORD);
+const ProviderKey = defineSearchAttributeKey('Provider', SearchAttributeType.KEYWORD);
+const CurrencyKey = defineSearchAttributeKey('Currency', SearchAttributeType.KEYWORD);
+const AmountMinorKey = defineSearchAttributeKey('AmountMinor', SearchAttributeType.INT);
+const PayoutStuckKey = defineSearchAttributeKey('PayoutStuck', SearchAttributeType.BOOL);
+
+/** Provider states in the order they can happen; an event that is not ahead of what we know is stale. */
+const PROVIDER_RANK = { pending: 0, settled: 1, failed: 1, returned: 2 } as const;
+
+/**
+ * A player's withdrawal: authorize → hold → (reversal window) → submit → await provider → settle,
+ * with each money step's compensation beside it: a failed or cancelled payout voids its hold, money
+ * returned after settlement is refunded to the player.
+ */
+export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
+  const { payoutId, timings } = input;
+  let status: PayoutStatus = 'REQUESTED';
+  const timeline: TimelineEntry[] = [{ at: input.requestedAt, status }];
+  let decision: AuthorizationDecision | undefined;
+  let cancelRequest: CancelRequest | undefined;
+  let submissionStarted = false;
+  let providerView: ProviderPayoutEvent | undefined;
+  let stuck = false;
+  const details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
+
+  const view = (): PayoutView => ({
+    payoutId,
+    accountId: input.accountId,
+    amount: input.amount,
+    destination: { method: input.destination.method, last4: last4(input.destination) },
+    provider: input.provider,
+    status,
+    ...details,
+    cancellable: !submissionStarted && (status === 'REQUESTED' || status === 'AUTHORIZED' || status === 'HELD'),
+    stuck,
+    requestedAt: input.requestedAt,
+    timeline: [...timeline],
+  });
+
+  setHandler(payoutStatusQuery, view);
+  setHandler(
+    authorizationUpdate,
+    async () => {
+      await condition(() => decision !== undefined);
+      return decision!;
+    },
+    {
+      validator: (fingerprint: string) => {
+        if (fingerprint !== input.fingerprint) throw ApplicationFailure.nonRetryable('Idempotency-Key reused with a different request', IDEMPOTENCY_MISMATCH);
+      },
+    },
+  );
+  setHandler(
+    cancelUpdate,
+    async (request) => {
+      cancelRequest ??= request;
+      await condition(() => status === 'CANCELLED' || submissionStarted || FINAL_PAYOUT_STATUSES.includes(status));
+      return view();
+    },
+    {
+      validator: (_request: CancelRequest) => {
+        if (!view().cancellable) throw ApplicationFailure.nonRetryable(`Payout is ${status}${submissionStarted ? ' and submitted to the provider' : ''}`, PAYOUT_NOT_CANCELLABLE);
+      },
+    },
+  );
+  setHandler(providerEventSignal, (event) => {
+    if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
+  });
+
+  upsertSearchAttributes([
+    { key: AccountIdKey, value: input.accountId },
+    { key: ProviderKey, value: input.provider },
+    { key: CurrencyKey, value: input.amount.currency },
+    { key: AmountMinorKey, value: input.amount.minor_units },
+    { key: PayoutStatusKey, value: status },
+    { key: PayoutStuckKey, value: false },
+  ]);
+
+  async function moveTo(next: PayoutStatus, note?: string): Promise<void> {
+    status = next;
+    timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}) });
+    upsertSearchAttributes([{ key: PayoutStatusKey, value: next }]);
+    await steps.recordPayoutState({ payoutId, version: timeline.length, status: next, ...details, stuck });
+  }
+
+  async function finish(): Promise<PayoutView> {
+    await condition(allHandlersFinished);
+    return view();
+  }
+
+  // 1. Authorize: account, currency, limits.
+  const authorization = await steps.authorizePayout({
+    payoutId,
+    accountId: input.accountId,
+    amountMinor: input.amount.minor_units,
+    currency: input.amount.currency,
+    destinationMethod: input.destination.method,
+    destinationLast4: last4(input.destination),
+    provider: input.provider,
+    requestedAt: input.requestedAt,
+  });
+  if (!authorization.approved) {
+    details.declineCode = authorization.code;
+    decision = { outcome: 'declined', status: 'DECLINED', code: authorization.code, detail: authorization.detail };
+    await moveTo('DECLINED', authorization.code);
+    return finish();
+  }
+  await moveTo('AUTHORIZED');
+
+  // 2. Hold the money. Compensation: void the hold.
+  const hold = await steps.holdPayoutFunds({
+    idempotencyKey: `${payoutId}:hold`,
+    payoutId,
+    accountId: input.accountId,
+    amountMinor: input.amount.minor_units,
+    currency: input.amount.currency,
+  });
+  if (!hold.ok) {
+    details.declineCode = hold.code;
+    decision = { outcome: 'declined', status: 'DECLINED', code: hold.code, detail: hold.detail };
+    await moveTo('DECLINED', hold.code);
+    return finish();
+  }
+  const holdTransferId = hold.transferId;
+  const voidHold = () => steps.voidPayoutHold({ idempotencyKey: `${payoutId}:void`, payoutId, holdTransferId });
+  await moveTo('HELD');
+  decision = { outcome: 'held', status: 'HELD', holdTransferId };
+
+  // 3. Reversal window: the player may still cancel. Compensation on cancel: void.
+  await condition(() => cancelRequest !== undefined, timings.submitDelayMs);
+  if (cancelRequest) {
+    await voidHold();
+    await moveTo('CANCELLED', `cancelled by ${cancelRequest.requestedBy}${cancelRequest.reason ? `: ${cancelRequest.reason}` : ''}`);
+    return finish();
+  }
+
+  // 4. Submit to the provider. Compensation on refusal: void.
+  submissionStarted = true;
+  try {
+    const submitted = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, destination: input.destination });
+    details.providerPayoutId = submitted.providerPayoutId;
+  } catch (err) {
+    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
+      details.failureCode = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+      await voidHold();
+      await moveTo('FAILED', details.failureCode);
+      return finish();
+    }
+    throw err;
+  }
+  await moveTo('SUBMITTED');
+
+  // 5. Await the provider: its callback, or our status polls with backoff. Never assumed failed.
+  await awaitProviderOutcome();
+  const outcome = providerView!;
+  details.providerPayoutId ??= outcome.providerPayoutId;
+
+  // 6a. Failed: void the hold, the player's money is available again.
+  if (outcome.providerStatus === 'failed') {
+    details.failureCode = outcome.failureCode ?? 'provider_failed';
+    await voidHold();
+    await moveTo('FAILED', details.failureCode);
+    return finish();
+  }
+
+  // 6b. Settled: post the hold. Compensation on a later return: refund with a new transfer.
+  const post = await steps.postPayoutHold({ idempotencyKey: `${payoutId}:post`, payoutId, holdTransferId });
+  await moveTo('SETTLED');
+  if (providerView!.providerStatus !== 'returned') {
+    await condition(() => providerView!.providerStatus === 'returned', timings.returnWindowMs);
+  }
+  if (providerView!.providerStatus === 'returned') {
+    details.returnReason = providerView!.returnReason ?? 'returned';
+    if (!post.ok) throw ApplicationFailure.nonRetryable('settled payout has no posted transfer', 'LedgerInconsistency');
+    await steps.refundReturnedPayout({ idempotencyKey: `${payoutId}:refund`, payoutId, postTransferId: post.transferId });
+    await moveTo('RETURNED', details.returnReason);
+  }
+  return finish();
+
+  async function awaitProviderOutcome(): Promise<void> {
+    const waitingSince = Date.now();
+    let pollDelay = timings.pollInitialMs;
+    const decided = () => providerView !== undefined && providerView.providerStatus !== 'pending';
+    while (!decided()) {
+      const untilStuck = waitingSince + timings.stuckAfterMs - Date.now();
+      const wait = stuck ? pollDelay : Math.max(1, Math.min(pollDelay, untilStuck));
+      if (await condition(decided, wait)) break;
+      if (!stuck && Date.now() - waitingSince >= timings.stuckAfterMs) {
+        stuck = true;
+        upsertSearchAttributes([{ key: PayoutStuckKey, value: true }]);
+        await moveTo(status, `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
+      }
+      if (wait < pollDelay) continue; // woke up only to mark the saga stuck; poll on schedule
+      try {
+        const seen = await poller.fetchProviderPayout({ payoutId });
+        if (seen && seen.status !== 'pending') {
+          const event: ProviderPayoutEvent = { eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, failureCode: seen.failureCode, returnReason: seen.returnReason, occurredAt: new Date().toISOString() };
+          if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
+        }
+      } catch {
+        // The aggregator is unreachable: keep waiting, poll again later.
+      }
+      pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
+    }
+    if (stuck) {
+      stuck = false;
+      upsertSearchAttributes([{ key: PayoutStuckKey, value: false }]);
+    }
+  }
+}
+
+function last4(destination: PayoutInput['destination']): string {
+  const value = destination.method === 'bank_transfer' ? destination.iban : destination.method === 'card' ? destination.token : destination.wallet_id;
+  return value.slice(-4);
+}
