@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Headers, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, Headers, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assertMayActOnAccount } from '../auth/auth';
 import { readIdempotencyKey } from '../common/idempotency';
@@ -39,6 +39,7 @@ export class PayoutsController {
 
   /** Cancels before submission to the provider (the hold is voided); 409 PAYOUT_NOT_CANCELLABLE after. */
   @Post(':payoutId/cancel')
+  @HttpCode(200)
   async cancel(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest) {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
     const { reason } = parseOrProblem(cancelPayoutBody, body ?? {});

@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../../lib/config';
+import { sleep } from '../../lib/wait';
+import { uniqueId } from '../support';
+import { FAST_SAGA_SETTINGS, payoutRequest, startSagaStack, type SagaStack } from './stack';
+
+/** The worker as a real separate process, so it can be killed with SIGKILL mid-saga. */
+function spawnWorker(stack: SagaStack): { child: ChildProcess; ready: Promise<void> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/worker/main.ts'], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      ...FAST_SAGA_SETTINGS,
+      LOG_LEVEL: 'info',
+      DATABASE_URL: stack.config.DATABASE_URL,
+      TEMPORAL_ADDRESS: stack.config.TEMPORAL_ADDRESS,
+      TEMPORAL_NAMESPACE: stack.config.TEMPORAL_NAMESPACE,
+      TEMPORAL_TASK_QUEUE: stack.config.TEMPORAL_TASK_QUEUE,
+      SANDBOX_URL: stack.sandboxUrl,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk) => {
+      output += chunk;
+      if (output.includes('"msg":"worker ready"')) resolve();
+    });
+    child.stderr!.on('data', (chunk) => (output += chunk));
+    child.once('exit', (code) => reject(new Error(`worker exited (${code}) before ready:\n${output}`)));
+  });
+  return { child, ready };
+}
+
+describe('a worker killed with SIGKILL in the middle of a payout', () => {
+  let stack: SagaStack;
+  const children: ChildProcess[] = [];
+  beforeAll(async () => {
+    // No in-process worker: the only worker is the process this test kills. A reversal window keeps
+    // the saga between its hold and its submission long enough to kill the worker there.
+    stack = await startSagaStack({ PAYOUT_SUBMIT_DELAY_MS: '2500' }, { worker: false });
+  });
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await stack?.assertLedgerClean();
+    await stack?.close();
+  });
+
+  it('completes after a restart with exactly one hold and one post', async () => {
+    const first = spawnWorker(stack);
+    children.push(first.child);
+    await first.ready;
+
+    const accountId = await stack.fundedAccount(5_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 4_000), uniqueId('key'));
+    expect(res.status).toBe(201);
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold']);
+
+    first.child.kill('SIGKILL');
+    await new Promise((resolve) => first.child.once('exit', resolve));
+    await sleep(3_000); // the reversal window passes with no worker alive
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold']);
+
+    const second = spawnWorker(stack);
+    children.push(second.child);
+    await second.ready;
+    const settled = await stack.waitForStatus(res.json.payout_id, ['SETTLED'], 60_000);
+    expect(settled.timeline.map((t: { status: string }) => t.status)).toEqual(['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED']);
+    expect(await stack.transfersOf(res.json.payout_id)).toEqual([
+      { kind: 'hold', amount: 4_000 },
+      { kind: 'post', amount: 4_000 },
+    ]);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_000, held: 0, posted: 1_000 });
+    second.child.kill('SIGTERM');
+    await new Promise((resolve) => second.child.once('exit', resolve));
+  });
+});
