@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { payoutRequest, startSagaStack, type SagaStack } from './stack';
 
@@ -14,7 +15,7 @@ describe('cancelling a payout (reversal window before submission)', () => {
 
   const cancel = async (payoutId: string, authorization = stack.service, body: unknown = { reason: 'changed my mind' }) => {
     const res = await fetch(`${stack.apiUrl}/v1/payouts/${payoutId}/cancel`, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    return { status: res.status, json: await res.json() };
+    return { status: res.status, json: (await res.json()) as any };
   };
 
   it('cancel before submission voids the hold; a repeated cancel answers the same state', async () => {
@@ -36,6 +37,7 @@ describe('cancelling a payout (reversal window before submission)', () => {
     // Nothing reaches the provider after a cancel.
     const seen = await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${res.json.payout_id}`);
     expect(seen.status).toBe(404);
+    await recordHistory(stack.temporal, 'payout-cancelled', res.json.payout_id);
   });
 
   it('cancel after submission is refused with 409 PAYOUT_NOT_CANCELLABLE and changes nothing', async () => {
@@ -48,7 +50,7 @@ describe('cancelling a payout (reversal window before submission)', () => {
     expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_200, held: 800 });
 
     // Let the provider settle it, so the suite leaves no saga waiting.
-    const provider = await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${res.json.payout_id}`)).json();
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${res.json.payout_id}`)).json()) as { id: string };
     await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'settle' }) });
     await stack.waitForStatus(res.json.payout_id, ['SETTLED']);
     expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post']);

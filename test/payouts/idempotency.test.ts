@@ -1,6 +1,7 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { payoutRequest, startSagaStack, type SagaStack } from './stack';
 
@@ -83,6 +84,7 @@ describe('payout idempotency and concurrency', () => {
     expect(held).toHaveLength(3);
     expect(refused).toHaveLength(7);
     for (const r of refused) expect(r.json).toMatchObject({ code: 'INSUFFICIENT_FUNDS', payout_status: 'DECLINED' });
+    await recordHistory(stack.temporal, 'payout-declined-insufficient-funds', refused[0]!.json.payout_id);
     expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 100 });
     await Promise.all(held.map((h) => stack.waitForStatus(h.json.payout_id, ['SETTLED'])));
     expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 100, held: 0, posted: 100 });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { payoutRequest, startSagaStack, type SagaStack } from './stack';
 
@@ -30,6 +31,7 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
       { kind: 'post', amount: 2_500 },
     ]);
     expect(await balance(accountId)).toMatchObject({ available: 7_500, held: 0, posted: 7_500 });
+    await recordHistory(stack.temporal, 'payout-settled', res.json.payout_id);
   });
 
   it('provider failure: FAILED, hold voided, balance restored', async () => {
@@ -43,6 +45,7 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
       { kind: 'void', amount: 5_000 },
     ]);
     expect(await balance(accountId)).toMatchObject({ available: 5_000, held: 0, posted: 5_000 });
+    await recordHistory(stack.temporal, 'payout-failed', res.json.payout_id);
   });
 
   it('provider refusal at submission: FAILED with its code, hold voided', async () => {
@@ -52,6 +55,7 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
     expect(failed.failure_code).toBe('invalid_destination');
     expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'void']);
     expect(await balance(accountId)).toMatchObject({ available: 1_000, held: 0 });
+    await recordHistory(stack.temporal, 'payout-rejected-at-submission', res.json.payout_id);
   });
 
   it('return after settlement: RETURNED, the player is refunded with a new transfer', async () => {
@@ -62,6 +66,7 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
     expect(returned.timeline.map((t: { status: string }) => t.status)).toEqual(['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED', 'RETURNED']);
     expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post', 'refund']);
     expect(await balance(accountId)).toMatchObject({ available: 3_000, held: 0, posted: 3_000 });
+    await recordHistory(stack.temporal, 'payout-returned', res.json.payout_id);
   });
 
   it('callback never arrives: status polling resolves it', async () => {
@@ -72,6 +77,7 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
     expect(hooks.rows[0].n).toBe(0);
     expect(settled.status).toBe('SETTLED');
     expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post']);
+    await recordHistory(stack.temporal, 'payout-settled-by-polling', res.json.payout_id);
   });
 
   it('duplicate webhooks change nothing after the first', async () => {
@@ -91,6 +97,7 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
     await stack.waitForStatus(res.json.payout_id, ['RETURNED']);
     expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post', 'refund']);
     expect(await balance(accountId)).toMatchObject({ available: 2_000, held: 0, posted: 2_000 });
+    await recordHistory(stack.temporal, 'payout-out-of-order', res.json.payout_id);
   });
 
   it('a webhook with a bad signature gets 401 and changes nothing', async () => {
