@@ -1,4 +1,5 @@
 import type { Pool } from '../lib/db';
+import { createDepositActivities } from './deposits';
 import { createLedger } from './ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
 import { createPayoutActivities, type PayoutLimits } from './payouts';
@@ -12,7 +13,7 @@ export interface ActivityDeps {
   payoutLimits: PayoutLimits;
 }
 
-/** Every activity the payout worker registers, bound to its dependencies. */
+/** Every activity the worker registers (payout and deposit sagas), bound to its dependencies. */
 export function createActivities(deps: ActivityDeps) {
   const ledger = createLedger(deps.pool);
   return {
@@ -20,6 +21,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.payoutLimits }),
     ...createPayoutLedgerActivities(ledger),
     ...createProviderActivities({ providerUrl: deps.providerUrl }),
+    ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl }),
   };
 }
 

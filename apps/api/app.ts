@@ -17,6 +17,9 @@ import { WebhooksController, webhookRoutes } from './webhooks/webhooks.controlle
 import { PayoutsController } from './payouts/payouts.controller';
 import { payoutRoutes } from './payouts/payouts.docs';
 import { PayoutsService } from './payouts/payouts.service';
+import { DepositsController } from './deposits/deposits.controller';
+import { depositRoutes } from './deposits/deposits.docs';
+import { DepositsService } from './deposits/deposits.service';
 import { MeController, meRoutes } from './auth/me.controller';
 import { ProblemError } from './common/problem';
 import { ProblemFilter } from './common/problem.filter';
@@ -25,7 +28,7 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, TEMPORAL_CLIENT } from './tokens';
+import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, TEMPORAL_CLIENT } from './tokens';
 
 export interface ApiDeps {
   config: Config;
@@ -42,14 +45,14 @@ declare module 'fastify' {
 }
 
 const API_VERSION = '1.0.0';
-const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...webhookRoutes];
+const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, WebhooksController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
@@ -59,6 +62,11 @@ class ApiModule {
         {
           provide: PAYOUTS_SERVICE,
           useFactory: (ledger: Ledger) => new PayoutsService(deps.config, deps.temporal, ledger, deps.pool, deps.logger),
+          inject: [LEDGER],
+        },
+        {
+          provide: DEPOSITS_SERVICE,
+          useFactory: (ledger: Ledger) => new DepositsService(deps.config, deps.temporal, ledger, deps.pool, deps.logger),
           inject: [LEDGER],
         },
         { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET), inject: [Reflector] },

@@ -5,3 +5,4 @@ export const TEMPORAL_CLIENT = Symbol('TEMPORAL_CLIENT');
 export const METRICS = Symbol('METRICS');
 export const LEDGER = Symbol('LEDGER');
 export const PAYOUTS_SERVICE = Symbol('PAYOUTS_SERVICE');
+export const DEPOSITS_SERVICE = Symbol('DEPOSITS_SERVICE');

@@ -43,6 +43,13 @@ export interface SagaStack {
   getPayout(payoutId: string, authorization?: string): Promise<any>;
   waitForStatus(payoutId: string, statuses: string[], timeoutMs?: number): Promise<any>;
   transfersOf(payoutId: string): Promise<{ kind: string; amount: number }[]>;
+  postDeposit(body: unknown, key: string | undefined, authorization?: string): Promise<{ status: number; headers: Headers; text: string; json: any }>;
+  getDeposit(depositId: string, authorization?: string): Promise<any>;
+  waitForDepositStatus(depositId: string, statuses: string[], timeoutMs?: number): Promise<any>;
+  /** Ledger transfers of a deposit saga (metadata deposit_id), oldest first. */
+  depositTransfersOf(depositId: string): Promise<{ kind: string; amount: number; idempotency_key: string; debit_account_id: string; credit_account_id: string }[]>;
+  /** Scripts the sandbox's outcome for a reference (PUT /sandbox/scenarios/:reference), before or after submission. */
+  scriptSandbox(reference: string, scenario: Record<string, unknown>): Promise<void>;
   assertLedgerClean(): Promise<void>;
   close(): Promise<void>;
 }
@@ -116,7 +123,7 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
     },
     async getPayout(payoutId, authorization = service) {
       const res = await fetch(`${apiUrl}/v1/payouts/${payoutId}`, { headers: { authorization } });
-      return { status: res.status, ...(await res.json()) };
+      return { status: res.status, ...((await res.json()) as object) };
     },
     async waitForStatus(payoutId, statuses, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
@@ -134,6 +141,44 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
         [payoutId],
       );
       return rows;
+    },
+    async postDeposit(body, key, authorization = service) {
+      const headers: Record<string, string> = { authorization, 'content-type': 'application/json' };
+      if (key !== undefined) headers['idempotency-key'] = key;
+      const res = await fetch(`${apiUrl}/v1/deposits`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
+      const text = await res.text();
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      return { status: res.status, headers: res.headers, text, json };
+    },
+    async getDeposit(depositId, authorization = service) {
+      const res = await fetch(`${apiUrl}/v1/deposits/${depositId}`, { headers: { authorization } });
+      return { status: res.status, ...((await res.json()) as object) };
+    },
+    async waitForDepositStatus(depositId, statuses, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      let last: any;
+      while (Date.now() < deadline) {
+        last = await stack.getDeposit(depositId);
+        if (statuses.includes(last.status)) return last;
+        await sleep(150);
+      }
+      throw new Error(`deposit ${depositId} did not reach ${statuses.join('|')} in ${timeoutMs}ms; last: ${JSON.stringify(last)}`);
+    },
+    async depositTransfersOf(depositId) {
+      const { rows } = await pool.query<{ kind: string; amount: number; idempotency_key: string; debit_account_id: string; credit_account_id: string }>(
+        "SELECT kind, amount, idempotency_key, debit_account_id, credit_account_id FROM ledger_transfers WHERE metadata->>'deposit_id' = $1 ORDER BY id",
+        [depositId],
+      );
+      return rows;
+    },
+    async scriptSandbox(reference, scenario) {
+      const res = await fetch(`${sandboxUrl}/sandbox/scenarios/${encodeURIComponent(reference)}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scenario) });
+      expect(res.status).toBe(200);
     },
     async assertLedgerClean() {
       const report = await checkInvariants(pool);
@@ -153,4 +198,9 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
 /** A payout request body. */
 export function payoutRequest(accountId: string, minor: number, walletId = 'wallet-0001', currency = 'EUR') {
   return { account_id: accountId, amount: { minor_units: minor, currency }, destination: { method: 'ewallet', wallet_id: walletId } };
+}
+
+/** A deposit request body. */
+export function depositRequest(accountId: string, minor: number, currency = 'EUR') {
+  return { account_id: accountId, amount: { minor_units: minor, currency } };
 }

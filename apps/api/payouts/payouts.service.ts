@@ -51,6 +51,8 @@ const DECLINE_PROBLEMS: Record<string, ProblemCode> = {
  */
 export class PayoutsService {
   private readonly idempotency: IdempotencyStore;
+  /** Concurrent duplicates in this process share one update call (Temporal caps in-flight updates per workflow). */
+  private readonly inFlight = new Map<string, Promise<AuthorizationDecision | undefined>>();
 
   constructor(
     private readonly config: Config,
@@ -82,7 +84,13 @@ export class PayoutsService {
       if (claim.state === 'completed') return { answer: claim.answer, replayed: true, payoutId };
     }
 
-    const decision = await this.authorizationDecision(payoutId, this.workflowInput(request, payoutId, fingerprint), fingerprint);
+    const flightKey = `${payoutId}:${fingerprint}`;
+    let flight = this.inFlight.get(flightKey);
+    if (!flight) {
+      flight = this.authorizationDecision(payoutId, this.workflowInput(request, payoutId, fingerprint), fingerprint).finally(() => this.inFlight.delete(flightKey));
+      this.inFlight.set(flightKey, flight);
+    }
+    const decision = await flight;
     const answer = decision ? answerFor(decision, request, payoutId, requestId) : accepted(request, payoutId);
     const stored = await this.idempotency.complete(accountId, key, answer);
     log.info({ status: stored.answer.status, decision: decision?.outcome ?? 'pending', replayed: !stored.first }, 'payout requested');
@@ -148,22 +156,40 @@ export class PayoutsService {
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
       memo: { accountId: input.accountId },
     });
-    const update = this.temporal.workflow.executeUpdateWithStart(authorizationUpdate, {
-      updateId: `authorization:${fingerprint}`,
-      args: [fingerprint],
-      startWorkflowOperation: start,
-    });
+    const deadlineAt = Date.now() + this.config.PAYOUT_SYNC_DEADLINE_MS;
+    const update = (async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          // A fresh start operation per attempt: each one can be used once.
+          const operation = attempt === 1 ? start : new WithStartWorkflowOperation<typeof payoutWorkflow>('payoutWorkflow', start.options);
+          return await this.temporal.workflow.executeUpdateWithStart(authorizationUpdate, { updateId: `authorization:${fingerprint}`, args: [fingerprint], startWorkflowOperation: operation });
+        } catch (err) {
+          // Too many updates in flight on this workflow (other API instances' duplicates): back off and rejoin.
+          if (!isResourceExhausted(err) || Date.now() + 100 * attempt > deadlineAt) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+        }
+      }
+    })();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
-      timer = setTimeout(() => resolve('deadline'), this.config.PAYOUT_SYNC_DEADLINE_MS);
+      timer = setTimeout(() => resolve('deadline'), Math.max(0, deadlineAt - Date.now()));
     });
     update.catch(() => undefined); // settled later if the deadline wins
     try {
       const outcome = await Promise.race([update, deadline]);
       if (outcome !== 'deadline') return outcome;
-      // Not decided in time. The saga must exist before we promise a 202.
-      await Promise.race([start.workflowHandle(), new Promise((_, reject) => setTimeout(() => reject(new ProblemError('SERVICE_UNAVAILABLE', 'Temporal did not start the payout saga in time; retry with the same Idempotency-Key')), 10_000))]);
-      return undefined;
+      // Not decided in time. The saga must exist before we promise a 202 (the start rides on the same RPC
+      // as the update, so it is usually there already; give it a few seconds more).
+      for (let waited = 0; waited < 5_000; waited += 100) {
+        try {
+          await this.temporal.workflow.getHandle(payoutId).describe();
+          return undefined;
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+      throw new ProblemError('SERVICE_UNAVAILABLE', 'The payout saga could not be started in time; retry with the same Idempotency-Key');
     } catch (err) {
       if (failureType(err) === IDEMPOTENCY_MISMATCH) throw new ProblemError('IDEMPOTENCY_MISMATCH', 'This Idempotency-Key was first used with a different request; nothing was changed');
       // The saga has already ended (and its update history with it): its final state answers.
@@ -183,6 +209,11 @@ export class PayoutsService {
       throw err;
     }
   }
+}
+
+function isResourceExhausted(err: unknown): boolean {
+  const code = (err as { code?: number; cause?: { code?: number } })?.cause?.code ?? (err as { code?: number })?.code;
+  return code === 8 || /RESOURCE_EXHAUSTED|in-flight update/i.test(String((err as Error)?.message ?? err));
 }
 
 function failureType(err: unknown): string | undefined {

@@ -1,11 +1,12 @@
 import { Controller, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { verifyWebhookSignature } from '../../sandbox-aggregator/signature';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import { providerEventSignal, type ProviderPayoutEvent } from '../../../workflows/payout/definitions';
+import { depositEventSignal, type ProviderDepositEvent } from '../../../workflows/deposit/definitions';
 import { Public } from '../auth/auth';
 import { ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
@@ -33,13 +34,60 @@ const PAYOUT_EVENT_STATUS: Record<string, ProviderPayoutEvent['providerStatus']>
   'payout.returned': 'returned',
 };
 
+const DEPOSIT_EVENT_STATUS: Record<string, ProviderDepositEvent['providerStatus']> = {
+  'deposit.succeeded': 'succeeded',
+  'deposit.failed': 'failed',
+};
+
+/** Which saga an event type goes to: the signal to send, and the read model that knows its references. */
+interface EventRoute {
+  signal(handle: WorkflowHandle, event: ProviderEvent): Promise<void>;
+  knownSql: string;
+}
+
+function routeFor(event: ProviderEvent): EventRoute | undefined {
+  const payoutStatus = PAYOUT_EVENT_STATUS[event.type];
+  if (payoutStatus) {
+    return {
+      signal: (handle, e) =>
+        handle.signal(providerEventSignal, {
+          eventId: e.id,
+          source: 'webhook',
+          providerStatus: payoutStatus,
+          providerPayoutId: e.data.object.id,
+          failureCode: e.data.object.failure_code,
+          returnReason: e.data.object.return_reason,
+          occurredAt: e.created_at,
+        }),
+      knownSql: 'SELECT 1 FROM payouts WHERE payout_id = $1',
+    };
+  }
+  const depositStatus = DEPOSIT_EVENT_STATUS[event.type];
+  if (depositStatus) {
+    return {
+      signal: (handle, e) =>
+        handle.signal(depositEventSignal, {
+          eventId: e.id,
+          source: 'webhook',
+          providerStatus: depositStatus,
+          providerDepositId: e.data.object.id,
+          failureCode: e.data.object.failure_code,
+          occurredAt: e.created_at,
+        }),
+      knownSql: 'SELECT 1 FROM deposits WHERE deposit_id = $1',
+    };
+  }
+  return undefined;
+}
+
 const ackBody = z.object({ received: z.literal(true), duplicate: z.boolean(), delivered: z.enum(['signalled', 'already_signalled', 'saga_closed', 'unknown_reference', 'ignored_type']) });
 type Ack = z.infer<typeof ackBody>;
 
 /**
  * Provider callbacks: verified (HMAC over the raw body, timestamp tolerance), stored once per provider
- * event id before they are acknowledged, then delivered to the saga as a signal. A delivery that cannot
- * be signalled answers 503 so the provider retries; a duplicate is acknowledged and not signalled again.
+ * event id before they are acknowledged, then delivered to the saga as a signal (payout.* to the payout
+ * saga, deposit.* to the deposit saga; the reference is the workflow id). A delivery that cannot be
+ * signalled answers 503 so the provider retries; a duplicate is acknowledged and not signalled again.
  */
 @Controller('v1/webhooks')
 export class WebhooksController {
@@ -70,8 +118,8 @@ export class WebhooksController {
       [provider, event.id, event.type, reference, JSON.stringify(event)],
     );
     const duplicate = inserted.rowCount === 0;
-    const status = PAYOUT_EVENT_STATUS[event.type];
-    if (!status) return { received: true, duplicate, delivered: 'ignored_type' };
+    const route = routeFor(event);
+    if (!route) return { received: true, duplicate, delivered: 'ignored_type' };
 
     // Only one delivery signals: the claim is taken atomically, and given back if the signal fails.
     const claimed = await this.pool.query('UPDATE webhook_events SET signalled_at = now() WHERE provider = $1 AND event_id = $2 AND signalled_at IS NULL', [provider, event.id]);
@@ -80,21 +128,13 @@ export class WebhooksController {
       return { received: true, duplicate, delivered: 'already_signalled' };
     }
     try {
-      await this.temporal.workflow.getHandle(reference).signal(providerEventSignal, {
-        eventId: event.id,
-        source: 'webhook',
-        providerStatus: status,
-        providerPayoutId: event.data.object.id,
-        failureCode: event.data.object.failure_code,
-        returnReason: event.data.object.return_reason,
-        occurredAt: event.created_at,
-      });
+      await route.signal(this.temporal.workflow.getHandle(reference), event);
       log.info('webhook signalled to saga');
       return { received: true, duplicate, delivered: 'signalled' };
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) {
         // No running saga: it has closed (nothing left to do) or never existed; retrying cannot help.
-        const known = await this.pool.query('SELECT 1 FROM payouts WHERE payout_id = $1', [reference]);
+        const known = await this.pool.query(route.knownSql, [reference]);
         log.warn({ known: known.rowCount === 1 }, 'webhook for a saga that is not running');
         return { received: true, duplicate, delivered: known.rowCount === 1 ? 'saga_closed' : 'unknown_reference' };
       }

@@ -1,0 +1,36 @@
+import { Body, Controller, Get, Headers, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { assertMayActOnAccount } from '../auth/auth';
+import { readIdempotencyKey } from '../common/idempotency';
+import { parseOrProblem, PROBLEM_CONTENT_TYPE, ProblemError } from '../common/problem';
+import { DEPOSITS_SERVICE } from '../tokens';
+import { createDepositBody, depositIdSchema } from './deposits.schemas';
+import { toDepositBody, type DepositsService } from './deposits.service';
+
+@Controller('v1/deposits')
+export class DepositsController {
+  constructor(@Inject(DEPOSITS_SERVICE) private readonly deposits: DepositsService) {}
+
+  /** 201 PENDING with checkout_url, 422 DEPOSIT_REFUSED, or 202 while the intent is pending; repeats replay the first answer. */
+  @Post()
+  async create(@Body() body: unknown, @Headers('idempotency-key') keyHeader: string | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    const key = readIdempotencyKey(keyHeader);
+    const input = parseOrProblem(createDepositBody, body);
+    assertMayActOnAccount(request.principal, input.account_id);
+    request.log = request.log.child({ idempotencyKey: key });
+    const { answer, replayed, depositId } = await this.deposits.create(input, key, String(request.id));
+    void reply
+      .status(answer.status)
+      .header('content-type', answer.status >= 400 ? PROBLEM_CONTENT_TYPE : 'application/json; charset=utf-8')
+      .header('location', `/v1/deposits/${depositId}`);
+    if (replayed) void reply.header('idempotent-replayed', 'true');
+    void reply.send(answer.body);
+  }
+
+  @Get(':depositId')
+  async get(@Param('depositId') depositId: string, @Req() request: FastifyRequest) {
+    const id = parseOrProblem(depositIdSchema, depositId, 'path');
+    if (!request.principal) throw new ProblemError('UNAUTHENTICATED');
+    return toDepositBody(await this.deposits.get(id, request.principal));
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * The deposit saga's contract, shared by the workflow, the API and the webhook handler:
+ * input, states, signals, queries and updates. No imports beyond the workflow SDK's definers,
+ * so both the workflow bundle and ordinary Node code can load it.
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { MoneyAmount } from '../payout/definitions';
+
+export type { MoneyAmount };
+
+/**
+ * No EXPIRED: the aggregator owns the checkout's lifetime and reports an abandoned one as deposit.failed.
+ * A deposit the provider never decides stays PENDING, is polled, and is marked stuck (PayoutStuck) for staff.
+ */
+export const DEPOSIT_STATUSES = ['REQUESTED', 'PENDING', 'CREDITED', 'FAILED'] as const;
+export type DepositStatus = (typeof DEPOSIT_STATUSES)[number];
+export const FINAL_DEPOSIT_STATUSES: readonly DepositStatus[] = ['CREDITED', 'FAILED'];
+
+export interface DepositTimings {
+  /** First status poll when no callback came; doubles up to pollMaxMs. */
+  pollInitialMs: number;
+  pollMaxMs: number;
+  /** Waiting on the provider longer than this marks the saga stuck for staff. */
+  stuckAfterMs: number;
+}
+
+export interface DepositInput {
+  depositId: string;
+  accountId: string;
+  amount: MoneyAmount;
+  provider: string;
+  /** sha256 of the canonical request; a request with the same key but another fingerprint is refused. */
+  fingerprint: string;
+  requestedAt: string;
+  timings: DepositTimings;
+}
+
+export interface DepositTimelineEntry {
+  at: string;
+  status: DepositStatus;
+  note?: string;
+}
+
+/** What the API answers with synchronously when it is known in time: the provider's checkout, or its refusal. */
+export type IntentDecision =
+  | { outcome: 'created'; status: DepositStatus; checkoutUrl: string; providerDepositId: string }
+  | { outcome: 'refused'; status: 'FAILED'; code: string; detail: string };
+
+export interface DepositView {
+  depositId: string;
+  accountId: string;
+  amount: MoneyAmount;
+  provider: string;
+  status: DepositStatus;
+  checkoutUrl?: string;
+  providerDepositId?: string;
+  failureCode?: string;
+  creditTransferId?: number;
+  stuck: boolean;
+  requestedAt: string;
+  timeline: DepositTimelineEntry[];
+}
+
+/** A provider's view of the deposit, from a webhook or from polling. */
+export interface ProviderDepositEvent {
+  /** Webhook event id, or `poll:<timestamp>` for a status poll. */
+  eventId: string;
+  source: 'webhook' | 'poll';
+  providerStatus: 'pending' | 'succeeded' | 'failed';
+  providerDepositId?: string;
+  failureCode?: string;
+  occurredAt: string;
+}
+
+/** Its own name (not the payout's 'providerEvent'), so a misrouted event can never be read as the other kind. */
+export const depositEventSignal = defineSignal<[ProviderDepositEvent]>('depositProviderEvent');
+export const depositStatusQuery = defineQuery<DepositView>('depositStatus');
+/** Waits for and returns the intent decision; its update id carries the request fingerprint. */
+export const intentUpdate = defineUpdate<IntentDecision, [string]>('intent');

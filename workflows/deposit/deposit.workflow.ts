@@ -1,0 +1,206 @@
+import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import { IDEMPOTENCY_MISMATCH } from '../payout/definitions';
+import {
+  depositEventSignal,
+  depositStatusQuery,
+  intentUpdate,
+  type DepositInput,
+  type DepositStatus,
+  type DepositTimelineEntry,
+  type DepositView,
+  type IntentDecision,
+  type ProviderDepositEvent,
+} from './definitions';
+
+// Ledger and database steps: retried until they succeed (they are idempotent); a ledger disagreement stops the saga for staff.
+const steps = proxyActivities<Activities>({
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['LedgerInconsistency'] },
+});
+// Intent creation: a provider outage is waited out; a refusal is final.
+const provider = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['ProviderRejected'] },
+});
+// Status polls: a failed poll is simply retried at the next poll.
+const poller = proxyActivities<Activities>({ startToCloseTimeout: '20 seconds', retry: { maximumAttempts: 2 } });
+
+// The platform's search attributes, shared with payouts (WorkflowType tells the two apart in the Web UI).
+const PayoutStatusKey = defineSearchAttributeKey('PayoutStatus', SearchAttributeType.KEYWORD);
+const AccountIdKey = defineSearchAttributeKey('AccountId', SearchAttributeType.KEYWORD);
+const ProviderKey = defineSearchAttributeKey('Provider', SearchAttributeType.KEYWORD);
+const CurrencyKey = defineSearchAttributeKey('Currency', SearchAttributeType.KEYWORD);
+const AmountMinorKey = defineSearchAttributeKey('AmountMinor', SearchAttributeType.INT);
+const PayoutStuckKey = defineSearchAttributeKey('PayoutStuck', SearchAttributeType.BOOL);
+
+/** Provider states in the order they can happen; the first final outcome wins, later ones are stale. */
+const PROVIDER_RANK = { pending: 0, succeeded: 1, failed: 1 } as const;
+
+/**
+ * A player's deposit: create the provider's payment intent → await the provider (webhook signal, or our
+ * status polls with backoff; never assumed failed) → credit the player once from the provider's clearing
+ * account. Nothing moves before the provider confirms, so a failure has nothing to compensate.
+ */
+export async function depositWorkflow(input: DepositInput): Promise<DepositView> {
+  const { depositId, timings } = input;
+  let status: DepositStatus = 'REQUESTED';
+  const timeline: DepositTimelineEntry[] = [{ at: input.requestedAt, status }];
+  let decision: IntentDecision | undefined;
+  let providerView: ProviderDepositEvent | undefined;
+  let stuck = false;
+  const details: Pick<DepositView, 'checkoutUrl' | 'providerDepositId' | 'failureCode' | 'creditTransferId'> = {};
+
+  const view = (): DepositView => ({
+    depositId,
+    accountId: input.accountId,
+    amount: input.amount,
+    provider: input.provider,
+    status,
+    ...details,
+    stuck,
+    requestedAt: input.requestedAt,
+    timeline: [...timeline],
+  });
+
+  const learn = (event: ProviderDepositEvent) => {
+    if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
+  };
+
+  setHandler(depositStatusQuery, view);
+  setHandler(
+    intentUpdate,
+    async () => {
+      await condition(() => decision !== undefined);
+      return decision!;
+    },
+    {
+      validator: (fingerprint: string) => {
+        if (fingerprint !== input.fingerprint) throw ApplicationFailure.nonRetryable('Idempotency-Key reused with a different request', IDEMPOTENCY_MISMATCH);
+      },
+    },
+  );
+  // A callback may arrive before the intent activity has returned: it is kept and acted on after.
+  setHandler(depositEventSignal, learn);
+
+  upsertSearchAttributes([
+    { key: AccountIdKey, value: input.accountId },
+    { key: ProviderKey, value: input.provider },
+    { key: CurrencyKey, value: input.amount.currency },
+    { key: AmountMinorKey, value: input.amount.minor_units },
+    { key: PayoutStatusKey, value: status },
+    { key: PayoutStuckKey, value: false },
+  ]);
+
+  async function record(): Promise<void> {
+    await steps.recordDepositState({
+      depositId,
+      accountId: input.accountId,
+      amountMinor: input.amount.minor_units,
+      currency: input.amount.currency,
+      provider: input.provider,
+      requestedAt: input.requestedAt,
+      version: timeline.length,
+      status,
+      ...details,
+      stuck,
+    });
+  }
+
+  async function moveTo(next: DepositStatus, note?: string): Promise<void> {
+    status = next;
+    timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}) });
+    upsertSearchAttributes([{ key: PayoutStatusKey, value: next }]);
+    await record();
+  }
+
+  async function finish(): Promise<DepositView> {
+    await condition(allHandlersFinished);
+    return view();
+  }
+
+  await record();
+
+  // 1. Payment intent at the provider (idempotent by deposit id): the player pays at its checkout_url.
+  let created: { checkoutUrl: string; providerDepositId: string };
+  try {
+    const intent = await provider.createDepositIntent({ depositId, amount: input.amount });
+    created = { checkoutUrl: intent.checkoutUrl, providerDepositId: intent.providerDepositId };
+    Object.assign(details, created);
+    // A retried intent may find the deposit already decided at the provider.
+    if (intent.status !== 'pending') learn({ eventId: `intent:${depositId}`, source: 'poll', providerStatus: intent.status, failureCode: intent.failureCode, occurredAt: new Date().toISOString() });
+  } catch (err) {
+    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
+      details.failureCode = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+      decision = { outcome: 'refused', status: 'FAILED', code: details.failureCode, detail: err.cause.message };
+      await moveTo('FAILED', details.failureCode);
+      return finish();
+    }
+    throw err;
+  }
+  await moveTo('PENDING');
+  decision = { outcome: 'created', status: 'PENDING', ...created };
+
+  // 2. Await the provider: its callback, or our status polls with backoff.
+  await awaitProviderOutcome();
+  const outcome = providerView!;
+  details.providerDepositId ??= outcome.providerDepositId;
+
+  // 3a. Failed: no money moved, nothing to compensate.
+  if (outcome.providerStatus === 'failed') {
+    details.failureCode = outcome.failureCode ?? 'provider_failed';
+    await moveTo('FAILED', details.failureCode);
+    return finish();
+  }
+
+  // 3b. Succeeded: credit the player once (`<deposit id>:credit` is unique forever in the ledger).
+  const credit = await steps.creditDeposit({
+    idempotencyKey: `${depositId}:credit`,
+    depositId,
+    accountId: input.accountId,
+    amountMinor: input.amount.minor_units,
+    currency: input.amount.currency,
+  });
+  details.creditTransferId = credit.transferId;
+  await moveTo('CREDITED', `confirmed by ${outcome.source}`);
+  return finish();
+
+  async function awaitProviderOutcome(): Promise<void> {
+    const waitingSince = Date.now();
+    let pollDelay = timings.pollInitialMs;
+    const decided = () => providerView !== undefined && providerView.providerStatus !== 'pending';
+    while (!decided()) {
+      const untilStuck = waitingSince + timings.stuckAfterMs - Date.now();
+      const wait = stuck ? pollDelay : Math.max(1, Math.min(pollDelay, untilStuck));
+      if (await condition(decided, wait)) break;
+      if (!stuck && Date.now() - waitingSince >= timings.stuckAfterMs) {
+        stuck = true;
+        upsertSearchAttributes([{ key: PayoutStuckKey, value: true }]);
+        await moveTo(status, `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
+      }
+      if (wait < pollDelay) continue; // woke up only to mark the saga stuck; poll on schedule
+      try {
+        const seen = await poller.fetchProviderDeposit({ depositId });
+        if (seen && seen.status !== 'pending') {
+          learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerDepositId: seen.providerDepositId, failureCode: seen.failureCode, occurredAt: new Date().toISOString() });
+        }
+      } catch {
+        // The aggregator is unreachable: keep waiting, poll again later.
+      }
+      pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
+    }
+    if (stuck) {
+      stuck = false;
+      upsertSearchAttributes([{ key: PayoutStuckKey, value: false }]);
+    }
+  }
+}
