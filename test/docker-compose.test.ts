@@ -23,6 +23,7 @@ describe('docker-compose.yml', () => {
     // Compose-specific formats with no standard definition: accepted, their shape is checked by Compose.
     ajv.addFormat('ports', true);
     ajv.addFormat('subnet_ip_address', true);
+    ajv.addFormat('expose', true);
     // The package declares draft 2019-09 under a non-canonical URI ("http://...#"), which ajv would try
     // to resolve as a meta-schema; Ajv2019 already is that dialect, so the declaration is dropped.
     // It also carries pre-draft-06 `id` labels (plain JSON pointers that nothing references), which

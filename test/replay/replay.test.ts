@@ -2,7 +2,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, inject, it } from 'vitest';
+import { createLogger } from '../../lib/logger';
+import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { HISTORIES_DIR } from './histories';
+
+// Replay workers log at WARN and above only (a determinism failure is reported as the test's error).
+installTemporalRuntime(createLogger('replay', 'warn'), 'WARN');
 
 const files = fs.existsSync(HISTORIES_DIR) ? fs.readdirSync(HISTORIES_DIR).filter((f) => f.endsWith('.json')).sort() : [];
 
