@@ -64,6 +64,23 @@ export const settings = {
   PAYOUT_DAILY_MAX_AMOUNT: setting(z.coerce.number().positive(), '50000', 'Largest total of one account\'s payouts in 24 hours, in major units.'),
   PAYOUT_HOURLY_MAX_COUNT: setting(z.coerce.number().int().positive(), '20', 'Most payouts one account may request in an hour (velocity limit).'),
 
+  OUTBOX_ENDPOINTS: setting(
+    z.string().refine((v) => v === '' || v.split(',').every((u) => URL.canParse(u.trim())), 'comma-separated URLs'),
+    '',
+    'Operator endpoints (comma-separated URLs) that receive ledger events as signed webhooks; empty keeps events in the outbox.',
+  ),
+  OUTBOX_WEBHOOK_SECRET: setting(z.string().min(16), 'dev-only-outbox-webhook-secret', 'HMAC secret of the outbox webhooks (X-Signature, same scheme as the providers\'). Must be changed in production.'),
+  OUTBOX_BATCH_SIZE: setting(z.coerce.number().int().min(1).max(1000), '100', 'Events the outbox publisher claims per batch.'),
+  OUTBOX_POLL_INTERVAL_MS: setting(durationMs, '500', 'How often the outbox publisher looks for new events when idle.'),
+  OUTBOX_MAX_ATTEMPTS: setting(z.coerce.number().int().min(1).max(100), '10', 'Deliveries of one event to one endpoint before it is dead-lettered.'),
+  OUTBOX_BACKOFF_BASE_MS: setting(durationMs, '1000', 'First retry delay of a failed outbox delivery; doubles per attempt (capped at 5 minutes).'),
+
+  RECONCILIATION_INTERVAL_SECONDS: setting(z.coerce.number().int().min(10), '900', 'How often the reconciliation schedule compares the ledger with the provider\'s settlement report.'),
+
+  TRACING_EXPORTER: setting(z.enum(['off', 'console', 'otlp']), 'off', 'OpenTelemetry traces through API → workflow → activities: off, console, or otlp (OTEL_EXPORTER_OTLP_ENDPOINT).'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: setting(url.optional(), undefined, 'OTLP/HTTP collector base URL when TRACING_EXPORTER=otlp (the standard OpenTelemetry variable).'),
+  WORKER_METRICS_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:9464', 'Where the worker serves Prometheus metrics (its own and the Temporal SDK\'s).'),
+
   HEALTH_TIMEOUT_MS: setting(durationMs, '2000', 'Per-dependency timeout of GET /health checks.'),
 } as const;
 
