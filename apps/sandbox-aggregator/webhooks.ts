@@ -3,7 +3,7 @@ import https from 'node:https';
 import type { Logger } from '../../lib/logger';
 import type { WebhookEvent } from './objects';
 import type { Scheduler } from './scheduler';
-import { signWebhook } from './signature';
+import { signWebhook } from '../../lib/webhook-signature';
 
 export interface WebhookRetryPolicy {
   /** Total delivery attempts per event, the first included. */

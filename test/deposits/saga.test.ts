@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
-import { signWebhook } from '../../apps/sandbox-aggregator/signature';
+import { signWebhook } from '../../lib/webhook-signature';
 import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
 import { depositRequest, startSagaStack, type SagaStack } from '../payouts/stack';

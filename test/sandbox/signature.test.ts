@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { computeSignature, signWebhook, verifyWebhookSignature } from '../../apps/sandbox-aggregator/signature';
+import { computeSignature, signWebhook, verifyWebhookSignature } from '../../lib/webhook-signature';
 
 const secret = 'whsec-test-0123456789abcdef';
 const body = JSON.stringify({ id: 'evt_1', type: 'payout.settled', data: { object: { id: 'po_1' } } });

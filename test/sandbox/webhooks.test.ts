@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { verifyWebhookSignature } from '../../apps/sandbox-aggregator/signature';
+import { verifyWebhookSignature } from '../../lib/webhook-signature';
 import { freePort } from '../../lib/wait';
 import { payoutBody, sleep, startReceiver, startSandbox, wallet, WEBHOOK_SECRET, type Receiver, type Sandbox } from './harness';
 

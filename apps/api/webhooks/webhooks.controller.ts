@@ -2,7 +2,7 @@ import { Controller, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { verifyWebhookSignature } from '../../sandbox-aggregator/signature';
+import { verifyWebhookSignature } from '../../../lib/webhook-signature';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import { providerEventSignal, type ProviderPayoutEvent } from '../../../workflows/payout/definitions';

@@ -3,7 +3,8 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 /**
  * Webhook signatures, Stripe style: `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, t + "." + raw body)>`.
  * Signing the timestamp together with the body lets a receiver refuse replays of old captures.
- * The platform's webhook endpoint imports verifyWebhookSignature from here, so both sides agree byte for byte.
+ * Shared by the sandbox aggregator (signs), the webhook endpoint (verifies) and the outbox publisher (signs),
+ * so every side agrees byte for byte.
  */
 export const SIGNATURE_HEADER = 'x-signature';
 export const DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300;
