@@ -13,6 +13,7 @@ import type { Logger } from '../../lib/logger';
 import { createLedger, type Ledger } from '../../activities/ledger';
 import { AccountsController, accountRoutes } from './accounts/accounts.controller';
 import { AuthGuard } from './auth/auth';
+import { PayoutsOpsController, payoutsOpsRoutes } from './ops/payouts-ops.controller';
 import { WebhooksController, webhookRoutes } from './webhooks/webhooks.controller';
 import { PayoutsController } from './payouts/payouts.controller';
 import { payoutRoutes } from './payouts/payouts.docs';
@@ -45,14 +46,14 @@ declare module 'fastify' {
 }
 
 const API_VERSION = '1.0.0';
-const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes];
+const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },

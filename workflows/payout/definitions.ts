@@ -93,5 +93,18 @@ export const authorizationUpdate = defineUpdate<AuthorizationDecision, [string]>
 /** Accepted only before submission to the provider; answers with the payout's new view. */
 export const cancelUpdate = defineUpdate<PayoutView, [CancelRequest]>('cancel');
 
+/** Finance staff settle or fail a payout the provider leaves undecided; recorded with who and why. */
+export interface StaffResolution {
+  outcome: 'settle' | 'fail';
+  actor: string;
+  reason: string;
+}
+
+/** Accepted only while the saga awaits its provider (SUBMITTED); answers with the resolved view. */
+export const staffResolveUpdate = defineUpdate<PayoutView, [StaffResolution]>('staffResolve');
+/** Ask the saga to poll its provider now instead of at the next backoff step. */
+export const pollProviderNowSignal = defineSignal('pollProviderNow');
+
 export const IDEMPOTENCY_MISMATCH = 'IDEMPOTENCY_MISMATCH';
+export const PAYOUT_NOT_RESOLVABLE = 'PAYOUT_NOT_RESOLVABLE';
 export const PAYOUT_NOT_CANCELLABLE = 'PAYOUT_NOT_CANCELLABLE';

@@ -16,14 +16,18 @@ import {
   FINAL_PAYOUT_STATUSES,
   IDEMPOTENCY_MISMATCH,
   PAYOUT_NOT_CANCELLABLE,
+  PAYOUT_NOT_RESOLVABLE,
   payoutStatusQuery,
+  pollProviderNowSignal,
   providerEventSignal,
+  staffResolveUpdate,
   type AuthorizationDecision,
   type CancelRequest,
   type PayoutInput,
   type PayoutStatus,
   type PayoutView,
   type ProviderPayoutEvent,
+  type StaffResolution,
   type TimelineEntry,
 } from './definitions';
 
@@ -65,6 +69,8 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   let submissionStarted = false;
   let providerView: ProviderPayoutEvent | undefined;
   let stuck = false;
+  let pollRequested = false;
+  let resolution: StaffResolution | undefined;
   const details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
 
   const view = (): PayoutView => ({
@@ -110,6 +116,33 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   setHandler(providerEventSignal, (event) => {
     if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
   });
+  setHandler(pollProviderNowSignal, () => {
+    pollRequested = true;
+  });
+  setHandler(
+    staffResolveUpdate,
+    async (request) => {
+      resolution = request;
+      providerView = {
+        eventId: `staff:${request.actor}`,
+        source: 'staff',
+        providerStatus: request.outcome === 'settle' ? 'settled' : 'failed',
+        ...(request.outcome === 'fail' ? { failureCode: 'resolved_by_staff' } : {}),
+        occurredAt: new Date().toISOString(),
+      };
+      await condition(() => status !== 'SUBMITTED');
+      return view();
+    },
+    {
+      // Exactly once: only a saga still awaiting its provider, with no outcome known, can be resolved.
+      validator: (request: StaffResolution) => {
+        if (status !== 'SUBMITTED' || (providerView && providerView.providerStatus !== 'pending') || resolution) {
+          throw ApplicationFailure.nonRetryable(`Payout is ${status}${providerView ? ` (provider: ${providerView.providerStatus})` : ''}; only a payout awaiting its provider can be resolved`, PAYOUT_NOT_RESOLVABLE);
+        }
+        if (!request.reason.trim()) throw ApplicationFailure.nonRetryable('a reason is required', PAYOUT_NOT_RESOLVABLE);
+      },
+    },
+  );
 
   upsertSearchAttributes([
     { key: AccountIdKey, value: input.accountId },
@@ -200,16 +233,17 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   details.providerPayoutId ??= outcome.providerPayoutId;
 
   // 6a. Failed: void the hold, the player's money is available again.
+  const resolvedBy = resolution ? `resolved by ${resolution.actor}: ${resolution.reason}` : undefined;
   if (outcome.providerStatus === 'failed') {
     details.failureCode = outcome.failureCode ?? 'provider_failed';
     await voidHold();
-    await moveTo('FAILED', details.failureCode);
+    await moveTo('FAILED', resolvedBy ?? details.failureCode);
     return finish();
   }
 
   // 6b. Settled: post the hold. Compensation on a later return: refund with a new transfer.
   const post = await steps.postPayoutHold({ idempotencyKey: `${payoutId}:post`, payoutId, holdTransferId });
-  await moveTo('SETTLED');
+  await moveTo('SETTLED', resolvedBy);
   if (providerView!.providerStatus !== 'returned') {
     await condition(() => providerView!.providerStatus === 'returned', timings.returnWindowMs);
   }
@@ -223,32 +257,41 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
 
   async function awaitProviderOutcome(): Promise<void> {
     const waitingSince = Date.now();
+    const stuckAt = waitingSince + timings.stuckAfterMs;
     let pollDelay = timings.pollInitialMs;
+    let nextPollAt = waitingSince + pollDelay;
     const decided = () => providerView !== undefined && providerView.providerStatus !== 'pending';
     while (!decided()) {
-      const untilStuck = waitingSince + timings.stuckAfterMs - Date.now();
-      const wait = stuck ? pollDelay : Math.max(1, Math.min(pollDelay, untilStuck));
-      if (await condition(decided, wait)) break;
-      if (!stuck && Date.now() - waitingSince >= timings.stuckAfterMs) {
+      const wakeAt = stuck ? nextPollAt : Math.min(nextPollAt, stuckAt);
+      await condition(() => decided() || pollRequested, Math.max(1, wakeAt - Date.now()));
+      if (decided()) break;
+      if (!stuck && Date.now() >= stuckAt) {
         stuck = true;
         upsertSearchAttributes([{ key: PayoutStuckKey, value: true }]);
         await moveTo(status, `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
       }
-      if (wait < pollDelay) continue; // woke up only to mark the saga stuck; poll on schedule
-      try {
-        const seen = await poller.fetchProviderPayout({ payoutId });
-        if (seen && seen.status !== 'pending') {
-          const event: ProviderPayoutEvent = { eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, failureCode: seen.failureCode, returnReason: seen.returnReason, occurredAt: new Date().toISOString() };
-          if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
-        }
-      } catch {
-        // The aggregator is unreachable: keep waiting, poll again later.
-      }
-      pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
+      const onRequest = pollRequested;
+      if (!onRequest && Date.now() < nextPollAt) continue; // woke only to mark the saga stuck
+      pollRequested = false;
+      await pollProvider();
+      if (!onRequest) pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
+      nextPollAt = Date.now() + pollDelay;
     }
     if (stuck) {
       stuck = false;
       upsertSearchAttributes([{ key: PayoutStuckKey, value: false }]);
+    }
+  }
+
+  async function pollProvider(): Promise<void> {
+    try {
+      const seen = await poller.fetchProviderPayout({ payoutId });
+      if (seen && seen.status !== 'pending') {
+        const event: ProviderPayoutEvent = { eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, failureCode: seen.failureCode, returnReason: seen.returnReason, occurredAt: new Date().toISOString() };
+        if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
+      }
+    } catch {
+      // The aggregator is unreachable: keep waiting, poll again later.
     }
   }
 }

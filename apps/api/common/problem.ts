@@ -29,6 +29,7 @@ export const PROBLEM_CODES = {
   PAYOUT_DECLINED: { status: 422, title: 'The payout was declined' },
   DEPOSIT_REFUSED: { status: 422, title: 'The provider refused the deposit' },
   PAYOUT_NOT_CANCELLABLE: { status: 409, title: 'The payout can no longer be cancelled' },
+  PAYOUT_NOT_RESOLVABLE: { status: 409, title: 'The payout is not awaiting its provider' },
   ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY: { status: 409, title: 'The account exists with a different currency' },
   ACCOUNT_ID_TAKEN: { status: 409, title: 'The account id is in use by a system account' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'A dependency is unavailable' },

@@ -1,0 +1,179 @@
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req } from '@nestjs/common';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { Config } from '../../../lib/config';
+import type { Pool } from '../../../lib/db';
+import { PAYOUT_NOT_RESOLVABLE, PAYOUT_STATUSES, pollProviderNowSignal, staffResolveUpdate } from '../../../workflows/payout/definitions';
+import { Roles } from '../auth/auth';
+import { parseOrProblem, ProblemError } from '../common/problem';
+import type { RouteDoc } from '../docs/openapi';
+import { toPayoutBody } from '../payouts/payouts.service';
+import { payoutBody } from '../payouts/payouts.schemas';
+import { CONFIG, PG_POOL, TEMPORAL_CLIENT } from '../tokens';
+
+const payoutIdSchema = z.string().regex(/^po_[0-9a-f]{32}$/, 'a payout id (po_ and 32 hex digits)');
+const resolveBody = z.strictObject({
+  outcome: z.enum(['settle', 'fail']),
+  reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000),
+});
+const pollBody = z.strictObject({ reason: z.string().trim().min(3).max(1000).optional() });
+const listQuery = z.strictObject({
+  stuck: z.enum(['true', 'false']).optional(),
+  status: z.enum(PAYOUT_STATUSES).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+const listedPayout = z.object({
+  payout_id: z.string(),
+  account_id: z.string().optional(),
+  status: z.string().optional(),
+  stuck: z.boolean(),
+  provider: z.string().optional(),
+  amount_minor: z.number().optional(),
+  currency: z.string().optional(),
+  started_at: z.string().optional(),
+});
+const auditEntry = z.object({ id: z.number(), at: z.string(), actor: z.string(), action: z.string(), target: z.string(), reason: z.string(), outcome: z.string(), detail: z.string().nullable() });
+
+/**
+ * Finance staff's tools for sagas a provider leaves hanging: find them (Temporal visibility, the same
+ * search attributes the Web UI filters on), resolve one with a reason, or poll its provider now.
+ * Every action, applied or refused, is written to the append-only staff audit log.
+ */
+@Controller('v1/ops/payouts')
+@Roles('staff')
+export class PayoutsOpsController {
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(PG_POOL) private readonly pool: Pool,
+    @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
+  ) {}
+
+  @Get()
+  async list(@Query() query: unknown) {
+    const { stuck, status, limit } = parseOrProblem(listQuery, query ?? {}, 'query');
+    const clauses = [`WorkflowType = 'payoutWorkflow'`, `ExecutionStatus = 'Running'`];
+    if (stuck) clauses.push(`PayoutStuck = ${stuck}`);
+    if (status) clauses.push(`PayoutStatus = '${status}'`);
+    const items: z.infer<typeof listedPayout>[] = [];
+    for await (const execution of this.temporal.workflow.list({ query: clauses.join(' AND ') })) {
+      const attributes = execution.searchAttributes as Record<string, unknown[] | undefined>;
+      items.push({
+        payout_id: execution.workflowId,
+        account_id: attributes.AccountId?.[0] as string | undefined,
+        status: attributes.PayoutStatus?.[0] as string | undefined,
+        stuck: attributes.PayoutStuck?.[0] === true,
+        provider: attributes.Provider?.[0] as string | undefined,
+        amount_minor: attributes.AmountMinor?.[0] as number | undefined,
+        currency: attributes.Currency?.[0] as string | undefined,
+        started_at: execution.startTime.toISOString(),
+      });
+      if (items.length >= limit) break;
+    }
+    return { items, query: clauses.join(' AND ') };
+  }
+
+  /** Settles or fails a payout still awaiting its provider (money posted or released exactly once). */
+  @Post(':payoutId/resolve')
+  @HttpCode(200)
+  async resolve(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest) {
+    const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
+    const input = parseOrProblem(resolveBody, body);
+    const actor = `${request.principal!.role}:${request.principal!.sub}`;
+    try {
+      const view = await this.temporal.workflow.getHandle(id).executeUpdate(staffResolveUpdate, { args: [{ outcome: input.outcome, actor, reason: input.reason }] });
+      await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, 'applied', `now ${view.status}`);
+      return toPayoutBody(view);
+    } catch (err) {
+      const refusal = refusalOf(err);
+      await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, refusal ? 'refused' : 'error', refusal ?? String(err));
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('PAYOUT_NOT_FOUND', `No running payout saga ${id}`);
+      if (refusal) throw new ProblemError('PAYOUT_NOT_RESOLVABLE', refusal);
+      throw err;
+    }
+  }
+
+  /** Asks the saga to poll its provider now rather than at its next backoff step. */
+  @Post(':payoutId/poll')
+  @HttpCode(202)
+  async poll(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest) {
+    const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
+    const { reason } = parseOrProblem(pollBody, body ?? {});
+    const actor = `${request.principal!.role}:${request.principal!.sub}`;
+    try {
+      await this.temporal.workflow.getHandle(id).signal(pollProviderNowSignal);
+    } catch (err) {
+      await this.audit(actor, 'poll', id, reason ?? 'poll provider now', { reason }, 'error', String(err));
+      if (err instanceof WorkflowNotFoundError) throw new ProblemError('PAYOUT_NOT_FOUND', `No running payout saga ${id}`);
+      throw err;
+    }
+    await this.audit(actor, 'poll', id, reason ?? 'poll provider now', { reason }, 'applied', 'signalled');
+    return { payout_id: id, poll: 'requested' };
+  }
+
+  @Get(':payoutId/audit')
+  async auditTrail(@Param('payoutId') payoutId: string) {
+    const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
+    const { rows } = await this.pool.query<z.infer<typeof auditEntry> & { at: Date; id: string | number }>(
+      'SELECT id, at, actor, action, target, reason, outcome, detail FROM staff_audit_log WHERE target = $1 ORDER BY id',
+      [id],
+    );
+    return { items: rows.map((row) => ({ ...row, id: Number(row.id), at: row.at.toISOString() })) };
+  }
+
+  private async audit(actor: string, action: string, target: string, reason: string, request: unknown, outcome: 'applied' | 'refused' | 'error', detail: string): Promise<void> {
+    await this.pool.query('INSERT INTO staff_audit_log (actor, action, target, reason, request, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+      actor,
+      action,
+      target,
+      reason,
+      JSON.stringify(request ?? {}),
+      outcome,
+      detail.slice(0, 2000),
+    ]);
+  }
+}
+
+function refusalOf(err: unknown): string | undefined {
+  const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
+  return cause instanceof ApplicationFailure && cause.type === PAYOUT_NOT_RESOLVABLE ? cause.message : undefined;
+}
+
+export const payoutsOpsRoutes: RouteDoc[] = [
+  {
+    method: 'get',
+    path: '/v1/ops/payouts',
+    summary: 'Running payout sagas, e.g. ?stuck=true for those waiting on their provider past the threshold',
+    tag: 'ops',
+    auth: ['staff'],
+    responses: { 200: { description: 'Matching sagas (Temporal visibility)', schema: z.object({ items: z.array(listedPayout), query: z.string() }) }, 403: { description: 'Not staff' } },
+  },
+  {
+    method: 'post',
+    path: '/v1/ops/payouts/:payoutId/resolve',
+    summary: 'Settle or fail a payout awaiting its provider, with a reason (audited)',
+    tag: 'ops',
+    auth: ['staff'],
+    body: resolveBody,
+    responses: { 200: { description: 'Resolved', schema: payoutBody }, 404: { description: 'PAYOUT_NOT_FOUND' }, 409: { description: 'PAYOUT_NOT_RESOLVABLE: not awaiting its provider (already decided)' } },
+  },
+  {
+    method: 'post',
+    path: '/v1/ops/payouts/:payoutId/poll',
+    summary: 'Poll the provider for this payout now (audited)',
+    tag: 'ops',
+    auth: ['staff'],
+    body: pollBody,
+    responses: { 202: { description: 'Poll requested' }, 404: { description: 'PAYOUT_NOT_FOUND' } },
+  },
+  {
+    method: 'get',
+    path: '/v1/ops/payouts/:payoutId/audit',
+    summary: 'Staff audit trail of a payout',
+    tag: 'ops',
+    auth: ['staff'],
+    responses: { 200: { description: 'Audit entries, oldest first', schema: z.object({ items: z.array(auditEntry) }) } },
+  },
+];

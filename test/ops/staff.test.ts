@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../../lib/wait';
+import { recordHistory } from '../replay/histories';
+import { uniqueId } from '../support';
+import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+
+describe('finance staff: stuck payouts, resolution with audit, poll now', () => {
+  let stack: SagaStack;
+  let staff: string;
+  beforeAll(async () => {
+    // Polls far apart, so only staff (or the provider) can move a stuck payout in this suite.
+    stack = await startSagaStack({ PAYOUT_STUCK_AFTER_MS: '1500', PAYOUT_POLL_INITIAL_MS: '60000', PAYOUT_POLL_MAX_MS: '60000' });
+    staff = `Bearer ${await (await import('../../lib/tokens')).signToken({ sub: 'alice', role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
+  });
+  afterAll(async () => {
+    await stack?.assertLedgerClean();
+    await stack?.close();
+  });
+
+  const ops = async (method: 'GET' | 'POST', path: string, body?: unknown, authorization = staff) => {
+    const res = await fetch(`${stack.apiUrl}/v1/ops${path}`, { method, headers: { authorization, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+    return { status: res.status, json: (await res.json()) as any };
+  };
+  const stuckPayout = async (amount: number) => {
+    const accountId = await stack.fundedAccount(amount * 2);
+    const res = await stack.postPayout(payoutRequest(accountId, amount, 'sandbox:stay_pending'), uniqueId('key'));
+    expect(res.status).toBe(201);
+    const payoutId: string = res.json.payout_id;
+    for (let i = 0; i < 100; i++) {
+      const view = await stack.getPayout(payoutId);
+      if (view.stuck) return { accountId, payoutId, view };
+      await sleep(100);
+    }
+    throw new Error(`payout ${payoutId} never marked stuck`);
+  };
+
+  it('a payout whose provider never answers is marked stuck and listed for staff; other roles are refused', async () => {
+    const { payoutId, view } = await stuckPayout(500);
+    expect(view).toMatchObject({ status: 'SUBMITTED', stuck: true });
+    expect(view.timeline.at(-1).note).toMatch(/no provider outcome after/);
+
+    let listed: any[] = [];
+    for (let i = 0; i < 50 && !listed.some((p) => p.payout_id === payoutId); i++) {
+      listed = (await ops('GET', '/payouts?stuck=true')).json.items;
+      if (!listed.some((p) => p.payout_id === payoutId)) await sleep(200); // visibility is eventually consistent
+    }
+    expect(listed.find((p) => p.payout_id === payoutId)).toMatchObject({ status: 'SUBMITTED', stuck: true, amount_minor: 500, currency: 'EUR', provider: 'sandbox' });
+
+    const player = await stack.playerAuth(view.account_id);
+    for (const authorization of [player, stack.service]) {
+      const refused = await ops('GET', '/payouts?stuck=true', undefined, authorization);
+      expect(refused.status).toBe(403);
+      expect(refused.json).toMatchObject({ code: 'FORBIDDEN' });
+      expect((await ops('POST', `/payouts/${payoutId}/resolve`, { outcome: 'settle', reason: 'try' }, authorization)).status).toBe(403);
+    }
+    await ops('POST', `/payouts/${payoutId}/resolve`, { outcome: 'fail', reason: 'cleanup: provider confirmed no payment' });
+    await stack.waitForStatus(payoutId, ['FAILED']);
+  });
+
+  it('staff settle a stuck payout exactly once, with an audit record; a second resolution is refused and audited', async () => {
+    const { accountId, payoutId } = await stuckPayout(700);
+    const settled = await ops('POST', `/payouts/${payoutId}/resolve`, { outcome: 'settle', reason: 'provider confirmed by phone, ticket FIN-123' });
+    expect(settled.status).toBe(200);
+    expect(settled.json).toMatchObject({ status: 'SETTLED', stuck: false });
+    expect(settled.json.timeline.at(-1).note).toBe('resolved by staff:alice: provider confirmed by phone, ticket FIN-123');
+
+    const again = await ops('POST', `/payouts/${payoutId}/resolve`, { outcome: 'fail', reason: 'second thoughts' });
+    expect(again.status).toBe(409);
+    expect(again.json).toMatchObject({ code: 'PAYOUT_NOT_RESOLVABLE' });
+
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post']);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ posted: 700, held: 0 });
+
+    const trail = await ops('GET', `/payouts/${payoutId}/audit`);
+    expect(trail.json.items).toMatchObject([
+      { actor: 'staff:alice', action: 'resolve:settle', reason: 'provider confirmed by phone, ticket FIN-123', outcome: 'applied' },
+      { actor: 'staff:alice', action: 'resolve:fail', reason: 'second thoughts', outcome: 'refused' },
+    ]);
+    await expect(stack.pool.query('DELETE FROM staff_audit_log WHERE target = $1', [payoutId])).rejects.toThrow(/append-only/);
+    await recordHistory(stack.temporal, 'payout-resolved-by-staff', payoutId);
+  });
+
+  it('staff fail a stuck payout: the hold is voided', async () => {
+    const { accountId, payoutId } = await stuckPayout(300);
+    const failed = await ops('POST', `/payouts/${payoutId}/resolve`, { outcome: 'fail', reason: 'provider lost the instruction' });
+    expect(failed.json).toMatchObject({ status: 'FAILED', failure_code: 'resolved_by_staff' });
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'void']);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 600, held: 0 });
+  });
+
+  it('poll now: the saga asks its provider at once and settles', async () => {
+    const { payoutId } = await stuckPayout(200);
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
+    // The provider settles without calling back; with polls a minute apart, only "poll now" can notice.
+    await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'settle', send_webhook: false }) });
+    const poll = await ops('POST', `/payouts/${payoutId}/poll`, { reason: 'customer chasing' });
+    expect(poll.status).toBe(202);
+    await stack.waitForStatus(payoutId, ['SETTLED'], 10_000);
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post']);
+    const trail = await ops('GET', `/payouts/${payoutId}/audit`);
+    expect(trail.json.items).toMatchObject([{ action: 'poll', reason: 'customer chasing', outcome: 'applied' }]);
+  });
+
+  it('a resolution needs a reason and a known outcome', async () => {
+    const id = `po_${'0'.repeat(32)}`;
+    expect((await ops('POST', `/payouts/${id}/resolve`, { outcome: 'settle' })).json).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });
+    expect((await ops('POST', `/payouts/${id}/resolve`, { outcome: 'refund', reason: 'because' })).status).toBe(400);
+    expect((await ops('POST', `/payouts/${id}/resolve`, { outcome: 'settle', reason: 'no such payout' })).json).toMatchObject({ status: 404, code: 'PAYOUT_NOT_FOUND' });
+  });
+});
