@@ -20,6 +20,8 @@ declare module 'vitest' {
     databaseUrl: string;
     temporalAddress: string;
     temporalNamespace: string;
+    /** The Temporal Web UI of the test server ('' when the tests use an external server without TEST_TEMPORAL_UI_URL). */
+    temporalUiUrl: string;
     workflowBundlePath: string;
   }
 }
@@ -39,11 +41,14 @@ export default async function setup(project: TestProject) {
   await migrateUp(databaseUrl);
 
   let temporalAddress = process.env.TEST_TEMPORAL_ADDRESS;
+  let temporalUiUrl = process.env.TEST_TEMPORAL_UI_URL ?? '';
   if (!temporalAddress) {
     const cli = ensureTemporalCli();
-    const server = await startTemporalDevServer({ cliPath: cli.path, port: await freePort(), namespace, startTimeoutMs: 120_000 });
+    // With its Web UI: the browser test filters stuck payouts there as finance staff do.
+    const server = await startTemporalDevServer({ cliPath: cli.path, port: await freePort(), uiPort: await freePort(), namespace, startTimeoutMs: 120_000 });
     stops.push(() => server.stop());
     temporalAddress = server.address;
+    temporalUiUrl = server.uiUrl!;
   }
 
   const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
@@ -53,6 +58,7 @@ export default async function setup(project: TestProject) {
   project.provide('databaseUrl', databaseUrl);
   project.provide('temporalAddress', temporalAddress);
   project.provide('temporalNamespace', namespace);
+  project.provide('temporalUiUrl', temporalUiUrl);
   project.provide('workflowBundlePath', workflowBundlePath);
 
   return async () => {
