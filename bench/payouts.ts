@@ -16,12 +16,13 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 // @ts-expect-error autocannon ships no types
 import autocannon from 'autocannon';
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
+import { createTemporalClient } from '../lib/temporal-client';
 import { NativeConnection, bundleWorkflowCode } from '@temporalio/worker';
 import { createLedger } from '../activities/ledger';
 import { createApiApp } from '../apps/api/app';
 import { createSandboxAggregator } from '../apps/sandbox-aggregator/server';
-import { activitySettings, createPayoutWorker, WORKFLOWS_PATH } from '../apps/worker/create-worker';
+import { activitySettings, createPayoutWorker, WORKFLOW_BUNDLE_OPTIONS } from '../apps/worker/create-worker';
 import { loadConfig, repoRoot } from '../lib/config';
 import { createPool } from '../lib/db';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres';
@@ -73,7 +74,7 @@ async function main() {
     stops.push(() => pool.end());
     const connection = await Connection.connect({ address: temporalServer.address });
     stops.push(() => connection.close());
-    const temporal = new Client({ connection, namespace: 'default' });
+    const temporal = createTemporalClient(connection, 'default');
 
     const api = await createApiApp({ config, pool, temporal, logger: createLogger('bench-api', 'silent') });
     await api.listen({ port: apiPort, host: '127.0.0.1' });
@@ -91,7 +92,7 @@ async function main() {
 
     const workerConnection = await NativeConnection.connect({ address: temporalServer.address });
     stops.push(() => workerConnection.close());
-    const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} } as never });
+    const bundle = await bundleWorkflowCode({ ...WORKFLOW_BUNDLE_OPTIONS, logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} } as never });
     const worker = await createPayoutWorker({ connection: workerConnection, pool, namespace: 'default', taskQueue: config.TEMPORAL_TASK_QUEUE, workflowBundle: bundle, ...activitySettings(config) });
     const running = worker.run();
     stops.push(async () => {

@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { activeTraceIds } from './tracing';
 
 /**
  * Structured JSON logs. Redaction is the last line of defence: code should never put secrets or
@@ -19,14 +20,19 @@ export const REDACTED_PATHS = [
   '*.secret',
 ];
 
-export function createLogger(service: string, level: string = process.env.LOG_LEVEL ?? 'info'): Logger {
-  return pino({
+export function createLogger(service: string, level: string = process.env.LOG_LEVEL ?? 'info', destination?: pino.DestinationStream): Logger {
+  return pino(
+    {
     level,
     base: { service },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     formatters: { level: (label) => ({ level: label }) },
-  });
+    // Every line logged inside a traced request or activity carries its trace id.
+    mixin: activeTraceIds,
+    },
+    destination,
+  );
 }
 
 export type { Logger };

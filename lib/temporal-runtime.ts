@@ -10,8 +10,10 @@ const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = 
 };
 
 /** Routes the Temporal SDK's own logs (worker, workflows, activities) into our pino JSON logs. */
-export function installTemporalRuntime(logger: Logger, level: LogLevel = 'INFO'): void {
+/** With metricsAddress, the SDK serves its Prometheus metrics (workflow/activity task latencies, slots, polls) there. */
+export function installTemporalRuntime(logger: Logger, level: LogLevel = 'INFO', metricsAddress?: string): void {
   Runtime.install({
+    ...(metricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: metricsAddress } } } } : {}),
     // Our entry points own signal handling (lib/lifecycle.ts), so shutdown has one owner.
     shutdownSignals: [],
     logger: new DefaultLogger(level, (entry) => {

@@ -13,7 +13,7 @@ import { migrateUp } from '../lib/migrate';
 import { freePort } from '../lib/wait';
 import { ensureTemporalCli } from '../temporal/cli';
 import { startTemporalDevServer } from '../temporal/dev-server';
-import { WORKFLOWS_PATH } from '../apps/worker/create-worker';
+import { WORKFLOW_BUNDLE_OPTIONS } from '../apps/worker/create-worker';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -51,7 +51,7 @@ export default async function setup(project: TestProject) {
     temporalUiUrl = server.uiUrl!;
   }
 
-  const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  const bundle = await bundleWorkflowCode({ ...WORKFLOW_BUNDLE_OPTIONS, logger: quietBundlerLogger });
   const workflowBundlePath = path.join(workDir, 'workflow-bundle.js');
   fs.writeFileSync(workflowBundlePath, bundle.code);
 

@@ -26,7 +26,7 @@ describe('launcher (npm start)', () => {
   });
 
   async function start(): Promise<string> {
-    ports ??= { api: await freePort(), sandbox: await freePort(), pg: await freePort(), temporal: await freePort(), ui: await freePort() };
+    ports ??= { api: await freePort(), sandbox: await freePort(), pg: await freePort(), temporal: await freePort(), ui: await freePort(), workerMetrics: await freePort() };
     output = '';
     launcher = spawn(process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts'], {
       cwd: repoRoot,
@@ -44,6 +44,7 @@ describe('launcher (npm start)', () => {
         PG_PORT: String(ports.pg),
         TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`,
         TEMPORAL_UI_PORT: String(ports.ui),
+        WORKER_METRICS_ADDRESS: `127.0.0.1:${ports.workerMetrics}`,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -81,6 +82,8 @@ describe('launcher (npm start)', () => {
     expect(await health.json()).toMatchObject({ checks: { postgres: { status: 'up' }, temporal: { status: 'up' } } });
     expect((await fetch(`http://127.0.0.1:${ports.ui}/`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${ports.sandbox}/health`)).status).toBe(200);
+    const workerMetrics = await (await fetch(`http://127.0.0.1:${ports.workerMetrics}/metrics`)).text();
+    expect(workerMetrics).toMatch(/temporal_/); // the Temporal SDK's own worker metrics
 
     const attributes = execFileSync(ensureTemporalCli().path, ['operator', 'search-attribute', 'list', '--address', `127.0.0.1:${ports.temporal}`], { encoding: 'utf8' });
     for (const [name, type] of Object.entries(CUSTOM_SEARCH_ATTRIBUTES)) expect(attributes).toMatch(new RegExp(`${name}\\s+${type}`));

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createTemporalClient } from '../lib/temporal-client';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
@@ -33,7 +34,7 @@ export function uniqueId(prefix: string): string {
 
 export async function temporalClient(): Promise<{ client: Client; close: () => Promise<void> }> {
   const connection = await Connection.connect({ address: inject('temporalAddress') });
-  return { client: new Client({ connection, namespace: inject('temporalNamespace') }), close: () => connection.close() };
+  return { client: createTemporalClient(connection, inject('temporalNamespace')), close: () => connection.close() };
 }
 
 /** A real worker on its own task queue (so test files never steal each other's tasks). */

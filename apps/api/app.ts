@@ -6,6 +6,8 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import { LogController } from 'fastify';
+import { context, type Span } from '@opentelemetry/api';
+import { startServerSpan } from '../../lib/tracing';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../../lib/config';
 import type { Pool } from '../../lib/db';
@@ -40,6 +42,8 @@ export interface ApiDeps {
 
 declare module 'fastify' {
   interface FastifyRequest {
+    /** The request's server span (lib/tracing.ts). */
+    span?: Span;
     /** The exact bytes received, for webhook signatures and request fingerprints. */
     rawBody?: Buffer;
   }
@@ -78,7 +82,7 @@ class ApiModule {
 
 /** Builds the API (not listening yet), so main.ts and tests run exactly the same application. */
 export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplication> {
-  const metrics = new ApiMetrics();
+  const metrics = new ApiMetrics(deps.pool);
   const adapter = new FastifyAdapter({
     loggerInstance: deps.logger,
     bodyLimit: deps.config.API_BODY_LIMIT_BYTES,
@@ -104,18 +108,33 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
     );
   });
 
+  // One server span per request, continuing the caller's traceparent; the Temporal client carries it on.
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    const { span, ctx } = startServerSpan(`${request.method} ${request.routeOptions.url ?? 'unmatched'}`, request.headers);
+    request.span = span;
+    context.with(ctx, done);
+  });
   fastify.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', String(request.id));
+    const traceId = request.span?.spanContext().traceId;
+    if (traceId) void reply.header('x-trace-id', traceId);
   });
   fastify.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.httpDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     request.log.info({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    if (reply.getHeader('idempotent-replayed') === 'true') metrics.idempotentReplays.inc({ route });
+    request.span?.setAttribute('http.status_code', reply.statusCode);
+    request.span?.end();
   });
   fastify.addHook('onSend', async (request, reply, payload) => {
     if (String(reply.getHeader('content-type') ?? '').startsWith('application/problem+json') && typeof payload === 'string') {
       try {
-        metrics.problems.inc({ code: (JSON.parse(payload) as { code?: string }).code ?? 'UNKNOWN' });
+        const code = (JSON.parse(payload) as { code?: string }).code ?? 'UNKNOWN';
+        metrics.problems.inc({ code });
+        const route = request.routeOptions.url ?? 'unmatched';
+        if (code === 'IDEMPOTENCY_MISMATCH') metrics.idempotencyMismatches.inc({ route });
+        if (code === 'WEBHOOK_SIGNATURE_INVALID') metrics.webhookSignatureFailures.inc({ provider: String((request.params as { provider?: string }).provider ?? 'unknown') });
       } catch {
         // not JSON: nothing to count
       }

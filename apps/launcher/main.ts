@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
+import { createTemporalClient } from '../../lib/temporal-client';
 import { databaseUrl, loadConfigOrExit, repoRoot, type Config } from '../../lib/config';
 import { startEmbeddedPostgres } from '../../lib/embedded-postgres';
 import { migrateUp } from '../../lib/migrate';
@@ -89,6 +90,7 @@ async function checkPorts(cfg: Config): Promise<void> {
   const wanted: [string, number][] = [
     ['API_PORT', cfg.API_PORT],
     ['SANDBOX_PORT', cfg.SANDBOX_PORT],
+    ['WORKER_METRICS_ADDRESS', Number(cfg.WORKER_METRICS_ADDRESS.split(':')[1])],
   ];
   if (!cfg.DATABASE_URL) wanted.push(['PG_PORT', cfg.PG_PORT]);
   if (cfg.TEMPORAL_EMBEDDED) wanted.push(['TEMPORAL_ADDRESS', Number(cfg.TEMPORAL_ADDRESS.split(':')[1])], ['TEMPORAL_UI_PORT', cfg.TEMPORAL_UI_PORT]);
@@ -186,7 +188,7 @@ async function main(): Promise<void> {
   // The worker is healthy when it has run a workflow end to end (Temporal -> worker -> PostgreSQL).
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
-    const check = await runSelfCheck(new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }), config.TEMPORAL_TASK_QUEUE);
+    const check = await runSelfCheck(createTemporalClient(connection, config.TEMPORAL_NAMESPACE), config.TEMPORAL_TASK_QUEUE);
     say(`worker self-check passed (workflow ${check.workflowId})`);
   } finally {
     await connection.close();
@@ -197,6 +199,7 @@ async function main(): Promise<void> {
     ['OpenAPI docs', `${apiUrl}/docs`],
     ['Health', `${apiUrl}/health`],
     ['Metrics', `${apiUrl}/metrics`],
+    ['Worker metrics', `http://${config.WORKER_METRICS_ADDRESS}/metrics`],
     ['Temporal UI', temporalUi ?? '(external Temporal)'],
     ['Temporal gRPC', config.TEMPORAL_ADDRESS],
     ['Sandbox aggregator', sandboxUrl],

@@ -1,4 +1,5 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { createTemporalClient } from '../../lib/temporal-client';
 import { Client, Connection } from '@temporalio/client';
 import { createApiApp } from '../../apps/api/app';
 import { createPool, type Pool } from '../../lib/db';
@@ -18,7 +19,7 @@ export async function startTestApi(overrides: Record<string, string> = {}): Prom
   const config = testConfig(overrides);
   const pool = createPool(config.DATABASE_URL!, 10);
   const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS });
-  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const temporal = createTemporalClient(connection, config.TEMPORAL_NAMESPACE);
   const app = await createApiApp({ config, pool, temporal, logger: createLogger('api-test', 'silent') });
   return {
     app,

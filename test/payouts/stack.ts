@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { createTemporalClient } from '../../lib/temporal-client';
 import type { FastifyInstance } from 'fastify';
 import { Client, Connection } from '@temporalio/client';
 import { expect } from 'vitest';
@@ -64,7 +65,7 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
   const pool = createPool(config.DATABASE_URL!, 20);
   const ledger = createLedger(pool);
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const temporal = createTemporalClient(connection, config.TEMPORAL_NAMESPACE);
 
   // The API first (the sandbox needs its webhook URL), then the sandbox, then the worker (needs the sandbox URL).
   const taskQueue = uniqueId('payouts');

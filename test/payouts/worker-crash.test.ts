@@ -1,12 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../lib/config';
-import { sleep } from '../../lib/wait';
+import { freePort, sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
 import { FAST_SAGA_SETTINGS, payoutRequest, startSagaStack, type SagaStack } from './stack';
 
 /** The worker as a real separate process, so it can be killed with SIGKILL mid-saga. */
-function spawnWorker(stack: SagaStack): { child: ChildProcess; ready: Promise<void> } {
+async function spawnWorker(stack: SagaStack): Promise<{ child: ChildProcess; ready: Promise<void> }> {
+  const metricsPort = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'apps/worker/main.ts'], {
     cwd: repoRoot,
     env: {
@@ -18,6 +19,7 @@ function spawnWorker(stack: SagaStack): { child: ChildProcess; ready: Promise<vo
       TEMPORAL_NAMESPACE: stack.config.TEMPORAL_NAMESPACE,
       TEMPORAL_TASK_QUEUE: stack.config.TEMPORAL_TASK_QUEUE,
       SANDBOX_URL: stack.sandboxUrl,
+      WORKER_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -48,7 +50,7 @@ describe('a worker killed with SIGKILL in the middle of a payout', () => {
   });
 
   it('completes after a restart with exactly one hold and one post', async () => {
-    const first = spawnWorker(stack);
+    const first = await spawnWorker(stack);
     children.push(first.child);
     await first.ready;
 
@@ -62,7 +64,7 @@ describe('a worker killed with SIGKILL in the middle of a payout', () => {
     await sleep(3_000); // the reversal window passes with no worker alive
     expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold']);
 
-    const second = spawnWorker(stack);
+    const second = await spawnWorker(stack);
     children.push(second.child);
     await second.ready;
     const settled = await stack.waitForStatus(res.json.payout_id, ['SETTLED'], 60_000);

@@ -16,6 +16,7 @@ export const PROBLEM_CODES = {
   ACCOUNT_NOT_FOUND: { status: 404, title: 'No such account' },
   PAYOUT_NOT_FOUND: { status: 404, title: 'No such payout' },
   DEPOSIT_NOT_FOUND: { status: 404, title: 'No such deposit' },
+  RECONCILIATION_NOT_FOUND: { status: 404, title: 'No reconciliation run has finished yet' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Content-Type must be application/json' },

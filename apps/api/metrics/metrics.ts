@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Pool } from '../../../lib/db';
 
 /** The API's Prometheus registry and the instruments features record into. */
 export class ApiMetrics {
@@ -16,9 +17,72 @@ export class ApiMetrics {
     labelNames: ['code'] as const,
     registers: [this.registry],
   });
+  readonly idempotentReplays = new Counter({
+    name: 'idempotent_replays_total',
+    help: 'Answers replayed from an earlier request with the same Idempotency-Key',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+  readonly idempotencyMismatches = new Counter({
+    name: 'idempotency_mismatches_total',
+    help: 'Requests refused because their Idempotency-Key was first used with another request',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookSignatureFailures = new Counter({
+    name: 'webhook_signature_failures_total',
+    help: 'Provider webhooks refused for a missing, stale or wrong signature',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookDuplicates = new Counter({
+    name: 'webhook_duplicates_total',
+    help: 'Provider webhooks acknowledged without a signal because they were delivered before',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
 
-  constructor() {
+  /** Gauges computed from PostgreSQL at scrape time; each source adds its own. */
+  private readonly scrapeSources: ((set: (name: string, labels: Record<string, string>, value: number) => void) => Promise<void>)[] = [];
+  private readonly gauges = new Map<string, Gauge<string>>();
+
+  constructor(private readonly pool?: Pool) {
     this.registry.setDefaultLabels({ service: 'api' });
     collectDefaultMetrics({ register: this.registry });
+    if (pool) {
+      this.addGauge('payouts_by_status', 'Payout sagas by current status (read model)', ['status']);
+      this.addGauge('payouts_stuck', 'Payout sagas waiting on their provider past the stuck threshold', []);
+      this.addGauge('deposits_by_status', 'Deposit sagas by current status (read model)', ['status']);
+      this.scrapeSources.push(async (set) => {
+        const payouts = await pool.query<{ status: string; n: number; stuck: number }>('SELECT status, count(*)::int AS n, count(*) FILTER (WHERE stuck)::int AS stuck FROM payouts GROUP BY status');
+        let stuck = 0;
+        for (const row of payouts.rows) {
+          set('payouts_by_status', { status: row.status }, row.n);
+          stuck += row.stuck;
+        }
+        set('payouts_stuck', {}, stuck);
+        const deposits = await pool.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM deposits GROUP BY status');
+        for (const row of deposits.rows) set('deposits_by_status', { status: row.status }, row.n);
+      });
+    }
+  }
+
+  /** A gauge whose values a scrape source sets; registered once. */
+  addGauge(name: string, help: string, labelNames: string[]): void {
+    if (this.gauges.has(name)) return;
+    this.gauges.set(name, new Gauge({ name, help, labelNames, registers: [this.registry] }));
+  }
+
+  /** Adds a source of scrape-time gauge values (e.g. outbox lag, reconciliation mismatches). */
+  addScrapeSource(source: (set: (name: string, labels: Record<string, string>, value: number) => void) => Promise<void>): void {
+    this.scrapeSources.push(source);
+  }
+
+  async render(): Promise<string> {
+    for (const gauge of this.gauges.values()) gauge.reset();
+    const set = (name: string, labels: Record<string, string>, value: number) => this.gauges.get(name)?.set(labels, value);
+    // A failing source (database down) leaves its gauges empty rather than failing the whole scrape.
+    await Promise.all(this.scrapeSources.map((source) => source(set).catch(() => undefined)));
+    return this.registry.metrics();
   }
 }

@@ -10,7 +10,8 @@ import { depositEventSignal, type ProviderDepositEvent } from '../../../workflow
 import { Public } from '../auth/auth';
 import { ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
-import { CONFIG, PG_POOL, TEMPORAL_CLIENT } from '../tokens';
+import type { ApiMetrics } from '../metrics/metrics';
+import { CONFIG, METRICS, PG_POOL, TEMPORAL_CLIENT } from '../tokens';
 
 const eventSchema = z.object({
   id: z.string().min(1).max(255),
@@ -95,6 +96,7 @@ export class WebhooksController {
     @Inject(CONFIG) private readonly config: Config,
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
+    @Inject(METRICS) private readonly metrics: ApiMetrics,
   ) {}
 
   @Public()
@@ -118,6 +120,7 @@ export class WebhooksController {
       [provider, event.id, event.type, reference, JSON.stringify(event)],
     );
     const duplicate = inserted.rowCount === 0;
+    if (duplicate) this.metrics.webhookDuplicates.inc({ provider });
     const route = routeFor(event);
     if (!route) return { received: true, duplicate, delivered: 'ignored_type' };
 
