@@ -4,6 +4,7 @@ import { createLedger } from './ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
 import { createPayoutActivities, type PayoutLimits } from './payouts';
 import { createProviderActivities } from './provider';
+import { createReconciliationActivities } from './reconciliation';
 import { createSelfCheckActivities } from './self-check';
 
 export interface ActivityDeps {
@@ -22,6 +23,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPayoutLedgerActivities(ledger),
     ...createProviderActivities({ providerUrl: deps.providerUrl }),
     ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl }),
+    ...createReconciliationActivities({ pool: deps.pool, providerUrl: deps.providerUrl }),
   };
 }
 

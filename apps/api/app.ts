@@ -16,6 +16,8 @@ import { createLedger, type Ledger } from '../../activities/ledger';
 import { AccountsController, accountRoutes } from './accounts/accounts.controller';
 import { AuthGuard } from './auth/auth';
 import { PayoutsOpsController, payoutsOpsRoutes } from './ops/payouts-ops.controller';
+import { ReconciliationController, reconciliationRoutes } from './ops/reconciliation.controller';
+import { reconciliationSummary } from '../../activities/reconciliation';
 import { WebhooksController, webhookRoutes } from './webhooks/webhooks.controller';
 import { PayoutsController } from './payouts/payouts.controller';
 import { payoutRoutes } from './payouts/payouts.docs';
@@ -50,14 +52,14 @@ declare module 'fastify' {
 }
 
 const API_VERSION = '1.0.0';
-const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes];
+const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...reconciliationRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, ReconciliationController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
@@ -83,6 +85,13 @@ class ApiModule {
 /** Builds the API (not listening yet), so main.ts and tests run exactly the same application. */
 export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplication> {
   const metrics = new ApiMetrics(deps.pool);
+  metrics.addGauge('reconciliation_mismatches', 'Mismatches found by the latest scheduled reconciliation run, by kind', ['kind']);
+  metrics.addGauge('reconciliation_last_run_timestamp_seconds', 'When the latest scheduled reconciliation run finished', []);
+  metrics.addScrapeSource(async (set) => {
+    const summary = await reconciliationSummary(deps.pool);
+    for (const [kind, n] of Object.entries(summary.open_by_kind)) set('reconciliation_mismatches', { kind }, n);
+    if (summary.last_run_at) set('reconciliation_last_run_timestamp_seconds', {}, Date.parse(summary.last_run_at) / 1000);
+  });
   const adapter = new FastifyAdapter({
     loggerInstance: deps.logger,
     bodyLimit: deps.config.API_BODY_LIMIT_BYTES,

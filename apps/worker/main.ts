@@ -1,20 +1,40 @@
+import { Connection } from '@temporalio/client';
+import { createTemporalClient } from '../../lib/temporal-client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfigOrExit, databaseUrl } from '../../lib/config';
 import { createPool } from '../../lib/db';
 import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import { initTracing } from '../../lib/tracing';
+import { ensureReconciliationSchedule } from '../../temporal/schedules';
 import { activitySettings, createPayoutWorker } from './create-worker';
 
 const config = loadConfigOrExit();
 const logger = createLogger('worker', config.LOG_LEVEL);
-installTemporalRuntime(logger);
+installTemporalRuntime(logger, 'INFO', config.WORKER_METRICS_ADDRESS);
+initTracing('worker', config.TRACING_EXPORTER, config.OTEL_EXPORTER_OTLP_ENDPOINT);
 
 const pool = createPool(databaseUrl(config), config.PG_POOL_MAX);
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
 const worker = await createPayoutWorker({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, ...activitySettings(config) });
 
-logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, temporal: config.TEMPORAL_ADDRESS }, 'worker ready');
+// The reconciliation schedule, kept in step with this worker's settings. A NativeConnection is not a client
+// Connection, so a short-lived client does it. A failure is logged, not fatal: sagas must keep running.
+try {
+  const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  try {
+    const client = createTemporalClient(clientConnection, config.TEMPORAL_NAMESPACE);
+    const schedule = await ensureReconciliationSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, intervalSeconds: config.RECONCILIATION_INTERVAL_SECONDS });
+    logger.info({ ...schedule, intervalSeconds: config.RECONCILIATION_INTERVAL_SECONDS }, 'reconciliation schedule ensured');
+  } finally {
+    await clientConnection.close();
+  }
+} catch (err) {
+  logger.error({ err }, 'could not create or update the reconciliation schedule');
+}
+
+logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, temporal: config.TEMPORAL_ADDRESS, metrics: `http://${config.WORKER_METRICS_ADDRESS}/metrics` }, 'worker ready');
 const running = worker.run();
 onShutdown(async (reason) => {
   logger.info({ reason }, 'worker shutting down');

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
 import { signWebhook } from '../../lib/webhook-signature';
 import { sleep } from '../../lib/wait';
+import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { depositRequest, startSagaStack, type SagaStack } from '../payouts/stack';
 
@@ -49,6 +50,7 @@ describe('deposit saga end to end (API → Temporal → worker → sandbox inten
     const readModel = await stack.pool.query('SELECT status, account_id, amount_minor, currency, stuck, credit_transfer_id FROM deposits WHERE deposit_id = $1', [depositId]);
     expect(readModel.rows[0]).toMatchObject({ status: 'CREDITED', account_id: accountId, amount_minor: 2500, currency: 'EUR', stuck: false });
     expect(readModel.rows[0].credit_transfer_id).not.toBeNull();
+    await recordHistory(stack.temporal, 'deposit-credited', depositId);
   });
 
   it('provider failure (deposit.failed): FAILED with its code, no money moved', async () => {
@@ -61,6 +63,7 @@ describe('deposit saga end to end (API → Temporal → worker → sandbox inten
     expect(statuses(failed)).toEqual(['REQUESTED', 'PENDING', 'FAILED']);
     expect(await stack.depositTransfersOf(depositId)).toEqual([]);
     expect(await balance(accountId)).toMatchObject({ available: 500, held: 0, posted: 500 });
+    await recordHistory(stack.temporal, 'deposit-failed', depositId);
   });
 
   it('callback never arrives: status polling finds the success and credits once', async () => {

@@ -1,0 +1,518 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { inTransaction, type Pool } from '../lib/db';
+import {
+  DEFAULT_RECONCILIATION_LOOKBACK_MS,
+  MISMATCH_KINDS,
+  type MismatchKind,
+  type ReconciliationResult,
+  type ReconciliationWindow,
+  type SettlementComparison,
+} from '../workflows/reconciliation/definitions';
+import { checkInvariants, type InvariantReport, type InvariantViolation } from './ledger';
+
+export type ItemKind = 'payout' | 'deposit';
+
+/** The provider's view of one payout or deposit: an item of its settlement report, or a lookup by reference. */
+export interface ProviderItem {
+  id: string;
+  kind: ItemKind;
+  reference: string;
+  amount: { minor_units: number; currency: string };
+  /** payout: settled | failed | returned; deposit: succeeded | failed; `pending` only from a lookup. */
+  status: string;
+  /** When it became final (settled, succeeded or failed); absent while pending. */
+  settled_at?: string;
+  returned_at?: string;
+  failure_code?: string;
+  return_reason?: string;
+  source: 'report' | 'lookup';
+}
+
+/** One ledger transfer of a saga, found by its metadata (payout_id / deposit_id). */
+export interface LedgerFact {
+  transfer_id: number;
+  kind: string;
+  step: string | null;
+  amount: number;
+  currency: string;
+  created_at: string;
+}
+
+export type SettlementMismatchKind = Exclude<MismatchKind, 'ledger_invariant'>;
+
+export interface Finding {
+  kind: SettlementMismatchKind;
+  detail: string;
+}
+
+const REQUEST_TIMEOUT_MS = 30_000;
+const LOOKUP_CONCURRENCY = 8;
+const INSERT_CHUNK = 500;
+
+const money = (minor: number, currency: string) => `${minor} ${currency}`;
+const kindsOf = (facts: LedgerFact[]) => facts.map((f) => f.kind).join('+');
+
+/**
+ * The comparison rules for one reference. `cutoffMs` is the end of the covered window (action time − grace):
+ * a provider event at or after it is not yet held against the ledger, and a ledger movement at or after it
+ * is not yet held against the provider; both are compared by the next run, once the saga has had its grace.
+ * Voids alone are never held against the provider: cancelled and refused-at-submission payouts never reach it.
+ */
+export function evaluateReference(itemKind: ItemKind, provider: ProviderItem | undefined, facts: LedgerFact[], cutoffMs: number): Finding[] {
+  const before = (f: LedgerFact) => Date.parse(f.created_at) < cutoffMs;
+  const of = (kind: string) => facts.filter((f) => f.kind === kind);
+  const moved = itemKind === 'payout' ? facts.filter((f) => (f.kind === 'post' || f.kind === 'refund') && before(f)) : facts.filter((f) => f.step === 'credit' && before(f));
+
+  if (!provider) {
+    return moved.length > 0 ? [{ kind: 'missing_at_provider', detail: `ledger has ${kindsOf(moved)} but the provider has no ${itemKind} with this reference` }] : [];
+  }
+  if (provider.status === 'pending' || provider.settled_at === undefined) {
+    return moved.length > 0 ? [{ kind: 'status_mismatch', detail: `ledger has ${kindsOf(moved)} but the provider's ${itemKind} is still ${provider.status}` }] : [];
+  }
+  if (Date.parse(provider.settled_at) >= cutoffMs) return [];
+
+  const expected = provider.amount;
+  const sameMoney = (f: LedgerFact) => f.amount === expected.minor_units && f.currency === expected.currency;
+  const findings: Finding[] = [];
+  const add = (kind: SettlementMismatchKind, detail: string) => findings.push({ kind, detail });
+
+  if (itemKind === 'payout') {
+    const [holds, posts, voids, refunds] = [of('hold'), of('post'), of('void'), of('refund')];
+    switch (provider.status) {
+      case 'settled':
+      case 'returned': {
+        if (posts.length === 0) {
+          if (voids.length > 0) add('status_mismatch', `provider ${provider.status} the payout but the ledger voided its hold`);
+          else add('missing_in_ledger', `provider ${provider.status} ${money(expected.minor_units, expected.currency)}; ledger has no post${holds.length > 0 ? ' (hold still pending)' : ''}`);
+        } else if (!sameMoney(posts[0]!)) {
+          add('amount_mismatch', `provider ${provider.status} ${money(expected.minor_units, expected.currency)}; ledger posted ${money(posts[0]!.amount, posts[0]!.currency)}`);
+        }
+        const returnedInWindow = provider.status === 'returned' && provider.returned_at !== undefined && Date.parse(provider.returned_at) < cutoffMs;
+        if (returnedInWindow) {
+          const refunded = refunds.reduce((sum, f) => sum + f.amount, 0);
+          if (refunds.length === 0) add('missing_in_ledger', 'provider returned the payout; ledger has no refund');
+          else if (refunded !== expected.minor_units || refunds.some((f) => f.currency !== expected.currency)) {
+            add('amount_mismatch', `provider returned ${money(expected.minor_units, expected.currency)}; ledger refunded ${money(refunded, refunds[0]!.currency)}`);
+          }
+        } else if (provider.status === 'settled' && refunds.some(before)) {
+          add('status_mismatch', 'ledger refunded the payout but the provider has not returned it');
+        }
+        break;
+      }
+      case 'failed':
+        if (posts.length > 0) add('status_mismatch', `provider failed the payout (${provider.failure_code ?? 'no code'}) but the ledger posted it`);
+        else if (voids.length === 0) {
+          if (holds.length > 0) add('status_mismatch', `provider failed the payout (${provider.failure_code ?? 'no code'}) but its hold is still pending`);
+          else add('missing_in_ledger', 'provider failed a payout the ledger never held');
+        }
+        break;
+      default:
+        add('status_mismatch', `unknown provider payout status ${provider.status}`);
+    }
+  } else {
+    const credits = facts.filter((f) => f.step === 'credit');
+    switch (provider.status) {
+      case 'succeeded':
+        if (credits.length === 0) add('missing_in_ledger', `provider succeeded ${money(expected.minor_units, expected.currency)}; ledger has no credit`);
+        else if (credits.length > 1) add('amount_mismatch', `provider succeeded once; ledger credited ${credits.length} times`);
+        else if (!sameMoney(credits[0]!)) add('amount_mismatch', `provider succeeded ${money(expected.minor_units, expected.currency)}; ledger credited ${money(credits[0]!.amount, credits[0]!.currency)}`);
+        break;
+      case 'failed':
+        if (credits.length > 0) add('status_mismatch', `provider failed the deposit (${provider.failure_code ?? 'no code'}) but the ledger credited it`);
+        break;
+      default:
+        add('status_mismatch', `unknown provider deposit status ${provider.status}`);
+    }
+  }
+  // One finding per kind and reference (the table's key): details of the same kind are joined.
+  const merged = new Map<SettlementMismatchKind, string[]>();
+  for (const f of findings) merged.set(f.kind, [...(merged.get(f.kind) ?? []), f.detail]);
+  return [...merged].map(([kind, details]) => ({ kind, detail: details.join('; ') }));
+}
+
+interface ReportItemBody {
+  id: string;
+  kind: string;
+  reference: string;
+  amount: { minor_units: number; currency: string };
+  status: string;
+  settled_at: string;
+  returned_at?: string;
+  failure_code?: string;
+  return_reason?: string;
+}
+
+interface ProviderObjectBody {
+  id: string;
+  reference: string;
+  status: string;
+  amount: { minor_units: number; currency: string };
+  settled_at?: string;
+  succeeded_at?: string;
+  failed_at?: string;
+  returned_at?: string;
+  failure_code?: string;
+  return_reason?: string;
+}
+
+function unavailable(what: string, status: number): never {
+  throw ApplicationFailure.retryable(`aggregator ${what} answered ${status}`, 'ProviderUnavailable');
+}
+
+/** The aggregator's settlement report: every payout/deposit that became final (or was returned) in [since, until). */
+export async function fetchSettlementReport(providerUrl: string, since: string, until: string): Promise<ProviderItem[]> {
+  const base = providerUrl.replace(/\/$/, '');
+  const url = `${base}/v1/reports/settlements?since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}`;
+  const response = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  if (!response.ok) unavailable('settlement report', response.status);
+  const body = (await response.json()) as { items?: ReportItemBody[] };
+  return (body.items ?? [])
+    .filter((item) => item.kind === 'payout' || item.kind === 'deposit')
+    .map((item) => ({
+      id: item.id,
+      kind: item.kind as ItemKind,
+      reference: item.reference,
+      amount: item.amount,
+      status: item.status,
+      settled_at: item.settled_at,
+      ...(item.returned_at ? { returned_at: item.returned_at } : {}),
+      ...(item.failure_code ? { failure_code: item.failure_code } : {}),
+      ...(item.return_reason ? { return_reason: item.return_reason } : {}),
+      source: 'report' as const,
+    }));
+}
+
+/** The aggregator's current view of one reference; undefined when it never saw it. */
+export async function lookupProviderItem(providerUrl: string, kind: ItemKind, reference: string): Promise<ProviderItem | undefined> {
+  const base = providerUrl.replace(/\/$/, '');
+  const response = await fetch(`${base}/v1/${kind}s?reference=${encodeURIComponent(reference)}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  if (response.status === 404) return undefined;
+  if (!response.ok) unavailable(`${kind} lookup`, response.status);
+  const body = (await response.json()) as ProviderObjectBody;
+  const finalAt = body.settled_at ?? body.succeeded_at ?? body.failed_at;
+  return {
+    id: body.id,
+    kind,
+    reference: body.reference,
+    amount: body.amount,
+    status: body.status,
+    ...(finalAt && body.status !== 'pending' ? { settled_at: finalAt } : {}),
+    ...(body.returned_at ? { returned_at: body.returned_at } : {}),
+    ...(body.failure_code ? { failure_code: body.failure_code } : {}),
+    ...(body.return_reason ? { return_reason: body.return_reason } : {}),
+    source: 'lookup',
+  };
+}
+
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  });
+  await Promise.all(lanes);
+  return results;
+}
+
+const targetKey = (kind: ItemKind, reference: string) => `${kind}:${reference}`;
+
+interface Target {
+  itemKind: ItemKind;
+  reference: string;
+  provider?: ProviderItem;
+  lookup: boolean;
+}
+
+export interface RecordRunInput {
+  runId: string;
+  workflowId: string;
+  window: ReconciliationWindow;
+  actionTime: string;
+  graceSeconds: number;
+  scope: string[] | null;
+  startedAt: string;
+  invariants: InvariantReport;
+  comparison: SettlementComparison;
+}
+
+function emptyByKind(): Record<MismatchKind, number> {
+  return Object.fromEntries(MISMATCH_KINDS.map((k) => [k, 0])) as Record<MismatchKind, number>;
+}
+
+/**
+ * Reconciliation steps. Idempotent: mismatches are keyed by (run, kind, reference) and the run row by the
+ * workflow run id, so a retried activity records nothing twice.
+ */
+export function createReconciliationActivities(deps: { pool: Pool; providerUrl: string }) {
+  const { pool, providerUrl } = deps;
+
+  return {
+    /**
+     * The window a run covers: from where the last full run ended (else `until − 24 h`) to `until − grace`.
+     * Each settlement is thus compared exactly once, after its saga had at least `grace` to move.
+     */
+    async planReconciliationWindow(input: { until: string; graceSeconds: number; since?: string; scoped: boolean }): Promise<ReconciliationWindow> {
+      const untilMs = Date.parse(input.until);
+      let sinceMs = input.since !== undefined ? Date.parse(input.since) : undefined;
+      if (sinceMs === undefined && !input.scoped) {
+        const { rows } = await pool.query<{ until: Date | null }>('SELECT max(window_until) AS until FROM reconciliation_runs WHERE scope IS NULL');
+        if (rows[0]?.until) sinceMs = rows[0].until.getTime();
+      }
+      sinceMs ??= untilMs - DEFAULT_RECONCILIATION_LOOKBACK_MS;
+      const cutoffMs = Math.max(untilMs - input.graceSeconds * 1000, sinceMs);
+      return { since: new Date(sinceMs).toISOString(), until: new Date(cutoffMs).toISOString() };
+    },
+
+    /** The ledger's own invariants (double entry, balances, holds resolved once, ...), on one snapshot. */
+    async checkLedgerInvariants(): Promise<InvariantReport> {
+      return checkInvariants(pool);
+    },
+
+    /**
+     * Fetches the provider's report for the window, compares it with the ledger and stores the mismatches.
+     * One activity, so the report (which can be large) never passes through workflow history.
+     * Compared: every report item; every ledger post/refund/credit made in the window (looked up at the
+     * provider when the report lacks it); in a full run, every reference the previous full run found open.
+     */
+    async reconcileSettlements(input: ReconciliationWindow & { runId: string; references?: string[] }): Promise<SettlementComparison> {
+      const cutoffMs = Date.parse(input.until);
+      const scope = input.references ? new Set(input.references) : undefined;
+      const inScope = (reference: string) => !scope || scope.has(reference);
+      const targets = new Map<string, Target>();
+      const want = (itemKind: ItemKind, reference: string) => {
+        const key = targetKey(itemKind, reference);
+        if (!targets.has(key)) targets.set(key, { itemKind, reference, lookup: true });
+      };
+
+      const report = (await fetchSettlementReport(providerUrl, input.since, input.until)).filter((item) => inScope(item.reference));
+      for (const item of report) targets.set(targetKey(item.kind, item.reference), { itemKind: item.kind, reference: item.reference, provider: item, lookup: false });
+
+      const { rows: moved } = await pool.query<{ item_kind: ItemKind; reference: string }>(
+        `SELECT DISTINCT 'payout' AS item_kind, metadata->>'payout_id' AS reference FROM ledger_transfers
+          WHERE created_at >= $1 AND created_at < $2 AND metadata ? 'payout_id' AND kind IN ('post', 'refund')
+         UNION
+         SELECT DISTINCT 'deposit', metadata->>'deposit_id' FROM ledger_transfers
+          WHERE created_at >= $1 AND created_at < $2 AND metadata ? 'deposit_id' AND metadata->>'step' = 'credit'`,
+        [input.since, input.until],
+      );
+      const ledgerMovements = moved.filter((m) => inScope(m.reference));
+      for (const m of ledgerMovements) want(m.item_kind, m.reference);
+
+      // Open findings are restated until they are resolved: the latest full run always lists all of them.
+      let carriedOver = 0;
+      if (!scope) {
+        const { rows: open } = await pool.query<{ item_kind: ItemKind; reference: string }>(
+          `SELECT DISTINCT m.item_kind, m.reference FROM reconciliation_mismatches m
+            WHERE m.kind <> 'ledger_invariant'
+              AND m.run_id = (SELECT run_id FROM reconciliation_runs WHERE scope IS NULL ORDER BY finished_at DESC, run_id DESC LIMIT 1)`,
+        );
+        carriedOver = open.length;
+        for (const o of open) want(o.item_kind, o.reference);
+      }
+
+      const toLookUp = [...targets.values()].filter((t) => t.lookup);
+      await mapLimited(toLookUp, LOOKUP_CONCURRENCY, async (t) => {
+        t.provider = await lookupProviderItem(providerUrl, t.itemKind, t.reference);
+      });
+
+      // Read after the report, so a movement the saga made because of a reported event is seen.
+      const all = [...targets.values()];
+      const facts = new Map<string, LedgerFact[]>();
+      if (all.length > 0) {
+        const { rows } = await pool.query<{ id: number; kind: string; step: string | null; amount: number; currency: string; created_at: Date; payout_id: string | null; deposit_id: string | null }>(
+          `SELECT id, kind, metadata->>'step' AS step, amount, currency, created_at, metadata->>'payout_id' AS payout_id, metadata->>'deposit_id' AS deposit_id
+             FROM ledger_transfers
+            WHERE (metadata ? 'payout_id' AND metadata->>'payout_id' = ANY($1::text[]))
+               OR (metadata ? 'deposit_id' AND metadata->>'deposit_id' = ANY($2::text[]))
+            ORDER BY id`,
+          [all.filter((t) => t.itemKind === 'payout').map((t) => t.reference), all.filter((t) => t.itemKind === 'deposit').map((t) => t.reference)],
+        );
+        for (const row of rows) {
+          const key = row.payout_id !== null ? targetKey('payout', row.payout_id) : targetKey('deposit', row.deposit_id!);
+          const fact: LedgerFact = { transfer_id: row.id, kind: row.kind, step: row.step, amount: row.amount, currency: row.currency, created_at: row.created_at.toISOString() };
+          facts.set(key, [...(facts.get(key) ?? []), fact]);
+        }
+      }
+
+      const mismatches = all.flatMap((t) => {
+        const ledgerFacts = facts.get(targetKey(t.itemKind, t.reference)) ?? [];
+        return evaluateReference(t.itemKind, t.provider, ledgerFacts, cutoffMs).map((f) => ({
+          kind: f.kind,
+          item_kind: t.itemKind,
+          reference: t.reference,
+          provider_item: t.provider ?? null,
+          ledger_facts: ledgerFacts,
+          detail: f.detail,
+        }));
+      });
+      for (let i = 0; i < mismatches.length; i += INSERT_CHUNK) {
+        await pool.query(
+          `INSERT INTO reconciliation_mismatches (run_id, kind, item_kind, reference, provider_item, ledger_facts, detail)
+           SELECT $1, m.kind, m.item_kind, m.reference, m.provider_item, m.ledger_facts, m.detail
+             FROM jsonb_to_recordset($2::jsonb) AS m(kind text, item_kind text, reference text, provider_item jsonb, ledger_facts jsonb, detail text)
+            WHERE NOT EXISTS (SELECT 1 FROM reconciliation_runs WHERE run_id = $1)
+           ON CONFLICT (run_id, kind, reference) WHERE kind <> 'ledger_invariant' DO NOTHING`,
+          [input.runId, JSON.stringify(mismatches.slice(i, i + INSERT_CHUNK))],
+        );
+      }
+      return { providerItems: report.length, ledgerMovements: ledgerMovements.length, lookedUp: toLookUp.length, carriedOver, mismatches: mismatches.length };
+    },
+
+    /**
+     * Writes the finished run (once: keyed by the workflow run id) with the invariant checker's violations as
+     * ledger_invariant mismatches. Counts come from the stored rows, so they agree with what staff will read.
+     */
+    async recordReconciliationRun(input: RecordRunInput): Promise<ReconciliationResult> {
+      return inTransaction(pool, async (client) => {
+        const { rows: counted } = await client.query<{ kind: MismatchKind; n: number }>(
+          'SELECT kind, count(*)::int AS n FROM reconciliation_mismatches WHERE run_id = $1 GROUP BY kind',
+          [input.runId],
+        );
+        const violations: InvariantViolation[] = input.invariants.violations;
+        const settlementMismatches = counted.filter((c) => c.kind !== 'ledger_invariant').reduce((sum, c) => sum + c.n, 0);
+        const total = settlementMismatches + violations.length;
+        const inserted = await client.query(
+          `INSERT INTO reconciliation_runs (run_id, workflow_id, window_since, window_until, action_time, grace_seconds, scope, started_at, status,
+                                            invariant_violations, provider_items, ledger_movements, looked_up, carried_over, mismatches)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+           ON CONFLICT (run_id) DO NOTHING`,
+          [
+            input.runId,
+            input.workflowId,
+            input.window.since,
+            input.window.until,
+            input.actionTime,
+            input.graceSeconds,
+            input.scope === null ? null : JSON.stringify(input.scope),
+            input.startedAt,
+            total === 0 ? 'clean' : 'mismatches',
+            JSON.stringify(violations),
+            input.comparison.providerItems,
+            input.comparison.ledgerMovements,
+            input.comparison.lookedUp,
+            input.comparison.carriedOver,
+            total,
+          ],
+        );
+        // Only the attempt that wrote the run row writes its invariant findings (the primary key serialises attempts).
+        if (inserted.rowCount === 1 && violations.length > 0) {
+          await client.query(
+            `INSERT INTO reconciliation_mismatches (run_id, kind, reference, ledger_facts, detail)
+             SELECT $1, 'ledger_invariant', v.rule, v.detail, 'ledger invariant ' || v.rule || ' violated'
+               FROM jsonb_to_recordset($2::jsonb) AS v(rule text, detail jsonb)`,
+            [input.runId, JSON.stringify(violations)],
+          );
+        }
+        const run = await readRun(client, input.runId);
+        return { runId: run.run_id, since: run.window.since, until: run.window.until, status: run.status, mismatches: run.counts.mismatches, byKind: run.by_kind, invariantViolations: run.invariant_violations.length };
+      });
+    },
+  };
+}
+
+// ---- reads (API, metrics) ---------------------------------------------------------------------------
+
+type Queryable = Pick<Pool, 'query'>;
+
+interface RunRow {
+  run_id: string;
+  workflow_id: string;
+  window_since: Date;
+  window_until: Date;
+  action_time: Date;
+  grace_seconds: number;
+  scope: string[] | null;
+  started_at: Date;
+  finished_at: Date;
+  status: 'clean' | 'mismatches';
+  invariant_violations: InvariantViolation[];
+  provider_items: number;
+  ledger_movements: number;
+  looked_up: number;
+  carried_over: number;
+  mismatches: number;
+}
+
+export interface ReconciliationMismatch {
+  kind: MismatchKind;
+  item_kind: ItemKind | null;
+  reference: string;
+  provider_item: ProviderItem | null;
+  ledger_facts: unknown;
+  detail: string;
+  recorded_at: string;
+}
+
+/** A finished run as staff read it. */
+export interface ReconciliationRun {
+  run_id: string;
+  workflow_id: string;
+  status: 'clean' | 'mismatches';
+  window: { since: string; until: string };
+  action_time: string;
+  grace_seconds: number;
+  /** null for a full run; the references a scoped run was limited to. */
+  scope: string[] | null;
+  started_at: string;
+  finished_at: string;
+  counts: { provider_items: number; ledger_movements: number; looked_up: number; carried_over: number; mismatches: number };
+  by_kind: Record<MismatchKind, number>;
+  invariant_violations: InvariantViolation[];
+  mismatches: ReconciliationMismatch[];
+}
+
+async function readRun(db: Queryable, runId: string): Promise<ReconciliationRun> {
+  const { rows } = await db.query<RunRow>('SELECT * FROM reconciliation_runs WHERE run_id = $1', [runId]);
+  const row = rows[0];
+  if (!row) throw new Error(`reconciliation run ${runId} not found`);
+  const { rows: found } = await db.query<Omit<ReconciliationMismatch, 'recorded_at'> & { recorded_at: Date }>(
+    'SELECT kind, item_kind, reference, provider_item, ledger_facts, detail, recorded_at FROM reconciliation_mismatches WHERE run_id = $1 ORDER BY id',
+    [runId],
+  );
+  const byKind = emptyByKind();
+  for (const m of found) byKind[m.kind] += 1;
+  return {
+    run_id: row.run_id,
+    workflow_id: row.workflow_id,
+    status: row.status,
+    window: { since: row.window_since.toISOString(), until: row.window_until.toISOString() },
+    action_time: row.action_time.toISOString(),
+    grace_seconds: row.grace_seconds,
+    scope: row.scope,
+    started_at: row.started_at.toISOString(),
+    finished_at: row.finished_at.toISOString(),
+    counts: { provider_items: row.provider_items, ledger_movements: row.ledger_movements, looked_up: row.looked_up, carried_over: row.carried_over, mismatches: row.mismatches },
+    by_kind: byKind,
+    invariant_violations: row.invariant_violations,
+    mismatches: found.map((m) => ({ ...m, recorded_at: m.recorded_at.toISOString() })),
+  };
+}
+
+/** The latest finished run (full or scoped) with its mismatches; undefined before the first. */
+export async function latestReconciliation(db: Queryable): Promise<ReconciliationRun | undefined> {
+  const { rows } = await db.query<{ run_id: string }>('SELECT run_id FROM reconciliation_runs ORDER BY finished_at DESC, run_id DESC LIMIT 1');
+  return rows[0] ? readRun(db, rows[0].run_id) : undefined;
+}
+
+export interface ReconciliationSummary {
+  last_run_at: string | null;
+  last_run_mismatches: number;
+  /** Mismatches still open: those the latest full run found (each full run restates every open one). */
+  open_by_kind: Record<MismatchKind, number>;
+}
+
+/** For /metrics: the latest full (scheduled) run; scoped diagnostic runs do not move these figures. */
+export async function reconciliationSummary(db: Queryable): Promise<ReconciliationSummary> {
+  const { rows } = await db.query<{ run_id: string; finished_at: Date; mismatches: number }>(
+    'SELECT run_id, finished_at, mismatches FROM reconciliation_runs WHERE scope IS NULL ORDER BY finished_at DESC, run_id DESC LIMIT 1',
+  );
+  const openByKind = emptyByKind();
+  const last = rows[0];
+  if (!last) return { last_run_at: null, last_run_mismatches: 0, open_by_kind: openByKind };
+  const { rows: counted } = await db.query<{ kind: MismatchKind; n: number }>('SELECT kind, count(*)::int AS n FROM reconciliation_mismatches WHERE run_id = $1 GROUP BY kind', [last.run_id]);
+  for (const c of counted) openByKind[c.kind] = c.n;
+  return { last_run_at: last.finished_at.toISOString(), last_run_mismatches: last.mismatches, open_by_kind: openByKind };
+}
