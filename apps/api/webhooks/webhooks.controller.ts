@@ -81,6 +81,8 @@ function routeFor(event: ProviderEvent): EventRoute | undefined {
   return undefined;
 }
 
+const SIGNAL_DEADLINE_MS = 5_000;
+
 const ackBody = z.object({ received: z.literal(true), duplicate: z.boolean(), delivered: z.enum(['signalled', 'already_signalled', 'saga_closed', 'unknown_reference', 'ignored_type']) });
 type Ack = z.infer<typeof ackBody>;
 
@@ -131,7 +133,8 @@ export class WebhooksController {
       return { received: true, duplicate, delivered: 'already_signalled' };
     }
     try {
-      await route.signal(this.temporal.workflow.getHandle(reference), event);
+      // Bounded: a provider waiting on us should get its 503 (and retry) in seconds, not after gRPC retries.
+      await this.temporal.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () => route.signal(this.temporal.workflow.getHandle(reference), event));
       log.info('webhook signalled to saga');
       return { received: true, duplicate, delivered: 'signalled' };
     } catch (err) {
