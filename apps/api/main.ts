@@ -1,4 +1,4 @@
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
 import { createTemporalClient } from '../../lib/temporal-client';
 import { databaseUrl, loadConfigOrExit } from '../../lib/config';
 import { createPool } from '../../lib/db';

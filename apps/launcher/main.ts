@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
 import { createTemporalClient } from '../../lib/temporal-client';
-import { databaseUrl, loadConfigOrExit, repoRoot, type Config } from '../../lib/config';
+import { loadConfigOrExit, repoRoot, type Config } from '../../lib/config';
 import { startEmbeddedPostgres } from '../../lib/embedded-postgres';
 import { migrateUp } from '../../lib/migrate';
 import { startProcess, type ManagedProcess } from '../../lib/processes';

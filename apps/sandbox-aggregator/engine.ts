@@ -12,7 +12,7 @@ import { failureCodeOf, finalOutcomeOf, returnReasonOf, supportsDeposits } from 
 import type { DepositRequest, PayoutRequest, ResolveDeposit, ResolvePayout, Scenario } from './schemas';
 import type { Scheduler } from './scheduler';
 import type { SandboxStore } from './store';
-import type { Delivery, WebhookDispatcher } from './webhooks';
+import type { WebhookDispatcher } from './webhooks';
 
 export interface EngineOptions {
   store: SandboxStore;

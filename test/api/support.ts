@@ -1,6 +1,6 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createTemporalClient } from '../../lib/temporal-client';
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
 import { createApiApp } from '../../apps/api/app';
 import { createPool, type Pool } from '../../lib/db';
 import { createLogger } from '../../lib/logger';

@@ -46,7 +46,7 @@ export class ApiMetrics {
   private readonly scrapeSources: ((set: (name: string, labels: Record<string, string>, value: number) => void) => Promise<void>)[] = [];
   private readonly gauges = new Map<string, Gauge<string>>();
 
-  constructor(private readonly pool?: Pool) {
+  constructor(pool?: Pool) {
     this.registry.setDefaultLabels({ service: 'api' });
     collectDefaultMetrics({ register: this.registry });
     if (pool) {

@@ -3,7 +3,6 @@ import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@
 import { ApplicationFailure } from '@temporalio/common';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import { PAYOUT_NOT_RESOLVABLE, PAYOUT_STATUSES, pollProviderNowSignal, staffResolveUpdate } from '../../../workflows/payout/definitions';
 import { Roles } from '../auth/auth';
@@ -11,7 +10,7 @@ import { parseOrProblem, ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
 import { toPayoutBody } from '../payouts/payouts.service';
 import { payoutBody } from '../payouts/payouts.schemas';
-import { CONFIG, PG_POOL, TEMPORAL_CLIENT } from '../tokens';
+import { PG_POOL, TEMPORAL_CLIENT } from '../tokens';
 
 const payoutIdSchema = z.string().regex(/^po_[0-9a-f]{32}$/, 'a payout id (po_ and 32 hex digits)');
 const resolveBody = z.strictObject({
@@ -46,7 +45,6 @@ const auditEntry = z.object({ id: z.number(), at: z.string(), actor: z.string(),
 @Roles('staff')
 export class PayoutsOpsController {
   constructor(
-    @Inject(CONFIG) private readonly config: Config,
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
   ) {}
