@@ -115,6 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (out.NODE_ENV === 'production') {
     if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });
     if (out.SANDBOX_WEBHOOK_SECRET === DEV_SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
+    if (out.OUTBOX_WEBHOOK_SECRET === settings.OUTBOX_WEBHOOK_SECRET.default) problems.push({ setting: 'OUTBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const parsed = out as Parsed;

@@ -3,5 +3,5 @@ import { settings } from '../lib/config';
 
 process.stdout.write('| Variable | Default | What it does |\n|---|---|---|\n');
 for (const [name, s] of Object.entries(settings)) {
-  process.stdout.write(`| \`${name}\` | ${s.default === undefined ? '(unset)' : `\`${s.default}\``} | ${s.description} |\n`);
+  process.stdout.write(`| \`${name}\` | ${s.default === undefined ? '(unset)' : s.default === '' ? '(empty)' : `\`${s.default}\``} | ${s.description} |\n`);
 }

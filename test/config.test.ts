@@ -51,7 +51,7 @@ describe('configuration', () => {
     for (const [name, s] of Object.entries(settings)) {
       const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\` |`));
       expect(row, `README row for ${name}`).toBeDefined();
-      if (s.default !== undefined) expect(row, name).toContain(`\`${s.default}\``);
+      if (s.default) expect(row, name).toContain(`\`${s.default}\``);
     }
   });
 });

@@ -12,7 +12,7 @@ const composeText = fs.readFileSync(path.join(repoRoot, 'docker-compose.yml'), '
 const compose = parse(composeText, { merge: true }) as {
   services: Record<string, { build?: string; command?: string[] | string; environment?: Record<string, string>; depends_on?: Record<string, unknown> }>;
 };
-const PLATFORM_SERVICES = ['api', 'worker', 'sandbox-aggregator', 'migrate'];
+const PLATFORM_SERVICES = ['api', 'worker', 'sandbox-aggregator', 'migrate', 'outbox-publisher'];
 
 describe('docker-compose.yml', () => {
   it('is valid against the Compose specification JSON schema', () => {

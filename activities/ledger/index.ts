@@ -6,4 +6,12 @@
 export { createLedger, type Ledger, type LedgerOptions } from './ledger';
 export { checkInvariants, INVARIANT_RULES, type InvariantReport, type InvariantViolation } from './invariants';
 export { CURRENCY_CODES, currencyExponent, formatMinorUnits, isKnownCurrency, isValidMinorAmount, toMinorUnits } from './currency';
+export {
+  buildOutboxEvent,
+  eventTypeOf,
+  OUTBOX_EVENT_TYPES,
+  OUTBOX_SCHEMA_VERSION,
+  type OutboxEventPayload,
+  type OutboxEventType,
+} from './outbox-events';
 export * from './types';

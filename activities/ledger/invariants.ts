@@ -112,6 +112,15 @@ const RULES: { rule: string; sql: string }[] = [
           HAVING sum(r.amount) > o.amount OR o.kind NOT IN ('transfer', 'post')
               OR bool_or((r.debit_account_id, r.credit_account_id, r.currency) <> (o.credit_account_id, o.debit_account_id, o.currency))`,
   },
+  {
+    // Transactional outbox: every transfer written since the outbox exists has its event (at most one is a
+    // UNIQUE constraint), naming the same command.
+    rule: 'transfer_has_outbox_event',
+    sql: `SELECT t.id AS transfer_id, t.kind, e.event_id::text AS event_id
+            FROM ledger_transfers t LEFT JOIN outbox_events e ON e.transfer_id = t.id
+           WHERE t.id > coalesce((SELECT last_transfer_id_before FROM outbox_origin), 0)
+             AND (e.id IS NULL OR e.idempotency_key <> t.idempotency_key)`,
+  },
 ];
 
 export const INVARIANT_RULES: readonly string[] = RULES.map((r) => r.rule);

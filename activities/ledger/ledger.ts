@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Pool, PoolClient } from '../../lib/db';
 import { isKnownCurrency, isValidMinorAmount } from './currency';
 import { runCommand } from './db';
+import { insertOutboxEvent } from './outbox-events';
 import {
   ACCOUNT_ID_PATTERN,
   ACCOUNT_KINDS,
@@ -473,7 +474,12 @@ async function insertTransfer(db: PoolClient, t: NewTransfer): Promise<TransferR
       JSON.stringify(t.metadata ?? {}),
     ],
   );
-  if (rows[0]) return { result: 'ok', transfer: toTransfer(rows[0]) };
+  if (rows[0]) {
+    const transfer = toTransfer(rows[0]);
+    // Transactional outbox: the event commits or rolls back with the transfer.
+    await insertOutboxEvent(db, transfer);
+    return { result: 'ok', transfer };
+  }
   // Only reachable if a writer bypassed the advisory lock; nothing was written, the caller rolls back.
   const { rows: existing } = await db.query<TransferRow>(`${SELECT_TRANSFER} WHERE t.idempotency_key = $1`, [t.idempotencyKey]);
   if (!existing[0]) throw new Error(`ledger: idempotency key conflicted but no transfer found`);

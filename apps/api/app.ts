@@ -18,6 +18,7 @@ import { AuthGuard } from './auth/auth';
 import { PayoutsOpsController, payoutsOpsRoutes } from './ops/payouts-ops.controller';
 import { ReconciliationController, reconciliationRoutes } from './ops/reconciliation.controller';
 import { reconciliationSummary } from '../../activities/reconciliation';
+import { outboxLag } from '../outbox-publisher/publisher';
 import { WebhooksController, webhookRoutes } from './webhooks/webhooks.controller';
 import { PayoutsController } from './payouts/payouts.controller';
 import { payoutRoutes } from './payouts/payouts.docs';
@@ -33,7 +34,8 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, TEMPORAL_CLIENT } from './tokens';
+import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT } from './tokens';
+import { SagaRequests } from './common/saga-requests';
 
 export interface ApiDeps {
   config: Config;
@@ -67,14 +69,19 @@ class ApiModule {
         { provide: METRICS, useValue: metrics },
         { provide: LEDGER, useValue: createLedger(deps.pool) },
         {
-          provide: PAYOUTS_SERVICE,
-          useFactory: (ledger: Ledger) => new PayoutsService(deps.config, deps.temporal, ledger, deps.pool, deps.logger),
+          provide: SAGA_REQUESTS,
+          useFactory: (ledger: Ledger) => new SagaRequests(deps.config, deps.temporal, ledger, deps.pool, deps.logger),
           inject: [LEDGER],
         },
         {
+          provide: PAYOUTS_SERVICE,
+          useFactory: (sagas: SagaRequests) => new PayoutsService(deps.config, deps.temporal, sagas),
+          inject: [SAGA_REQUESTS],
+        },
+        {
           provide: DEPOSITS_SERVICE,
-          useFactory: (ledger: Ledger) => new DepositsService(deps.config, deps.temporal, ledger, deps.pool, deps.logger),
-          inject: [LEDGER],
+          useFactory: (sagas: SagaRequests) => new DepositsService(deps.config, deps.temporal, sagas),
+          inject: [SAGA_REQUESTS],
         },
         { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET), inject: [Reflector] },
       ],
@@ -87,6 +94,16 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
   const metrics = new ApiMetrics(deps.pool);
   metrics.addGauge('reconciliation_mismatches', 'Mismatches found by the latest scheduled reconciliation run, by kind', ['kind']);
   metrics.addGauge('reconciliation_last_run_timestamp_seconds', 'When the latest scheduled reconciliation run finished', []);
+  metrics.addGauge('outbox_pending_events', 'Ledger events not yet delivered to every configured endpoint', []);
+  metrics.addGauge('outbox_oldest_pending_age_seconds', 'Age of the oldest undelivered ledger event (outbox lag)', []);
+  metrics.addGauge('outbox_dead_letters', 'Ledger events given up on after OUTBOX_MAX_ATTEMPTS and not replayed', []);
+  const outboxEndpoints = deps.config.OUTBOX_ENDPOINTS.split(',').map((url) => url.trim()).filter(Boolean);
+  metrics.addScrapeSource(async (set) => {
+    const lag = await outboxLag(deps.pool, { endpoints: outboxEndpoints });
+    set('outbox_pending_events', {}, lag.pending_events);
+    set('outbox_oldest_pending_age_seconds', {}, lag.oldest_pending_age_seconds);
+    set('outbox_dead_letters', {}, lag.dead_letters);
+  });
   metrics.addScrapeSource(async (set) => {
     const summary = await reconciliationSummary(deps.pool);
     for (const [kind, n] of Object.entries(summary.open_by_kind)) set('reconciliation_mismatches', { kind }, n);

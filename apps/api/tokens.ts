@@ -6,3 +6,4 @@ export const METRICS = Symbol('METRICS');
 export const LEDGER = Symbol('LEDGER');
 export const PAYOUTS_SERVICE = Symbol('PAYOUTS_SERVICE');
 export const DEPOSITS_SERVICE = Symbol('DEPOSITS_SERVICE');
+export const SAGA_REQUESTS = Symbol('SAGA_REQUESTS');

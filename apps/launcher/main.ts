@@ -180,6 +180,7 @@ async function main(): Promise<void> {
   startService('worker', path.join(here, '../worker/main.ts'), env);
   startService('sandbox-aggregator', path.join(here, '../sandbox-aggregator/main.ts'), env);
   startService('api', path.join(here, '../api/main.ts'), env);
+  startService('outbox-publisher', path.join(here, '../outbox-publisher/main.ts'), env);
 
   const apiUrl = `http://${config.API_HOST}:${config.API_PORT}`;
   const sandboxUrl = `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}`;
@@ -203,6 +204,7 @@ async function main(): Promise<void> {
     ['Temporal UI', temporalUi ?? '(external Temporal)'],
     ['Temporal gRPC', config.TEMPORAL_ADDRESS],
     ['Sandbox aggregator', sandboxUrl],
+    ['Outbox webhooks', config.OUTBOX_ENDPOINTS || '(none: set OUTBOX_ENDPOINTS; events wait in the outbox)'],
     ['PostgreSQL', redactPassword(dbUrl)],
     ['Logs', logsDir],
   ];

@@ -73,5 +73,7 @@ describe('telemetry', () => {
     expect(text).toMatch(/idempotency_mismatches_total\{[^}]*\} [1-9]/);
     expect(text).toMatch(/webhook_signature_failures_total\{[^}]*provider="sandbox"[^}]*\} [1-9]/);
     expect(text).toMatch(/webhook_duplicates_total\{[^}]*provider="sandbox"[^}]*\} [1-9]/);
+    expect(text).toMatch(/outbox_pending_events\{[^}]*\} \d+/);
+    expect(text).toMatch(/reconciliation_mismatches\{[^}]*kind="missing_in_ledger"[^}]*\} \d+|# TYPE reconciliation_mismatches gauge/);
   });
 });

@@ -1,0 +1,100 @@
+import { randomUUID } from 'node:crypto';
+import type { PoolClient } from '../../lib/db';
+import type { Metadata, Transfer, TransferKind } from './types';
+
+/**
+ * Transactional outbox, writer side: the event every new ledger transfer publishes, inserted in the
+ * transfer's own transaction (so an event exists iff its transfer committed). The type comes from the
+ * transfer kind and the saga metadata: payout steps (metadata.payout_id) map by kind, a deposit credit
+ * (metadata.deposit_id, step 'credit') is `deposit.credited`, anything else is `ledger.transfer_posted`
+ * (its payload's transfer.kind says what it was). Payload changes that break consumers bump the version.
+ */
+export const OUTBOX_SCHEMA_VERSION = 1;
+
+export const OUTBOX_EVENT_TYPES = ['payout.held', 'payout.settled', 'payout.released', 'payout.refunded', 'deposit.credited', 'ledger.transfer_posted'] as const;
+export type OutboxEventType = (typeof OUTBOX_EVENT_TYPES)[number];
+
+const PAYOUT_EVENT_BY_KIND: Partial<Record<TransferKind, OutboxEventType>> = {
+  hold: 'payout.held',
+  post: 'payout.settled',
+  void: 'payout.released', // failed or cancelled
+  refund: 'payout.refunded',
+};
+
+export interface OutboxEventPayload {
+  event_id: string;
+  type: OutboxEventType;
+  schema_version: number;
+  occurred_at: string;
+  account_id: string;
+  idempotency_key: string;
+  transfer: {
+    id: number;
+    kind: TransferKind;
+    amount: { minor_units: number; currency: string };
+    debit_account_id: string;
+    credit_account_id: string;
+    pending_id?: number;
+    refund_of_id?: number;
+  };
+  payout_id?: string;
+  deposit_id?: string;
+}
+
+export function eventTypeOf(kind: TransferKind, metadata: Metadata): OutboxEventType {
+  if (typeof metadata.payout_id === 'string') return PAYOUT_EVENT_BY_KIND[kind] ?? 'ledger.transfer_posted';
+  if (kind === 'transfer' && typeof metadata.deposit_id === 'string' && metadata.step === 'credit') return 'deposit.credited';
+  return 'ledger.transfer_posted';
+}
+
+/** The event of a transfer; accountId is its ordering key (see insertOutboxEvent). */
+export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId: string = randomUUID()): OutboxEventPayload {
+  const { metadata } = transfer;
+  return {
+    event_id: eventId,
+    type: eventTypeOf(transfer.kind, metadata),
+    schema_version: OUTBOX_SCHEMA_VERSION,
+    occurred_at: transfer.createdAt,
+    account_id: accountId,
+    idempotency_key: transfer.idempotencyKey,
+    transfer: {
+      id: transfer.id,
+      kind: transfer.kind,
+      amount: { minor_units: transfer.amount, currency: transfer.currency },
+      debit_account_id: transfer.debitAccountId,
+      credit_account_id: transfer.creditAccountId,
+      ...(transfer.pendingId !== null ? { pending_id: transfer.pendingId } : {}),
+      ...(transfer.refundOfId !== null ? { refund_of_id: transfer.refundOfId } : {}),
+    },
+    ...(typeof metadata.payout_id === 'string' ? { payout_id: metadata.payout_id } : {}),
+    ...(typeof metadata.deposit_id === 'string' ? { deposit_id: metadata.deposit_id } : {}),
+  };
+}
+
+/**
+ * Inserts the transfer's event; runs inside the ledger command's transaction, right after the transfer.
+ * The ordering key is the player side of the transfer (else the debit account). The transaction-scoped
+ * advisory lock on it makes event ids of one account follow commit order: a later writer for the account
+ * takes its id only after the earlier one committed, so the publisher never sees event n+1 of an account
+ * without event n. (Player balance rows are locked here already; the lock matters for system accounts.)
+ * Whoever holds this lock only commits next, so it cannot take part in a deadlock.
+ */
+export async function insertOutboxEvent(db: PoolClient, transfer: Transfer): Promise<OutboxEventPayload> {
+  const { rows } = await db.query<{ account_id: string }>(
+    `SELECT o.account_id
+       FROM (SELECT CASE WHEN d.kind = 'player' THEN d.id WHEN c.kind = 'player' THEN c.id ELSE d.id END AS account_id
+               FROM ledger_accounts d, ledger_accounts c
+              WHERE d.id = $1 AND c.id = $2) o,
+            pg_advisory_xact_lock(hashtextextended('outbox:' || o.account_id, 7))`,
+    [transfer.debitAccountId, transfer.creditAccountId],
+  );
+  const accountId = rows[0]?.account_id;
+  if (!accountId) throw new Error(`ledger: accounts of transfer ${transfer.id} cannot be read for its outbox event`);
+  const event = buildOutboxEvent(transfer, accountId);
+  await db.query(
+    `INSERT INTO outbox_events (event_id, event_type, schema_version, account_id, idempotency_key, transfer_id, payload)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [event.event_id, event.type, event.schema_version, event.account_id, event.idempotency_key, transfer.id, JSON.stringify(event)],
+  );
+  return event;
+}

@@ -1,0 +1,177 @@
+import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
+import type { Ledger } from '../../../activities/ledger';
+import type { Config } from '../../../lib/config';
+import type { Logger } from '../../../lib/logger';
+import { IDEMPOTENCY_MISMATCH } from '../../../workflows/payout/definitions';
+import { IdempotencyStore, requestFingerprint, resourceIdFor, type StoredAnswer } from './idempotency';
+import { ProblemError } from './problem';
+
+const MISMATCH_DETAIL = 'This Idempotency-Key was first used with a different request; nothing was changed';
+
+/** What differs between money-moving requests (payouts, deposits); the idempotency rules do not. */
+export interface SagaRequestKind<Decision, Input> {
+  operation: 'payout' | 'deposit';
+  idPrefix: 'po' | 'dp';
+  workflowType: string;
+  /** The update that waits for the saga's first decision; its id carries the request fingerprint. */
+  decisionUpdate: UpdateDefinition<Decision, [string]>;
+  workflowInput(resourceId: string, fingerprint: string): Input;
+  /** The decision of a saga that has already ended (its update history is gone with it). */
+  decisionOfClosedSaga(resourceId: string): Promise<Decision | undefined>;
+  answerFor(decision: Decision, resourceId: string): StoredAnswer;
+  /** The 202 sent when no decision is known within the sync deadline. */
+  accepted(resourceId: string): StoredAnswer;
+}
+
+export interface SagaAnswer {
+  answer: StoredAnswer;
+  replayed: boolean;
+  resourceId: string;
+}
+
+/**
+ * One saga per account-scoped Idempotency-Key, and one answer per key, for every money-moving POST:
+ * - the workflow id is derived from the scoped key, with ID policies that never let a second saga start;
+ * - the request fingerprint rides in the decision update's id and is checked by its validator, so a
+ *   different request with the same key is refused (IDEMPOTENCY_MISMATCH) and changes nothing;
+ * - update-with-start answers with the saga's first decision when it comes within the sync deadline
+ *   (otherwise 202), and the first answer is kept in PostgreSQL: every repeat, sequential or
+ *   concurrent, gets exactly those bytes.
+ */
+export class SagaRequests {
+  private readonly idempotency: IdempotencyStore;
+  /** Concurrent duplicates in this process share one update call (Temporal caps in-flight updates per workflow). */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly temporal: Client,
+    private readonly ledger: Ledger,
+    pool: ConstructorParameters<typeof IdempotencyStore>[0],
+    private readonly logger: Logger,
+  ) {
+    this.idempotency = new IdempotencyStore(pool);
+  }
+
+  async submit<Decision, Input>(
+    kind: SagaRequestKind<Decision, Input>,
+    request: { account_id: string; amount: { currency: string } },
+    key: string,
+    requestId: string,
+  ): Promise<SagaAnswer> {
+    const accountId = request.account_id;
+    const resourceId = resourceIdFor(kind.idPrefix, accountId, key);
+    const fingerprint = requestFingerprint(kind.operation, request);
+
+    const earlier = await this.idempotency.lookup(accountId, key, kind.operation, fingerprint);
+    if (earlier.state === 'mismatch') throw new ProblemError('IDEMPOTENCY_MISMATCH', MISMATCH_DETAIL);
+    if (earlier.state === 'completed') return { answer: earlier.answer, replayed: true, resourceId };
+
+    // Refusals that need no saga: nothing is written for them (no key claimed, no workflow).
+    if (earlier.state === 'absent') {
+      const account = await this.ledger.getAccount(accountId);
+      if (!account || account.kind !== 'player') throw new ProblemError('ACCOUNT_NOT_FOUND', `No account ${accountId}`);
+      if (account.currency !== request.amount.currency) throw new ProblemError('CURRENCY_MISMATCH', `Account ${accountId} holds ${account.currency}`);
+      const claim = await this.idempotency.claim(accountId, key, kind.operation, fingerprint, resourceId);
+      if (claim.state === 'mismatch') throw new ProblemError('IDEMPOTENCY_MISMATCH', MISMATCH_DETAIL);
+      if (claim.state === 'completed') return { answer: claim.answer, replayed: true, resourceId };
+    }
+
+    const flightKey = `${resourceId}:${fingerprint}`;
+    let flight = this.inFlight.get(flightKey) as Promise<Decision | undefined> | undefined;
+    if (!flight) {
+      flight = this.firstDecision(kind, resourceId, fingerprint).finally(() => this.inFlight.delete(flightKey));
+      this.inFlight.set(flightKey, flight);
+    }
+    const decision = await flight;
+    const stored = await this.idempotency.complete(accountId, key, decision === undefined ? kind.accepted(resourceId) : kind.answerFor(decision, resourceId));
+    this.logger.info(
+      { idempotencyKey: key, workflowId: resourceId, requestId, operation: kind.operation, status: stored.answer.status, decided: decision !== undefined, replayed: !stored.first },
+      `${kind.operation} requested`,
+    );
+    return { answer: stored.answer, replayed: !stored.first, resourceId };
+  }
+
+  /**
+   * Starts the saga (or joins the running one) and waits up to the sync deadline for its first decision.
+   * Undefined: not decided in time; the saga goes on and the answer is 202.
+   */
+  private async firstDecision<Decision, Input>(kind: SagaRequestKind<Decision, Input>, resourceId: string, fingerprint: string): Promise<Decision | undefined> {
+    const deadlineAt = Date.now() + this.config.PAYOUT_SYNC_DEADLINE_MS;
+    const startOptions = {
+      workflowId: resourceId,
+      taskQueue: this.config.TEMPORAL_TASK_QUEUE,
+      args: [kind.workflowInput(resourceId, fingerprint)],
+      workflowIdConflictPolicy: 'USE_EXISTING' as const,
+      workflowIdReusePolicy: 'REJECT_DUPLICATE' as const,
+    };
+    const decision = (async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          // By type name: the API never loads workflow code. A start operation can be used once.
+          const start = new WithStartWorkflowOperation<() => Promise<unknown>>(kind.workflowType, startOptions as never);
+          // ACCEPTED first, then the result: with waitForStage COMPLETED the RPC itself would hold a 202 back.
+          const handle = await this.temporal.workflow.startUpdateWithStart(kind.decisionUpdate, { updateId: `${kind.decisionUpdate.name}:${fingerprint}`, args: [fingerprint], startWorkflowOperation: start, waitForStage: 'ACCEPTED' });
+          return await handle.result();
+        } catch (err) {
+          // Too many updates in flight on this workflow (other API instances' duplicates): back off and rejoin.
+          if (!isResourceExhausted(err) || Date.now() + 100 * attempt > deadlineAt) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+        }
+      }
+    })();
+    decision.catch(() => undefined); // settled later if the deadline wins
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(() => resolve('deadline'), Math.max(0, deadlineAt - Date.now()));
+    });
+    try {
+      const outcome = await Promise.race([decision, deadline]);
+      if (outcome !== 'deadline') return outcome;
+      await this.ensureSagaExists(resourceId);
+      return undefined;
+    } catch (err) {
+      if (failureType(err) === IDEMPOTENCY_MISMATCH) throw new ProblemError('IDEMPOTENCY_MISMATCH', MISMATCH_DETAIL);
+      if (err instanceof WorkflowExecutionAlreadyStartedError) return kind.decisionOfClosedSaga(resourceId);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A 202 promises a saga: the start rides on the update's RPC, so it is usually there; give it a few seconds. */
+  private async ensureSagaExists(resourceId: string): Promise<void> {
+    for (let waited = 0; waited < 5_000; waited += 100) {
+      try {
+        await this.temporal.workflow.getHandle(resourceId).describe();
+        return;
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    throw new ProblemError('SERVICE_UNAVAILABLE', 'The saga could not be started in time; retry with the same Idempotency-Key');
+  }
+
+  /** A saga's live state from its query; undefined when there is no such workflow. */
+  async query<T>(workflowId: string, read: (handle: ReturnType<Client['workflow']['getHandle']>) => Promise<T>): Promise<T | undefined> {
+    try {
+      return await read(this.temporal.workflow.getHandle(workflowId));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
+  }
+}
+
+/** The ApplicationFailure type an update's validator or handler refused with. */
+export function failureType(err: unknown): string | undefined {
+  const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
+  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
+}
+
+function isResourceExhausted(err: unknown): boolean {
+  const code = (err as { code?: number; cause?: { code?: number } })?.cause?.code ?? (err as { code?: number })?.code;
+  return code === 8 || /RESOURCE_EXHAUSTED|in-flight update/i.test(String((err as Error)?.message ?? err));
+}
