@@ -1,14 +1,15 @@
-import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import {
   ActivityFailure,
   ApplicationFailure,
   allHandlersFinished,
   condition,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, SA } from '../shared';
 import { IDEMPOTENCY_MISMATCH } from '../payout/definitions';
 import {
   depositEventSignal,
@@ -22,26 +23,10 @@ import {
   type ProviderDepositEvent,
 } from './definitions';
 
-// Ledger and database steps: retried until they succeed (they are idempotent); a ledger disagreement stops the saga for staff.
-const steps = proxyActivities<Activities>({
-  startToCloseTimeout: '15 seconds',
-  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['LedgerInconsistency'] },
-});
-// Intent creation: a provider outage is waited out; a refusal is final.
-const provider = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['ProviderRejected'] },
-});
-// Status polls: a failed poll is simply retried at the next poll.
-const poller = proxyActivities<Activities>({ startToCloseTimeout: '20 seconds', retry: { maximumAttempts: 2 } });
+const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
+const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
+const poller = proxyActivities<Activities>(PROVIDER_POLL_OPTIONS);
 
-// The platform's search attributes, shared with payouts (WorkflowType tells the two apart in the Web UI).
-const PayoutStatusKey = defineSearchAttributeKey('PayoutStatus', SearchAttributeType.KEYWORD);
-const AccountIdKey = defineSearchAttributeKey('AccountId', SearchAttributeType.KEYWORD);
-const ProviderKey = defineSearchAttributeKey('Provider', SearchAttributeType.KEYWORD);
-const CurrencyKey = defineSearchAttributeKey('Currency', SearchAttributeType.KEYWORD);
-const AmountMinorKey = defineSearchAttributeKey('AmountMinor', SearchAttributeType.INT);
-const PayoutStuckKey = defineSearchAttributeKey('PayoutStuck', SearchAttributeType.BOOL);
 
 /** Provider states in the order they can happen; the first final outcome wins, later ones are stale. */
 const PROVIDER_RANK = { pending: 0, succeeded: 1, failed: 1 } as const;
@@ -93,12 +78,12 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   setHandler(depositEventSignal, learn);
 
   upsertSearchAttributes([
-    { key: AccountIdKey, value: input.accountId },
-    { key: ProviderKey, value: input.provider },
-    { key: CurrencyKey, value: input.amount.currency },
-    { key: AmountMinorKey, value: input.amount.minor_units },
-    { key: PayoutStatusKey, value: status },
-    { key: PayoutStuckKey, value: false },
+    { key: SA.AccountId, value: input.accountId },
+    { key: SA.Provider, value: input.provider },
+    { key: SA.Currency, value: input.amount.currency },
+    { key: SA.AmountMinor, value: input.amount.minor_units },
+    { key: SA.PayoutStatus, value: status },
+    { key: SA.PayoutStuck, value: false },
   ]);
 
   async function record(): Promise<void> {
@@ -119,7 +104,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   async function moveTo(next: DepositStatus, note?: string): Promise<void> {
     status = next;
     timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}) });
-    upsertSearchAttributes([{ key: PayoutStatusKey, value: next }]);
+    upsertSearchAttributes([{ key: SA.PayoutStatus, value: next }]);
     await record();
   }
 
@@ -184,7 +169,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
       if (await condition(decided, wait)) break;
       if (!stuck && Date.now() - waitingSince >= timings.stuckAfterMs) {
         stuck = true;
-        upsertSearchAttributes([{ key: PayoutStuckKey, value: true }]);
+        upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
         await moveTo(status, `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
       }
       if (wait < pollDelay) continue; // woke up only to mark the saga stuck; poll on schedule
@@ -200,7 +185,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     }
     if (stuck) {
       stuck = false;
-      upsertSearchAttributes([{ key: PayoutStuckKey, value: false }]);
+      upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
     }
   }
 }

@@ -1,4 +1,3 @@
-import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import {
   ApplicationFailure,
   ActivityFailure,
@@ -10,6 +9,7 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, SA } from '../shared';
 import {
   authorizationUpdate,
   cancelUpdate,
@@ -31,26 +31,10 @@ import {
   type TimelineEntry,
 } from './definitions';
 
-// Ledger and database steps: short, idempotent, retried until they succeed; business refusals come back as
-// values. Local activities: they run inside the workflow task, sparing the server a round trip per step.
-const steps = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '15 seconds',
-  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['LedgerInconsistency'] },
-});
-// Submission: a provider outage is waited out (the payout is never assumed failed); a refusal is final.
-const provider = proxyActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['ProviderRejected'] },
-});
-// Status polls: a failed poll is simply retried at the next poll.
-const poller = proxyActivities<Activities>({ startToCloseTimeout: '20 seconds', retry: { maximumAttempts: 2 } });
+const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
+const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
+const poller = proxyActivities<Activities>(PROVIDER_POLL_OPTIONS);
 
-const PayoutStatusKey = defineSearchAttributeKey('PayoutStatus', SearchAttributeType.KEYWORD);
-const AccountIdKey = defineSearchAttributeKey('AccountId', SearchAttributeType.KEYWORD);
-const ProviderKey = defineSearchAttributeKey('Provider', SearchAttributeType.KEYWORD);
-const CurrencyKey = defineSearchAttributeKey('Currency', SearchAttributeType.KEYWORD);
-const AmountMinorKey = defineSearchAttributeKey('AmountMinor', SearchAttributeType.INT);
-const PayoutStuckKey = defineSearchAttributeKey('PayoutStuck', SearchAttributeType.BOOL);
 
 /** Provider states in the order they can happen; an event that is not ahead of what we know is stale. */
 const PROVIDER_RANK = { pending: 0, settled: 1, failed: 1, returned: 2 } as const;
@@ -145,18 +129,18 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   );
 
   upsertSearchAttributes([
-    { key: AccountIdKey, value: input.accountId },
-    { key: ProviderKey, value: input.provider },
-    { key: CurrencyKey, value: input.amount.currency },
-    { key: AmountMinorKey, value: input.amount.minor_units },
-    { key: PayoutStatusKey, value: status },
-    { key: PayoutStuckKey, value: false },
+    { key: SA.AccountId, value: input.accountId },
+    { key: SA.Provider, value: input.provider },
+    { key: SA.Currency, value: input.amount.currency },
+    { key: SA.AmountMinor, value: input.amount.minor_units },
+    { key: SA.PayoutStatus, value: status },
+    { key: SA.PayoutStuck, value: false },
   ]);
 
   async function moveTo(next: PayoutStatus, note?: string): Promise<void> {
     status = next;
     timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}) });
-    upsertSearchAttributes([{ key: PayoutStatusKey, value: next }]);
+    upsertSearchAttributes([{ key: SA.PayoutStatus, value: next }]);
     await steps.recordPayoutState({ payoutId, version: timeline.length, status: next, ...details, stuck });
   }
 
@@ -267,7 +251,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       if (decided()) break;
       if (!stuck && Date.now() >= stuckAt) {
         stuck = true;
-        upsertSearchAttributes([{ key: PayoutStuckKey, value: true }]);
+        upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
         await moveTo(status, `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
       }
       const onRequest = pollRequested;
@@ -279,7 +263,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     }
     if (stuck) {
       stuck = false;
-      upsertSearchAttributes([{ key: PayoutStuckKey, value: false }]);
+      upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
     }
   }
 

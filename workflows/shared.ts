@@ -1,0 +1,33 @@
+/**
+ * What the sagas share: the search attribute keys staff filter on, and the activity options that
+ * encode the platform's retry rules. Workflow-safe (no I/O); imported by every workflow.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
+
+export const SA = {
+  PayoutStatus: defineSearchAttributeKey('PayoutStatus', SearchAttributeType.KEYWORD),
+  AccountId: defineSearchAttributeKey('AccountId', SearchAttributeType.KEYWORD),
+  Provider: defineSearchAttributeKey('Provider', SearchAttributeType.KEYWORD),
+  Currency: defineSearchAttributeKey('Currency', SearchAttributeType.KEYWORD),
+  AmountMinor: defineSearchAttributeKey('AmountMinor', SearchAttributeType.INT),
+  PayoutStuck: defineSearchAttributeKey('PayoutStuck', SearchAttributeType.BOOL),
+};
+
+/**
+ * Ledger and database steps: short and idempotent, retried until they succeed; business refusals come
+ * back as values. Run as local activities: inside the workflow task, without a server round trip each.
+ */
+export const LEDGER_STEP_OPTIONS: LocalActivityOptions = {
+  startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['LedgerInconsistency'] },
+};
+
+/** Calls to the provider: an outage is waited out (never assumed a failure); a refusal is final. */
+export const PROVIDER_CALL_OPTIONS: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['ProviderRejected'] },
+};
+
+/** Status polls: a failed poll is simply tried again at the next poll. */
+export const PROVIDER_POLL_OPTIONS: ActivityOptions = { startToCloseTimeout: '20 seconds', retry: { maximumAttempts: 2 } };
