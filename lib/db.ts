@@ -24,16 +24,20 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
   // A connection killed while checked out emits 'error' on the client; unhandled, it would crash the process.
   const onError = () => undefined;
   client.on('error', onError);
+  let broken: Error | undefined;
   try {
     await client.query('BEGIN');
     const result = await fn(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+      broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+    });
     throw err;
   } finally {
     client.off('error', onError);
-    client.release();
+    // A connection that could not even roll back is discarded, not returned to the pool.
+    client.release(broken);
   }
 }

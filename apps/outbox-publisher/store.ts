@@ -1,4 +1,4 @@
-import type { Pool, PoolClient } from '../../lib/db';
+import { inTransaction, type Pool } from '../../lib/db';
 
 /**
  * The outbox publisher's SQL: fan-out of events into per-endpoint deliveries, claiming heads, recording
@@ -44,7 +44,7 @@ export async function registerEndpoint(pool: Pool, endpoint: string, from: 'begi
  * undefined when another publisher was busy with it.
  */
 export async function fanOut(pool: Pool, endpoint: string, accountIds?: readonly string[]): Promise<number | undefined> {
-  return transaction(pool, async (db) => {
+  return inTransaction(pool, async (db) => {
     // First statement, so everything older than this horizon is visible to the scan below (a later snapshot).
     const { rows: horizon } = await db.query<{ xmin: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin');
     const { rows: state } = await db.query<{ scanned_before: string }>(
@@ -228,25 +228,4 @@ export async function outboxLag(pool: Pool, options: { endpoints?: readonly stri
   );
   const row = rows[0]!;
   return { pending_events: row.pending_events, oldest_pending_age_seconds: Math.max(0, row.oldest_pending_age_seconds), dead_letters: row.dead_letters };
-}
-
-async function transaction<T>(pool: Pool, fn: (db: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  const onError = () => undefined; // a killed connection rejects the running query; that is where it is handled
-  client.on('error', onError);
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-      broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-    });
-    throw err;
-  } finally {
-    client.off('error', onError);
-    client.release(broken);
-  }
 }

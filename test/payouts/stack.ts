@@ -88,6 +88,35 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
 
   const service = `Bearer ${await signToken({ sub: 'operator-backend', role: 'service' }, config.AUTH_JWT_SECRET)}`;
 
+  /** A money-moving POST as a client sends it; the body text is kept to compare replays byte for byte. */
+  async function postJson(path: string, body: unknown, key: string | undefined, authorization: string) {
+    const headers: Record<string, string> = { authorization, 'content-type': 'application/json' };
+    if (key !== undefined) headers['idempotency-key'] = key;
+    const res = await fetch(`${apiUrl}${path}`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, headers: res.headers, text, json: json as any };
+  }
+  async function getJson(path: string, authorization: string) {
+    const res = await fetch(`${apiUrl}${path}`, { headers: { authorization } });
+    return { status: res.status, ...((await res.json()) as object) } as any;
+  }
+  async function waitForStatus(read: () => Promise<any>, what: string, statuses: string[], timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    let last: any;
+    while (Date.now() < deadline) {
+      last = await read();
+      if (statuses.includes(last.status)) return last;
+      await sleep(150);
+    }
+    throw new Error(`${what} did not reach ${statuses.join('|')} in ${timeoutMs}ms; last: ${JSON.stringify(last)}`);
+  }
+
   const stack: SagaStack = {
     config,
     pool,
@@ -109,33 +138,9 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
       }
       return accountId;
     },
-    async postPayout(body, key, authorization = service) {
-      const headers: Record<string, string> = { authorization, 'content-type': 'application/json' };
-      if (key !== undefined) headers['idempotency-key'] = key;
-      const res = await fetch(`${apiUrl}/v1/payouts`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
-      const text = await res.text();
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      return { status: res.status, headers: res.headers, text, json };
-    },
-    async getPayout(payoutId, authorization = service) {
-      const res = await fetch(`${apiUrl}/v1/payouts/${payoutId}`, { headers: { authorization } });
-      return { status: res.status, ...((await res.json()) as object) };
-    },
-    async waitForStatus(payoutId, statuses, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      let last: any;
-      while (Date.now() < deadline) {
-        last = await stack.getPayout(payoutId);
-        if (statuses.includes(last.status)) return last;
-        await sleep(150);
-      }
-      throw new Error(`payout ${payoutId} did not reach ${statuses.join('|')} in ${timeoutMs}ms; last: ${JSON.stringify(last)}`);
-    },
+    postPayout: (body, key, authorization = service) => postJson('/v1/payouts', body, key, authorization),
+    getPayout: (payoutId, authorization = service) => getJson(`/v1/payouts/${payoutId}`, authorization),
+    waitForStatus: (payoutId, statuses, timeoutMs) => waitForStatus(() => stack.getPayout(payoutId), `payout ${payoutId}`, statuses, timeoutMs),
     async transfersOf(payoutId) {
       const { rows } = await pool.query<{ kind: string; amount: number }>(
         "SELECT kind, amount FROM ledger_transfers WHERE metadata->>'payout_id' = $1 ORDER BY id",
@@ -143,33 +148,9 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
       );
       return rows;
     },
-    async postDeposit(body, key, authorization = service) {
-      const headers: Record<string, string> = { authorization, 'content-type': 'application/json' };
-      if (key !== undefined) headers['idempotency-key'] = key;
-      const res = await fetch(`${apiUrl}/v1/deposits`, { method: 'POST', headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
-      const text = await res.text();
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      return { status: res.status, headers: res.headers, text, json };
-    },
-    async getDeposit(depositId, authorization = service) {
-      const res = await fetch(`${apiUrl}/v1/deposits/${depositId}`, { headers: { authorization } });
-      return { status: res.status, ...((await res.json()) as object) };
-    },
-    async waitForDepositStatus(depositId, statuses, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      let last: any;
-      while (Date.now() < deadline) {
-        last = await stack.getDeposit(depositId);
-        if (statuses.includes(last.status)) return last;
-        await sleep(150);
-      }
-      throw new Error(`deposit ${depositId} did not reach ${statuses.join('|')} in ${timeoutMs}ms; last: ${JSON.stringify(last)}`);
-    },
+    postDeposit: (body, key, authorization = service) => postJson('/v1/deposits', body, key, authorization),
+    getDeposit: (depositId, authorization = service) => getJson(`/v1/deposits/${depositId}`, authorization),
+    waitForDepositStatus: (depositId, statuses, timeoutMs) => waitForStatus(() => stack.getDeposit(depositId), `deposit ${depositId}`, statuses, timeoutMs),
     async depositTransfersOf(depositId) {
       const { rows } = await pool.query<{ kind: string; amount: number; idempotency_key: string; debit_account_id: string; credit_account_id: string }>(
         "SELECT kind, amount, idempotency_key, debit_account_id, credit_account_id FROM ledger_transfers WHERE metadata->>'deposit_id' = $1 ORDER BY id",

@@ -1,8 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { z } from 'zod';
-import type { Ledger } from '../../../activities/ledger';
 import type { Config } from '../../../lib/config';
-import type { Logger } from '../../../lib/logger';
 import {
   authorizationUpdate,
   cancelUpdate,
