@@ -55,7 +55,8 @@ export function createPayoutWorker(opts: PayoutWorkerOptions): Promise<Worker> {
     taskQueue: opts.taskQueue,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     activities: createActivities(opts),
-    interceptors: { workflowModules: [WORKFLOW_INTERCEPTORS_PATH], activity: [activityInterceptors] },
+    // A prebuilt bundle already contains the workflow interceptors (WORKFLOW_BUNDLE_OPTIONS).
+    interceptors: { ...(opts.workflowBundle ? {} : { workflowModules: [WORKFLOW_INTERCEPTORS_PATH] }), activity: [activityInterceptors] },
     // Workflow spans leave the sandbox through this sink (a no-op processor when tracing is off).
     sinks: { exporter: makeWorkflowExporter(tracing.spanProcessor, tracing.resource) },
   });
