@@ -3,6 +3,7 @@ import {
   ActivityFailure,
   allHandlersFinished,
   condition,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -188,7 +189,11 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   decision = { outcome: 'held', status: 'HELD', holdTransferId };
 
   // 3. Reversal window: the player may still cancel. Compensation on cancel: void.
-  await condition(() => cancelRequest !== undefined, timings.submitDelayMs);
+  // Without a window no timer is set (a zero timer still costs the server's timer granularity, ~1 s);
+  // sagas started before this change replay their timer (`patched` is false for them).
+  if (timings.submitDelayMs > 0 || !patched('no-timer-for-empty-reversal-window')) {
+    await condition(() => cancelRequest !== undefined, timings.submitDelayMs);
+  }
   if (cancelRequest) {
     await voidHold();
     await moveTo('CANCELLED', `cancelled by ${cancelRequest.requestedBy}${cancelRequest.reason ? `: ${cancelRequest.reason}` : ''}`);
