@@ -54,7 +54,14 @@ declare module 'fastify' {
 }
 
 const API_VERSION = '1.0.0';
-const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...reconciliationRoutes];
+
+/** Method and URL of every route the application serves (for the OpenAPI coverage test). */
+const servedRoutes = new WeakMap<NestFastifyApplication, { method: string; url: string }[]>();
+export function routesOf(app: NestFastifyApplication): { method: string; url: string }[] {
+  return servedRoutes.get(app) ?? [];
+}
+
+export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...reconciliationRoutes];
 
 @Module({})
 class ApiModule {
@@ -122,6 +129,11 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
     bodyParser: false,
   });
   const fastify = app.getHttpAdapter().getInstance();
+  const routes: { method: string; url: string }[] = [];
+  servedRoutes.set(app, routes);
+  fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') routes.push({ method, url: route.url });
+  });
 
   // Only JSON bodies are accepted (anything else is 415); the raw bytes are kept for signatures.
   fastify.removeAllContentTypeParsers();

@@ -1,5 +1,6 @@
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROUTE_DOCS, routesOf } from '../../apps/api/app';
 import { DEV_JWT_SECRET } from '../../lib/config';
 import { signToken } from '../../lib/tokens';
 import { freePort } from '../../lib/wait';
@@ -110,6 +111,24 @@ describe('GET /health with a dependency down', () => {
       const res = await api.app.inject({ method: 'GET', url: '/health' });
       expect(res.statusCode).toBe(503);
       expect(res.json()).toMatchObject({ status: 'unavailable', checks: { postgres: { status: 'down' }, temporal: { status: 'up' } } });
+    } finally {
+      await api.close();
+    }
+  });
+});
+
+describe('OpenAPI document', () => {
+  it('documents every served route, and serves every documented one', async () => {
+    const api = await startTestApi();
+    try {
+      const served = routesOf(api.app)
+        .filter((r) => !r.url.startsWith('/docs'))
+        .map((r) => `${r.method} ${r.url}`)
+        .sort();
+      const documented = ROUTE_DOCS.map((d) => `${d.method.toUpperCase()} ${d.path}`).sort();
+      expect(served).toEqual(documented);
+      const doc = (await api.app.inject({ method: 'GET', url: '/docs/json' })).json();
+      for (const d of ROUTE_DOCS) expect(doc.paths[d.path.replace(/:([A-Za-z_]+)/g, '{$1}')]?.[d.method], `${d.method} ${d.path}`).toBeDefined();
     } finally {
       await api.close();
     }
