@@ -5,8 +5,9 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../lib/config';
-import { freePort, isPortFree } from '../lib/wait';
+import { DEV_JWT_SECRET, repoRoot } from '../lib/config';
+import { signToken } from '../lib/tokens';
+import { freePort, isPortFree, waitUntil } from '../lib/wait';
 import { ensureTemporalCli } from '../temporal/cli';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 
@@ -36,7 +37,7 @@ describe('launcher (npm start)', () => {
         DATABASE_URL: '',
         TEMPORAL_EMBEDDED: 'true',
         DATA_DIR: dataDir,
-        LOG_LEVEL: 'warn',
+        LOG_LEVEL: 'info',
         API_PORT: String(ports.api),
         SANDBOX_PORT: String(ports.sandbox),
         SANDBOX_URL: `http://127.0.0.1:${ports.sandbox}`,
@@ -87,6 +88,25 @@ describe('launcher (npm start)', () => {
 
     const attributes = execFileSync(ensureTemporalCli().path, ['operator', 'search-attribute', 'list', '--address', `127.0.0.1:${ports.temporal}`], { encoding: 'utf8' });
     for (const [name, type] of Object.entries(CUSTOM_SEARCH_ATTRIBUTES)) expect(attributes).toMatch(new RegExp(`${name}\\s+${type}`));
+
+    // A deposit and a payout to an IBAN through the launched processes: the logs never hold the IBAN or the
+    // token, and the payout's log lines carry its idempotency key and trace id.
+    const api = `http://127.0.0.1:${ports.api}`;
+    const token = await signToken({ sub: 'backend', role: 'service' }, DEV_JWT_SECRET);
+    const headers = (key?: string) => ({ authorization: `Bearer ${token}`, 'content-type': 'application/json', ...(key ? { 'idempotency-key': key } : {}) });
+    const iban = 'DE89370400440532013000';
+    await fetch(`${api}/v1/accounts`, { method: 'POST', headers: headers(), body: JSON.stringify({ account_id: 'player-launch', currency: 'EUR' }) });
+    await fetch(`${api}/v1/deposits`, { method: 'POST', headers: headers('dep-launch'), body: JSON.stringify({ account_id: 'player-launch', amount: { minor_units: 5_000, currency: 'EUR' } }) });
+    await waitUntil('deposit credited', async () => ((await (await fetch(`${api}/v1/accounts/player-launch/balance`, { headers: headers() })).json()) as { posted: number }).posted === 5_000, 30_000);
+    const payout = await fetch(`${api}/v1/payouts`, { method: 'POST', headers: headers('wd-launch'), body: JSON.stringify({ account_id: 'player-launch', amount: { minor_units: 2_000, currency: 'EUR' }, destination: { method: 'bank_transfer', iban } }) });
+    expect(payout.status).toBe(201);
+    const { payout_id } = (await payout.json()) as { payout_id: string };
+    await waitUntil('payout settled', async () => ((await (await fetch(`${api}/v1/payouts/${payout_id}`, { headers: headers() })).json()) as { status: string }).status === 'SETTLED', 30_000);
+    const logs = fs.readdirSync(path.join(dataDir, 'logs')).map((f) => fs.readFileSync(path.join(dataDir, 'logs', f), 'utf8')).join('\n');
+    expect(logs).not.toContain(iban);
+    expect(logs).not.toContain(token);
+    const requestLine = fs.readFileSync(path.join(dataDir, 'logs', 'api.log'), 'utf8').split('\n').find((line) => line.includes('"payout requested"'));
+    expect(JSON.parse(requestLine!)).toMatchObject({ idempotencyKey: 'wd-launch', workflowId: payout_id, trace_id: expect.stringMatching(/^[0-9a-f]{32}$/) });
 
     expect(await ctrlC()).toBe(0);
     for (const port of Object.values(ports)) expect(await isPortFree(port), `port ${port} released`).toBe(true);
