@@ -31,7 +31,7 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
 
   return {
     /**
-     * Authorization: the account exists and is a player's, the currency matches, and the amount is within
+     * Authorization: the account exists, is a player's and is not frozen, the currency matches, and the amount is within
      * the per-payout, daily and hourly limits. Limit check and the payout's row are written under a
      * per-account advisory lock, so concurrent payouts of one account cannot pass the limits together.
      * Idempotent by payout id: a retry returns the decision already recorded.
@@ -39,8 +39,11 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
     async authorizePayout(input: AuthorizePayoutInput): Promise<AuthorizationResult> {
       const account = await ledger.getAccount(input.accountId);
       const exponent = currencyExponent(input.currency);
+      const { rows: statusRows } = await pool.query<{ status: string; reason: string }>('SELECT status, reason FROM account_status WHERE account_id = $1', [input.accountId]);
+      const frozen = statusRows[0]?.status === 'frozen' ? statusRows[0] : undefined;
       let refusal: { code: string; detail: string } | undefined;
       if (!account || account.kind !== 'player') refusal = { code: 'ACCOUNT_NOT_FOUND', detail: `No player account ${input.accountId}` };
+      else if (frozen) refusal = { code: 'ACCOUNT_NOT_ACTIVE', detail: `Account ${input.accountId} is frozen: ${frozen.reason}` };
       else if (account.currency !== input.currency) refusal = { code: 'CURRENCY_MISMATCH', detail: `Account ${input.accountId} holds ${account.currency}, not ${input.currency}` };
       else if (exponent === undefined) refusal = { code: 'UNKNOWN_CURRENCY', detail: input.currency };
       else if (input.amountMinor > limits.maxAmountMajor * 10 ** exponent) {

@@ -15,6 +15,7 @@ import type { Logger } from '../../lib/logger';
 import { createLedger, type Ledger } from '../../activities/ledger';
 import { AccountsController, accountRoutes } from './accounts/accounts.controller';
 import { AuthGuard } from './auth/auth';
+import { AccountsOpsController, accountsOpsRoutes } from './ops/accounts-ops.controller';
 import { PayoutsOpsController, payoutsOpsRoutes } from './ops/payouts-ops.controller';
 import { ReconciliationController, reconciliationRoutes } from './ops/reconciliation.controller';
 import { reconciliationSummary } from '../../activities/reconciliation';
@@ -61,14 +62,14 @@ export function routesOf(app: NestFastifyApplication): { method: string; url: st
   return servedRoutes.get(app) ?? [];
 }
 
-export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...reconciliationRoutes];
+export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, ReconciliationController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },

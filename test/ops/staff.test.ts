@@ -101,6 +101,30 @@ describe('finance staff: stuck payouts, resolution with audit, poll now', () => 
     expect(trail.json.items).toMatchObject([{ action: 'poll', reason: 'customer chasing', outcome: 'applied' }]);
   });
 
+  it('a frozen account\'s new payouts are declined (ACCOUNT_NOT_ACTIVE) until staff unfreeze it; both audited', async () => {
+    const accountId = await stack.fundedAccount(1_000);
+    const player = await stack.playerAuth(accountId);
+    expect((await ops('POST', `/accounts/${accountId}/freeze`, { reason: 'chargeback investigation' }, player)).status).toBe(403);
+    const frozen = await ops('POST', `/accounts/${accountId}/freeze`, { reason: 'chargeback investigation' });
+    expect(frozen.json).toMatchObject({ account_id: accountId, status: 'frozen', changed_by: 'staff:alice' });
+
+    const declined = await stack.postPayout(payoutRequest(accountId, 100), uniqueId('key'), player);
+    expect(declined.status).toBe(422);
+    expect(declined.json).toMatchObject({ code: 'ACCOUNT_NOT_ACTIVE', payout_status: 'DECLINED' });
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_000, held: 0 });
+
+    await ops('POST', `/accounts/${accountId}/unfreeze`, { reason: 'investigation closed' });
+    const allowed = await stack.postPayout(payoutRequest(accountId, 100), uniqueId('key'), player);
+    expect(allowed.status).toBe(201);
+    await stack.waitForStatus(allowed.json.payout_id, ['SETTLED']);
+
+    const { rows } = await stack.pool.query('SELECT action, reason, actor FROM staff_audit_log WHERE target = $1 ORDER BY id', [accountId]);
+    expect(rows).toEqual([
+      { action: 'account:freeze', reason: 'chargeback investigation', actor: 'staff:alice' },
+      { action: 'account:unfreeze', reason: 'investigation closed', actor: 'staff:alice' },
+    ]);
+  });
+
   it('a resolution needs a reason and a known outcome', async () => {
     const id = `po_${'0'.repeat(32)}`;
     expect((await ops('POST', `/payouts/${id}/resolve`, { outcome: 'settle' })).json).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });

@@ -24,6 +24,7 @@ export const PROBLEM_CODES = {
   CURRENCY_MISMATCH: { status: 422, title: 'The currency does not match the account' },
   UNKNOWN_CURRENCY: { status: 422, title: 'Unknown or unsupported currency' },
   INSUFFICIENT_FUNDS: { status: 422, title: 'Insufficient funds' },
+  ACCOUNT_NOT_ACTIVE: { status: 422, title: 'The account is frozen' },
   INVALID_DESTINATION: { status: 422, title: 'The payout destination is not valid' },
   LIMIT_EXCEEDED: { status: 422, title: 'The payout exceeds a limit' },
   VELOCITY_LIMIT_EXCEEDED: { status: 422, title: 'Too many payouts in a short time' },
