@@ -59,6 +59,7 @@ export const settings = {
   PAYOUT_POLL_INITIAL_MS: setting(durationMs, '30000', 'First provider status poll when no callback came; doubles each time.'),
   PAYOUT_POLL_MAX_MS: setting(durationMs, '600000', 'Longest interval between provider status polls.'),
   PAYOUT_STUCK_AFTER_MS: setting(durationMs, '3600000', 'A payout waiting on its provider longer than this is marked stuck (PayoutStuck) for staff.'),
+  PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS: setting(z.coerce.number().int().min(50), '10000', 'A saga awaiting its provider continues as a new run past this many history events (bounded history).'),
   PAYOUT_RETURN_WINDOW_MS: setting(durationMs, '604800000', 'How long a settled payout saga stays open to refund a provider return.'),
   PAYOUT_MAX_AMOUNT: setting(z.coerce.number().positive(), '10000', 'Largest single payout, in major units of its currency.'),
   PAYOUT_DAILY_MAX_AMOUNT: setting(z.coerce.number().positive(), '50000', 'Largest total of one account\'s payouts in 24 hours, in major units.'),

@@ -27,6 +27,21 @@ export interface PayoutTimings {
   stuckAfterMs: number;
   /** How long a settled payout stays open for a provider return. */
   returnWindowMs: number;
+  /** While awaiting the provider, continue as a new run past this many history events (default 10,000). */
+  continueAsNewAfterEvents?: number;
+}
+
+/** What a saga still awaiting its provider carries into its next run (continue-as-new keeps history short). */
+export interface PayoutResume {
+  timeline: TimelineEntry[];
+  holdTransferId: number;
+  providerPayoutId?: string;
+  /** When the wait for the provider began (stuck marking counts from here). */
+  waitingSince: string;
+  stuck: boolean;
+  pollDelayMs: number;
+  /** Runs so far, this one included. */
+  runs: number;
 }
 
 export interface PayoutInput {
@@ -39,6 +54,8 @@ export interface PayoutInput {
   fingerprint: string;
   requestedAt: string;
   timings: PayoutTimings;
+  /** Set only by the saga itself when it continues as new while awaiting its provider. */
+  resume?: PayoutResume;
 }
 
 export interface TimelineEntry {

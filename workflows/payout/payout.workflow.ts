@@ -3,11 +3,13 @@ import {
   ActivityFailure,
   allHandlersFinished,
   condition,
+  continueAsNew,
   patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, SA } from '../shared';
@@ -25,6 +27,7 @@ import {
   type AuthorizationDecision,
   type CancelRequest,
   type PayoutInput,
+  type PayoutResume,
   type PayoutStatus,
   type PayoutView,
   type ProviderPayoutEvent,
@@ -150,71 +153,87 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     return view();
   }
 
-  // 1. Authorize: account, currency, limits.
-  const authorization = await steps.authorizePayout({
-    payoutId,
-    accountId: input.accountId,
-    amountMinor: input.amount.minor_units,
-    currency: input.amount.currency,
-    destinationMethod: input.destination.method,
-    destinationLast4: last4(input.destination),
-    provider: input.provider,
-    requestedAt: input.requestedAt,
-  });
-  if (!authorization.approved) {
-    details.declineCode = authorization.code;
-    decision = { outcome: 'declined', status: 'DECLINED', code: authorization.code, detail: authorization.detail };
-    await moveTo('DECLINED', authorization.code);
-    return finish();
-  }
-  await moveTo('AUTHORIZED');
-
-  // 2. Hold the money. Compensation: void the hold.
-  const hold = await steps.holdPayoutFunds({
-    idempotencyKey: `${payoutId}:hold`,
-    payoutId,
-    accountId: input.accountId,
-    amountMinor: input.amount.minor_units,
-    currency: input.amount.currency,
-  });
-  if (!hold.ok) {
-    details.declineCode = hold.code;
-    decision = { outcome: 'declined', status: 'DECLINED', code: hold.code, detail: hold.detail };
-    await moveTo('DECLINED', hold.code);
-    return finish();
-  }
-  const holdTransferId = hold.transferId;
+  let holdTransferId = input.resume?.holdTransferId ?? 0;
   const voidHold = () => steps.voidPayoutHold({ idempotencyKey: `${payoutId}:void`, payoutId, holdTransferId });
-  await moveTo('HELD');
-  decision = { outcome: 'held', status: 'HELD', holdTransferId };
 
-  // 3. Reversal window: the player may still cancel. Compensation on cancel: void.
-  // Without a window no timer is set (a zero timer still costs the server's timer granularity, ~1 s);
-  // sagas started before this change replay their timer (`patched` is false for them).
-  if (timings.submitDelayMs > 0 || !patched('no-timer-for-empty-reversal-window')) {
-    await condition(() => cancelRequest !== undefined, timings.submitDelayMs);
-  }
-  if (cancelRequest) {
-    await voidHold();
-    await moveTo('CANCELLED', `cancelled by ${cancelRequest.requestedBy}${cancelRequest.reason ? `: ${cancelRequest.reason}` : ''}`);
-    return finish();
-  }
-
-  // 4. Submit to the provider. Compensation on refusal: void.
-  submissionStarted = true;
-  try {
-    const submitted = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, destination: input.destination });
-    details.providerPayoutId = submitted.providerPayoutId;
-  } catch (err) {
-    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
-      details.failureCode = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
-      await voidHold();
-      await moveTo('FAILED', details.failureCode);
+  if (input.resume) {
+    // A later run of a saga that was awaiting its provider: pick up where the previous run stopped.
+    timeline.splice(0, timeline.length, ...input.resume.timeline);
+    status = 'SUBMITTED';
+    submissionStarted = true;
+    stuck = input.resume.stuck;
+    details.providerPayoutId = input.resume.providerPayoutId;
+    decision = { outcome: 'held', status: 'HELD', holdTransferId };
+    upsertSearchAttributes([
+      { key: SA.PayoutStatus, value: status },
+      { key: SA.PayoutStuck, value: stuck },
+    ]);
+  } else {
+    // 1. Authorize: account, currency, limits.
+    const authorization = await steps.authorizePayout({
+      payoutId,
+      accountId: input.accountId,
+      amountMinor: input.amount.minor_units,
+      currency: input.amount.currency,
+      destinationMethod: input.destination.method,
+      destinationLast4: last4(input.destination),
+      provider: input.provider,
+      requestedAt: input.requestedAt,
+    });
+    if (!authorization.approved) {
+      details.declineCode = authorization.code;
+      decision = { outcome: 'declined', status: 'DECLINED', code: authorization.code, detail: authorization.detail };
+      await moveTo('DECLINED', authorization.code);
       return finish();
     }
-    throw err;
+    await moveTo('AUTHORIZED');
+
+    // 2. Hold the money. Compensation: void the hold.
+    const hold = await steps.holdPayoutFunds({
+      idempotencyKey: `${payoutId}:hold`,
+      payoutId,
+      accountId: input.accountId,
+      amountMinor: input.amount.minor_units,
+      currency: input.amount.currency,
+    });
+    if (!hold.ok) {
+      details.declineCode = hold.code;
+      decision = { outcome: 'declined', status: 'DECLINED', code: hold.code, detail: hold.detail };
+      await moveTo('DECLINED', hold.code);
+      return finish();
+    }
+    holdTransferId = hold.transferId;
+    await moveTo('HELD');
+    decision = { outcome: 'held', status: 'HELD', holdTransferId };
+
+    // 3. Reversal window: the player may still cancel. Compensation on cancel: void.
+    // Without a window no timer is set (a zero timer still costs the server's timer granularity, ~1 s);
+    // sagas started before this change replay their timer (`patched` is false for them).
+    if (timings.submitDelayMs > 0 || !patched('no-timer-for-empty-reversal-window')) {
+      await condition(() => cancelRequest !== undefined, timings.submitDelayMs);
+    }
+    if (cancelRequest) {
+      await voidHold();
+      await moveTo('CANCELLED', `cancelled by ${cancelRequest.requestedBy}${cancelRequest.reason ? `: ${cancelRequest.reason}` : ''}`);
+      return finish();
+    }
+
+    // 4. Submit to the provider. Compensation on refusal: void.
+    submissionStarted = true;
+    try {
+      const submitted = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, destination: input.destination });
+      details.providerPayoutId = submitted.providerPayoutId;
+    } catch (err) {
+      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
+        details.failureCode = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+        await voidHold();
+        await moveTo('FAILED', details.failureCode);
+        return finish();
+      }
+      throw err;
+    }
+    await moveTo('SUBMITTED');
   }
-  await moveTo('SUBMITTED');
 
   // 5. Await the provider: its callback, or our status polls with backoff. Never assumed failed.
   await awaitProviderOutcome();
@@ -245,10 +264,10 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   return finish();
 
   async function awaitProviderOutcome(): Promise<void> {
-    const waitingSince = Date.now();
+    const waitingSince = input.resume ? Date.parse(input.resume.waitingSince) : Date.now();
     const stuckAt = waitingSince + timings.stuckAfterMs;
-    let pollDelay = timings.pollInitialMs;
-    let nextPollAt = waitingSince + pollDelay;
+    let pollDelay = input.resume?.pollDelayMs ?? timings.pollInitialMs;
+    let nextPollAt = Date.now() + pollDelay;
     const decided = () => providerView !== undefined && providerView.providerStatus !== 'pending';
     while (!decided()) {
       const wakeAt = stuck ? nextPollAt : Math.min(nextPollAt, stuckAt);
@@ -265,11 +284,32 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       await pollProvider();
       if (!onRequest) pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       nextPollAt = Date.now() + pollDelay;
+      if (!decided() && longHistory()) await continueWaitingInNewRun(waitingSince, pollDelay);
     }
     if (stuck) {
       stuck = false;
       upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
     }
+  }
+
+  /** A provider that stays silent for weeks must not grow one history without bound. */
+  function longHistory(): boolean {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= (timings.continueAsNewAfterEvents ?? 10_000);
+  }
+
+  async function continueWaitingInNewRun(since: number, pollDelayMs: number): Promise<never> {
+    await condition(allHandlersFinished);
+    const resume: PayoutResume = {
+      timeline: [...timeline],
+      holdTransferId,
+      ...(details.providerPayoutId ? { providerPayoutId: details.providerPayoutId } : {}),
+      waitingSince: new Date(since).toISOString(),
+      stuck,
+      pollDelayMs,
+      runs: (input.resume?.runs ?? 1) + 1,
+    };
+    return continueAsNew<typeof payoutWorkflow>({ ...input, resume });
   }
 
   async function pollProvider(): Promise<void> {

@@ -92,6 +92,7 @@ export class PayoutsService {
           pollMaxMs: c.PAYOUT_POLL_MAX_MS,
           stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS,
           returnWindowMs: c.PAYOUT_RETURN_WINDOW_MS,
+          continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS,
         },
       }),
       decisionOfClosedSaga: async (payoutId) => decisionFromView(await this.temporal.workflow.getHandle(payoutId).query(payoutStatusQuery)),

@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../../lib/wait';
+import { recordHistory } from '../replay/histories';
+import { uniqueId } from '../support';
+import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+
+describe('a provider silent for a long time', () => {
+  let stack: SagaStack;
+  beforeAll(async () => {
+    // Polls every 50 ms and a tiny history budget: the saga must continue as new runs while it waits.
+    stack = await startSagaStack({ PAYOUT_POLL_INITIAL_MS: '50', PAYOUT_POLL_MAX_MS: '50', PAYOUT_STUCK_AFTER_MS: '300', PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS: '60' });
+  });
+  afterAll(async () => {
+    await stack?.assertLedgerClean();
+    await stack?.close();
+  });
+
+  const runsOf = async (payoutId: string) => {
+    const runs: string[] = [];
+    for await (const execution of stack.temporal.workflow.list({ query: `WorkflowId = '${payoutId}'` })) runs.push(execution.runId);
+    return runs;
+  };
+
+  it('keeps each run\'s history short by continuing as new, and still settles exactly once with its whole timeline', async () => {
+    const accountId = await stack.fundedAccount(1_000);
+    const key = uniqueId('key');
+    const res = await stack.postPayout(payoutRequest(accountId, 400, 'sandbox:stay_pending'), key);
+    expect(res.status).toBe(201);
+    const payoutId: string = res.json.payout_id;
+
+    for (let i = 0; (await runsOf(payoutId)).length < 3; i++) {
+      if (i > 150) throw new Error('the saga never continued as new');
+      await sleep(200);
+    }
+    const waiting = await stack.getPayout(payoutId);
+    expect(waiting).toMatchObject({ status: 'SUBMITTED', stuck: true });
+    expect(waiting.timeline.map((t: { status: string }) => t.status).slice(0, 4)).toEqual(['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED']);
+    // A retried request long after still gets the first answer.
+    const again = await stack.postPayout(payoutRequest(accountId, 400, 'sandbox:stay_pending'), key);
+    expect(again.text).toBe(res.text);
+
+    // The provider settles without calling back; the current run's poll finds it.
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
+    await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'settle', send_webhook: false }) });
+    const settled = await stack.waitForStatus(payoutId, ['SETTLED']);
+    expect(settled.stuck).toBe(false);
+    expect(settled.timeline.filter((t: { status: string }) => t.status !== 'SUBMITTED').map((t: { status: string }) => t.status)).toEqual(['REQUESTED', 'AUTHORIZED', 'HELD', 'SETTLED']);
+    expect(await stack.transfersOf(payoutId)).toEqual([
+      { kind: 'hold', amount: 400 },
+      { kind: 'post', amount: 400 },
+    ]);
+    await recordHistory(stack.temporal, 'payout-settled-after-continue-as-new', payoutId);
+  });
+});
