@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../../lib/wait';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from './stack';
 
 describe('a provider silent for a long time', () => {
   let stack: SagaStack;
@@ -50,5 +51,26 @@ describe('a provider silent for a long time', () => {
       { kind: 'post', amount: 400 },
     ]);
     await recordHistory(stack.temporal, 'payout-settled-after-continue-as-new', payoutId);
+  });
+
+  it('a deposit waiting on its provider continues as new too, and is credited once', async () => {
+    const accountId = await stack.fundedAccount(0);
+    const key = uniqueId('dep');
+    const depositId = resourceIdFor('dp', accountId, key);
+    await stack.scriptSandbox(depositId, { scenario: 'stay_pending' });
+    const res = await stack.postDeposit(depositRequest(accountId, 700), key);
+    expect(res.status).toBe(201);
+    for (let i = 0; (await runsOf(depositId)).length < 3; i++) {
+      if (i > 150) throw new Error('the deposit saga never continued as new');
+      await sleep(200);
+    }
+    expect(await stack.getDeposit(depositId)).toMatchObject({ status: 'PENDING', stuck: true, checkout_url: res.json.checkout_url });
+
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/deposits?reference=${depositId}`)).json()) as { id: string };
+    await fetch(`${stack.sandboxUrl}/sandbox/deposits/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'succeed', send_webhook: false }) });
+    const credited = await stack.waitForDepositStatus(depositId, ['CREDITED']);
+    expect(credited.timeline.filter((t: { status: string }) => t.status !== 'PENDING').map((t: { status: string }) => t.status)).toEqual(['REQUESTED', 'CREDITED']);
+    expect((await stack.depositTransfersOf(depositId)).map((t) => t.amount)).toEqual([700]);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ posted: 700 });
   });
 });

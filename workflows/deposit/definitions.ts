@@ -22,6 +22,19 @@ export interface DepositTimings {
   pollMaxMs: number;
   /** Waiting on the provider longer than this marks the saga stuck for staff. */
   stuckAfterMs: number;
+  /** While awaiting the provider, continue as a new run past this many history events (default 10,000). */
+  continueAsNewAfterEvents?: number;
+}
+
+/** What a deposit still awaiting its provider carries into its next run. */
+export interface DepositResume {
+  timeline: DepositTimelineEntry[];
+  checkoutUrl: string;
+  providerDepositId: string;
+  waitingSince: string;
+  stuck: boolean;
+  pollDelayMs: number;
+  runs: number;
 }
 
 export interface DepositInput {
@@ -33,6 +46,8 @@ export interface DepositInput {
   fingerprint: string;
   requestedAt: string;
   timings: DepositTimings;
+  /** Set only by the saga itself when it continues as new while awaiting its provider. */
+  resume?: DepositResume;
 }
 
 export interface DepositTimelineEntry {

@@ -3,10 +3,12 @@ import {
   ApplicationFailure,
   allHandlersFinished,
   condition,
+  continueAsNew,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, SA } from '../shared';
@@ -16,6 +18,7 @@ import {
   depositStatusQuery,
   intentUpdate,
   type DepositInput,
+  type DepositResume,
   type DepositStatus,
   type DepositTimelineEntry,
   type DepositView,
@@ -115,25 +118,38 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
 
   await record();
 
-  // 1. Payment intent at the provider (idempotent by deposit id): the player pays at its checkout_url.
-  let created: { checkoutUrl: string; providerDepositId: string };
-  try {
-    const intent = await provider.createDepositIntent({ depositId, amount: input.amount });
-    created = { checkoutUrl: intent.checkoutUrl, providerDepositId: intent.providerDepositId };
-    Object.assign(details, created);
-    // A retried intent may find the deposit already decided at the provider.
-    if (intent.status !== 'pending') learn({ eventId: `intent:${depositId}`, source: 'poll', providerStatus: intent.status, failureCode: intent.failureCode, occurredAt: new Date().toISOString() });
-  } catch (err) {
-    if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
-      details.failureCode = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
-      decision = { outcome: 'refused', status: 'FAILED', code: details.failureCode, detail: err.cause.message };
-      await moveTo('FAILED', details.failureCode);
-      return finish();
+  if (input.resume) {
+    // A later run of a deposit that was awaiting its provider: pick up where the previous run stopped.
+    timeline.splice(0, timeline.length, ...input.resume.timeline);
+    status = 'PENDING';
+    stuck = input.resume.stuck;
+    Object.assign(details, { checkoutUrl: input.resume.checkoutUrl, providerDepositId: input.resume.providerDepositId });
+    decision = { outcome: 'created', status: 'PENDING', checkoutUrl: input.resume.checkoutUrl, providerDepositId: input.resume.providerDepositId };
+    upsertSearchAttributes([
+      { key: SA.PayoutStatus, value: status },
+      { key: SA.PayoutStuck, value: stuck },
+    ]);
+  } else {
+    // 1. Payment intent at the provider (idempotent by deposit id): the player pays at its checkout_url.
+    let created: { checkoutUrl: string; providerDepositId: string };
+    try {
+      const intent = await provider.createDepositIntent({ depositId, amount: input.amount });
+      created = { checkoutUrl: intent.checkoutUrl, providerDepositId: intent.providerDepositId };
+      Object.assign(details, created);
+      // A retried intent may find the deposit already decided at the provider.
+      if (intent.status !== 'pending') learn({ eventId: `intent:${depositId}`, source: 'poll', providerStatus: intent.status, failureCode: intent.failureCode, occurredAt: new Date().toISOString() });
+    } catch (err) {
+      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
+        details.failureCode = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+        decision = { outcome: 'refused', status: 'FAILED', code: details.failureCode, detail: err.cause.message };
+        await moveTo('FAILED', details.failureCode);
+        return finish();
+      }
+      throw err;
     }
-    throw err;
+    await moveTo('PENDING');
+    decision = { outcome: 'created', status: 'PENDING', ...created };
   }
-  await moveTo('PENDING');
-  decision = { outcome: 'created', status: 'PENDING', ...created };
 
   // 2. Await the provider: its callback, or our status polls with backoff.
   await awaitProviderOutcome();
@@ -160,8 +176,8 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   return finish();
 
   async function awaitProviderOutcome(): Promise<void> {
-    const waitingSince = Date.now();
-    let pollDelay = timings.pollInitialMs;
+    const waitingSince = input.resume ? Date.parse(input.resume.waitingSince) : Date.now();
+    let pollDelay = input.resume?.pollDelayMs ?? timings.pollInitialMs;
     const decided = () => providerView !== undefined && providerView.providerStatus !== 'pending';
     while (!decided()) {
       const untilStuck = waitingSince + timings.stuckAfterMs - Date.now();
@@ -182,10 +198,31 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
         // The aggregator is unreachable: keep waiting, poll again later.
       }
       pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
+      if (!decided() && longHistory()) await continueWaitingInNewRun(waitingSince, pollDelay);
     }
     if (stuck) {
       stuck = false;
       upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
     }
+  }
+
+  /** A provider that stays silent for weeks must not grow one history without bound. */
+  function longHistory(): boolean {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= (timings.continueAsNewAfterEvents ?? 10_000);
+  }
+
+  async function continueWaitingInNewRun(since: number, pollDelayMs: number): Promise<never> {
+    await condition(allHandlersFinished);
+    const resume: DepositResume = {
+      timeline: [...timeline],
+      checkoutUrl: details.checkoutUrl!,
+      providerDepositId: details.providerDepositId!,
+      waitingSince: new Date(since).toISOString(),
+      stuck,
+      pollDelayMs,
+      runs: (input.resume?.runs ?? 1) + 1,
+    };
+    return continueAsNew<typeof depositWorkflow>({ ...input, resume });
   }
 }

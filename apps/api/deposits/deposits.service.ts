@@ -51,7 +51,7 @@ export class DepositsService {
         fingerprint,
         requestedAt: new Date().toISOString(),
         // The payout's provider-wait settings apply to deposits too: one aggregator, one polling policy.
-        timings: { pollInitialMs: c.PAYOUT_POLL_INITIAL_MS, pollMaxMs: c.PAYOUT_POLL_MAX_MS, stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS },
+        timings: { pollInitialMs: c.PAYOUT_POLL_INITIAL_MS, pollMaxMs: c.PAYOUT_POLL_MAX_MS, stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS, continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS },
       }),
       decisionOfClosedSaga: async (depositId) => decisionFromView(await this.temporal.workflow.getHandle(depositId).query(depositStatusQuery)),
       answerFor: (decision, depositId) => answerFor(decision, request, depositId, requestId),
