@@ -47,6 +47,16 @@ export function createPayoutLedgerActivities(ledger: Ledger) {
       return result.ok ? result : unexpected('void', result);
     },
 
+    /** For a return after the saga closed: refunds the payout's posted transfer, if it was ever posted. */
+    async refundClosedPayout(input: { idempotencyKey: string; payoutId: string; returnReason: string }): Promise<{ refunded: boolean; detail: string }> {
+      const post = await ledger.getTransfer(`${input.payoutId}:post`);
+      if (!post) return { refunded: false, detail: 'the payout was never settled in the ledger' };
+      const result = toStepResult(
+        await ledger.refund({ idempotencyKey: input.idempotencyKey, transferId: post.id, metadata: { payout_id: input.payoutId, step: 'refund', return_reason: input.returnReason } }),
+      );
+      return result.ok ? { refunded: true, detail: result.replayed ? 'already refunded' : 'refunded' } : unexpected('refund', result);
+    },
+
     async refundReturnedPayout(input: { idempotencyKey: string; payoutId: string; postTransferId: number }): Promise<LedgerStepResult> {
       const result = toStepResult(await ledger.refund({ idempotencyKey: input.idempotencyKey, transferId: input.postTransferId, metadata: { payout_id: input.payoutId, step: 'refund' } }));
       return result.ok ? result : unexpected('refund', result);

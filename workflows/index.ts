@@ -3,3 +3,4 @@ export { selfCheckWorkflow } from './self-check';
 export { payoutWorkflow } from './payout/payout.workflow';
 export { depositWorkflow } from './deposit/deposit.workflow';
 export { reconciliationWorkflow } from './reconciliation/reconciliation.workflow';
+export { payoutReturnWorkflow } from './payout/return.workflow';

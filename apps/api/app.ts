@@ -83,7 +83,7 @@ class ApiModule {
         },
         {
           provide: PAYOUTS_SERVICE,
-          useFactory: (sagas: SagaRequests) => new PayoutsService(deps.config, deps.temporal, sagas),
+          useFactory: (sagas: SagaRequests) => new PayoutsService(deps.config, deps.temporal, sagas, deps.pool),
           inject: [SAGA_REQUESTS],
         },
         {

@@ -83,11 +83,18 @@ describe('API skeleton on real PostgreSQL and Temporal', () => {
       expect(res.json().detail).toMatch(/expired/);
     });
 
+    it('refuses a token without an expiry (a leaked one would never expire)', async () => {
+      const forever = await new SignJWT({ role: 'staff' }).setProtectedHeader({ alg: 'HS256' }).setSubject('p').sign(new TextEncoder().encode(DEV_JWT_SECRET));
+      const res = await me(`Bearer ${forever}`);
+      expect(res.statusCode).toBe(401);
+      expect(res.json().detail).toMatch(/exp/);
+    });
+
     it('refuses an unsigned (alg none) token and an unknown role', async () => {
       const header = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url');
       const payload = Buffer.from(JSON.stringify({ sub: 'p', role: 'staff' })).toString('base64url');
       expect((await me(`Bearer ${header}.${payload}.`)).statusCode).toBe(401);
-      const badRole = await new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setSubject('p').sign(new TextEncoder().encode(DEV_JWT_SECRET));
+      const badRole = await new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'HS256' }).setSubject('p').setExpirationTime('1h').sign(new TextEncoder().encode(DEV_JWT_SECRET));
       expect((await me(`Bearer ${badRole}`)).statusCode).toBe(401);
     });
   });

@@ -125,6 +125,18 @@ describe('finance staff: stuck payouts, resolution with audit, poll now', () => 
     ]);
   });
 
+  it('staff cannot fail a payout the provider has paid: refused, and the saga settles it', async () => {
+    const { accountId, payoutId } = await stuckPayout(250);
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
+    await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'settle', send_webhook: false }) });
+    const refused = await ops('POST', `/payouts/${payoutId}/resolve`, { outcome: 'fail', reason: 'customer says never received' });
+    expect(refused.status).toBe(409);
+    expect(refused.json).toMatchObject({ code: 'PAYOUT_NOT_RESOLVABLE', detail: expect.stringMatching(/provider reports this payout settled/) });
+    await stack.waitForStatus(payoutId, ['SETTLED']);
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post']);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ posted: 250, held: 0 });
+  });
+
   it('a resolution needs a reason and a known outcome', async () => {
     const id = `po_${'0'.repeat(32)}`;
     expect((await ops('POST', `/payouts/${id}/resolve`, { outcome: 'settle' })).json).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http from 'node:http';
 import { recordHistory } from '../replay/histories';
-import { uniqueId } from '../support';
+import { startTestWorker, uniqueId } from '../support';
 import { payoutRequest, startSagaStack, type SagaStack } from './stack';
 
 describe('payout saga end to end (API → Temporal → worker → ledger → sandbox aggregator → webhook)', () => {
@@ -110,5 +111,58 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
     }
     const stored = await stack.pool.query("SELECT count(*)::int AS n FROM webhook_events WHERE payload->>'id' = $1", [JSON.parse(body).id]);
     expect(stored.rows[0].n).toBe(0);
+  });
+});
+
+describe('a provider refusal that hides an accepted submission', () => {
+  let stack: SagaStack;
+  let worker: Awaited<ReturnType<typeof startTestWorker>>;
+  let proxy: http.Server;
+  beforeAll(async () => {
+    stack = await startSagaStack({}, { worker: false });
+    // In front of the sandbox: a submission is passed on (the provider accepts it) but answered 422, as an
+    // aggregator may answer a retried request; everything else passes through.
+    proxy = http.createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      const upstream = await fetch(`${stack.sandboxUrl}${req.url}`, { method: req.method, headers: req.headers as Record<string, string>, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined });
+      if (req.method === 'POST' && req.url === '/v1/payouts') {
+        res.writeHead(422, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'invalid_destination', message: 'refused on retry' } }));
+        return;
+      }
+      res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(await upstream.text());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    worker = await startTestWorker(stack.pool, stack.config.TEMPORAL_TASK_QUEUE, { ...stack.config, SANDBOX_URL: proxyUrl });
+  });
+  afterAll(async () => {
+    await worker?.stop();
+    proxy?.close();
+    await stack?.assertLedgerClean();
+    await stack?.close();
+  });
+
+  it('is checked against the provider\'s record: the hold is kept and the payout settles once', async () => {
+    const accountId = await stack.fundedAccount(1_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 500, 'sandbox:stay_pending'), uniqueId('key'));
+    expect(res.status).toBe(201);
+    const payoutId: string = res.json.payout_id;
+    const waiting = await stack.waitForStatus(payoutId, ['SUBMITTED', 'FAILED']);
+    expect(waiting.status).toBe('SUBMITTED');
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ held: 500 });
+
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
+    await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'settle' }) });
+    await stack.waitForStatus(payoutId, ['SETTLED']);
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post']);
+  });
+
+  it('with no record at the provider, the refusal releases the hold', async () => {
+    const accountId = await stack.fundedAccount(1_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 300, 'sandbox:reject'), uniqueId('key'));
+    const failed = await stack.waitForStatus(res.json.payout_id, ['FAILED']);
+    expect(failed.failure_code).toBe('invalid_destination');
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'void']);
   });
 });

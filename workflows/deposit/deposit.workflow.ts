@@ -4,6 +4,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -198,7 +199,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
         // The aggregator is unreachable: keep waiting, poll again later.
       }
       pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
-      if (!decided() && longHistory()) await continueWaitingInNewRun(waitingSince, pollDelay);
+      if (!decided() && longHistory() && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
     }
     if (stuck) {
       stuck = false;

@@ -12,6 +12,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
+import type { ProviderPayout } from '../../activities/provider';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, SA } from '../shared';
 import {
   authorizationUpdate,
@@ -59,6 +60,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   let stuck = false;
   let pollRequested = false;
   let resolution: StaffResolution | undefined;
+  let resolving = false;
   const details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
 
   const view = (): PayoutView => ({
@@ -101,15 +103,26 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       },
     },
   );
-  setHandler(providerEventSignal, (event) => {
+  /** What the provider says, by webhook, poll or staff: only news (a state ahead of what we know) counts. */
+  function learn(event: ProviderPayoutEvent): void {
     if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
-  });
+  }
+  setHandler(providerEventSignal, learn);
   setHandler(pollProviderNowSignal, () => {
     pollRequested = true;
   });
   setHandler(
     staffResolveUpdate,
     async (request) => {
+      resolving = true;
+      // Staff may fail a payout only if the provider has not paid it: a settled payout is settled, not failed.
+      if (request.outcome === 'fail' && patched('staff-fail-checks-provider')) {
+        const seen = await providerRecord();
+        if (seen !== 'none' && seen !== 'unknown' && (seen.status === 'settled' || seen.status === 'returned')) {
+          learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, returnReason: seen.returnReason, occurredAt: new Date().toISOString() });
+          throw ApplicationFailure.nonRetryable(`The provider reports this payout ${seen.status}; it is settled, not failed`, PAYOUT_NOT_RESOLVABLE);
+        }
+      }
       resolution = request;
       providerView = {
         eventId: `staff:${request.actor}`,
@@ -124,7 +137,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     {
       // Exactly once: only a saga still awaiting its provider, with no outcome known, can be resolved.
       validator: (request: StaffResolution) => {
-        if (status !== 'SUBMITTED' || (providerView && providerView.providerStatus !== 'pending') || resolution) {
+        if (status !== 'SUBMITTED' || (providerView && providerView.providerStatus !== 'pending') || resolving) {
           throw ApplicationFailure.nonRetryable(`Payout is ${status}${providerView ? ` (provider: ${providerView.providerStatus})` : ''}; only a payout awaiting its provider can be resolved`, PAYOUT_NOT_RESOLVABLE);
         }
         if (!request.reason.trim()) throw ApplicationFailure.nonRetryable('a reason is required', PAYOUT_NOT_RESOLVABLE);
@@ -224,13 +237,21 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       const submitted = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, destination: input.destination });
       details.providerPayoutId = submitted.providerPayoutId;
     } catch (err) {
-      if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
-        details.failureCode = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+      if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected')) throw err;
+      const refusal = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+      // A refusal of a retried submission can hide an accepted first attempt: the money is released only
+      // when the provider's own record says it has no such payout, or that it failed.
+      const known = patched('confirm-refusal-with-provider') ? await providerRecord() : 'none';
+      if (known === 'none' || (known !== 'unknown' && known.status === 'failed')) {
+        details.failureCode = refusal;
         await voidHold();
         await moveTo('FAILED', details.failureCode);
         return finish();
       }
-      throw err;
+      if (known !== 'unknown') {
+        details.providerPayoutId = known.providerPayoutId;
+        learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: known.status, providerPayoutId: known.providerPayoutId, failureCode: known.failureCode, returnReason: known.returnReason, occurredAt: new Date().toISOString() });
+      }
     }
     await moveTo('SUBMITTED');
   }
@@ -284,7 +305,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       await pollProvider();
       if (!onRequest) pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       nextPollAt = Date.now() + pollDelay;
-      if (!decided() && longHistory()) await continueWaitingInNewRun(waitingSince, pollDelay);
+      if (!decided() && longHistory() && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
     }
     if (stuck) {
       stuck = false;
@@ -313,14 +334,18 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   }
 
   async function pollProvider(): Promise<void> {
+    const seen = await providerRecord();
+    if (seen !== 'none' && seen !== 'unknown' && seen.status !== 'pending') {
+      learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, failureCode: seen.failureCode, returnReason: seen.returnReason, occurredAt: new Date().toISOString() });
+    }
+  }
+
+  /** The provider's record of this payout: 'none' when it has never seen it, 'unknown' when it cannot be asked. */
+  async function providerRecord(): Promise<ProviderPayout | 'none' | 'unknown'> {
     try {
-      const seen = await poller.fetchProviderPayout({ payoutId });
-      if (seen && seen.status !== 'pending') {
-        const event: ProviderPayoutEvent = { eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, failureCode: seen.failureCode, returnReason: seen.returnReason, occurredAt: new Date().toISOString() };
-        if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
-      }
+      return (await poller.fetchProviderPayout({ payoutId })) ?? 'none';
     } catch {
-      // The aggregator is unreachable: keep waiting, poll again later.
+      return 'unknown'; // the aggregator is unreachable: keep waiting, ask again later
     }
   }
 }

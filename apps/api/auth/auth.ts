@@ -33,13 +33,15 @@ export async function verifyBearer(header: string | undefined, secret: Uint8Arra
   const match = /^Bearer ([A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+)$/.exec(header ?? '');
   if (!match) throw new ProblemError('UNAUTHENTICATED', 'Missing or malformed Authorization: Bearer <JWT> header');
   try {
-    const { payload } = await jwtVerify(match[1]!, secret, { algorithms: ['HS256'] });
+    // exp is required: a leaked token without one would never expire.
+    const { payload } = await jwtVerify(match[1]!, secret, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
     const claims = claimsSchema.safeParse(payload);
     if (!claims.success) throw new ProblemError('UNAUTHENTICATED', 'The token lacks a valid sub or role claim');
     return claims.data;
   } catch (err) {
     if (err instanceof ProblemError) throw err;
-    const reason = err instanceof joseErrors.JWTExpired ? 'The token has expired' : 'The token is not valid';
+    const reason =
+      err instanceof joseErrors.JWTExpired ? 'The token has expired' : err instanceof joseErrors.JWTClaimValidationFailed ? `The token lacks a required claim (${err.claim})` : 'The token is not valid';
     throw new ProblemError('UNAUTHENTICATED', reason);
   }
 }

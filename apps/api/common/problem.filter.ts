@@ -28,6 +28,7 @@ export function toProblem(error: unknown): ProblemBody {
   const fastifyCode = (error as { code?: string })?.code;
   if (fastifyCode && FASTIFY_CODES[fastifyCode]) return problemBody(FASTIFY_CODES[fastifyCode], (error as Error).message);
   if (error instanceof SyntaxError) return problemBody('MALFORMED_JSON', error.message);
+  if (isUnavailable(error)) return problemBody('SERVICE_UNAVAILABLE', 'Temporal is unreachable or too slow; retry (with the same Idempotency-Key)');
   if (error instanceof HttpException) {
     const status = error.getStatus();
     const code = STATUS_TO_CODE[status];
@@ -57,4 +58,10 @@ export class ProblemFilter implements ExceptionFilter {
     if (problem.code === 'INTERNAL_ERROR') request.log.error({ err: exception }, 'unhandled error');
     sendProblem(request, ctx.getResponse<FastifyReply>(), problem);
   }
+}
+
+/** gRPC UNAVAILABLE or DEADLINE_EXCEEDED from the Temporal client: a dependency is down, not a bug (503, not 500). */
+function isUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown; cause?: { code?: unknown } })?.cause?.code ?? (error as { code?: unknown })?.code;
+  return (error as Error)?.name === 'ServiceError' && (code === 14 || code === 4);
 }

@@ -142,9 +142,9 @@ export class SagaRequests {
 
   /** A 202 promises a saga: the start rides on the update's RPC, so it is usually there; give it a few seconds. */
   private async ensureSagaExists(resourceId: string): Promise<void> {
-    for (let waited = 0; waited < 5_000; waited += 100) {
+    for (const giveUpAt = Date.now() + 5_000; Date.now() < giveUpAt; ) {
       try {
-        await this.temporal.workflow.getHandle(resourceId).describe();
+        await this.bounded(() => this.temporal.workflow.getHandle(resourceId).describe(), 2_000);
         return;
       } catch (err) {
         if (!(err instanceof WorkflowNotFoundError)) throw err;
@@ -157,13 +157,20 @@ export class SagaRequests {
   /** A saga's live state from its query; undefined when there is no such workflow. */
   async query<T>(workflowId: string, read: (handle: ReturnType<Client['workflow']['getHandle']>) => Promise<T>): Promise<T | undefined> {
     try {
-      return await read(this.temporal.workflow.getHandle(workflowId));
+      return await this.bounded(() => read(this.temporal.workflow.getHandle(workflowId)));
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
       throw err;
     }
   }
+
+  /** A Temporal call that gives up in seconds (then 503 through the problem filter) instead of retrying for long. */
+  bounded<T>(fn: () => Promise<T>, ms = TEMPORAL_CALL_DEADLINE_MS): Promise<T> {
+    return this.temporal.connection.withDeadline(Date.now() + ms, fn);
+  }
 }
+
+const TEMPORAL_CALL_DEADLINE_MS = 10_000;
 
 /** The ApplicationFailure type an update's validator or handler refused with. */
 export function failureType(err: unknown): string | undefined {

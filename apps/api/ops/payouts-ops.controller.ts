@@ -81,7 +81,9 @@ export class PayoutsOpsController {
     const input = parseOrProblem(resolveBody, body);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     try {
-      const view = await this.temporal.workflow.getHandle(id).executeUpdate(staffResolveUpdate, { args: [{ outcome: input.outcome, actor, reason: input.reason }] });
+      const view = await this.temporal.connection.withDeadline(Date.now() + 15_000, () =>
+        this.temporal.workflow.getHandle(id).executeUpdate(staffResolveUpdate, { args: [{ outcome: input.outcome, actor, reason: input.reason }] }),
+      );
       await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, 'applied', `now ${view.status}`);
       return toPayoutBody(view);
     } catch (err) {
@@ -101,7 +103,7 @@ export class PayoutsOpsController {
     const { reason } = parseOrProblem(pollBody, body ?? {});
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     try {
-      await this.temporal.workflow.getHandle(id).signal(pollProviderNowSignal);
+      await this.temporal.connection.withDeadline(Date.now() + 5_000, () => this.temporal.workflow.getHandle(id).signal(pollProviderNowSignal));
     } catch (err) {
       await this.audit(actor, 'poll', id, reason ?? 'poll provider now', { reason }, 'error', String(err));
       if (err instanceof WorkflowNotFoundError) throw new ProblemError('PAYOUT_NOT_FOUND', `No running payout saga ${id}`);

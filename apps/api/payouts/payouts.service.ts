@@ -1,6 +1,7 @@
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
+import type { Pool } from '../../../lib/db';
 import {
   authorizationUpdate,
   cancelUpdate,
@@ -40,6 +41,7 @@ export class PayoutsService {
     private readonly config: Config,
     private readonly temporal: Client,
     private readonly sagas: SagaRequests,
+    private readonly pool: Pool,
   ) {}
 
   async create(request: CreatePayoutRequest, key: string, requestId: string): Promise<PayoutAnswer> {
@@ -48,21 +50,29 @@ export class PayoutsService {
   }
 
   async get(payoutId: string, principal: Principal): Promise<PayoutView> {
-    const view = await this.sagas.query(payoutId, (handle) => handle.query(payoutStatusQuery));
+    const [live, stored] = await Promise.all([this.sagas.query(payoutId, (handle) => handle.query(payoutStatusQuery)), this.readModel(payoutId)]);
+    const view = merge(live, stored);
     // Someone else's payout is reported as absent, not forbidden: payout ids reveal nothing.
     if (!view || (principal.role === 'player' && view.accountId !== principal.sub)) throw new ProblemError('PAYOUT_NOT_FOUND', `No payout ${payoutId}`);
     return view;
   }
 
+  /** The payouts read model: outlives Temporal's retention, and records returns handled after the saga closed. */
+  private async readModel(payoutId: string): Promise<PayoutRow | undefined> {
+    const { rows } = await this.pool.query<PayoutRow>('SELECT * FROM payouts WHERE payout_id = $1', [payoutId]);
+    return rows[0];
+  }
+
   async cancel(payoutId: string, principal: Principal, reason: string | undefined): Promise<PayoutView> {
     const current = await this.get(payoutId, principal);
     if (current.status === 'CANCELLED') return current; // a retried cancel
+    if (!current.cancellable) throw new ProblemError('PAYOUT_NOT_CANCELLABLE', `Payout is ${current.status}; it can be cancelled only before submission to the provider`);
     try {
-      return await this.temporal.workflow.getHandle(payoutId).executeUpdate(cancelUpdate, {
+      return await this.sagas.bounded(() => this.temporal.workflow.getHandle(payoutId).executeUpdate(cancelUpdate, {
         args: [{ requestedBy: `${principal.role}:${principal.sub}`, ...(reason ? { reason } : {}) }],
-      });
+      }));
     } catch (err) {
-      if (failureType(err) === PAYOUT_NOT_CANCELLABLE) {
+      if (failureType(err) === PAYOUT_NOT_CANCELLABLE || err instanceof WorkflowNotFoundError) {
         const now = await this.get(payoutId, principal);
         if (now.status === 'CANCELLED') return now;
         throw new ProblemError('PAYOUT_NOT_CANCELLABLE', `Payout is ${now.status}; it can be cancelled only before submission to the provider`);
@@ -100,6 +110,52 @@ export class PayoutsService {
       accepted: (payoutId) => ({ status: 202, body: JSON.stringify(summary(request, payoutId, 'REQUESTED')) }),
     };
   }
+}
+
+interface PayoutRow {
+  payout_id: string;
+  account_id: string;
+  amount_minor: number;
+  currency: string;
+  destination_method: PayoutView['destination']['method'];
+  destination_last4: string;
+  provider: string;
+  status: PayoutView['status'];
+  provider_payout_id: string | null;
+  decline_code: string | null;
+  failure_code: string | null;
+  stuck: boolean;
+  requested_at: Date;
+  updated_at: Date;
+}
+
+/**
+ * The saga's live view, completed by the read model: a return refunded after the saga closed, or (past
+ * Temporal's retention) the stored state alone, without the timeline detail.
+ */
+function merge(live: PayoutView | undefined, row: PayoutRow | undefined): PayoutView | undefined {
+  if (live) {
+    if (live.status === 'SETTLED' && row?.status === 'RETURNED') {
+      return { ...live, status: 'RETURNED', timeline: [...live.timeline, { at: row.updated_at.toISOString(), status: 'RETURNED', note: 'returned after the saga closed; refunded' }] };
+    }
+    return live;
+  }
+  if (!row) return undefined;
+  return {
+    payoutId: row.payout_id,
+    accountId: row.account_id,
+    amount: { minor_units: row.amount_minor, currency: row.currency },
+    destination: { method: row.destination_method, last4: row.destination_last4 },
+    provider: row.provider,
+    status: row.status,
+    ...(row.provider_payout_id ? { providerPayoutId: row.provider_payout_id } : {}),
+    ...(row.failure_code ? { failureCode: row.failure_code } : {}),
+    ...(row.decline_code ? { declineCode: row.decline_code } : {}),
+    cancellable: false,
+    stuck: row.stuck,
+    requestedAt: row.requested_at.toISOString(),
+    timeline: [{ at: row.updated_at.toISOString(), status: row.status, note: 'from the read model (saga history no longer retained)' }],
+  };
 }
 
 function decisionFromView(view: PayoutView): AuthorizationDecision | undefined {

@@ -1,5 +1,5 @@
 import { Controller, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
-import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { verifyWebhookSignature } from '../../../lib/webhook-signature';
@@ -83,7 +83,7 @@ function routeFor(event: ProviderEvent): EventRoute | undefined {
 
 const SIGNAL_DEADLINE_MS = 5_000;
 
-const ackBody = z.object({ received: z.literal(true), duplicate: z.boolean(), delivered: z.enum(['signalled', 'already_signalled', 'saga_closed', 'unknown_reference', 'ignored_type']) });
+const ackBody = z.object({ received: z.literal(true), duplicate: z.boolean(), delivered: z.enum(['signalled', 'already_signalled', 'saga_closed', 'return_saga_started', 'unknown_reference', 'ignored_type']) });
 type Ack = z.infer<typeof ackBody>;
 
 /**
@@ -112,7 +112,10 @@ export class WebhooksController {
       request.log.warn({ provider, reason: verdict.reason }, 'webhook signature refused');
       throw new ProblemError('WEBHOOK_SIGNATURE_INVALID', verdict.reason);
     }
-    const event: ProviderEvent = eventSchema.parse(JSON.parse(raw.toString('utf8')));
+    // Signed by the provider but not an event we understand: a 400 tells it so (a 5xx would be retried forever).
+    const parsed = eventSchema.safeParse(safeJson(raw));
+    if (!parsed.success) throw new ProblemError('VALIDATION_FAILED', `not a provider event: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    const event: ProviderEvent = parsed.data;
     const reference = event.data.object.reference;
     const log = request.log.child({ provider, eventId: event.id, eventType: event.type, workflowId: reference });
 
@@ -126,28 +129,61 @@ export class WebhooksController {
     const route = routeFor(event);
     if (!route) return { received: true, duplicate, delivered: 'ignored_type' };
 
-    // Only one delivery signals: the claim is taken atomically, and given back if the signal fails.
-    const claimed = await this.pool.query('UPDATE webhook_events SET signalled_at = now() WHERE provider = $1 AND event_id = $2 AND signalled_at IS NULL', [provider, event.id]);
-    if (claimed.rowCount === 0) {
+    const stored = await this.pool.query<{ signalled: boolean }>('SELECT signalled_at IS NOT NULL AS signalled FROM webhook_events WHERE provider = $1 AND event_id = $2', [provider, event.id]);
+    if (stored.rows[0]?.signalled) {
       log.info('duplicate webhook acknowledged');
       return { received: true, duplicate, delivered: 'already_signalled' };
     }
     try {
       // Bounded: a provider waiting on us should get its 503 (and retry) in seconds, not after gRPC retries.
+      // Marked signalled only after the signal is sent: a crash in between means one more (harmless) signal,
+      // never a lost one; concurrent deliveries may both signal, and the saga ignores what it already knows.
       await this.temporal.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () => route.signal(this.temporal.workflow.getHandle(reference), event));
+      await this.markSignalled(provider, event.id);
       log.info('webhook signalled to saga');
       return { received: true, duplicate, delivered: 'signalled' };
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) {
-        // No running saga: it has closed (nothing left to do) or never existed; retrying cannot help.
-        const known = await this.pool.query(route.knownSql, [reference]);
-        log.warn({ known: known.rowCount === 1 }, 'webhook for a saga that is not running');
-        return { received: true, duplicate, delivered: known.rowCount === 1 ? 'saga_closed' : 'unknown_reference' };
+      if (!(err instanceof WorkflowNotFoundError)) {
+        log.error({ err }, 'webhook stored but not signalled; provider will retry');
+        throw new ProblemError('SERVICE_UNAVAILABLE', 'The event is stored but could not be delivered yet; retry');
       }
-      await this.pool.query('UPDATE webhook_events SET signalled_at = NULL WHERE provider = $1 AND event_id = $2', [provider, event.id]);
-      log.error({ err }, 'webhook stored but not signalled; provider will retry');
-      throw new ProblemError('SERVICE_UNAVAILABLE', 'The event is stored but could not be delivered yet; retry');
+      // No running saga: it has closed, or never existed.
+      const known = await this.pool.query(route.knownSql, [reference]);
+      if (known.rowCount === 1 && event.type === 'payout.returned') {
+        // Returned after the saga's return window: a return saga refunds the player (once, by ledger key).
+        await this.temporal.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () =>
+          this.temporal.workflow
+            .start('payoutReturnWorkflow', {
+              workflowId: `${reference}:return`,
+              taskQueue: this.config.TEMPORAL_TASK_QUEUE,
+              args: [{ payoutId: reference, returnReason: event.data.object.return_reason ?? 'returned', eventId: event.id }],
+              workflowIdConflictPolicy: 'USE_EXISTING',
+              workflowIdReusePolicy: 'REJECT_DUPLICATE',
+            })
+            .catch((startErr: unknown) => {
+              if (!(startErr instanceof WorkflowExecutionAlreadyStartedError)) throw startErr;
+            }),
+        );
+        await this.markSignalled(provider, event.id);
+        log.warn('return after the payout saga closed: return saga started');
+        return { received: true, duplicate, delivered: 'return_saga_started' };
+      }
+      await this.markSignalled(provider, event.id);
+      log.warn({ known: known.rowCount === 1 }, 'webhook for a saga that is not running');
+      return { received: true, duplicate, delivered: known.rowCount === 1 ? 'saga_closed' : 'unknown_reference' };
     }
+  }
+
+  private async markSignalled(provider: string, eventId: string): Promise<void> {
+    await this.pool.query('UPDATE webhook_events SET signalled_at = now() WHERE provider = $1 AND event_id = $2 AND signalled_at IS NULL', [provider, eventId]);
+  }
+}
+
+function safeJson(raw: Buffer): unknown {
+  try {
+    return JSON.parse(raw.toString('utf8'));
+  } catch {
+    return undefined;
   }
 }
 
@@ -160,6 +196,7 @@ export const webhookRoutes: RouteDoc[] = [
     auth: 'public',
     responses: {
       200: { description: 'Verified and stored (and signalled to the saga once)', schema: ackBody },
+      400: { description: 'Signed, but not a provider event (VALIDATION_FAILED): nothing stored' },
       401: { description: 'WEBHOOK_SIGNATURE_INVALID: nothing stored' },
       404: { description: 'Unknown provider' },
       503: { description: 'Stored but not yet delivered to the saga: retry' },
