@@ -21,7 +21,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSelfCheckActivities(deps.pool),
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.payoutLimits }),
     ...createPayoutLedgerActivities(ledger),
-    ...createProviderActivities({ providerUrl: deps.providerUrl }),
+    ...createProviderActivities({ providerUrl: deps.providerUrl, pool: deps.pool }),
     ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl }),
     ...createReconciliationActivities({ pool: deps.pool, providerUrl: deps.providerUrl }),
   };

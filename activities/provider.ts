@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
+import type { Pool } from '../lib/db';
 import type { PayoutDestination } from '../workflows/payout/definitions';
 
 /** The aggregator's payout as the saga needs it. */
@@ -29,15 +30,24 @@ function toProviderPayout(body: AggregatorPayoutBody): ProviderPayout {
  * as the aggregator's Idempotency-Key and reference, so a retry after a timeout finds the first submission
  * instead of paying twice. Network errors and 5xx are thrown as retryable; refusals are not retried.
  */
-export function createProviderActivities(deps: { providerUrl: string }) {
+export function createProviderActivities(deps: { providerUrl: string; pool: Pool }) {
   const base = deps.providerUrl.replace(/\/$/, '');
 
+  /** The full destination, kept out of workflow histories (payout_destinations). */
+  async function destinationOf(payoutId: string): Promise<PayoutDestination> {
+    const { rows } = await deps.pool.query<{ destination: PayoutDestination }>('SELECT destination FROM payout_destinations WHERE payout_id = $1', [payoutId]);
+    if (!rows[0]) throw ApplicationFailure.nonRetryable(`no destination stored for payout ${payoutId}`, 'DestinationMissing');
+    return rows[0].destination;
+  }
+
   return {
-    async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination: PayoutDestination }): Promise<ProviderPayout> {
+    /** `destination` only from sagas started before destinations moved to PostgreSQL. */
+    async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination?: PayoutDestination }): Promise<ProviderPayout> {
+      const destination = input.destination ?? (await destinationOf(input.payoutId));
       const response = await fetch(`${base}/v1/payouts`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'idempotency-key': input.payoutId },
-        body: JSON.stringify({ reference: input.payoutId, amount: input.amount, destination: input.destination }),
+        body: JSON.stringify({ reference: input.payoutId, amount: input.amount, destination }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
       const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;

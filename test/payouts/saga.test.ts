@@ -35,6 +35,20 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
     await recordHistory(stack.temporal, 'payout-settled', res.json.payout_id);
   });
 
+  it('an IBAN payout pays the full IBAN to the provider but never puts it in the workflow history', async () => {
+    const accountId = await stack.fundedAccount(1_000);
+    const iban = 'GB82WEST12345698765432';
+    const res = await stack.postPayout({ account_id: accountId, amount: { minor_units: 300, currency: 'EUR' }, destination: { method: 'bank_transfer', iban } }, uniqueId('key'));
+    expect(res.json).toMatchObject({ destination: { method: 'bank_transfer', last4: '5432' } });
+    await stack.waitForStatus(res.json.payout_id, ['SETTLED']);
+    const history = await stack.temporal.workflow.getHandle(res.json.payout_id).fetchHistory();
+    // Payload bytes appear base64-encoded in the history's JSON form: decode them to search their text.
+    const text = JSON.stringify(history, (key, value) => (key === 'data' && typeof value === 'string' ? Buffer.from(value, 'base64').toString('utf8') : value));
+    expect(text).toContain('5432');
+    expect(text).not.toContain(iban);
+    expect(text).not.toContain('WEST1234');
+  });
+
   it('provider failure: FAILED, hold voided, balance restored', async () => {
     const accountId = await stack.fundedAccount(5_000);
     const res = await stack.postPayout(payoutRequest(accountId, 5_000, 'sandbox:fail'), uniqueId('key'));

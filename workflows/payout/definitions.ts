@@ -17,6 +17,12 @@ export interface MoneyAmount {
 
 export type PayoutDestination = { method: 'bank_transfer'; iban: string } | { method: 'card'; token: string } | { method: 'ewallet'; wallet_id: string };
 
+/** What a saga knows of its destination: the full one stays in PostgreSQL (payout_destinations). */
+export interface MaskedDestination {
+  method: PayoutDestination['method'];
+  last4: string;
+}
+
 export interface PayoutTimings {
   /** Reversal window before submission, during which the player may cancel. */
   submitDelayMs: number;
@@ -48,7 +54,8 @@ export interface PayoutInput {
   payoutId: string;
   accountId: string;
   amount: MoneyAmount;
-  destination: PayoutDestination;
+  /** Masked; sagas started before destinations moved to PostgreSQL carry the full one. */
+  destination: MaskedDestination | PayoutDestination;
   provider: string;
   /** sha256 of the canonical request; a request with the same key but another fingerprint is refused. */
   fingerprint: string;

@@ -234,7 +234,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     // 4. Submit to the provider. Compensation on refusal: void.
     submissionStarted = true;
     try {
-      const submitted = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, destination: input.destination });
+      const submitted = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, ...('last4' in input.destination ? {} : { destination: input.destination }) });
       details.providerPayoutId = submitted.providerPayoutId;
     } catch (err) {
       if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected')) throw err;
@@ -351,6 +351,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
 }
 
 function last4(destination: PayoutInput['destination']): string {
+  if ('last4' in destination) return destination.last4;
   const value = destination.method === 'bank_transfer' ? destination.iban : destination.method === 'card' ? destination.token : destination.wallet_id;
   return value.slice(-4);
 }

@@ -17,6 +17,8 @@ export interface SagaRequestKind<Decision, Input> {
   /** The update that waits for the saga's first decision; its id carries the request fingerprint. */
   decisionUpdate: UpdateDefinition<Decision, [string]>;
   workflowInput(resourceId: string, fingerprint: string): Input;
+  /** Data the saga reads from PostgreSQL rather than its input (idempotent: runs for every attempt). */
+  beforeStart?(resourceId: string): Promise<void>;
   /** The decision of a saga that has already ended (its update history is gone with it). */
   decisionOfClosedSaga(resourceId: string): Promise<Decision | undefined>;
   answerFor(decision: Decision, resourceId: string): StoredAnswer;
@@ -78,6 +80,7 @@ export class SagaRequests {
       if (claim.state === 'completed') return { answer: claim.answer, replayed: true, resourceId };
     }
 
+    await kind.beforeStart?.(resourceId);
     const flightKey = `${resourceId}:${fingerprint}`;
     let flight = this.inFlight.get(flightKey) as Promise<Decision | undefined> | undefined;
     if (!flight) {

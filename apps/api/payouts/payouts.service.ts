@@ -88,11 +88,19 @@ export class PayoutsService {
       idPrefix: 'po',
       workflowType: 'payoutWorkflow',
       decisionUpdate: authorizationUpdate,
+      // The full destination goes to PostgreSQL, never into the workflow history (IBANs, card tokens).
+      beforeStart: async (payoutId) => {
+        await this.pool.query('INSERT INTO payout_destinations (payout_id, method, destination) VALUES ($1, $2, $3) ON CONFLICT (payout_id) DO NOTHING', [
+          payoutId,
+          request.destination.method,
+          JSON.stringify(request.destination),
+        ]);
+      },
       workflowInput: (payoutId, fingerprint) => ({
         payoutId,
         accountId: request.account_id,
         amount: request.amount,
-        destination: request.destination,
+        destination: { method: request.destination.method, last4: summary(request, payoutId, 'REQUESTED').destination.last4 },
         provider: PROVIDER,
         fingerprint,
         requestedAt: new Date().toISOString(),
