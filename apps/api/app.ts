@@ -88,7 +88,7 @@ class ApiModule {
         },
         {
           provide: DEPOSITS_SERVICE,
-          useFactory: (sagas: SagaRequests) => new DepositsService(deps.config, deps.temporal, sagas),
+          useFactory: (sagas: SagaRequests) => new DepositsService(deps.config, deps.temporal, sagas, deps.pool),
           inject: [SAGA_REQUESTS],
         },
         { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET), inject: [Reflector] },

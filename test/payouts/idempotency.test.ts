@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { requestFingerprint, resourceIdFor } from '../../apps/api/common/idempotency';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { payoutRequest, startSagaStack, type SagaStack } from './stack';
@@ -139,5 +139,42 @@ describe('payout idempotency and concurrency', () => {
       expect(res.status).toBe(404);
       expect(res.json).toMatchObject({ code: 'ACCOUNT_NOT_FOUND' });
     });
+  });
+});
+
+describe('a key whose saga Temporal no longer keeps', () => {
+  let stack: SagaStack;
+  beforeAll(async () => {
+    stack = await startSagaStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('is answered from the read model, never by starting (and submitting) again', async () => {
+    const accountId = await stack.fundedAccount(1_000);
+    const key = uniqueId('old-key');
+    const body = payoutRequest(accountId, 500);
+    const payoutId = resourceIdFor('po', accountId, key);
+    // As after retention: the key was claimed and the saga ran (its read model row exists), but its first
+    // answer was never stored and Temporal has dropped its history.
+    await stack.pool.query(
+      `INSERT INTO idempotency_records (account_id, idempotency_key, operation, fingerprint, resource_id) VALUES ($1, $2, 'payout', $3, $4)`,
+      [accountId, key, requestFingerprint('payout', body), payoutId],
+    );
+    await stack.pool.query(
+      `INSERT INTO payouts (payout_id, account_id, amount_minor, currency, destination_method, destination_last4, provider, status, version, requested_at)
+       VALUES ($1, $2, 500, 'EUR', 'ewallet', '0001', 'sandbox', 'SETTLED', 9, now() - interval '60 days')`,
+      [payoutId, accountId],
+    );
+
+    const res = await stack.postPayout(body, key);
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({ payout_id: payoutId, status: 'HELD' });
+    expect(res.headers.get('idempotent-replayed')).toBe('true');
+    await expect(stack.temporal.workflow.getHandle(payoutId).describe()).rejects.toThrow(WorkflowNotFoundError);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_000, held: 0 });
+    // GET answers from the read model too.
+    expect(await stack.getPayout(payoutId)).toMatchObject({ status: 'SETTLED', payout_id: payoutId });
   });
 });

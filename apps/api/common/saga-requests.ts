@@ -24,6 +24,11 @@ export interface SagaRequestKind<Decision, Input> {
   answerFor(decision: Decision, resourceId: string): StoredAnswer;
   /** The 202 sent when no decision is known within the sync deadline. */
   accepted(resourceId: string): StoredAnswer;
+  /**
+   * The answer rebuilt from the read model, for a saga that ran but whose history Temporal no longer keeps;
+   * undefined when the read model has never seen it (the saga never started).
+   */
+  answerFromReadModel(resourceId: string): Promise<StoredAnswer | undefined>;
 }
 
 export interface SagaAnswer {
@@ -78,6 +83,16 @@ export class SagaRequests {
       const claim = await this.idempotency.claim(accountId, key, kind.operation, fingerprint, resourceId);
       if (claim.state === 'mismatch') throw new ProblemError('IDEMPOTENCY_MISMATCH', MISMATCH_DETAIL);
       if (claim.state === 'completed') return { answer: claim.answer, replayed: true, resourceId };
+    }
+
+    // A claimed key whose first request never stored its answer: if its saga ran and Temporal has since
+    // dropped it (retention), starting again would submit again. The read model answers instead.
+    if (earlier.state === 'in_progress' && !(await this.sagaExists(resourceId))) {
+      const recorded = await kind.answerFromReadModel(resourceId);
+      if (recorded) {
+        const stored = await this.idempotency.complete(accountId, key, recorded);
+        return { answer: stored.answer, replayed: true, resourceId };
+      }
     }
 
     await kind.beforeStart?.(resourceId);
@@ -155,6 +170,16 @@ export class SagaRequests {
       }
     }
     throw new ProblemError('SERVICE_UNAVAILABLE', 'The saga could not be started in time; retry with the same Idempotency-Key');
+  }
+
+  private async sagaExists(workflowId: string): Promise<boolean> {
+    try {
+      await this.bounded(() => this.temporal.workflow.getHandle(workflowId).describe(), 2_000);
+      return true;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw err;
+    }
   }
 
   /** A saga's live state from its query; undefined when there is no such workflow. */

@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
+import type { Pool } from '../../../lib/db';
 import { depositStatusQuery, intentUpdate, type DepositInput, type DepositView, type IntentDecision } from '../../../workflows/deposit/definitions';
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../common/idempotency';
@@ -22,6 +23,7 @@ export class DepositsService {
     private readonly config: Config,
     private readonly temporal: Client,
     private readonly sagas: SagaRequests,
+    private readonly pool: Pool,
   ) {}
 
   async create(request: CreateDepositRequest, key: string, requestId: string): Promise<DepositAnswer> {
@@ -56,6 +58,17 @@ export class DepositsService {
       decisionOfClosedSaga: async (depositId) => decisionFromView(await this.temporal.workflow.getHandle(depositId).query(depositStatusQuery)),
       answerFor: (decision, depositId) => answerFor(decision, request, depositId, requestId),
       accepted: (depositId) => ({ status: 202, body: JSON.stringify(summary(request, depositId, 'REQUESTED')) }),
+      answerFromReadModel: async (depositId) => {
+        const { rows } = await this.pool.query<{ status: DepositView['status']; checkout_url: string | null; provider_deposit_id: string | null; failure_code: string | null }>(
+          'SELECT status, checkout_url, provider_deposit_id, failure_code FROM deposits WHERE deposit_id = $1',
+          [depositId],
+        );
+        const row = rows[0];
+        if (!row) return undefined;
+        if (row.checkout_url && row.provider_deposit_id) return answerFor({ outcome: 'created', status: 'PENDING', checkoutUrl: row.checkout_url, providerDepositId: row.provider_deposit_id }, request, depositId, requestId);
+        if (row.status === 'FAILED') return answerFor({ outcome: 'refused', status: 'FAILED', code: row.failure_code ?? 'provider_rejected', detail: 'refused by the provider' }, request, depositId, requestId);
+        return { status: 202, body: JSON.stringify(summary(request, depositId, 'REQUESTED')) };
+      },
     };
   }
 }

@@ -116,6 +116,13 @@ export class PayoutsService {
       decisionOfClosedSaga: async (payoutId) => decisionFromView(await this.temporal.workflow.getHandle(payoutId).query(payoutStatusQuery)),
       answerFor: (decision, payoutId) => answerFor(decision, request, payoutId, requestId),
       accepted: (payoutId) => ({ status: 202, body: JSON.stringify(summary(request, payoutId, 'REQUESTED')) }),
+      answerFromReadModel: async (payoutId) => {
+        const row = await this.readModel(payoutId);
+        if (!row) return undefined;
+        if (row.status === 'DECLINED') return answerFor({ outcome: 'declined', status: 'DECLINED', code: row.decline_code ?? 'DECLINED', detail: 'declined at authorization' }, request, payoutId, requestId);
+        if (row.status === 'AUTHORIZED') return { status: 202, body: JSON.stringify(summary(request, payoutId, 'REQUESTED')) };
+        return { status: 201, body: JSON.stringify(summary(request, payoutId, 'HELD')) };
+      },
     };
   }
 }
