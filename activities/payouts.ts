@@ -46,7 +46,7 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
       else if (frozen) refusal = { code: 'ACCOUNT_NOT_ACTIVE', detail: `Account ${input.accountId} is frozen: ${frozen.reason}` };
       else if (account.currency !== input.currency) refusal = { code: 'CURRENCY_MISMATCH', detail: `Account ${input.accountId} holds ${account.currency}, not ${input.currency}` };
       else if (exponent === undefined) refusal = { code: 'UNKNOWN_CURRENCY', detail: input.currency };
-      else if (input.amountMinor > limits.maxAmountMajor * 10 ** exponent) {
+      else if (input.amountMinor > Math.round(limits.maxAmountMajor * 10 ** exponent)) {
         refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${limits.maxAmountMajor} ${input.currency}` };
       }
 
@@ -66,8 +66,8 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
             [input.accountId, COUNTED_STATUSES, input.requestedAt],
           );
           const { day_total, hour_count } = rows[0]!;
-          const scale = 10 ** (exponent ?? 0);
-          if (day_total + input.amountMinor > limits.dailyMaxAmountMajor * scale) {
+          const scale = 10 ** (exponent ?? 0); // limits in major units become exact integer minor units below
+          if (day_total + input.amountMinor > Math.round(limits.dailyMaxAmountMajor * scale)) {
             refusal = { code: 'LIMIT_EXCEEDED', detail: `Payouts may total at most ${limits.dailyMaxAmountMajor} ${input.currency} a day` };
           } else if (hour_count >= limits.hourlyMaxCount) {
             refusal = { code: 'VELOCITY_LIMIT_EXCEEDED', detail: `At most ${limits.hourlyMaxCount} payouts an hour` };

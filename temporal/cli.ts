@@ -32,7 +32,8 @@ export function ensureTemporalCli(log: (msg: string) => void = (m) => process.st
     return { path: fromEnv, source: 'TEMPORAL_CLI' };
   }
   const onPath = findOnPath('temporal');
-  if (onPath) return { path: onPath, source: 'PATH' };
+  if (onPath && serverSupportsUpdateWithStart(onPath)) return { path: onPath, source: 'PATH' };
+  if (onPath) log(`Ignoring ${onPath}: its server is older than 1.28 (no update-with-start); using the pinned ${TEMPORAL_CLI_VERSION}.`);
 
   const dir = temporalCacheDir();
   const cached = path.join(dir, 'temporal');
@@ -65,6 +66,16 @@ export function ensureTemporalCli(log: (msg: string) => void = (m) => process.st
 
 export function temporalCliVersion(cliPath: string): string {
   return execFileSync(cliPath, ['--version'], { encoding: 'utf8' }).trim();
+}
+
+/** `temporal --version` prints e.g. "temporal version 1.5.1 (Server 1.29.1, UI 2.42.1)". */
+function serverSupportsUpdateWithStart(cliPath: string): boolean {
+  try {
+    const match = /Server (\d+)\.(\d+)/.exec(temporalCliVersion(cliPath));
+    return match !== null && (Number(match[1]) > 1 || Number(match[2]) >= 28);
+  } catch {
+    return false;
+  }
 }
 
 function isExecutable(file: string): boolean {

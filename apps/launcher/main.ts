@@ -59,16 +59,21 @@ async function shutdown(code: number): Promise<void> {
 const lockPath = path.join(config.dataDirAbsolute, 'launcher.pid');
 function takeLock(): void {
   fs.mkdirSync(config.dataDirAbsolute, { recursive: true });
-  try {
+  for (;;) {
+    try {
+      // Atomic: of two launchers started together, exactly one creates the file.
+      fs.writeFileSync(lockPath, String(process.pid), { flag: 'wx' });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
     const other = Number(fs.readFileSync(lockPath, 'utf8'));
     if (other && other !== process.pid && isAlive(other)) {
       say(`the platform is already running from this folder (launcher pid ${other}); stop it with Ctrl-C there first.`);
       process.exit(1);
     }
-  } catch {
-    // no lock file
+    fs.rmSync(lockPath, { force: true }); // left by a launcher that died: take it over
   }
-  fs.writeFileSync(lockPath, String(process.pid));
 }
 function releaseLock(): void {
   try {
