@@ -301,10 +301,39 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     return result.object;
   });
 
+  // The page a deposit's checkout_url points at: the player "pays" or declines here (demos and manual tests).
+  app.get('/sandbox/checkout/:id', async (request, reply) => {
+    const { id } = parse(idParamsSchema, request.params, 'path');
+    const deposit = store.deposits.get(id);
+    if (!deposit) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
+    const amount = `${deposit.amount.minor_units} ${deposit.amount.currency} (minor units)`;
+    const buttons =
+      deposit.status === 'pending'
+        ? `<button onclick="resolve('succeed')">Pay</button> <button onclick="resolve('fail')">Decline</button>`
+        : `<p>This deposit is <strong>${deposit.status}</strong>.</p>`;
+    void reply.type('text/html; charset=utf-8').send(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Sandbox checkout ${escapeHtml(id)}</title></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 4rem auto">
+<h1>Sandbox checkout</h1>
+<p>Deposit <code>${escapeHtml(id)}</code> for <strong>${escapeHtml(amount)}</strong>, reference <code>${escapeHtml(deposit.reference)}</code>.</p>
+${buttons}
+<script>
+async function resolve(outcome) {
+  await fetch(${JSON.stringify(`/sandbox/deposits/${id}/resolve`).replace(/</g, '\\u003c')}, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome }) });
+  location.reload();
+}
+</script>
+</body></html>`);
+  });
+
   app.get('/sandbox/events', async (request) => {
     const { reference } = parse(eventsQuerySchema, request.query, 'query');
     return { items: webhooks.list(reference) };
   });
 
   return app;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }

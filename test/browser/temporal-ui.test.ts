@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { repoRoot } from '../../lib/config';
 import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
 
 /** Debian's Chromium (apt-get install chromium), or the browser named by CHROMIUM_PATH. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -66,5 +67,23 @@ describe('finance staff find a stuck payout in the Temporal Web UI', () => {
     const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
     await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'fail' }) });
     await stack.waitForStatus(payoutId, ['FAILED']);
+  });
+
+  it('a player pays a deposit on the sandbox checkout page and is credited once', async () => {
+    const accountId = await stack.fundedAccount(0);
+    const key = uniqueId('dep');
+    await stack.scriptSandbox(resourceIdFor('dp', accountId, key), { scenario: 'stay_pending' });
+    const res = await stack.postDeposit(depositRequest(accountId, 1_250), key);
+    expect(res.status).toBe(201);
+
+    const page = await browser.newPage();
+    await page.goto(res.json.checkout_url);
+    await expect(page.getByText('1250 EUR').isVisible()).resolves.toBe(true);
+    await page.getByRole('button', { name: 'Pay' }).click();
+    await page.getByText('succeeded').waitFor({ timeout: 10_000 });
+    await page.close();
+
+    await stack.waitForDepositStatus(res.json.deposit_id, ['CREDITED']);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ posted: 1_250 });
   });
 });
