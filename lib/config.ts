@@ -31,6 +31,8 @@ export const settings = {
   API_HOST: setting(z.string().min(1), '127.0.0.1', 'Address the API listens on.'),
   API_PORT: setting(port, '3000', 'Port of the HTTP API (OpenAPI docs at /docs).'),
   API_BODY_LIMIT_BYTES: setting(z.coerce.number().int().min(1024), '65536', 'Largest accepted request body; larger gets 413.'),
+  AUTH_JWT_ISSUER: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `iss` (and `npm run token` signs with it).'),
+  AUTH_JWT_AUDIENCE: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `aud`.'),
   AUTH_JWT_SECRET: setting(z.string().min(32), DEV_JWT_SECRET, 'HS256 secret for bearer JWTs (at least 32 characters). Must be changed in production.'),
 
   DATABASE_URL: setting(url.optional(), undefined, 'PostgreSQL connection string. Unset: the launcher runs embedded PostgreSQL.'),

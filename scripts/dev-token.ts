@@ -8,4 +8,4 @@ if (!sub || !['player', 'service', 'staff'].includes(role)) {
   process.exit(2);
 }
 const config = loadConfigOrExit();
-process.stdout.write(`${await signToken({ sub, role: role as TokenRole }, config.AUTH_JWT_SECRET, expiry)}\n`);
+process.stdout.write(`${await signToken({ sub, role: role as TokenRole }, config.AUTH_JWT_SECRET, expiry, { issuer: config.AUTH_JWT_ISSUER, audience: config.AUTH_JWT_AUDIENCE })}\n`);

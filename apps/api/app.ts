@@ -91,7 +91,15 @@ class ApiModule {
           useFactory: (sagas: SagaRequests) => new DepositsService(deps.config, deps.temporal, sagas, deps.pool),
           inject: [SAGA_REQUESTS],
         },
-        { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET), inject: [Reflector] },
+        {
+          provide: APP_GUARD,
+          useFactory: (reflector: Reflector) =>
+            new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET, {
+              ...(deps.config.AUTH_JWT_ISSUER ? { issuer: deps.config.AUTH_JWT_ISSUER } : {}),
+              ...(deps.config.AUTH_JWT_AUDIENCE ? { audience: deps.config.AUTH_JWT_AUDIENCE } : {}),
+            }),
+          inject: [Reflector],
+        },
       ],
     };
   }

@@ -141,3 +141,18 @@ describe('OpenAPI document', () => {
     }
   });
 });
+
+describe('token issuer and audience', () => {
+  it('when configured, a token must carry them', async () => {
+    const api = await startTestApi({ AUTH_JWT_ISSUER: 'https://auth.operator.example', AUTH_JWT_AUDIENCE: 'payouts' });
+    try {
+      const me = (token: string) => api.app.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } });
+      expect((await me(await signToken({ sub: 'p', role: 'player' }, DEV_JWT_SECRET))).statusCode).toBe(401);
+      expect((await me(await signToken({ sub: 'p', role: 'player' }, DEV_JWT_SECRET, '1h', { issuer: 'https://auth.operator.example', audience: 'other' }))).statusCode).toBe(401);
+      expect((await me(await signToken({ sub: 'p', role: 'player' }, DEV_JWT_SECRET, '1h', { issuer: 'https://auth.operator.example', audience: 'payouts' }))).statusCode).toBe(200);
+    } finally {
+      await api.close();
+    }
+  });
+});
+

@@ -29,12 +29,12 @@ declare module 'fastify' {
   }
 }
 
-export async function verifyBearer(header: string | undefined, secret: Uint8Array): Promise<Principal> {
+export async function verifyBearer(header: string | undefined, secret: Uint8Array, expected: { issuer?: string; audience?: string } = {}): Promise<Principal> {
   const match = /^Bearer ([A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+)$/.exec(header ?? '');
   if (!match) throw new ProblemError('UNAUTHENTICATED', 'Missing or malformed Authorization: Bearer <JWT> header');
   try {
     // exp is required: a leaked token without one would never expire.
-    const { payload } = await jwtVerify(match[1]!, secret, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+    const { payload } = await jwtVerify(match[1]!, secret, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'], ...expected });
     const claims = claimsSchema.safeParse(payload);
     if (!claims.success) throw new ProblemError('UNAUTHENTICATED', 'The token lacks a valid sub or role claim');
     return claims.data;
@@ -60,6 +60,7 @@ export class AuthGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     jwtSecret: string,
+    private readonly expected: { issuer?: string; audience?: string } = {},
   ) {
     this.secret = new TextEncoder().encode(jwtSecret);
   }
@@ -68,7 +69,7 @@ export class AuthGuard implements CanActivate {
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest>();
-    const principal = await verifyBearer(request.headers.authorization, this.secret);
+    const principal = await verifyBearer(request.headers.authorization, this.secret, this.expected);
     request.principal = principal;
     request.log = request.log.child({ sub: principal.sub, role: principal.role });
     const allowed = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets);
