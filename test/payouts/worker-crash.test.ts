@@ -80,3 +80,49 @@ describe('a worker killed with SIGKILL in the middle of a payout', () => {
     await new Promise((resolve) => second.child.once('exit', resolve));
   });
 });
+
+describe('a worker killed while its provider submission is in flight', () => {
+  let stack: SagaStack;
+  const children: ChildProcess[] = [];
+  beforeAll(async () => {
+    stack = await startSagaStack({}, { worker: false });
+  });
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await stack?.temporal.schedule.getHandle('reconciliation').delete().catch(() => undefined);
+    await stack?.assertLedgerClean();
+    await stack?.close();
+  });
+
+  it('resubmits after the activity times out; the provider replays its first answer: one provider payout, one hold, one post', async () => {
+    const first = await spawnWorker(stack);
+    children.push(first.child);
+    await first.ready;
+
+    const accountId = await stack.fundedAccount(2_000);
+    // The provider accepts the submission at once but answers only after 4 s: the worker dies waiting.
+    const res = await stack.postPayout(payoutRequest(accountId, 1_500, 'sandbox:slow:4000'), uniqueId('key'));
+    expect(res.status).toBe(201);
+    const payoutId: string = res.json.payout_id;
+    for (let i = 0; (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).status !== 200; i++) {
+      if (i > 100) throw new Error('the submission never reached the provider');
+      await sleep(50);
+    }
+    first.child.kill('SIGKILL');
+    await new Promise((resolve) => first.child.once('exit', resolve));
+
+    const second = await spawnWorker(stack);
+    children.push(second.child);
+    await second.ready;
+    // The lost attempt is retried once its start-to-close timeout (30 s) has passed.
+    await stack.waitForStatus(payoutId, ['SETTLED'], 90_000);
+    expect(await stack.transfersOf(payoutId)).toEqual([
+      { kind: 'hold', amount: 1_500 },
+      { kind: 'post', amount: 1_500 },
+    ]);
+    const events = (await (await fetch(`${stack.sandboxUrl}/sandbox/events?reference=${payoutId}`)).json()) as { items: { event: { type: string } }[] };
+    expect(events.items.map((e) => e.event.type)).toEqual(['payout.settled']); // one provider payout, settled once
+    second.child.kill('SIGTERM');
+    await new Promise((resolve) => second.child.once('exit', resolve));
+  }, 150_000);
+});
