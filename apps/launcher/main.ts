@@ -67,8 +67,20 @@ function takeLock(): void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    const other = Number(fs.readFileSync(lockPath, 'utf8'));
-    if (other && other !== process.pid && isAlive(other)) {
+    let content: string;
+    try {
+      content = fs.readFileSync(lockPath, 'utf8');
+    } catch {
+      continue; // removed meanwhile: try to create it again
+    }
+    const other = Number(content);
+    if (!other) {
+      // Created but not yet written by another launcher starting right now: look again.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+      if (fs.existsSync(lockPath) && fs.readFileSync(lockPath, 'utf8') === '') fs.rmSync(lockPath, { force: true });
+      continue;
+    }
+    if (other !== process.pid && isAlive(other)) {
       say(`the platform is already running from this folder (launcher pid ${other}); stop it with Ctrl-C there first.`);
       process.exit(1);
     }

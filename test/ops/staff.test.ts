@@ -1,7 +1,9 @@
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signToken } from '../../lib/tokens';
 import { sleep } from '../../lib/wait';
 import { recordHistory } from '../replay/histories';
-import { uniqueId } from '../support';
+import { startTestWorker, uniqueId } from '../support';
 import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
 
 describe('finance staff: stuck payouts, resolution with audit, poll now', () => {
@@ -142,5 +144,58 @@ describe('finance staff: stuck payouts, resolution with audit, poll now', () => 
     expect((await ops('POST', `/payouts/${id}/resolve`, { outcome: 'settle' })).json).toMatchObject({ status: 400, code: 'VALIDATION_FAILED' });
     expect((await ops('POST', `/payouts/${id}/resolve`, { outcome: 'refund', reason: 'because' })).status).toBe(400);
     expect((await ops('POST', `/payouts/${id}/resolve`, { outcome: 'settle', reason: 'no such payout' })).json).toMatchObject({ status: 404, code: 'PAYOUT_NOT_FOUND' });
+  });
+});
+
+describe('staff fail while the provider cannot be asked', () => {
+  let stack: SagaStack;
+  let worker: Awaited<ReturnType<typeof startTestWorker>>;
+  let proxy: http.Server;
+  let providerDown = false;
+  beforeAll(async () => {
+    stack = await startSagaStack({ PAYOUT_STUCK_AFTER_MS: '500', PAYOUT_POLL_INITIAL_MS: '60000', PAYOUT_POLL_MAX_MS: '60000' }, { worker: false });
+    // In front of the sandbox: status look-ups can be made to fail (503), as during a provider outage.
+    proxy = http.createServer(async (req, res) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      if (providerDown && req.method === 'GET') {
+        res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"unavailable"}}');
+        return;
+      }
+      const upstream = await fetch(`${stack.sandboxUrl}${req.url}`, { method: req.method, headers: req.headers as Record<string, string>, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined });
+      res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(await upstream.text());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    worker = await startTestWorker(stack.pool, stack.config.TEMPORAL_TASK_QUEUE, { ...stack.config, SANDBOX_URL: `http://127.0.0.1:${(proxy.address() as { port: number }).port}` });
+  });
+  afterAll(async () => {
+    await worker?.stop();
+    proxy?.close();
+    await stack?.assertLedgerClean();
+    await stack?.close();
+  });
+
+  it('is refused (the provider may have paid), and applied once the provider answers again', async () => {
+    const staffAuth = `Bearer ${await signToken({ sub: 'bob', role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
+    const resolve = async (body: unknown) => {
+      const res = await fetch(`${stack.apiUrl}/v1/ops/payouts/${payoutId}/resolve`, { method: 'POST', headers: { authorization: staffAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: res.status, json: (await res.json()) as any };
+    };
+    const accountId = await stack.fundedAccount(1_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 400, 'sandbox:stay_pending'), uniqueId('key'));
+    const payoutId: string = res.json.payout_id;
+    await stack.waitForStatus(payoutId, ['SUBMITTED']);
+
+    providerDown = true;
+    const refused = await resolve({ outcome: 'fail', reason: 'provider silent for days' });
+    expect(refused.status).toBe(409);
+    expect(refused.json.detail).toMatch(/cannot be asked/);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ held: 400 });
+
+    providerDown = false;
+    const failed = await resolve({ outcome: 'fail', reason: 'provider confirms it never paid' });
+    expect(failed.status).toBe(200);
+    expect(failed.json).toMatchObject({ status: 'FAILED' });
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'void']);
   });
 });

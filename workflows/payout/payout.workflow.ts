@@ -8,6 +8,7 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -118,9 +119,17 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       // Staff may fail a payout only if the provider has not paid it: a settled payout is settled, not failed.
       if (request.outcome === 'fail' && patched('staff-fail-checks-provider')) {
         const seen = await providerRecord();
-        if (seen !== 'none' && seen !== 'unknown' && (seen.status === 'settled' || seen.status === 'returned')) {
+        if (seen === 'unknown') {
+          resolving = false;
+          throw ApplicationFailure.nonRetryable('The provider cannot be asked right now; a payout it may have paid is not failed blind. Retry shortly.', PAYOUT_NOT_RESOLVABLE);
+        }
+        if (seen !== 'none' && (seen.status === 'settled' || seen.status === 'returned')) {
           learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, returnReason: seen.returnReason, occurredAt: new Date().toISOString() });
           throw ApplicationFailure.nonRetryable(`The provider reports this payout ${seen.status}; it is settled, not failed`, PAYOUT_NOT_RESOLVABLE);
+        }
+        // The provider may have answered while we asked: news that arrived meanwhile wins over staff.
+        if (status !== 'SUBMITTED' || (providerView && providerView.providerStatus !== 'pending')) {
+          throw ApplicationFailure.nonRetryable(`Payout is ${status}${providerView ? ` (provider: ${providerView.providerStatus})` : ''}; it was decided while staff resolved it`, PAYOUT_NOT_RESOLVABLE);
         }
       }
       resolution = request;
@@ -241,17 +250,21 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       const refusal = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
       // A refusal of a retried submission can hide an accepted first attempt: the money is released only
       // when the provider's own record says it has no such payout, or that it failed.
-      const known = patched('confirm-refusal-with-provider') ? await providerRecord() : 'none';
-      if (known === 'none' || (known !== 'unknown' && known.status === 'failed')) {
+      let known = patched('confirm-refusal-with-provider') ? await providerRecord() : 'none';
+      // Unreachable now: keep asking (with the poll backoff) rather than guess either way.
+      for (let delay = timings.pollInitialMs; known === 'unknown'; delay = Math.min(delay * 2, timings.pollMaxMs)) {
+        await sleep(delay);
+        known = await providerRecord();
+      }
+      if (known === 'none' || known.status === 'failed') {
         details.failureCode = refusal;
         await voidHold();
         await moveTo('FAILED', details.failureCode);
         return finish();
       }
-      if (known !== 'unknown') {
-        details.providerPayoutId = known.providerPayoutId;
-        learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: known.status, providerPayoutId: known.providerPayoutId, failureCode: known.failureCode, returnReason: known.returnReason, occurredAt: new Date().toISOString() });
-      }
+      // The provider has it after all: wait for its outcome like any submitted payout.
+      details.providerPayoutId = known.providerPayoutId;
+      learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: known.status, providerPayoutId: known.providerPayoutId, failureCode: known.failureCode, returnReason: known.returnReason, occurredAt: new Date().toISOString() });
     }
     await moveTo('SUBMITTED');
   }
@@ -306,6 +319,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       if (!onRequest) pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       nextPollAt = Date.now() + pollDelay;
       if (!decided() && longHistory() && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
+      // (returns only if the provider or staff decided while handlers were finishing: the loop then ends)
     }
     if (stuck) {
       stuck = false;
@@ -319,8 +333,10 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     return info.continueAsNewSuggested || info.historyLength >= (timings.continueAsNewAfterEvents ?? 10_000);
   }
 
-  async function continueWaitingInNewRun(since: number, pollDelayMs: number): Promise<never> {
-    await condition(allHandlersFinished);
+  async function continueWaitingInNewRun(since: number, pollDelayMs: number): Promise<void> {
+    // A staff resolution in progress waits for this saga to act on it: never wait for it to finish first.
+    await condition(() => allHandlersFinished() || (providerView !== undefined && providerView.providerStatus !== 'pending'));
+    if (providerView !== undefined && providerView.providerStatus !== 'pending') return;
     const resume: PayoutResume = {
       timeline: [...timeline],
       holdTransferId,
@@ -330,7 +346,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       pollDelayMs,
       runs: (input.resume?.runs ?? 1) + 1,
     };
-    return continueAsNew<typeof payoutWorkflow>({ ...input, resume });
+    await continueAsNew<typeof payoutWorkflow>({ ...input, resume });
   }
 
   async function pollProvider(): Promise<void> {

@@ -29,6 +29,10 @@ export function toProblem(error: unknown): ProblemBody {
   if (fastifyCode && FASTIFY_CODES[fastifyCode]) return problemBody(FASTIFY_CODES[fastifyCode], (error as Error).message);
   if (error instanceof SyntaxError) return problemBody('MALFORMED_JSON', error.message);
   if (isUnavailable(error)) return problemBody('SERVICE_UNAVAILABLE', 'Temporal is unreachable or too slow; retry (with the same Idempotency-Key)');
+  // The update was delivered but its answer did not come in time: it may still apply, so say so.
+  if ((error as Error)?.name === 'WorkflowUpdateRPCTimeoutOrCancelledError') {
+    return problemBody('SERVICE_UNAVAILABLE', 'The saga did not answer in time; the action may still apply. Check the payout before retrying');
+  }
   if (error instanceof HttpException) {
     const status = error.getStatus();
     const code = STATUS_TO_CODE[status];

@@ -81,7 +81,8 @@ export class PayoutsOpsController {
     const input = parseOrProblem(resolveBody, body);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     try {
-      const view = await this.temporal.connection.withDeadline(Date.now() + 15_000, () =>
+      // Long enough for a staff fail, which first asks the provider (its status check retries once).
+      const view = await this.temporal.connection.withDeadline(Date.now() + 45_000, () =>
         this.temporal.workflow.getHandle(id).executeUpdate(staffResolveUpdate, { args: [{ outcome: input.outcome, actor, reason: input.reason }] }),
       );
       await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, 'applied', `now ${view.status}`);
