@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from '../lib/db';
+import { aggregatorBase, findAtAggregator, submitToAggregator } from './aggregator-client';
 import { isLedgerError, type Ledger } from './ledger';
 
 /** The aggregator's deposit as the saga needs it. */
@@ -33,8 +34,6 @@ export interface RecordDepositStateInput {
   stuck: boolean;
 }
 
-const REQUEST_TIMEOUT_MS = 10_000;
-
 function toProviderDeposit(body: AggregatorDepositBody): ProviderDeposit {
   return { providerDepositId: body.id, status: body.status, checkoutUrl: body.checkout_url, failureCode: body.failure_code };
 }
@@ -46,36 +45,18 @@ function toProviderDeposit(body: AggregatorDepositBody): ProviderDeposit {
  */
 export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; providerUrl: string }) {
   const { pool, ledger } = deps;
-  const base = deps.providerUrl.replace(/\/$/, '');
+  const base = aggregatorBase(deps.providerUrl);
 
   return {
     /** Network errors, 5xx, 408 and 429 are retryable (ProviderUnavailable); any other 4xx is a final refusal (ProviderRejected). */
     async createDepositIntent(input: { depositId: string; amount: { minor_units: number; currency: string } }): Promise<ProviderDeposit> {
-      const response = await fetch(`${base}/v1/deposits`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': input.depositId },
-        body: JSON.stringify({ reference: input.depositId, amount: input.amount }),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-      const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
-      if (response.ok) return toProviderDeposit(body as unknown as AggregatorDepositBody);
-      const error = (body.error ?? {}) as { code?: string; message?: string };
-      // The aggregator already has this deposit (same reference under another key): it is ours.
-      if (response.status === 409 && error.code === 'duplicate_reference' && body.deposit) return toProviderDeposit(body.deposit as AggregatorDepositBody);
-      if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
-        throw ApplicationFailure.nonRetryable(`aggregator refused the deposit: ${error.code ?? response.status} ${error.message ?? ''}`.trim(), 'ProviderRejected', {
-          code: error.code ?? `HTTP_${response.status}`,
-        });
-      }
-      throw ApplicationFailure.retryable(`aggregator answered ${response.status} ${error.code ?? ''}`.trim(), 'ProviderUnavailable');
+      return toProviderDeposit((await submitToAggregator(base, 'deposits', input.depositId, { amount: input.amount })) as AggregatorDepositBody);
     },
 
     /** The aggregator's current view of the deposit; undefined when it has never seen it. */
     async fetchProviderDeposit(input: { depositId: string }): Promise<ProviderDeposit | undefined> {
-      const response = await fetch(`${base}/v1/deposits?reference=${encodeURIComponent(input.depositId)}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-      if (response.status === 404) return undefined;
-      if (!response.ok) throw ApplicationFailure.retryable(`aggregator status answered ${response.status}`, 'ProviderUnavailable');
-      return toProviderDeposit((await response.json()) as AggregatorDepositBody);
+      const found = await findAtAggregator(base, 'deposits', input.depositId, 'status');
+      return found === undefined ? undefined : toProviderDeposit(found as AggregatorDepositBody);
     },
 
     /** One posted transfer provider_clearing → player. A refusal means the ledger disagrees with the saga: stop for staff. */

@@ -8,6 +8,7 @@ import {
   type ReconciliationWindow,
   type SettlementComparison,
 } from '../workflows/reconciliation/definitions';
+import { aggregatorBase, findAtAggregator } from './aggregator-client';
 import { checkInvariants, type InvariantReport, type InvariantViolation } from './ledger';
 
 export type ItemKind = 'payout' | 'deposit';
@@ -161,7 +162,7 @@ function unavailable(what: string, status: number): never {
 
 /** The aggregator's settlement report: every payout/deposit that became final (or was returned) in [since, until). */
 export async function fetchSettlementReport(providerUrl: string, since: string, until: string): Promise<ProviderItem[]> {
-  const base = providerUrl.replace(/\/$/, '');
+  const base = aggregatorBase(providerUrl);
   const url = `${base}/v1/reports/settlements?since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}`;
   const response = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   if (!response.ok) unavailable('settlement report', response.status);
@@ -184,11 +185,9 @@ export async function fetchSettlementReport(providerUrl: string, since: string, 
 
 /** The aggregator's current view of one reference; undefined when it never saw it. */
 export async function lookupProviderItem(providerUrl: string, kind: ItemKind, reference: string): Promise<ProviderItem | undefined> {
-  const base = providerUrl.replace(/\/$/, '');
-  const response = await fetch(`${base}/v1/${kind}s?reference=${encodeURIComponent(reference)}`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-  if (response.status === 404) return undefined;
-  if (!response.ok) unavailable(`${kind} lookup`, response.status);
-  const body = (await response.json()) as ProviderObjectBody;
+  const found = await findAtAggregator(aggregatorBase(providerUrl), `${kind}s`, reference, `${kind} lookup`, REQUEST_TIMEOUT_MS);
+  if (found === undefined) return undefined;
+  const body = found as ProviderObjectBody;
   const finalAt = body.settled_at ?? body.succeeded_at ?? body.failed_at;
   return {
     id: body.id,

@@ -3,7 +3,7 @@
  * encode the platform's retry rules. Workflow-safe (no I/O); imported by every workflow.
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
-import type { ActivityOptions, LocalActivityOptions } from '@temporalio/workflow';
+import { workflowInfo, type ActivityOptions, type LocalActivityOptions } from '@temporalio/workflow';
 
 export const SA = {
   PayoutStatus: defineSearchAttributeKey('PayoutStatus', SearchAttributeType.KEYWORD),
@@ -31,3 +31,9 @@ export const PROVIDER_CALL_OPTIONS: ActivityOptions = {
 
 /** Status polls: a failed poll is simply tried again at the next poll. */
 export const PROVIDER_POLL_OPTIONS: ActivityOptions = { startToCloseTimeout: '20 seconds', retry: { maximumAttempts: 2 } };
+
+/** A saga waiting on a silent provider must not grow one history without bound: time to continue as new. */
+export function historyIsLong(limit = 10_000): boolean {
+  const info = workflowInfo();
+  return info.continueAsNewSuggested || info.historyLength >= limit;
+}

@@ -1,5 +1,5 @@
-import type { Pool, PoolClient } from '../../lib/db';
-import { connect, isPool, type Queryable } from './db';
+import { inTransaction, type PoolClient } from '../../lib/db';
+import { isPool, type Queryable } from './db';
 
 export interface InvariantViolation {
   rule: string;
@@ -132,19 +132,7 @@ export const INVARIANT_RULES: readonly string[] = RULES.map((r) => r.rule);
  */
 export async function checkInvariants(db: Queryable): Promise<InvariantReport> {
   if (!isPool(db)) return runRules(db);
-  const client = await connect(db as Pool);
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const report = await runRules(client);
-    await client.query('COMMIT');
-    return report;
-  } catch (err) {
-    broken = err instanceof Error ? err : new Error(String(err));
-    throw err;
-  } finally {
-    client.release(broken);
-  }
+  return inTransaction(db, runRules, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
 }
 
 async function runRules(client: PoolClient): Promise<InvariantReport> {

@@ -9,10 +9,9 @@ import {
   proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
-  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, SA } from '../shared';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
 import { IDEMPOTENCY_MISMATCH } from '../payout/definitions';
 import {
   depositEventSignal,
@@ -199,18 +198,12 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
         // The aggregator is unreachable: keep waiting, poll again later.
       }
       pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
-      if (!decided() && longHistory() && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
+      if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
     }
     if (stuck) {
       stuck = false;
       upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
     }
-  }
-
-  /** A provider that stays silent for weeks must not grow one history without bound. */
-  function longHistory(): boolean {
-    const info = workflowInfo();
-    return info.continueAsNewSuggested || info.historyLength >= (timings.continueAsNewAfterEvents ?? 10_000);
   }
 
   async function continueWaitingInNewRun(since: number, pollDelayMs: number): Promise<never> {

@@ -23,6 +23,13 @@ export interface MaskedDestination {
   last4: string;
 }
 
+/** The method and last 4 characters: all a saga, a response or a log may show of a destination. */
+export function maskDestination(destination: PayoutDestination | MaskedDestination): MaskedDestination {
+  if ('last4' in destination) return destination;
+  const value = destination.method === 'bank_transfer' ? destination.iban : destination.method === 'card' ? destination.token : destination.wallet_id;
+  return { method: destination.method, last4: value.slice(-4) };
+}
+
 export interface PayoutTimings {
   /** Reversal window before submission, during which the player may cancel. */
   submitDelayMs: number;

@@ -10,16 +10,16 @@ import {
   setHandler,
   sleep,
   upsertSearchAttributes,
-  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { ProviderPayout } from '../../activities/provider';
-import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, SA } from '../shared';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
 import {
   authorizationUpdate,
   cancelUpdate,
   FINAL_PAYOUT_STATUSES,
   IDEMPOTENCY_MISMATCH,
+  maskDestination,
   PAYOUT_NOT_CANCELLABLE,
   PAYOUT_NOT_RESOLVABLE,
   payoutStatusQuery,
@@ -68,7 +68,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     payoutId,
     accountId: input.accountId,
     amount: input.amount,
-    destination: { method: input.destination.method, last4: last4(input.destination) },
+    destination: maskDestination(input.destination),
     provider: input.provider,
     status,
     ...details,
@@ -198,7 +198,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       amountMinor: input.amount.minor_units,
       currency: input.amount.currency,
       destinationMethod: input.destination.method,
-      destinationLast4: last4(input.destination),
+      destinationLast4: maskDestination(input.destination).last4,
       provider: input.provider,
       requestedAt: input.requestedAt,
     });
@@ -318,19 +318,13 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       await pollProvider();
       if (!onRequest) pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       nextPollAt = Date.now() + pollDelay;
-      if (!decided() && longHistory() && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
+      if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
       // (returns only if the provider or staff decided while handlers were finishing: the loop then ends)
     }
     if (stuck) {
       stuck = false;
       upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
     }
-  }
-
-  /** A provider that stays silent for weeks must not grow one history without bound. */
-  function longHistory(): boolean {
-    const info = workflowInfo();
-    return info.continueAsNewSuggested || info.historyLength >= (timings.continueAsNewAfterEvents ?? 10_000);
   }
 
   async function continueWaitingInNewRun(since: number, pollDelayMs: number): Promise<void> {
@@ -364,10 +358,4 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       return 'unknown'; // the aggregator is unreachable: keep waiting, ask again later
     }
   }
-}
-
-function last4(destination: PayoutInput['destination']): string {
-  if ('last4' in destination) return destination.last4;
-  const value = destination.method === 'bank_transfer' ? destination.iban : destination.method === 'card' ? destination.token : destination.wallet_id;
-  return value.slice(-4);
 }
