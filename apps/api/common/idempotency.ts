@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from '../../../lib/db';
-import { ProblemError } from './problem';
+import type { FastifyReply } from 'fastify';
+import { PROBLEM_CONTENT_TYPE, ProblemError } from './problem';
 
 /** 1-255 printable ASCII characters (after the IETF Idempotency-Key draft and Stripe). */
 const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
@@ -98,4 +99,14 @@ function toLookup(row: RecordRow | undefined, operation: string, fingerprint: st
   if (row.operation !== operation || row.fingerprint !== fingerprint) return { state: 'mismatch' };
   if (row.response_status === null) return { state: 'in_progress', resourceId: row.resource_id };
   return { state: 'completed', resourceId: row.resource_id, answer: { status: row.response_status, body: row.response_body! } };
+}
+
+/** Sends a stored answer exactly as first sent: its status and bytes, with the resource's location. */
+export function sendAnswer(reply: FastifyReply, answer: StoredAnswer, replayed: boolean, location: string): void {
+  void reply
+    .status(answer.status)
+    .header('content-type', answer.status >= 400 ? PROBLEM_CONTENT_TYPE : 'application/json; charset=utf-8')
+    .header('location', location);
+  if (replayed) void reply.header('idempotent-replayed', 'true');
+  void reply.send(answer.body);
 }

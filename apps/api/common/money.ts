@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { currencyExponent, isKnownCurrency } from '../../../activities/ledger';
+import { isKnownCurrency } from '../../../activities/ledger';
 
 /** ISO 4217 alphabetic code of a currency the ledger knows (with its minor-unit exponent). */
 export const currencySchema = z
@@ -12,7 +12,3 @@ export const moneySchema = z.strictObject({
   minor_units: z.number().int('minor_units must be an integer number of minor units').positive('minor_units must be positive').max(Number.MAX_SAFE_INTEGER, 'minor_units must be a safe integer'),
   currency: currencySchema,
 });
-
-export type Money = z.infer<typeof moneySchema>;
-
-export { currencyExponent };

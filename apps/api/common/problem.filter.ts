@@ -1,5 +1,6 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { grpcStatusOf } from '../../../lib/temporal-client';
 import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError, type ProblemBody, type ProblemCode } from './problem';
 
 const STATUS_TO_CODE: Record<number, ProblemCode> = {
@@ -66,6 +67,6 @@ export class ProblemFilter implements ExceptionFilter {
 
 /** gRPC UNAVAILABLE or DEADLINE_EXCEEDED from the Temporal client: a dependency is down, not a bug (503, not 500). */
 function isUnavailable(error: unknown): boolean {
-  const code = (error as { code?: unknown; cause?: { code?: unknown } })?.cause?.code ?? (error as { code?: unknown })?.code;
+  const code = grpcStatusOf(error);
   return (error as Error)?.name === 'ServiceError' && (code === 14 || code === 4);
 }

@@ -3,6 +3,7 @@ import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
 import type { Ledger } from '../../../activities/ledger';
 import type { Config } from '../../../lib/config';
 import type { Logger } from '../../../lib/logger';
+import { grpcStatusOf } from '../../../lib/temporal-client';
 import { IDEMPOTENCY_MISMATCH } from '../../../workflows/payout/definitions';
 import { IdempotencyStore, requestFingerprint, resourceIdFor, type StoredAnswer } from './idempotency';
 import { ProblemError } from './problem';
@@ -202,11 +203,15 @@ const TEMPORAL_CALL_DEADLINE_MS = 10_000;
 
 /** The ApplicationFailure type an update's validator or handler refused with. */
 export function failureType(err: unknown): string | undefined {
+  return failureOf(err)?.type ?? undefined;
+}
+
+/** The ApplicationFailure an update's validator or handler refused with. */
+export function failureOf(err: unknown): ApplicationFailure | undefined {
   const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
-  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
+  return cause instanceof ApplicationFailure ? cause : undefined;
 }
 
 function isResourceExhausted(err: unknown): boolean {
-  const code = (err as { code?: number; cause?: { code?: number } })?.cause?.code ?? (err as { code?: number })?.code;
-  return code === 8 || /RESOURCE_EXHAUSTED|in-flight update/i.test(String((err as Error)?.message ?? err));
+  return grpcStatusOf(err) === 8 || /RESOURCE_EXHAUSTED|in-flight update/i.test(String((err as Error)?.message ?? err));
 }

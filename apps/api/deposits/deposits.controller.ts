@@ -1,8 +1,8 @@
 import { Body, Controller, Get, Headers, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assertMayActOnAccount } from '../auth/auth';
-import { readIdempotencyKey } from '../common/idempotency';
-import { parseOrProblem, PROBLEM_CONTENT_TYPE, ProblemError } from '../common/problem';
+import { readIdempotencyKey, sendAnswer } from '../common/idempotency';
+import { parseOrProblem, ProblemError } from '../common/problem';
 import { DEPOSITS_SERVICE } from '../tokens';
 import { createDepositBody, depositIdSchema } from './deposits.schemas';
 import { toDepositBody, type DepositsService } from './deposits.service';
@@ -19,12 +19,7 @@ export class DepositsController {
     assertMayActOnAccount(request.principal, input.account_id);
     request.log = request.log.child({ idempotencyKey: key });
     const { answer, replayed, depositId } = await this.deposits.create(input, key, String(request.id));
-    void reply
-      .status(answer.status)
-      .header('content-type', answer.status >= 400 ? PROBLEM_CONTENT_TYPE : 'application/json; charset=utf-8')
-      .header('location', `/v1/deposits/${depositId}`);
-    if (replayed) void reply.header('idempotent-replayed', 'true');
-    void reply.send(answer.body);
+    sendAnswer(reply, answer, replayed, `/v1/deposits/${depositId}`);
   }
 
   @Get(':depositId')

@@ -1,18 +1,17 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req } from '@nestjs/common';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Pool } from '../../../lib/db';
 import { PAYOUT_NOT_RESOLVABLE, PAYOUT_STATUSES, pollProviderNowSignal, staffResolveUpdate } from '../../../workflows/payout/definitions';
 import { Roles } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
+import { failureOf } from '../common/saga-requests';
 import type { RouteDoc } from '../docs/openapi';
 import { toPayoutBody } from '../payouts/payouts.service';
-import { payoutBody } from '../payouts/payouts.schemas';
+import { payoutBody, payoutIdSchema } from '../payouts/payouts.schemas';
 import { PG_POOL, TEMPORAL_CLIENT } from '../tokens';
 
-const payoutIdSchema = z.string().regex(/^po_[0-9a-f]{32}$/, 'a payout id (po_ and 32 hex digits)');
 const resolveBody = z.strictObject({
   outcome: z.enum(['settle', 'fail']),
   reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000),
@@ -138,8 +137,8 @@ export class PayoutsOpsController {
 }
 
 function refusalOf(err: unknown): string | undefined {
-  const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
-  return cause instanceof ApplicationFailure && cause.type === PAYOUT_NOT_RESOLVABLE ? cause.message : undefined;
+  const failure = failureOf(err);
+  return failure?.type === PAYOUT_NOT_RESOLVABLE ? failure.message : undefined;
 }
 
 export const payoutsOpsRoutes: RouteDoc[] = [

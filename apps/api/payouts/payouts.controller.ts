@@ -1,14 +1,11 @@
 import { Body, Controller, Get, Headers, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assertMayActOnAccount } from '../auth/auth';
-import { readIdempotencyKey } from '../common/idempotency';
-import { parseOrProblem, PROBLEM_CONTENT_TYPE, ProblemError } from '../common/problem';
+import { readIdempotencyKey, sendAnswer } from '../common/idempotency';
+import { parseOrProblem, ProblemError } from '../common/problem';
 import { PAYOUTS_SERVICE } from '../tokens';
-import { cancelPayoutBody, createPayoutBody } from './payouts.schemas';
+import { cancelPayoutBody, createPayoutBody, payoutIdSchema } from './payouts.schemas';
 import { toPayoutBody, type PayoutsService } from './payouts.service';
-import { z } from 'zod';
-
-const payoutIdSchema = z.string().regex(/^po_[0-9a-f]{32}$/, 'a payout id (po_ and 32 hex digits)');
 
 @Controller('v1/payouts')
 export class PayoutsController {
@@ -20,14 +17,9 @@ export class PayoutsController {
     const key = readIdempotencyKey(keyHeader);
     const input = parseOrProblem(createPayoutBody, body);
     assertMayActOnAccount(request.principal, input.account_id);
-    request.log = request.log.child({ idempotencyKey: key, workflowId: undefined });
+    request.log = request.log.child({ idempotencyKey: key });
     const { answer, replayed, payoutId } = await this.payouts.create(input, key, String(request.id));
-    void reply
-      .status(answer.status)
-      .header('content-type', answer.status >= 400 ? PROBLEM_CONTENT_TYPE : 'application/json; charset=utf-8')
-      .header('location', `/v1/payouts/${payoutId}`);
-    if (replayed) void reply.header('idempotent-replayed', 'true');
-    void reply.send(answer.body);
+    sendAnswer(reply, answer, replayed, `/v1/payouts/${payoutId}`);
   }
 
   @Get(':payoutId')

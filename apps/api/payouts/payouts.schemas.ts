@@ -24,6 +24,8 @@ export const createPayoutBody = z.strictObject({
 });
 export type CreatePayoutRequest = z.infer<typeof createPayoutBody>;
 
+export const payoutIdSchema = z.string().regex(/^po_[0-9a-f]{32}$/, 'a payout id (po_ and 32 hex digits)');
+
 export const cancelPayoutBody = z.strictObject({ reason: z.string().min(1).max(500).optional() });
 
 const moneyBody = z.object({ minor_units: z.number().int(), currency: z.string() });

@@ -5,6 +5,7 @@ import type { Pool } from '../../../lib/db';
 import {
   authorizationUpdate,
   cancelUpdate,
+  maskDestination,
   PAYOUT_NOT_CANCELLABLE,
   payoutStatusQuery,
   type AuthorizationDecision,
@@ -100,7 +101,7 @@ export class PayoutsService {
         payoutId,
         accountId: request.account_id,
         amount: request.amount,
-        destination: { method: request.destination.method, last4: summary(request, payoutId, 'REQUESTED').destination.last4 },
+        destination: maskDestination(request.destination),
         provider: PROVIDER,
         fingerprint,
         requestedAt: new Date().toISOString(),
@@ -180,8 +181,7 @@ function decisionFromView(view: PayoutView): AuthorizationDecision | undefined {
 }
 
 function summary(request: CreatePayoutRequest, payoutId: string, status: z.infer<typeof payoutAcceptedBody>['status']): z.infer<typeof payoutAcceptedBody> {
-  const value = request.destination.method === 'bank_transfer' ? request.destination.iban : request.destination.method === 'card' ? request.destination.token : request.destination.wallet_id;
-  return { payout_id: payoutId, account_id: request.account_id, amount: request.amount, destination: { method: request.destination.method, last4: value.slice(-4) }, status };
+  return { payout_id: payoutId, account_id: request.account_id, amount: request.amount, destination: maskDestination(request.destination), status };
 }
 
 function answerFor(decision: AuthorizationDecision, request: CreatePayoutRequest, payoutId: string, requestId: string): StoredAnswer {
