@@ -8,6 +8,8 @@ export interface ProviderDeposit {
   providerDepositId: string;
   status: 'pending' | 'succeeded' | 'failed';
   checkoutUrl: string;
+  /** What the provider's record says the player pays: compared with the request before the credit. */
+  amount?: { minor_units: number; currency: string };
   failureCode?: string;
 }
 
@@ -15,6 +17,7 @@ interface AggregatorDepositBody {
   id: string;
   status: ProviderDeposit['status'];
   checkout_url: string;
+  amount?: { minor_units: number; currency: string };
   failure_code?: string;
 }
 
@@ -35,7 +38,13 @@ export interface RecordDepositStateInput {
 }
 
 function toProviderDeposit(body: AggregatorDepositBody): ProviderDeposit {
-  return { providerDepositId: body.id, status: body.status, checkoutUrl: body.checkout_url, failureCode: body.failure_code };
+  return {
+    providerDepositId: body.id,
+    status: body.status,
+    checkoutUrl: body.checkout_url,
+    ...(body.amount ? { amount: { minor_units: body.amount.minor_units, currency: body.amount.currency } } : {}),
+    failureCode: body.failure_code,
+  };
 }
 
 /**

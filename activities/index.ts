@@ -4,6 +4,7 @@ import { createLedger } from './ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
 import { createPayoutActivities, type PayoutLimits } from './payouts';
 import { createProviderActivities } from './provider';
+import { createProviderIncidentActivities } from './provider-incidents';
 import { createReconciliationActivities } from './reconciliation';
 import { createSelfCheckActivities } from './self-check';
 
@@ -22,6 +23,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.payoutLimits }),
     ...createPayoutLedgerActivities(ledger),
     ...createProviderActivities({ providerUrl: deps.providerUrl, pool: deps.pool }),
+    ...createProviderIncidentActivities(deps.pool),
     ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl }),
     ...createReconciliationActivities({ pool: deps.pool, providerUrl: deps.providerUrl }),
   };

@@ -39,11 +39,12 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
     async authorizePayout(input: AuthorizePayoutInput): Promise<AuthorizationResult> {
       const account = await ledger.getAccount(input.accountId);
       const exponent = currencyExponent(input.currency);
-      const { rows: statusRows } = await pool.query<{ status: string; reason: string }>('SELECT status, reason FROM account_status WHERE account_id = $1', [input.accountId]);
-      const frozen = statusRows[0]?.status === 'frozen' ? statusRows[0] : undefined;
+      const { rows: statusRows } = await pool.query<{ status: string }>('SELECT status FROM account_status WHERE account_id = $1', [input.accountId]);
+      const frozen = statusRows[0]?.status === 'frozen';
       let refusal: { code: string; detail: string } | undefined;
       if (!account || account.kind !== 'player') refusal = { code: 'ACCOUNT_NOT_FOUND', detail: `No player account ${input.accountId}` };
-      else if (frozen) refusal = { code: 'ACCOUNT_NOT_ACTIVE', detail: `Account ${input.accountId} is frozen: ${frozen.reason}` };
+      // The staff reason for a freeze stays in account_status (staff views): the player sees a neutral answer.
+      else if (frozen) refusal = { code: 'ACCOUNT_NOT_ACTIVE', detail: 'This account cannot make payouts at the moment' };
       else if (account.currency !== input.currency) refusal = { code: 'CURRENCY_MISMATCH', detail: `Account ${input.accountId} holds ${account.currency}, not ${input.currency}` };
       else if (exponent === undefined) refusal = { code: 'UNKNOWN_CURRENCY', detail: input.currency };
       else if (input.amountMinor > Math.round(limits.maxAmountMajor * 10 ** exponent)) {

@@ -1,12 +1,16 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from '../lib/db';
 import { aggregatorBase, findAtAggregator, submitToAggregator } from './aggregator-client';
-import type { PayoutDestination } from '../workflows/payout/definitions';
+import type { MaskedDestination, PayoutDestination } from '../workflows/payout/definitions';
+import type { RequestedTerms } from '../workflows/provider-records';
 
 /** The aggregator's payout as the saga needs it. */
 export interface ProviderPayout {
   providerPayoutId: string;
   status: 'pending' | 'settled' | 'failed' | 'returned';
+  /** What the provider's record says it pays, and where: compared with the request before money moves. */
+  amount?: { minor_units: number; currency: string };
+  destination?: { method: string; last4: string };
   failureCode?: string;
   returnReason?: string;
   updatedAt?: string;
@@ -15,13 +19,23 @@ export interface ProviderPayout {
 interface AggregatorPayoutBody {
   id: string;
   status: ProviderPayout['status'];
+  amount?: { minor_units: number; currency: string };
+  destination?: { method: string; last4: string };
   failure_code?: string;
   return_reason?: string;
   updated_at?: string;
 }
 
 function toProviderPayout(body: AggregatorPayoutBody): ProviderPayout {
-  return { providerPayoutId: body.id, status: body.status, failureCode: body.failure_code, returnReason: body.return_reason, updatedAt: body.updated_at };
+  return {
+    providerPayoutId: body.id,
+    status: body.status,
+    ...(body.amount ? { amount: { minor_units: body.amount.minor_units, currency: body.amount.currency } } : {}),
+    ...(body.destination ? { destination: { method: body.destination.method, last4: body.destination.last4 } } : {}),
+    failureCode: body.failure_code,
+    returnReason: body.return_reason,
+    updatedAt: body.updated_at,
+  };
 }
 
 /** The payout's calls to the aggregator (see aggregator-client.ts for idempotency and error classes). */
@@ -40,6 +54,17 @@ export function createProviderActivities(deps: { providerUrl: string; pool: Pool
     async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination?: PayoutDestination }): Promise<ProviderPayout> {
       const destination = input.destination ?? (await destinationOf(input.payoutId));
       return toProviderPayout((await submitToAggregator(base, 'payouts', input.payoutId, { amount: input.amount, destination })) as AggregatorPayoutBody);
+    },
+
+    /** What the platform asked the provider to pay, from the read model (for sagas that no longer carry it). */
+    async requestedPayoutTerms(input: { payoutId: string }): Promise<RequestedTerms | undefined> {
+      const { rows } = await deps.pool.query<{ amount_minor: string | number; currency: string; destination_method: MaskedDestination['method']; destination_last4: string }>(
+        'SELECT amount_minor, currency, destination_method, destination_last4 FROM payouts WHERE payout_id = $1',
+        [input.payoutId],
+      );
+      const row = rows[0];
+      if (!row) return undefined;
+      return { amount: { minor_units: Number(row.amount_minor), currency: row.currency }, destination: { method: row.destination_method, last4: row.destination_last4 } };
     },
 
     /** The aggregator's current view of the payout; undefined when it has never seen it. */

@@ -18,6 +18,7 @@ import { AuthGuard } from './auth/auth';
 import { AccountsOpsController, accountsOpsRoutes } from './ops/accounts-ops.controller';
 import { PayoutsOpsController, payoutsOpsRoutes } from './ops/payouts-ops.controller';
 import { ReconciliationController, reconciliationRoutes } from './ops/reconciliation.controller';
+import { IncidentsController, incidentRoutes } from './ops/incidents.controller';
 import { reconciliationSummary } from '../../activities/reconciliation';
 import { outboxLag } from '../outbox-publisher/publisher';
 import { WebhooksController, webhookRoutes } from './webhooks/webhooks.controller';
@@ -62,14 +63,14 @@ export function routesOf(app: NestFastifyApplication): { method: string; url: st
   return servedRoutes.get(app) ?? [];
 }
 
-export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes];
+export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
@@ -78,7 +79,7 @@ class ApiModule {
         { provide: LEDGER, useValue: createLedger(deps.pool) },
         {
           provide: SAGA_REQUESTS,
-          useFactory: (ledger: Ledger) => new SagaRequests(deps.config, deps.temporal, ledger, deps.pool, deps.logger),
+          useFactory: (ledger: Ledger) => new SagaRequests(deps.config, deps.temporal, ledger, deps.pool, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation })),
           inject: [LEDGER],
         },
         {

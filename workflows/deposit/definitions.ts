@@ -53,7 +53,10 @@ export interface DepositInput {
 export interface DepositTimelineEntry {
   at: string;
   status: DepositStatus;
+  /** A stable code (e.g. confirmed_by_webhook): what a player may see. */
   note?: string;
+  /** Free text for staff only; never shown to players. */
+  staffNote?: string;
 }
 
 /** What the API answers with synchronously when it is known in time: the provider's checkout, or its refusal. */

@@ -8,11 +8,14 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
 import { IDEMPOTENCY_MISMATCH } from '../payout/definitions';
+import { differingTerms, type ProviderIncident } from '../provider-records';
+import type { ProviderDeposit } from '../../activities/deposits';
 import {
   depositEventSignal,
   depositStatusQuery,
@@ -34,6 +37,9 @@ const poller = proxyActivities<Activities>(PROVIDER_POLL_OPTIONS);
 /** Provider states in the order they can happen; the first final outcome wins, later ones are stale. */
 const PROVIDER_RANK = { pending: 0, succeeded: 1, failed: 1 } as const;
 
+/** First re-ask of a provider that could not be asked to confirm a webhook's claim; doubles up to pollMaxMs. */
+const CLAIM_RECHECK_MS = 1_000;
+
 /**
  * A player's deposit: create the provider's payment intent → await the provider (webhook signal, or our
  * status polls with backoff; never assumed failed) → credit the player once from the provider's clearing
@@ -46,6 +52,8 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   let decision: IntentDecision | undefined;
   let providerView: ProviderDepositEvent | undefined;
   let stuck = false;
+  /** A webhook not yet confirmed by the provider's own record: a claim, never acted on by itself. */
+  let claim: ProviderDepositEvent | undefined;
   const details: Pick<DepositView, 'checkoutUrl' | 'providerDepositId' | 'failureCode' | 'creditTransferId'> = {};
 
   const view = (): DepositView => ({
@@ -78,7 +86,11 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     },
   );
   // A callback may arrive before the intent activity has returned: it is kept and acted on after.
-  setHandler(depositEventSignal, learn);
+  // A webhook is a claim: the saga asks the provider, and acts on its record (see checkProvider).
+  setHandler(depositEventSignal, (event) => {
+    if (event.source === 'webhook' && patched('webhooks-confirmed-with-provider')) claim = event;
+    else learn(event);
+  });
 
   upsertSearchAttributes([
     { key: SA.AccountId, value: input.accountId },
@@ -104,9 +116,10 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     });
   }
 
-  async function moveTo(next: DepositStatus, note?: string): Promise<void> {
+  /** `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
+  async function moveTo(next: DepositStatus, note?: string, staffNote?: string): Promise<void> {
     status = next;
-    timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}) });
+    timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
     upsertSearchAttributes([{ key: SA.PayoutStatus, value: next }]);
     await record();
   }
@@ -131,13 +144,15 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     ]);
   } else {
     // 1. Payment intent at the provider (idempotent by deposit id): the player pays at its checkout_url.
+    let intentRecord: ProviderDeposit | undefined;
     let created: { checkoutUrl: string; providerDepositId: string };
     try {
       const intent = await provider.createDepositIntent({ depositId, amount: input.amount });
       created = { checkoutUrl: intent.checkoutUrl, providerDepositId: intent.providerDepositId };
       Object.assign(details, created);
-      // A retried intent may find the deposit already decided at the provider.
-      if (intent.status !== 'pending') learn({ eventId: `intent:${depositId}`, source: 'poll', providerStatus: intent.status, failureCode: intent.failureCode, occurredAt: new Date().toISOString() });
+      // A retried intent may find the deposit already decided at the provider (checked below once PENDING).
+      if (patched('provider-records-verified')) intentRecord = intent;
+      else if (intent.status !== 'pending') learn({ eventId: `intent:${depositId}`, source: 'poll', providerStatus: intent.status, failureCode: intent.failureCode, occurredAt: new Date().toISOString() });
     } catch (err) {
       if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
         details.failureCode = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
@@ -149,6 +164,8 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     }
     await moveTo('PENDING');
     decision = { outcome: 'created', status: 'PENDING', ...created };
+    // The intent must be for the amount we asked: another amount or currency is an incident, never a credit.
+    await judge(intentRecord);
   }
 
   // 2. Await the provider: its callback, or our status polls with backoff.
@@ -164,15 +181,27 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   }
 
   // 3b. Succeeded: credit the player once (`<deposit id>:credit` is unique forever in the ledger).
-  const credit = await steps.creditDeposit({
-    idempotencyKey: `${depositId}:credit`,
-    depositId,
-    accountId: input.accountId,
-    amountMinor: input.amount.minor_units,
-    currency: input.amount.currency,
-  });
+  let credit: { transferId: number };
+  try {
+    credit = await steps.creditDeposit({
+      idempotencyKey: `${depositId}:credit`,
+      depositId,
+      accountId: input.accountId,
+      amountMinor: input.amount.minor_units,
+      currency: input.amount.currency,
+    });
+  } catch (err) {
+    // The provider has the player's money and the ledger refused the credit: the saga fails, and it shows
+    // (stuck for staff, in the read model too), never as a deposit still pending at the provider.
+    if (patched('deposit-credit-refusal-shown')) {
+      stuck = true;
+      upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
+      await moveTo(status, 'credit_refused', `the ledger refused the credit: ${err instanceof ActivityFailure && err.cause ? err.cause.message : String(err)}`);
+    }
+    throw err;
+  }
   details.creditTransferId = credit.transferId;
-  await moveTo('CREDITED', `confirmed by ${outcome.source}`);
+  await moveTo('CREDITED', `confirmed_by_${outcome.source}`);
   return finish();
 
   async function awaitProviderOutcome(): Promise<void> {
@@ -182,27 +211,97 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     while (!decided()) {
       const untilStuck = waitingSince + timings.stuckAfterMs - Date.now();
       const wait = stuck ? pollDelay : Math.max(1, Math.min(pollDelay, untilStuck));
-      if (await condition(decided, wait)) break;
+      if (await condition(() => decided() || claim !== undefined, wait) && decided()) break;
       if (!stuck && Date.now() - waitingSince >= timings.stuckAfterMs) {
         stuck = true;
         upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
-        await moveTo(status, `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
+        await moveTo(status, 'awaiting_provider', `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
+      }
+      if (claim) {
+        await checkProvider(); // a webhook's claim, checked now; the poll schedule is unchanged
+        continue;
       }
       if (wait < pollDelay) continue; // woke up only to mark the saga stuck; poll on schedule
-      try {
-        const seen = await poller.fetchProviderDeposit({ depositId });
-        if (seen && seen.status !== 'pending') {
-          learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerDepositId: seen.providerDepositId, failureCode: seen.failureCode, occurredAt: new Date().toISOString() });
-        }
-      } catch {
-        // The aggregator is unreachable: keep waiting, poll again later.
-      }
+      await checkProvider();
       pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
     }
     if (stuck) {
       stuck = false;
       upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
+    }
+  }
+
+  /**
+   * Asks the provider for its record (a poll, or a webhook's claim to confirm) and acts on what it says.
+   * A claim is re-asked, with backoff, until the provider can be asked.
+   */
+  async function checkProvider(): Promise<void> {
+    const claimed = claim;
+    claim = undefined;
+    let seen = await providerRecord();
+    for (let delay = CLAIM_RECHECK_MS; claimed && seen === 'unknown'; delay = Math.min(delay * 2, timings.pollMaxMs)) {
+      await sleep(delay);
+      seen = await providerRecord();
+    }
+    if (seen !== 'unknown') await judge(seen, claimed);
+  }
+
+  /**
+   * What the provider's record means for the saga: its status is learned only when it agrees with the
+   * request (amount, currency); a webhook claim it does not bear out is written for staff.
+   */
+  async function judge(seen: ProviderDeposit | 'none' | undefined, claimed?: ProviderDepositEvent): Promise<void> {
+    if (seen === undefined) return;
+    const verify = patched('provider-records-verified');
+    const fields = verify && seen !== 'none' ? differingTerms({ amount: input.amount }, seen) : [];
+    if (seen !== 'none' && fields.length > 0) {
+      await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });
+      if (!stuck) {
+        stuck = true;
+        upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
+        await moveTo(status, 'awaiting_provider', `the provider's record differs from the deposit (${fields.join(', ')}); not acted on`);
+      }
+      return;
+    }
+    if (seen !== 'none' && seen.status !== 'pending') {
+      const confirmed = claimed?.providerStatus === seen.status ? claimed : undefined;
+      learn({
+        eventId: confirmed?.eventId ?? `poll:${Date.now()}`,
+        source: confirmed ? 'webhook' : 'poll',
+        providerStatus: seen.status,
+        providerDepositId: seen.providerDepositId,
+        failureCode: seen.failureCode,
+        occurredAt: new Date().toISOString(),
+      });
+    }
+    const recorded = seen === 'none' ? 'none' : seen.status;
+    if (claimed && recorded !== claimed.providerStatus) {
+      await reportIncident({
+        kind: recorded === 'none' || recorded === 'pending' ? 'claim_not_confirmed' : 'claim_contradicted',
+        fields: ['status'],
+        observed: seen === 'none' ? { status: 'none' } : observedOf(seen),
+        eventId: claimed.eventId,
+        claimedStatus: claimed.providerStatus,
+      });
+    }
+  }
+
+  async function reportIncident(incident: Pick<ProviderIncident, 'kind' | 'fields' | 'observed' | 'eventId'> & { claimedStatus?: string }): Promise<void> {
+    const { claimedStatus, ...rest } = incident;
+    await steps.recordProviderIncident({ sagaKind: 'deposit', reference: depositId, expected: { amount: input.amount, ...(claimedStatus ? { status: claimedStatus } : {}) }, ...rest });
+  }
+
+  function observedOf(seen: ProviderDeposit): Record<string, unknown> {
+    return { status: seen.status, providerDepositId: seen.providerDepositId, amount: seen.amount ?? null };
+  }
+
+  /** The provider's record of this deposit: 'none' when it has never seen it, 'unknown' when it cannot be asked. */
+  async function providerRecord(): Promise<ProviderDeposit | 'none' | 'unknown'> {
+    try {
+      return (await poller.fetchProviderDeposit({ depositId })) ?? 'none';
+    } catch {
+      return 'unknown'; // the aggregator is unreachable: keep waiting, ask again later
     }
   }
 

@@ -75,7 +75,10 @@ export interface PayoutInput {
 export interface TimelineEntry {
   at: string;
   status: PayoutStatus;
+  /** A stable code (e.g. INSUFFICIENT_FUNDS, resolved_by_staff): what a player may see. */
   note?: string;
+  /** Free text for staff only (who resolved or cancelled, and why); never shown to players. */
+  staffNote?: string;
 }
 
 /** The authorization decision the API answers with synchronously when it is known in time. */

@@ -14,6 +14,7 @@ import {
 import type { Activities } from '../../activities';
 import type { ProviderPayout } from '../../activities/provider';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
+import { differingTerms, type ProviderIncident, type RequestedTerms } from '../provider-records';
 import {
   authorizationUpdate,
   cancelUpdate,
@@ -45,6 +46,9 @@ const poller = proxyActivities<Activities>(PROVIDER_POLL_OPTIONS);
 /** Provider states in the order they can happen; an event that is not ahead of what we know is stale. */
 const PROVIDER_RANK = { pending: 0, settled: 1, failed: 1, returned: 2 } as const;
 
+/** First re-ask of a provider that could not be asked to confirm a webhook's claim; doubles up to pollMaxMs. */
+const CLAIM_RECHECK_MS = 1_000;
+
 /**
  * A player's withdrawal: authorize → hold → (reversal window) → submit → await provider → settle,
  * with each money step's compensation beside it: a failed or cancelled payout voids its hold, money
@@ -62,6 +66,9 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   let pollRequested = false;
   let resolution: StaffResolution | undefined;
   let resolving = false;
+  /** A webhook not yet confirmed by the provider's own record: a claim, never acted on by itself. */
+  let claim: ProviderPayoutEvent | undefined;
+  const terms: RequestedTerms = { amount: input.amount, destination: maskDestination(input.destination) };
   const details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
 
   const view = (): PayoutView => ({
@@ -108,7 +115,11 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   function learn(event: ProviderPayoutEvent): void {
     if (PROVIDER_RANK[event.providerStatus] > PROVIDER_RANK[providerView?.providerStatus ?? 'pending']) providerView = event;
   }
-  setHandler(providerEventSignal, learn);
+  setHandler(providerEventSignal, (event) => {
+    // A webhook is a claim: the saga asks the provider, and acts on its record (see checkProvider).
+    if (event.source === 'webhook' && patched('webhooks-confirmed-with-provider')) claim = event;
+    else learn(event);
+  });
   setHandler(pollProviderNowSignal, () => {
     pollRequested = true;
   });
@@ -123,8 +134,8 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
           resolving = false;
           throw ApplicationFailure.nonRetryable('The provider cannot be asked right now; a payout it may have paid is not failed blind. Retry shortly.', PAYOUT_NOT_RESOLVABLE);
         }
-        if (seen !== 'none' && (seen.status === 'settled' || seen.status === 'returned')) {
-          learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, returnReason: seen.returnReason, occurredAt: new Date().toISOString() });
+        if (seen !== 'none' && (seen.status === 'settled' || seen.status === 'returned') && agrees(seen)) {
+          learn(eventFrom(seen));
           throw ApplicationFailure.nonRetryable(`The provider reports this payout ${seen.status}; it is settled, not failed`, PAYOUT_NOT_RESOLVABLE);
         }
         // The provider may have answered while we asked: news that arrived meanwhile wins over staff.
@@ -133,6 +144,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
         }
       }
       resolution = request;
+      claim = undefined;
       providerView = {
         eventId: `staff:${request.actor}`,
         source: 'staff',
@@ -163,9 +175,10 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     { key: SA.PayoutStuck, value: false },
   ]);
 
-  async function moveTo(next: PayoutStatus, note?: string): Promise<void> {
+  /** `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
+  async function moveTo(next: PayoutStatus, note?: string, staffNote?: string): Promise<void> {
     status = next;
-    timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}) });
+    timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
     upsertSearchAttributes([{ key: SA.PayoutStatus, value: next }]);
     await steps.recordPayoutState({ payoutId, version: timeline.length, status: next, ...details, stuck });
   }
@@ -236,15 +249,17 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     }
     if (cancelRequest) {
       await voidHold();
-      await moveTo('CANCELLED', `cancelled by ${cancelRequest.requestedBy}${cancelRequest.reason ? `: ${cancelRequest.reason}` : ''}`);
+      await moveTo('CANCELLED', 'cancelled', `cancelled by ${cancelRequest.requestedBy}${cancelRequest.reason ? `: ${cancelRequest.reason}` : ''}`);
       return finish();
     }
 
     // 4. Submit to the provider. Compensation on refusal: void.
     submissionStarted = true;
+    /** The provider's record as it answered the submission: acted on only if it agrees with the request. */
+    let submittedRecord: ProviderPayout | undefined;
     try {
-      const submitted = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, ...('last4' in input.destination ? {} : { destination: input.destination }) });
-      details.providerPayoutId = submitted.providerPayoutId;
+      submittedRecord = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, ...('last4' in input.destination ? {} : { destination: input.destination }) });
+      if (!patched('provider-records-verified')) details.providerPayoutId = submittedRecord.providerPayoutId;
     } catch (err) {
       if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected')) throw err;
       const refusal = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
@@ -263,10 +278,16 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
         return finish();
       }
       // The provider has it after all: wait for its outcome like any submitted payout.
-      details.providerPayoutId = known.providerPayoutId;
-      learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: known.status, providerPayoutId: known.providerPayoutId, failureCode: known.failureCode, returnReason: known.returnReason, occurredAt: new Date().toISOString() });
+      submittedRecord = known;
+      if (!patched('provider-records-verified')) {
+        details.providerPayoutId = known.providerPayoutId;
+        learn(eventFrom(known));
+      }
     }
     await moveTo('SUBMITTED');
+    // Adopted only if it is the payout we asked for: a record with our reference but another amount,
+    // currency or destination is an incident for staff, and the saga waits, stuck, for one that agrees.
+    if (patched('provider-records-verified')) await judge(submittedRecord);
   }
 
   // 5. Await the provider: its callback, or our status polls with backoff. Never assumed failed.
@@ -279,17 +300,20 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   if (outcome.providerStatus === 'failed') {
     details.failureCode = outcome.failureCode ?? 'provider_failed';
     await voidHold();
-    await moveTo('FAILED', resolvedBy ?? details.failureCode);
+    await moveTo('FAILED', resolution ? 'resolved_by_staff' : details.failureCode, resolvedBy);
     return finish();
   }
 
   // 6b. Settled: post the hold. Compensation on a later return: refund with a new transfer.
   const post = await steps.postPayoutHold({ idempotencyKey: `${payoutId}:post`, payoutId, holdTransferId });
-  await moveTo('SETTLED', resolvedBy);
-  if (providerView!.providerStatus !== 'returned') {
-    await condition(() => providerView!.providerStatus === 'returned', timings.returnWindowMs);
+  await moveTo('SETTLED', resolution ? 'resolved_by_staff' : undefined, resolvedBy);
+  // Return window: a return claimed by webhook is refunded once the provider's record says returned.
+  const returned = () => providerView!.providerStatus === 'returned';
+  for (const closesAt = Date.now() + timings.returnWindowMs; !returned(); ) {
+    if (!(await condition(() => returned() || claim !== undefined, Math.max(1, closesAt - Date.now())))) break;
+    if (claim) await checkProvider(returned);
   }
-  if (providerView!.providerStatus === 'returned') {
+  if (returned()) {
     details.returnReason = providerView!.returnReason ?? 'returned';
     if (!post.ok) throw ApplicationFailure.nonRetryable('settled payout has no posted transfer', 'LedgerInconsistency');
     await steps.refundReturnedPayout({ idempotencyKey: `${payoutId}:refund`, payoutId, postTransferId: post.transferId });
@@ -305,17 +329,17 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     const decided = () => providerView !== undefined && providerView.providerStatus !== 'pending';
     while (!decided()) {
       const wakeAt = stuck ? nextPollAt : Math.min(nextPollAt, stuckAt);
-      await condition(() => decided() || pollRequested, Math.max(1, wakeAt - Date.now()));
+      await condition(() => decided() || pollRequested || claim !== undefined, Math.max(1, wakeAt - Date.now()));
       if (decided()) break;
       if (!stuck && Date.now() >= stuckAt) {
         stuck = true;
         upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
-        await moveTo(status, `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
+        await moveTo(status, 'awaiting_provider', `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
       }
-      const onRequest = pollRequested;
+      const onRequest = pollRequested || claim !== undefined;
       if (!onRequest && Date.now() < nextPollAt) continue; // woke only to mark the saga stuck
       pollRequested = false;
-      await pollProvider();
+      await checkProvider(decided);
       if (!onRequest) pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       nextPollAt = Date.now() + pollDelay;
       if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
@@ -343,11 +367,77 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     await continueAsNew<typeof payoutWorkflow>({ ...input, resume });
   }
 
-  async function pollProvider(): Promise<void> {
-    const seen = await providerRecord();
-    if (seen !== 'none' && seen !== 'unknown' && seen.status !== 'pending') {
-      learn({ eventId: `poll:${Date.now()}`, source: 'poll', providerStatus: seen.status, providerPayoutId: seen.providerPayoutId, failureCode: seen.failureCode, returnReason: seen.returnReason, occurredAt: new Date().toISOString() });
+  /**
+   * Asks the provider for its record (a poll, or a webhook's claim to confirm) and acts on what it says.
+   * A claim is re-asked, with backoff, until the provider can be asked or `settled()` (e.g. staff decided).
+   */
+  async function checkProvider(settled: () => boolean): Promise<void> {
+    const claimed = claim;
+    claim = undefined;
+    let seen = await providerRecord();
+    for (let delay = CLAIM_RECHECK_MS; claimed && seen === 'unknown' && !settled(); delay = Math.min(delay * 2, timings.pollMaxMs)) {
+      if (await condition(settled, delay)) return;
+      seen = await providerRecord();
     }
+    if (seen !== 'unknown') await judge(seen, claimed);
+  }
+
+  /**
+   * What the provider's record means for the saga: its status is learned only when it agrees with the
+   * request (amount, currency, destination); a webhook claim it does not bear out is written for staff.
+   */
+  async function judge(seen: ProviderPayout | 'none' | undefined, claimed?: ProviderPayoutEvent): Promise<void> {
+    if (seen === undefined) return;
+    const verify = patched('provider-records-verified');
+    const fields = verify && seen !== 'none' ? differingTerms(terms, seen) : [];
+    if (seen !== 'none' && fields.length > 0) {
+      await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });
+      if (!stuck) {
+        stuck = true;
+        upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
+        await moveTo(status, 'awaiting_provider', `the provider's record differs from the payout (${fields.join(', ')}); not acted on`);
+      }
+      return;
+    }
+    if (seen !== 'none') {
+      details.providerPayoutId = seen.providerPayoutId;
+      if (seen.status !== 'pending') learn(eventFrom(seen, claimed?.providerStatus === seen.status ? claimed : undefined));
+    }
+    const recorded = seen === 'none' ? 'none' : seen.status;
+    if (claimed && recorded !== claimed.providerStatus) {
+      await reportIncident({
+        kind: recorded === 'none' || recorded === 'pending' ? 'claim_not_confirmed' : 'claim_contradicted',
+        fields: ['status'],
+        observed: seen === 'none' ? { status: 'none' } : observedOf(seen),
+        eventId: claimed.eventId,
+        claimedStatus: claimed.providerStatus,
+      });
+    }
+  }
+
+  async function reportIncident(incident: Pick<ProviderIncident, 'kind' | 'fields' | 'observed' | 'eventId'> & { claimedStatus?: string }): Promise<void> {
+    const { claimedStatus, ...rest } = incident;
+    await steps.recordProviderIncident({ sagaKind: 'payout', reference: payoutId, expected: { ...terms, ...(claimedStatus ? { status: claimedStatus } : {}) }, ...rest });
+  }
+
+  function agrees(seen: ProviderPayout): boolean {
+    return !patched('provider-records-verified') || differingTerms(terms, seen).length === 0;
+  }
+
+  function observedOf(seen: ProviderPayout): Record<string, unknown> {
+    return { status: seen.status, providerPayoutId: seen.providerPayoutId, amount: seen.amount ?? null, destination: seen.destination ?? null };
+  }
+
+  function eventFrom(seen: ProviderPayout, confirmedClaim?: ProviderPayoutEvent): ProviderPayoutEvent {
+    return {
+      eventId: confirmedClaim?.eventId ?? `poll:${Date.now()}`,
+      source: confirmedClaim ? 'webhook' : 'poll',
+      providerStatus: seen.status,
+      providerPayoutId: seen.providerPayoutId,
+      failureCode: seen.failureCode,
+      returnReason: seen.returnReason,
+      occurredAt: new Date().toISOString(),
+    };
   }
 
   /** The provider's record of this payout: 'none' when it has never seen it, 'unknown' when it cannot be asked. */

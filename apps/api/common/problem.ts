@@ -30,6 +30,8 @@ export const PROBLEM_CODES = {
   VELOCITY_LIMIT_EXCEEDED: { status: 422, title: 'Too many payouts in a short time' },
   PAYOUT_DECLINED: { status: 422, title: 'The payout was declined' },
   DEPOSIT_REFUSED: { status: 422, title: 'The provider refused the deposit' },
+  WEBHOOK_EVENT_CONFLICT: { status: 409, title: 'This webhook event id was received before with a different body' },
+  SAGA_UNAVAILABLE: { status: 503, title: 'The saga cannot take actions right now; staff are alerted' },
   PAYOUT_NOT_CANCELLABLE: { status: 409, title: 'The payout can no longer be cancelled' },
   PAYOUT_NOT_RESOLVABLE: { status: 409, title: 'The payout is not awaiting its provider' },
   ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY: { status: 409, title: 'The account exists with a different currency' },

@@ -58,6 +58,8 @@ export class SagaRequests {
     private readonly ledger: Ledger,
     pool: ConstructorParameters<typeof IdempotencyStore>[0],
     private readonly logger: Logger,
+    /** Counts reads and actions refused because a saga's workflow task is failing (saga_unavailable_total). */
+    private readonly countUnavailable: (operation: string) => void = () => undefined,
   ) {
     this.idempotency = new IdempotencyStore(pool);
   }
@@ -183,14 +185,25 @@ export class SagaRequests {
     }
   }
 
-  /** A saga's live state from its query; undefined when there is no such workflow. */
+  /**
+   * A saga's live state from its query; undefined when there is no such workflow. A saga whose workflow
+   * task is failing cannot answer: SAGA_UNAVAILABLE (503), logged and counted as the defect it is.
+   */
   async query<T>(workflowId: string, read: (handle: ReturnType<Client['workflow']['getHandle']>) => Promise<T>): Promise<T | undefined> {
     try {
       return await this.bounded(() => read(this.temporal.workflow.getHandle(workflowId)));
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;
-      throw err;
+      throw this.unavailableIfTaskFailing(err, workflowId, 'query');
     }
+  }
+
+  /** FAILED_PRECONDITION from Temporal (the workflow task is failing) as SAGA_UNAVAILABLE; anything else as it is. */
+  unavailableIfTaskFailing(err: unknown, workflowId: string, operation: string): unknown {
+    if (grpcStatusOf(err) !== GRPC_FAILED_PRECONDITION && grpcStatusOf((err as { cause?: unknown })?.cause) !== GRPC_FAILED_PRECONDITION) return err;
+    this.countUnavailable(operation);
+    this.logger.error({ workflowId, operation, err: String((err as Error)?.message ?? err) }, 'saga cannot answer: its workflow task is failing (a defect: see the worker log and the Temporal UI)');
+    return new ProblemError('SAGA_UNAVAILABLE', 'This saga cannot answer right now; staff have been alerted. Retry later.');
   }
 
   /** A Temporal call that gives up in seconds (then 503 through the problem filter) instead of retrying for long. */
@@ -200,6 +213,7 @@ export class SagaRequests {
 }
 
 const TEMPORAL_CALL_DEADLINE_MS = 10_000;
+const GRPC_FAILED_PRECONDITION = 9;
 
 /** The ApplicationFailure type an update's validator or handler refused with. */
 export function failureType(err: unknown): string | undefined {

@@ -26,6 +26,6 @@ export class DepositsController {
   async get(@Param('depositId') depositId: string, @Req() request: FastifyRequest) {
     const id = parseOrProblem(depositIdSchema, depositId, 'path');
     if (!request.principal) throw new ProblemError('UNAUTHENTICATED');
-    return toDepositBody(await this.deposits.get(id, request.principal));
+    return toDepositBody(await this.deposits.get(id, request.principal), request.principal.role);
   }
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { timelineEntrySchema } from '../common/timeline';
 import { DEPOSIT_STATUSES } from '../../../workflows/deposit/definitions';
 import { accountIdSchema } from '../accounts/accounts.schemas';
 import { moneySchema } from '../common/money';
@@ -33,5 +34,5 @@ export const depositBody = z.object({
   provider_deposit_id: z.string().optional(),
   failure_code: z.string().optional(),
   requested_at: z.string(),
-  timeline: z.array(z.object({ at: z.string(), status: z.enum(DEPOSIT_STATUSES), note: z.string().optional() })),
+  timeline: z.array(timelineEntrySchema(DEPOSIT_STATUSES)),
 });

@@ -6,6 +6,7 @@ import { depositStatusQuery, intentUpdate, type DepositInput, type DepositView, 
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../common/idempotency';
 import { problemBody, ProblemError } from '../common/problem';
+import { timelineFor } from '../common/timeline';
 import { SagaRequests, type SagaRequestKind } from '../common/saga-requests';
 import { PROVIDER } from '../payouts/payouts.service';
 import type { CreateDepositRequest, depositAcceptedBody, depositBody } from './deposits.schemas';
@@ -32,10 +33,37 @@ export class DepositsService {
   }
 
   async get(depositId: string, principal: Principal): Promise<DepositView> {
-    const view = await this.sagas.query(depositId, (handle) => handle.query(depositStatusQuery));
+    let view: DepositView | undefined;
+    try {
+      view = await this.sagas.query(depositId, (handle) => handle.query(depositStatusQuery));
+    } catch (err) {
+      // A saga that cannot answer (its workflow task failing) is shown from the read model, when it has one.
+      if (!(err instanceof ProblemError && err.code === 'SAGA_UNAVAILABLE')) throw err;
+      view = await this.fromReadModel(depositId);
+      if (!view) throw err;
+    }
     // Someone else's deposit is reported as absent, not forbidden: deposit ids reveal nothing.
     if (!view || (principal.role === 'player' && view.accountId !== principal.sub)) throw new ProblemError('DEPOSIT_NOT_FOUND', `No deposit ${depositId}`);
     return view;
+  }
+
+  private async fromReadModel(depositId: string): Promise<DepositView | undefined> {
+    const { rows } = await this.pool.query<DepositRow>('SELECT * FROM deposits WHERE deposit_id = $1', [depositId]);
+    const row = rows[0];
+    if (!row) return undefined;
+    return {
+      depositId: row.deposit_id,
+      accountId: row.account_id,
+      amount: { minor_units: Number(row.amount_minor), currency: row.currency },
+      provider: row.provider,
+      status: row.status,
+      ...(row.checkout_url ? { checkoutUrl: row.checkout_url } : {}),
+      ...(row.provider_deposit_id ? { providerDepositId: row.provider_deposit_id } : {}),
+      ...(row.failure_code ? { failureCode: row.failure_code } : {}),
+      stuck: row.stuck,
+      requestedAt: row.requested_at.toISOString(),
+      timeline: [{ at: row.updated_at.toISOString(), status: row.status, note: 'read_model', staffNote: 'from the read model (the saga itself could not be read)' }],
+    };
   }
 
   private kind(request: CreateDepositRequest, requestId: string): SagaRequestKind<IntentDecision, DepositInput> {
@@ -73,6 +101,21 @@ export class DepositsService {
   }
 }
 
+interface DepositRow {
+  deposit_id: string;
+  account_id: string;
+  amount_minor: string | number;
+  currency: string;
+  provider: string;
+  status: DepositView['status'];
+  checkout_url: string | null;
+  provider_deposit_id: string | null;
+  failure_code: string | null;
+  stuck: boolean;
+  requested_at: Date;
+  updated_at: Date;
+}
+
 function decisionFromView(view: DepositView): IntentDecision | undefined {
   if (view.checkoutUrl && view.providerDepositId) return { outcome: 'created', status: view.status, checkoutUrl: view.checkoutUrl, providerDepositId: view.providerDepositId };
   if (view.status === 'FAILED') return { outcome: 'refused', status: 'FAILED', code: view.failureCode ?? 'provider_rejected', detail: 'refused by the provider' };
@@ -93,7 +136,8 @@ function answerFor(decision: IntentDecision, request: CreateDepositRequest, depo
   return { status: problem.status, body: JSON.stringify(problem) };
 }
 
-export function toDepositBody(view: DepositView): z.infer<typeof depositBody> {
+/** The deposit as `reader` may see it (staff notes for staff only). */
+export function toDepositBody(view: DepositView, reader: Principal['role']): z.infer<typeof depositBody> {
   return {
     deposit_id: view.depositId,
     account_id: view.accountId,
@@ -105,6 +149,6 @@ export function toDepositBody(view: DepositView): z.infer<typeof depositBody> {
     ...(view.providerDepositId ? { provider_deposit_id: view.providerDepositId } : {}),
     ...(view.failureCode ? { failure_code: view.failureCode } : {}),
     requested_at: view.requestedAt,
-    timeline: view.timeline,
+    timeline: timelineFor(view.timeline, reader),
   };
 }

@@ -41,6 +41,18 @@ export class ApiMetrics {
     labelNames: ['provider'] as const,
     registers: [this.registry],
   });
+  readonly webhookEventConflicts = new Counter({
+    name: 'webhook_event_conflicts_total',
+    help: 'Provider webhooks refused because their event id was received before with a different body',
+    labelNames: ['provider'] as const,
+    registers: [this.registry],
+  });
+  readonly sagaUnavailable = new Counter({
+    name: 'saga_unavailable_total',
+    help: 'Reads and actions on a saga that could not be served because its workflow task is failing (a defect: alert)',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
 
   /** Gauges computed from PostgreSQL at scrape time; each source adds its own. */
   private readonly scrapeSources: ((set: (name: string, labels: Record<string, string>, value: number) => void) => Promise<void>)[] = [];
@@ -53,6 +65,7 @@ export class ApiMetrics {
       this.addGauge('payouts_by_status', 'Payout sagas by current status (read model)', ['status']);
       this.addGauge('payouts_stuck', 'Payout sagas waiting on their provider past the stuck threshold', []);
       this.addGauge('deposits_by_status', 'Deposit sagas by current status (read model)', ['status']);
+      this.addGauge('provider_incidents', 'Provider claims and records the sagas refused to act on, by kind (see GET /v1/ops/incidents)', ['kind']);
       this.scrapeSources.push(async (set) => {
         const payouts = await pool.query<{ status: string; n: number; stuck: number }>('SELECT status, count(*)::int AS n, count(*) FILTER (WHERE stuck)::int AS stuck FROM payouts GROUP BY status');
         let stuck = 0;
@@ -63,6 +76,8 @@ export class ApiMetrics {
         set('payouts_stuck', {}, stuck);
         const deposits = await pool.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM deposits GROUP BY status');
         for (const row of deposits.rows) set('deposits_by_status', { status: row.status }, row.n);
+        const incidents = await pool.query<{ kind: string; n: number }>('SELECT kind, count(*)::int AS n FROM provider_incidents GROUP BY kind');
+        for (const row of incidents.rows) set('provider_incidents', { kind: row.kind }, row.n);
       });
     }
   }

@@ -85,7 +85,7 @@ export class PayoutsOpsController {
         this.temporal.workflow.getHandle(id).executeUpdate(staffResolveUpdate, { args: [{ outcome: input.outcome, actor, reason: input.reason }] }),
       );
       await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, 'applied', `now ${view.status}`);
-      return toPayoutBody(view);
+      return toPayoutBody(view, 'staff');
     } catch (err) {
       const refusal = refusalOf(err);
       await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, refusal ? 'refused' : 'error', refusal ?? String(err));

@@ -26,7 +26,7 @@ export class PayoutsController {
   async get(@Param('payoutId') payoutId: string, @Req() request: FastifyRequest) {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
     if (!request.principal) throw new ProblemError('UNAUTHENTICATED');
-    return toPayoutBody(await this.payouts.get(id, request.principal));
+    return toPayoutBody(await this.payouts.get(id, request.principal), request.principal.role);
   }
 
   /** Cancels before submission to the provider (the hold is voided); 409 PAYOUT_NOT_CANCELLABLE after. */
@@ -36,6 +36,6 @@ export class PayoutsController {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
     const { reason } = parseOrProblem(cancelPayoutBody, body ?? {});
     if (!request.principal) throw new ProblemError('UNAUTHENTICATED');
-    return toPayoutBody(await this.payouts.cancel(id, request.principal, reason));
+    return toPayoutBody(await this.payouts.cancel(id, request.principal, reason), request.principal.role);
   }
 }

@@ -3,6 +3,7 @@ import { isValidIban, normalizeIban } from '../../../lib/iban';
 import { accountIdSchema } from '../accounts/accounts.schemas';
 import { moneySchema } from '../common/money';
 import { PAYOUT_STATUSES } from '../../../workflows/payout/definitions';
+import { timelineEntrySchema } from '../common/timeline';
 
 export const destinationSchema = z.discriminatedUnion('method', [
   z.strictObject({
@@ -43,7 +44,7 @@ export const payoutBody = z.object({
   return_reason: z.string().optional(),
   decline_code: z.string().optional(),
   requested_at: z.string(),
-  timeline: z.array(z.object({ at: z.string(), status: z.enum(PAYOUT_STATUSES), note: z.string().optional() })),
+  timeline: z.array(timelineEntrySchema(PAYOUT_STATUSES)),
 });
 
 export const payoutAcceptedBody = z.object({

@@ -16,6 +16,7 @@ import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../common/idempotency';
 import { problemBody, ProblemError, type ProblemCode } from '../common/problem';
 import { failureType, SagaRequests, type SagaRequestKind } from '../common/saga-requests';
+import { timelineFor } from '../common/timeline';
 import type { CreatePayoutRequest, payoutAcceptedBody, payoutBody } from './payouts.schemas';
 
 export const PROVIDER = 'sandbox';
@@ -51,8 +52,10 @@ export class PayoutsService {
   }
 
   async get(payoutId: string, principal: Principal): Promise<PayoutView> {
-    const [live, stored] = await Promise.all([this.sagas.query(payoutId, (handle) => handle.query(payoutStatusQuery)), this.readModel(payoutId)]);
-    const view = merge(live, stored);
+    const [live, stored] = await Promise.all([this.sagas.query(payoutId, (handle) => handle.query(payoutStatusQuery)).catch((err: unknown) => err), this.readModel(payoutId)]);
+    // A saga that cannot answer (its workflow task failing) is shown from the read model, when it has one.
+    if (live instanceof Error && !(live instanceof ProblemError && live.code === 'SAGA_UNAVAILABLE' && stored)) throw live;
+    const view = merge(live instanceof Error ? undefined : (live as PayoutView | undefined), stored);
     // Someone else's payout is reported as absent, not forbidden: payout ids reveal nothing.
     if (!view || (principal.role === 'player' && view.accountId !== principal.sub)) throw new ProblemError('PAYOUT_NOT_FOUND', `No payout ${payoutId}`);
     return view;
@@ -152,7 +155,7 @@ interface PayoutRow {
 function merge(live: PayoutView | undefined, row: PayoutRow | undefined): PayoutView | undefined {
   if (live) {
     if (live.status === 'SETTLED' && row?.status === 'RETURNED') {
-      return { ...live, status: 'RETURNED', timeline: [...live.timeline, { at: row.updated_at.toISOString(), status: 'RETURNED', note: 'returned after the saga closed; refunded' }] };
+      return { ...live, status: 'RETURNED', timeline: [...live.timeline, { at: row.updated_at.toISOString(), status: 'RETURNED', note: 'returned_after_close', staffNote: 'returned after the saga closed; refunded by the return saga' }] };
     }
     return live;
   }
@@ -170,7 +173,7 @@ function merge(live: PayoutView | undefined, row: PayoutRow | undefined): Payout
     cancellable: false,
     stuck: row.stuck,
     requestedAt: row.requested_at.toISOString(),
-    timeline: [{ at: row.updated_at.toISOString(), status: row.status, note: 'from the read model (saga history no longer retained)' }],
+    timeline: [{ at: row.updated_at.toISOString(), status: row.status, note: 'read_model', staffNote: 'from the read model (the saga itself could not be read, or its history is no longer retained)' }],
   };
 }
 
@@ -191,7 +194,8 @@ function answerFor(decision: AuthorizationDecision, request: CreatePayoutRequest
   return { status: problem.status, body: JSON.stringify(problem) };
 }
 
-export function toPayoutBody(view: PayoutView): z.infer<typeof payoutBody> {
+/** The payout as `reader` may see it (staff notes for staff only). */
+export function toPayoutBody(view: PayoutView, reader: Principal['role']): z.infer<typeof payoutBody> {
   return {
     payout_id: view.payoutId,
     account_id: view.accountId,
@@ -206,6 +210,6 @@ export function toPayoutBody(view: PayoutView): z.infer<typeof payoutBody> {
     ...(view.returnReason ? { return_reason: view.returnReason } : {}),
     ...(view.declineCode ? { decline_code: view.declineCode } : {}),
     requested_at: view.requestedAt,
-    timeline: view.timeline,
+    timeline: timelineFor(view.timeline, reader),
   };
 }

@@ -125,11 +125,23 @@ export class WebhooksController {
       [provider, event.id, event.type, reference, JSON.stringify(event)],
     );
     const duplicate = inserted.rowCount === 0;
+    // An event id is one event: handled once whatever its type, and never re-used for another body.
+    const stored = await this.pool.query<{ signalled: boolean; same: boolean }>(
+      'SELECT signalled_at IS NOT NULL AS signalled, payload = $3::jsonb AS same FROM webhook_events WHERE provider = $1 AND event_id = $2',
+      [provider, event.id, JSON.stringify(event)],
+    );
+    if (duplicate && stored.rows[0]?.same === false) {
+      await this.pool.query('UPDATE webhook_events SET conflicting_deliveries = conflicting_deliveries + 1 WHERE provider = $1 AND event_id = $2', [provider, event.id]);
+      this.metrics.webhookEventConflicts.inc({ provider });
+      log.error('webhook event id re-used with a different body: refused');
+      throw new ProblemError('WEBHOOK_EVENT_CONFLICT', `Event ${event.id} was received before with a different body; it is not acted on`);
+    }
     if (duplicate) this.metrics.webhookDuplicates.inc({ provider });
     const route = routeFor(event);
-    if (!route) return { received: true, duplicate, delivered: 'ignored_type' };
-
-    const stored = await this.pool.query<{ signalled: boolean }>('SELECT signalled_at IS NOT NULL AS signalled FROM webhook_events WHERE provider = $1 AND event_id = $2', [provider, event.id]);
+    if (!route) {
+      await this.markSignalled(provider, event.id);
+      return { received: true, duplicate, delivered: 'ignored_type' };
+    }
     if (stored.rows[0]?.signalled) {
       log.info('duplicate webhook acknowledged');
       return { received: true, duplicate, delivered: 'already_signalled' };
@@ -195,10 +207,11 @@ export const webhookRoutes: RouteDoc[] = [
     tag: 'webhooks',
     auth: 'public',
     responses: {
-      200: { description: 'Verified and stored (and signalled to the saga once)', schema: ackBody },
+      200: { description: "Verified and stored, and signalled to the saga once as a claim (the saga acts only on the provider's own record)", schema: ackBody },
       400: { description: 'Signed, but not a provider event (VALIDATION_FAILED): nothing stored' },
       401: { description: 'WEBHOOK_SIGNATURE_INVALID: nothing stored' },
       404: { description: 'Unknown provider' },
+      409: { description: 'WEBHOOK_EVENT_CONFLICT: this event id was received before with a different body; not acted on' },
       503: { description: 'Stored but not yet delivered to the saga: retry' },
     },
   },
