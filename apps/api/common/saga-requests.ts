@@ -187,22 +187,47 @@ export class SagaRequests {
 
   /**
    * A saga's live state from its query; undefined when there is no such workflow. A saga whose workflow
-   * task is failing cannot answer: SAGA_UNAVAILABLE (503), logged and counted as the defect it is.
+   * task is failing cannot answer (its query hangs, or Temporal refuses it): SAGA_UNAVAILABLE (503),
+   * logged and counted as the defect it is, so the caller can fall back to the read model.
    */
   async query<T>(workflowId: string, read: (handle: ReturnType<Client['workflow']['getHandle']>) => Promise<T>): Promise<T | undefined> {
+    const answer = this.bounded(() => read(this.temporal.workflow.getHandle(workflowId))).then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const slow = new Promise<'slow'>((resolve) => {
+      timer = setTimeout(() => resolve('slow'), SLOW_QUERY_MS);
+    });
+    const first = await Promise.race([answer, slow]).finally(() => clearTimeout(timer));
+    // Slow: a healthy saga answers in milliseconds; one whose task keeps failing never does. Ask Temporal.
+    if (first === 'slow' && (await this.taskIsFailing(workflowId))) throw this.unavailable(workflowId, 'query', 'workflow task failing');
+    const outcome = first === 'slow' ? await answer : first;
+    if ('value' in outcome) return outcome.value;
+    if (outcome.error instanceof WorkflowNotFoundError) return undefined;
+    throw this.unavailableIfTaskFailing(outcome.error, workflowId, 'query');
+  }
+
+  /** True when the saga's current workflow task has failed and is being retried (a code defect, not load). */
+  async taskIsFailing(workflowId: string): Promise<boolean> {
     try {
-      return await this.bounded(() => read(this.temporal.workflow.getHandle(workflowId)));
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return undefined;
-      throw this.unavailableIfTaskFailing(err, workflowId, 'query');
+      const description = await this.bounded(() => this.temporal.workflow.getHandle(workflowId).describe(), 2_000);
+      return Number(description.raw.pendingWorkflowTask?.attempt ?? 0) > 1;
+    } catch {
+      return false; // cannot tell: the caller's own error handling applies
     }
   }
 
   /** FAILED_PRECONDITION from Temporal (the workflow task is failing) as SAGA_UNAVAILABLE; anything else as it is. */
   unavailableIfTaskFailing(err: unknown, workflowId: string, operation: string): unknown {
     if (grpcStatusOf(err) !== GRPC_FAILED_PRECONDITION && grpcStatusOf((err as { cause?: unknown })?.cause) !== GRPC_FAILED_PRECONDITION) return err;
+    return this.unavailable(workflowId, operation, String((err as Error)?.message ?? err));
+  }
+
+  /** SAGA_UNAVAILABLE for `operation`, logged as an error and counted (saga_unavailable_total) for alerting. */
+  unavailable(workflowId: string, operation: string, why: string): ProblemError {
     this.countUnavailable(operation);
-    this.logger.error({ workflowId, operation, err: String((err as Error)?.message ?? err) }, 'saga cannot answer: its workflow task is failing (a defect: see the worker log and the Temporal UI)');
+    this.logger.error({ workflowId, operation, why }, 'saga cannot answer: its workflow task is failing (a defect: see the worker log and the Temporal UI)');
     return new ProblemError('SAGA_UNAVAILABLE', 'This saga cannot answer right now; staff have been alerted. Retry later.');
   }
 
@@ -214,6 +239,8 @@ export class SagaRequests {
 
 const TEMPORAL_CALL_DEADLINE_MS = 10_000;
 const GRPC_FAILED_PRECONDITION = 9;
+/** Past this a query is suspected of hanging on a failing workflow task, and Temporal is asked. */
+const SLOW_QUERY_MS = 1_000;
 
 /** The ApplicationFailure type an update's validator or handler refused with. */
 export function failureType(err: unknown): string | undefined {

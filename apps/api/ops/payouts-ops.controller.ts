@@ -6,11 +6,11 @@ import type { Pool } from '../../../lib/db';
 import { PAYOUT_NOT_RESOLVABLE, PAYOUT_STATUSES, pollProviderNowSignal, staffResolveUpdate } from '../../../workflows/payout/definitions';
 import { Roles } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
-import { failureOf } from '../common/saga-requests';
+import { failureOf, type SagaRequests } from '../common/saga-requests';
 import type { RouteDoc } from '../docs/openapi';
 import { toPayoutBody } from '../payouts/payouts.service';
 import { payoutBody, payoutIdSchema } from '../payouts/payouts.schemas';
-import { PG_POOL, TEMPORAL_CLIENT } from '../tokens';
+import { PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT } from '../tokens';
 
 const resolveBody = z.strictObject({
   outcome: z.enum(['settle', 'fail']),
@@ -46,6 +46,7 @@ export class PayoutsOpsController {
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
+    @Inject(SAGA_REQUESTS) private readonly sagas: SagaRequests,
   ) {}
 
   @Get()
@@ -80,6 +81,8 @@ export class PayoutsOpsController {
     const input = parseOrProblem(resolveBody, body);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     try {
+      // An update to a saga whose workflow task keeps failing would wait its whole deadline: refuse now.
+      if (await this.sagas.taskIsFailing(id)) throw this.sagas.unavailable(id, 'staff_resolve', 'workflow task failing');
       // Long enough for a staff fail, which first asks the provider (its status check retries once).
       const view = await this.temporal.connection.withDeadline(Date.now() + 45_000, () =>
         this.temporal.workflow.getHandle(id).executeUpdate(staffResolveUpdate, { args: [{ outcome: input.outcome, actor, reason: input.reason }] }),
@@ -91,7 +94,7 @@ export class PayoutsOpsController {
       await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, refusal ? 'refused' : 'error', refusal ?? String(err));
       if (err instanceof WorkflowNotFoundError) throw new ProblemError('PAYOUT_NOT_FOUND', `No running payout saga ${id}`);
       if (refusal) throw new ProblemError('PAYOUT_NOT_RESOLVABLE', refusal);
-      throw err;
+      throw this.sagas.unavailableIfTaskFailing(err, id, 'staff_resolve');
     }
   }
 
