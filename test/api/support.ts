@@ -18,7 +18,9 @@ export interface TestApi {
 export async function startTestApi(overrides: Record<string, string> = {}): Promise<TestApi> {
   const config = testConfig(overrides);
   const pool = createPool(config.DATABASE_URL!, 10);
-  const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS });
+  // A Temporal named by the test is one meant to be unreachable: without the gRPC retry interceptor, whose
+  // pending retry timers would fire on the closed channel after the test and throw (uncaught) there.
+  const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS, ...(overrides.TEMPORAL_ADDRESS ? { interceptors: [] } : {}) });
   const temporal = createTemporalClient(connection, config.TEMPORAL_NAMESPACE);
   const app = await createApiApp({ config, pool, temporal, logger: createLogger('api-test', 'silent') });
   return {

@@ -40,7 +40,7 @@ describe('deposit saga end to end (API → Temporal → worker → sandbox inten
 
     const credited = await stack.waitForDepositStatus(depositId, ['CREDITED']);
     expect(statuses(credited)).toEqual(['REQUESTED', 'PENDING', 'CREDITED']);
-    expect(credited.timeline.at(-1).note).toBe('confirmed by webhook');
+    expect(credited.timeline.at(-1).note).toBe('confirmed_by_webhook');
     expect(credited).toMatchObject({ account_id: accountId, provider: 'sandbox', stuck: false, checkout_url: res.json.checkout_url, provider_deposit_id: expect.stringMatching(/^dp_/) });
     expect(await stack.depositTransfersOf(depositId)).toEqual([
       { kind: 'transfer', amount: 2_500, idempotency_key: `${depositId}:credit`, debit_account_id: 'system:provider_clearing:EUR', credit_account_id: accountId },
@@ -71,7 +71,7 @@ describe('deposit saga end to end (API → Temporal → worker → sandbox inten
     const { key, depositId } = await scripted(accountId, { scenario: 'never_callback' });
     expect((await stack.postDeposit(depositRequest(accountId, 1_200), key)).status).toBe(201);
     const credited = await stack.waitForDepositStatus(depositId, ['CREDITED']);
-    expect(credited.timeline.at(-1).note).toBe('confirmed by poll');
+    expect(credited.timeline.at(-1).note).toBe('confirmed_by_poll');
     expect((await webhookRows(depositId)).rows).toEqual([]);
     expect((await stack.depositTransfersOf(depositId)).map((t) => t.idempotency_key)).toEqual([`${depositId}:credit`]);
     expect(await balance(accountId)).toMatchObject({ available: 1_200, posted: 1_200 });

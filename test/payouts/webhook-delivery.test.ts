@@ -24,7 +24,10 @@ describe('a webhook that cannot be signalled', () => {
     const payoutId: string = res.json.payout_id;
     await stack.waitForStatus(payoutId, ['SUBMITTED']);
 
-    const event = { id: uniqueId('evt'), type: 'payout.settled', created_at: new Date().toISOString(), data: { object: { id: 'po_provider_1', reference: payoutId, status: 'settled' } } };
+    // The provider settles it (its record says so), and its callback is what cannot be signalled at first.
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
+    await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'settle', send_webhook: false }) });
+    const event = { id: uniqueId('evt'), type: 'payout.settled', created_at: new Date().toISOString(), data: { object: { id: provider.id, reference: payoutId, status: 'settled' } } };
     const raw = JSON.stringify(event);
     const deliver = (url: string) =>
       fetch(`${url}/v1/webhooks/sandbox`, {
@@ -85,8 +88,11 @@ describe('returns and odd webhooks', () => {
     const payoutId: string = res.json.payout_id;
     await stack.waitForStatus(payoutId, ['SETTLED']);
     await stack.temporal.workflow.getHandle(payoutId).result(); // the return window has passed: the saga is closed
+    // The provider's record says returned (its own callback is the webhook below).
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
+    await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'return', send_webhook: false }) });
 
-    const returned = (id: string) => ({ id, type: 'payout.returned', created_at: new Date().toISOString(), data: { object: { id: 'po_provider', reference: payoutId, status: 'returned', return_reason: 'account_closed' } } });
+    const returned = (id: string) => ({ id, type: 'payout.returned', created_at: new Date().toISOString(), data: { object: { id: provider.id, reference: payoutId, status: 'returned', return_reason: 'account_closed' } } });
     const first = await signed(returned(uniqueId('evt')));
     expect(await first.json()).toMatchObject({ delivered: 'return_saga_started' });
     await stack.temporal.workflow.getHandle(`${payoutId}:return`).result();
@@ -98,7 +104,7 @@ describe('returns and odd webhooks', () => {
     expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_000, posted: 1_000 });
     const view = await stack.getPayout(payoutId);
     expect(view.status).toBe('RETURNED');
-    expect(view.timeline.at(-1)).toMatchObject({ status: 'RETURNED', note: expect.stringContaining('after the saga closed') });
+    expect(view.timeline.at(-1)).toEqual({ at: expect.any(String), status: 'RETURNED', note: 'returned_after_close' });
   });
 
   it('a signed body that is not a provider event gets 400 and is not stored', async () => {
