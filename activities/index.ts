@@ -1,4 +1,5 @@
 import type { Pool } from '../lib/db';
+import { createDestinationVault, type DestinationKeyRing } from '../lib/destination-vault';
 import { createDepositActivities } from './deposits';
 import { createLedger } from './ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
@@ -13,6 +14,8 @@ export interface ActivityDeps {
   /** Base URL of the payment aggregator (the sandbox in development). */
   providerUrl: string;
   payoutLimits: PayoutLimits;
+  /** Opens the encrypted payout destinations (DESTINATION_KEYS), in the submission activity only. */
+  destinationKeys: DestinationKeyRing;
 }
 
 /** Every activity the worker registers (payout and deposit sagas), bound to its dependencies. */
@@ -22,7 +25,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSelfCheckActivities(deps.pool),
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.payoutLimits }),
     ...createPayoutLedgerActivities(ledger),
-    ...createProviderActivities({ providerUrl: deps.providerUrl, pool: deps.pool }),
+    ...createProviderActivities({ providerUrl: deps.providerUrl, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys) }),
     ...createProviderIncidentActivities(deps.pool),
     ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl }),
     ...createReconciliationActivities({ pool: deps.pool, providerUrl: deps.providerUrl }),

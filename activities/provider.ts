@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from '../lib/db';
+import { DestinationUnreadable, type DestinationVault, type StoredDestination } from '../lib/destination-vault';
 import { aggregatorBase, findAtAggregator, submitToAggregator } from './aggregator-client';
 import type { MaskedDestination, PayoutDestination } from '../workflows/payout/definitions';
 import type { RequestedTerms } from '../workflows/provider-records';
@@ -39,14 +40,24 @@ function toProviderPayout(body: AggregatorPayoutBody): ProviderPayout {
 }
 
 /** The payout's calls to the aggregator (see aggregator-client.ts for idempotency and error classes). */
-export function createProviderActivities(deps: { providerUrl: string; pool: Pool }) {
+export function createProviderActivities(deps: { providerUrl: string; pool: Pool; destinations: DestinationVault }) {
   const base = aggregatorBase(deps.providerUrl);
 
-  /** The full destination, kept out of workflow histories (payout_destinations). */
+  /**
+   * The full destination, kept out of workflow histories and encrypted at rest (payout_destinations):
+   * decrypted here only. A row that does not authenticate is final; a missing key or a row not yet sealed
+   * is retried until the operator fixes it.
+   */
   async function destinationOf(payoutId: string): Promise<PayoutDestination> {
-    const { rows } = await deps.pool.query<{ destination: PayoutDestination }>('SELECT destination FROM payout_destinations WHERE payout_id = $1', [payoutId]);
+    const { rows } = await deps.pool.query<StoredDestination>('SELECT key_id, wrapped_key, ciphertext FROM payout_destinations WHERE payout_id = $1', [payoutId]);
     if (!rows[0]) throw ApplicationFailure.nonRetryable(`no destination stored for payout ${payoutId}`, 'DestinationMissing');
-    return rows[0].destination;
+    try {
+      return deps.destinations.open(payoutId, rows[0]);
+    } catch (err) {
+      if (!(err instanceof DestinationUnreadable)) throw err;
+      if (err.reason === 'tampered') throw ApplicationFailure.nonRetryable(err.message, 'DestinationUndecryptable');
+      throw ApplicationFailure.retryable(err.message, 'DestinationUnavailable');
+    }
   }
 
   return {

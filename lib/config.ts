@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { DestinationKeyRing, destinationKeyRingSchema, DEV_DESTINATION_KEYS } from './destination-vault';
 
 /**
  * Every setting of the platform: one env var, one documented default, one zod rule.
@@ -17,10 +18,12 @@ interface Setting<T extends z.ZodType> {
   /** Default as the README prints it; `undefined` means "unset unless given". */
   default: string | undefined;
   description: string;
+  /** A bad value is not echoed in the configuration error. */
+  secret?: boolean;
 }
 
-function setting<T extends z.ZodType>(schema: T, def: string | undefined, description: string): Setting<T> {
-  return { schema, default: def, description };
+function setting<T extends z.ZodType>(schema: T, def: string | undefined, description: string, opts: { secret?: boolean } = {}): Setting<T> {
+  return { schema, default: def, description, ...opts };
 }
 
 export const settings = {
@@ -34,6 +37,13 @@ export const settings = {
   AUTH_JWT_ISSUER: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `iss` (and `npm run token` signs with it).'),
   AUTH_JWT_AUDIENCE: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `aud`.'),
   AUTH_JWT_SECRET: setting(z.string().min(32), DEV_JWT_SECRET, 'HS256 secret for bearer JWTs (at least 32 characters). Must be changed in production.'),
+
+  DESTINATION_KEYS: setting(
+    destinationKeyRingSchema,
+    DEV_DESTINATION_KEYS,
+    'Key ring encrypting payout destinations at rest: `id:base64key` entries (32-byte keys, e.g. `openssl rand -base64 32`), comma-separated, the first one current; older ones still open rows not yet re-wrapped (`npm run destinations:rewrap`). Must be changed in production.',
+    { secret: true },
+  ),
 
   DATABASE_URL: setting(url.optional(), undefined, 'PostgreSQL connection string. Unset: the launcher runs embedded PostgreSQL.'),
   PG_PORT: setting(port, '5433', 'Port of the embedded PostgreSQL.'),
@@ -113,12 +123,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const raw = env[name] === '' ? undefined : env[name];
     const result = s.schema.safeParse(raw ?? s.default);
     if (result.success) out[name] = result.data;
-    else problems.push({ setting: name, message: `${JSON.stringify(raw)} is not valid: ${result.error.issues.map((i) => i.message).join('; ')}` });
+    else problems.push({ setting: name, message: `${s.secret ? '(value not shown)' : JSON.stringify(raw)} is not valid: ${result.error.issues.map((i) => i.message).join('; ')}` });
   }
   if (out.NODE_ENV === 'production') {
     if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });
     if (out.SANDBOX_WEBHOOK_SECRET === DEV_SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (out.OUTBOX_WEBHOOK_SECRET === settings.OUTBOX_WEBHOOK_SECRET.default) problems.push({ setting: 'OUTBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
+    if (out.DESTINATION_KEYS instanceof DestinationKeyRing && out.DESTINATION_KEYS.sharesKeyWith(DestinationKeyRing.parse(DEV_DESTINATION_KEYS))) {
+      problems.push({ setting: 'DESTINATION_KEYS', message: 'the dev key is refused in production' });
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const parsed = out as Parsed;

@@ -35,6 +35,33 @@ describe('configuration', () => {
     expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/AUTH_JWT_SECRET: the dev default is refused in production/);
   });
 
+  it('parses DESTINATION_KEYS as a key ring (first key current), never echoing a key, and refuses the dev key in production', () => {
+    const k1 = Buffer.alloc(32, 1).toString('base64');
+    const k2 = Buffer.alloc(32, 2).toString('base64');
+    const ring = loadConfig({ DESTINATION_KEYS: `k2:${k2}, k1:${k1}` }).DESTINATION_KEYS;
+    expect(ring.currentId).toBe('k2');
+    expect(ring.ids).toEqual(['k2', 'k1']);
+    expect(JSON.stringify(ring)).not.toContain(k2);
+    const short = Buffer.alloc(16, 3).toString('base64');
+    for (const [value, message] of [
+      [`k1:${short}`, /key k1 is 16 bytes; it must be 32/],
+      [`k1:${k1},k1:${k2}`, /key id k1 appears twice/],
+      [k1, /not id:base64key/],
+      ['k1:not*base64', /key k1 is not base64/],
+    ] as const) {
+      try {
+        loadConfig({ DESTINATION_KEYS: value });
+        expect.unreachable();
+      } catch (err) {
+        expect((err as ConfigError).message).toMatch(message);
+        expect((err as ConfigError).message).not.toContain(value.split(':').pop());
+      }
+    }
+    const productionSecrets = { NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(40), SANDBOX_WEBHOOK_SECRET: 'y'.repeat(20), OUTBOX_WEBHOOK_SECRET: 'z'.repeat(20) };
+    expect(() => loadConfig(productionSecrets)).toThrow(/DESTINATION_KEYS: the dev key is refused in production/);
+    expect(loadConfig({ ...productionSecrets, DESTINATION_KEYS: `k1:${k1}` }).DESTINATION_KEYS.currentId).toBe('k1');
+  });
+
   it('stops a process at start with a message naming the setting', () => {
     const result = spawnSync(process.execPath, ['--import', 'tsx', 'apps/api/main.ts'], {
       cwd: repoRoot,

@@ -45,8 +45,12 @@ describe('docker-compose.yml', () => {
       const env = compose.services[name]!.environment ?? {};
       const unknown = Object.keys(env).filter((key) => !(key in settings));
       expect(unknown, `${name} sets unknown variables`).toEqual([]);
-      expect(Object.keys(env), name).toEqual(expect.arrayContaining(['DATABASE_URL', 'TEMPORAL_ADDRESS', 'AUTH_JWT_SECRET', 'NODE_ENV']));
+      expect(Object.keys(env), name).toEqual(expect.arrayContaining(['DATABASE_URL', 'TEMPORAL_ADDRESS', 'AUTH_JWT_SECRET', 'NODE_ENV', 'DESTINATION_KEYS']));
     }
+  });
+
+  it('requires the destination key ring from the environment (no key in the file)', () => {
+    for (const name of PLATFORM_SERVICES) expect(compose.services[name]!.environment?.DESTINATION_KEYS, name).toMatch(/^\$\{DESTINATION_KEYS:\?[^}]+\}$/);
   });
 
   it('runs entry points that exist in this repository', () => {

@@ -11,6 +11,7 @@ import { startServerSpan } from '../../lib/tracing';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../../lib/config';
 import type { Pool } from '../../lib/db';
+import { createDestinationVault } from '../../lib/destination-vault';
 import type { Logger } from '../../lib/logger';
 import { createLedger, type Ledger } from '../../activities/ledger';
 import { AccountsController, accountRoutes } from './accounts/accounts.controller';
@@ -84,7 +85,7 @@ class ApiModule {
         },
         {
           provide: PAYOUTS_SERVICE,
-          useFactory: (sagas: SagaRequests) => new PayoutsService(deps.config, deps.temporal, sagas, deps.pool),
+          useFactory: (sagas: SagaRequests) => new PayoutsService(deps.config, deps.temporal, sagas, deps.pool, createDestinationVault(deps.config.DESTINATION_KEYS)),
           inject: [SAGA_REQUESTS],
         },
         {

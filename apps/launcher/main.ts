@@ -10,7 +10,7 @@ import { Connection } from '@temporalio/client';
 import { createTemporalClient } from '../../lib/temporal-client';
 import { loadConfigOrExit, repoRoot, type Config } from '../../lib/config';
 import { startEmbeddedPostgres } from '../../lib/embedded-postgres';
-import { migrateUp } from '../../lib/migrate';
+import { migrateDatabase } from '../../lib/migrate';
 import { startProcess, type ManagedProcess } from '../../lib/processes';
 import { isPortFree, waitUntil } from '../../lib/wait';
 import { ensureTemporalCli, temporalCliVersion } from '../../temporal/cli';
@@ -162,8 +162,8 @@ async function main(): Promise<void> {
   } else {
     say('using PostgreSQL from DATABASE_URL');
   }
-  const applied = await migrateUp(dbUrl);
-  say(`migrations: ${applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`} (${elapsed()})`);
+  const { applied, sealed } = await migrateDatabase(dbUrl, config.DESTINATION_KEYS);
+  say(`migrations: ${applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`}${sealed > 0 ? `; sealed ${sealed} plaintext payout destination(s)` : ''} (${elapsed()})`);
 
   // Temporal
   let temporalUi: string | undefined;

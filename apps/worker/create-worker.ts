@@ -67,5 +67,6 @@ export function activitySettings(config: Config): Omit<ActivityDeps, 'pool'> {
   return {
     providerUrl: config.SANDBOX_URL,
     payoutLimits: { maxAmountMajor: config.PAYOUT_MAX_AMOUNT, dailyMaxAmountMajor: config.PAYOUT_DAILY_MAX_AMOUNT, hourlyMaxCount: config.PAYOUT_HOURLY_MAX_COUNT },
+    destinationKeys: config.DESTINATION_KEYS,
   };
 }

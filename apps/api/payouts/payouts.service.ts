@@ -2,6 +2,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
+import type { DestinationVault } from '../../../lib/destination-vault';
 import {
   authorizationUpdate,
   cancelUpdate,
@@ -44,6 +45,7 @@ export class PayoutsService {
     private readonly temporal: Client,
     private readonly sagas: SagaRequests,
     private readonly pool: Pool,
+    private readonly destinations: DestinationVault,
   ) {}
 
   async create(request: CreatePayoutRequest, key: string, requestId: string): Promise<PayoutAnswer> {
@@ -92,13 +94,13 @@ export class PayoutsService {
       idPrefix: 'po',
       workflowType: 'payoutWorkflow',
       decisionUpdate: authorizationUpdate,
-      // The full destination goes to PostgreSQL, never into the workflow history (IBANs, card tokens).
+      // The full destination goes to PostgreSQL, encrypted, never into the workflow history (IBANs, card tokens).
       beforeStart: async (payoutId) => {
-        await this.pool.query('INSERT INTO payout_destinations (payout_id, method, destination) VALUES ($1, $2, $3) ON CONFLICT (payout_id) DO NOTHING', [
-          payoutId,
-          request.destination.method,
-          JSON.stringify(request.destination),
-        ]);
+        const sealed = this.destinations.seal(payoutId, request.destination);
+        await this.pool.query(
+          'INSERT INTO payout_destinations (payout_id, method, key_id, wrapped_key, ciphertext) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payout_id) DO NOTHING',
+          [payoutId, request.destination.method, sealed.key_id, sealed.wrapped_key, sealed.ciphertext],
+        );
       },
       workflowInput: (payoutId, fingerprint) => ({
         payoutId,
