@@ -261,8 +261,12 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       submittedRecord = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, ...('last4' in input.destination ? {} : { destination: input.destination }) });
       if (!patched('provider-records-verified')) details.providerPayoutId = submittedRecord.providerPayoutId;
     } catch (err) {
-      if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected')) throw err;
-      const refusal = String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+      if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure)) throw err;
+      // A destination that cannot be read (missing, or its encrypted row does not authenticate) is never
+      // sent; like a refusal, the hold is released once the provider confirms it has no such payout.
+      const unreadable = (err.cause.type === 'DestinationUndecryptable' || err.cause.type === 'DestinationMissing') && patched('unreadable-destination-released');
+      if (err.cause.type !== 'ProviderRejected' && !unreadable) throw err;
+      const refusal = unreadable ? 'destination_unreadable' : String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
       // A refusal of a retried submission can hide an accepted first attempt: the money is released only
       // when the provider's own record says it has no such payout, or that it failed.
       let known = patched('confirm-refusal-with-provider') ? await providerRecord() : 'none';
