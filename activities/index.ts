@@ -1,8 +1,9 @@
 import type { Pool } from '../lib/db';
+import type { MoneyLimits } from '../lib/limits';
 import { createDepositActivities } from './deposits';
 import { createLedger } from './ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
-import { createPayoutActivities, type PayoutLimits } from './payouts';
+import { createPayoutActivities } from './payouts';
 import { createProviderActivities } from './provider';
 import { createReconciliationActivities } from './reconciliation';
 import { createSelfCheckActivities } from './self-check';
@@ -11,7 +12,8 @@ export interface ActivityDeps {
   pool: Pool;
   /** Base URL of the payment aggregator (the sandbox in development). */
   providerUrl: string;
-  payoutLimits: PayoutLimits;
+  /** Payout and deposit limits (EUR-equivalent, converted per currency). */
+  limits: MoneyLimits;
 }
 
 /** Every activity the worker registers (payout and deposit sagas), bound to its dependencies. */
@@ -19,10 +21,10 @@ export function createActivities(deps: ActivityDeps) {
   const ledger = createLedger(deps.pool);
   return {
     ...createSelfCheckActivities(deps.pool),
-    ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.payoutLimits }),
+    ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.limits }),
     ...createPayoutLedgerActivities(ledger),
     ...createProviderActivities({ providerUrl: deps.providerUrl, pool: deps.pool }),
-    ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl }),
+    ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl, limits: deps.limits }),
     ...createReconciliationActivities({ pool: deps.pool, providerUrl: deps.providerUrl }),
   };
 }
