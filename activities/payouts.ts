@@ -41,8 +41,7 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
       else if (account.currency !== input.currency) refusal = { code: 'CURRENCY_MISMATCH', detail: `Account ${input.accountId} holds ${account.currency}, not ${input.currency}` };
       else if (exponent === undefined) refusal = { code: 'UNKNOWN_CURRENCY', detail: input.currency };
       else if (input.amountMinor > limitInMinorUnits(limits.payoutMaxAmount, input.currency, limits.rates)) {
-        const max = limitInMinorUnits(limits.payoutMaxAmount, input.currency, limits.rates);
-        refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${describeLimit(max, input.currency)}` };
+        refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${describeLimit(limitInMinorUnits(limits.payoutMaxAmount, input.currency, limits.rates), input.currency)}` };
       }
 
       return inTransaction(pool, async (db) => {
