@@ -29,7 +29,7 @@ import {
 } from './types';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-/** Largest account total (debits or credits): numeric(39,0), see migrations/0010_ledger_wide_totals.sql. */
+/** Largest account total (debits or credits): numeric(39,0), see migrations/0012_ledger_wide_totals.sql. */
 const MAX_TOTAL = 10n ** 39n - 1n;
 
 /**
