@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
-import type { Pool } from '../lib/db';
+import { inTransaction, type Pool } from '../lib/db';
+import { depositAmountRefusal, describeLimit, limitInMinorUnits, type MoneyLimits } from '../lib/limits';
 import { aggregatorBase, findAtAggregator, submitToAggregator } from './aggregator-client';
 import { isLedgerError, type Ledger } from './ledger';
 
@@ -37,6 +38,16 @@ export interface RecordDepositStateInput {
   stuck: boolean;
 }
 
+export interface AuthorizeDepositInput {
+  depositId: string;
+  accountId: string;
+  amountMinor: number;
+  currency: string;
+  requestedAt: string;
+}
+
+export type DepositAuthorization = { approved: true } | { approved: false; code: string; detail: string };
+
 function toProviderDeposit(body: AggregatorDepositBody): ProviderDeposit {
   return {
     providerDepositId: body.id,
@@ -52,11 +63,54 @@ function toProviderDeposit(body: AggregatorDepositBody): ProviderDeposit {
  * Idempotency-Key and reference, so a retry after a timeout finds the first intent; the credit carries
  * `<deposit id>:credit`, so the player is credited at most once whatever is retried or replayed.
  */
-export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; providerUrl: string }) {
-  const { pool, ledger } = deps;
+export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; providerUrl: string; limits: MoneyLimits }) {
+  const { pool, ledger, limits } = deps;
   const base = aggregatorBase(deps.providerUrl);
 
   return {
+    /**
+     * The deposit's limits, before anything reaches the provider: the per-deposit cap, the account's
+     * deposits in 24 hours, and its balance ceiling (posted balance plus approved deposits not yet
+     * credited). Decided under a per-account advisory lock and recorded with the decision, so concurrent
+     * deposits of one account cannot pass the limits together. Idempotent by deposit id.
+     */
+    async authorizeDeposit(input: AuthorizeDepositInput): Promise<DepositAuthorization> {
+      return inTransaction(pool, async (db) => {
+        await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`deposit-limits:${input.accountId}`]);
+        const { rows: decided } = await db.query<{ approved: boolean; decline_code: string | null; decline_detail: string | null }>(
+          'SELECT approved, decline_code, decline_detail FROM deposit_authorizations WHERE deposit_id = $1',
+          [input.depositId],
+        );
+        if (decided[0]) return decided[0].approved ? { approved: true } : { approved: false, code: decided[0].decline_code!, detail: decided[0].decline_detail ?? '' };
+
+        let refusal = depositAmountRefusal(limits, input.amountMinor, input.currency);
+        if (!refusal) {
+          const { rows } = await db.query<{ day_total: string; uncredited: string }>(
+            `SELECT coalesce(sum(a.amount_minor) FILTER (WHERE a.requested_at > $2::timestamptz - interval '1 day'), 0)::text AS day_total,
+                    coalesce(sum(a.amount_minor) FILTER (WHERE d.status IS DISTINCT FROM 'CREDITED'), 0)::text AS uncredited
+               FROM deposit_authorizations a LEFT JOIN deposits d ON d.deposit_id = a.deposit_id
+              WHERE a.account_id = $1 AND a.approved AND d.status IS DISTINCT FROM 'FAILED'`,
+            [input.accountId, input.requestedAt],
+          );
+          const posted = (await ledger.getTotals(input.accountId))?.posted ?? 0n;
+          const amount = BigInt(input.amountMinor);
+          const dailyMax = limitInMinorUnits(limits.depositDailyMaxAmount, input.currency, limits.rates);
+          const balanceMax = limitInMinorUnits(limits.accountMaxBalance, input.currency, limits.rates);
+          if (BigInt(rows[0]!.day_total) + amount > BigInt(dailyMax)) {
+            refusal = { code: 'LIMIT_EXCEEDED', detail: `Deposits may total at most ${describeLimit(dailyMax, input.currency)} a day` };
+          } else if (posted + BigInt(rows[0]!.uncredited) + amount > BigInt(balanceMax)) {
+            refusal = { code: 'LIMIT_EXCEEDED', detail: `A balance may be at most ${describeLimit(balanceMax, input.currency)}` };
+          }
+        }
+        await db.query(
+          `INSERT INTO deposit_authorizations (deposit_id, account_id, amount_minor, currency, approved, decline_code, decline_detail, requested_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+          [input.depositId, input.accountId, input.amountMinor, input.currency, !refusal, refusal?.code ?? null, refusal?.detail ?? null, input.requestedAt],
+        );
+        return refusal ? { approved: false, ...refusal } : { approved: true };
+      });
+    },
+
     /** Network errors, 5xx, 408 and 429 are retryable (ProviderUnavailable); any other 4xx is a final refusal (ProviderRejected). */
     async createDepositIntent(input: { depositId: string; amount: { minor_units: number; currency: string } }): Promise<ProviderDeposit> {
       return toProviderDeposit((await submitToAggregator(base, 'deposits', input.depositId, { amount: input.amount })) as AggregatorDepositBody);

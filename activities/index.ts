@@ -1,9 +1,10 @@
 import type { Pool } from '../lib/db';
 import { createDestinationVault, type DestinationKeyRing } from '../lib/destination-vault';
+import type { MoneyLimits } from '../lib/limits';
 import { createDepositActivities } from './deposits';
 import { createLedger } from './ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
-import { createPayoutActivities, type PayoutLimits } from './payouts';
+import { createPayoutActivities } from './payouts';
 import { createProviderActivities } from './provider';
 import { createProviderIncidentActivities } from './provider-incidents';
 import { createReconciliationActivities } from './reconciliation';
@@ -13,7 +14,8 @@ export interface ActivityDeps {
   pool: Pool;
   /** Base URL of the payment aggregator (the sandbox in development). */
   providerUrl: string;
-  payoutLimits: PayoutLimits;
+  /** Payout and deposit limits (EUR-equivalent, converted per currency). */
+  limits: MoneyLimits;
   /** Opens the encrypted payout destinations (DESTINATION_KEYS), in the submission activity only. */
   destinationKeys: DestinationKeyRing;
 }
@@ -23,11 +25,11 @@ export function createActivities(deps: ActivityDeps) {
   const ledger = createLedger(deps.pool);
   return {
     ...createSelfCheckActivities(deps.pool),
-    ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.payoutLimits }),
+    ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.limits }),
     ...createPayoutLedgerActivities(ledger),
     ...createProviderActivities({ providerUrl: deps.providerUrl, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys) }),
     ...createProviderIncidentActivities(deps.pool),
-    ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl }),
+    ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl, limits: deps.limits }),
     ...createReconciliationActivities({ pool: deps.pool, providerUrl: deps.providerUrl }),
   };
 }

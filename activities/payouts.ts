@@ -2,13 +2,7 @@ import type { Ledger } from './ledger';
 import type { Pool } from '../lib/db';
 import { inTransaction } from '../lib/db';
 import { currencyExponent } from './ledger';
-
-/** Per-payout, daily and velocity limits, in major units of the payout's currency (scaled by its exponent). */
-export interface PayoutLimits {
-  maxAmountMajor: number;
-  dailyMaxAmountMajor: number;
-  hourlyMaxCount: number;
-}
+import { describeLimit, limitInMinorUnits, type MoneyLimits } from '../lib/limits';
 
 export interface AuthorizePayoutInput {
   payoutId: string;
@@ -26,7 +20,7 @@ export type AuthorizationResult = { approved: true } | { approved: false; code: 
 /** Statuses whose money is (or was) on its way out: they count against the daily and hourly limits. */
 const COUNTED_STATUSES = ['AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED'];
 
-export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limits: PayoutLimits }) {
+export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limits: MoneyLimits }) {
   const { pool, ledger, limits } = deps;
 
   return {
@@ -47,8 +41,8 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
       else if (frozen) refusal = { code: 'ACCOUNT_NOT_ACTIVE', detail: 'This account cannot make payouts at the moment' };
       else if (account.currency !== input.currency) refusal = { code: 'CURRENCY_MISMATCH', detail: `Account ${input.accountId} holds ${account.currency}, not ${input.currency}` };
       else if (exponent === undefined) refusal = { code: 'UNKNOWN_CURRENCY', detail: input.currency };
-      else if (input.amountMinor > Math.round(limits.maxAmountMajor * 10 ** exponent)) {
-        refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${limits.maxAmountMajor} ${input.currency}` };
+      else if (input.amountMinor > limitInMinorUnits(limits.payoutMaxAmount, input.currency, limits.rates)) {
+        refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${describeLimit(limitInMinorUnits(limits.payoutMaxAmount, input.currency, limits.rates), input.currency)}` };
       }
 
       return inTransaction(pool, async (db) => {
@@ -67,11 +61,11 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
             [input.accountId, COUNTED_STATUSES, input.requestedAt],
           );
           const { day_total, hour_count } = rows[0]!;
-          const scale = 10 ** (exponent ?? 0); // limits in major units become exact integer minor units below
-          if (day_total + input.amountMinor > Math.round(limits.dailyMaxAmountMajor * scale)) {
-            refusal = { code: 'LIMIT_EXCEEDED', detail: `Payouts may total at most ${limits.dailyMaxAmountMajor} ${input.currency} a day` };
-          } else if (hour_count >= limits.hourlyMaxCount) {
-            refusal = { code: 'VELOCITY_LIMIT_EXCEEDED', detail: `At most ${limits.hourlyMaxCount} payouts an hour` };
+          const dailyMax = limitInMinorUnits(limits.payoutDailyMaxAmount, input.currency, limits.rates);
+          if (day_total + input.amountMinor > dailyMax) {
+            refusal = { code: 'LIMIT_EXCEEDED', detail: `Payouts may total at most ${describeLimit(dailyMax, input.currency)} a day` };
+          } else if (hour_count >= limits.payoutHourlyMaxCount) {
+            refusal = { code: 'VELOCITY_LIMIT_EXCEEDED', detail: `At most ${limits.payoutHourlyMaxCount} payouts an hour` };
           }
         }
         await db.query(

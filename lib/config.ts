@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { DestinationKeyRing, destinationKeyRingSchema, DEV_DESTINATION_KEYS } from './destination-vault';
+import { parseLimitRates } from './limits';
 
 /**
  * Every setting of the platform: one env var, one documented default, one zod rule.
@@ -73,9 +74,22 @@ export const settings = {
   PAYOUT_STUCK_AFTER_MS: setting(durationMs, '3600000', 'A payout waiting on its provider longer than this is marked stuck (PayoutStuck) for staff.'),
   PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS: setting(z.coerce.number().int().min(50), '10000', 'A saga awaiting its provider continues as a new run past this many history events (bounded history).'),
   PAYOUT_RETURN_WINDOW_MS: setting(durationMs, '604800000', 'How long a settled payout saga stays open to refund a provider return.'),
-  PAYOUT_MAX_AMOUNT: setting(z.coerce.number().positive(), '10000', 'Largest single payout, in major units of its currency.'),
-  PAYOUT_DAILY_MAX_AMOUNT: setting(z.coerce.number().positive(), '50000', 'Largest total of one account\'s payouts in 24 hours, in major units.'),
+  PAYOUT_MAX_AMOUNT: setting(z.coerce.number().positive(), '10000', 'Largest single payout, in EUR-equivalent major units (converted per currency with LIMIT_CURRENCY_RATES).'),
+  PAYOUT_DAILY_MAX_AMOUNT: setting(z.coerce.number().positive(), '50000', 'Largest total of one account\'s payouts in 24 hours, in EUR-equivalent major units.'),
   PAYOUT_HOURLY_MAX_COUNT: setting(z.coerce.number().int().positive(), '20', 'Most payouts one account may request in an hour (velocity limit).'),
+  DEPOSIT_MAX_AMOUNT: setting(z.coerce.number().positive(), '10000', 'Largest single deposit, in EUR-equivalent major units; a larger request is refused (422 LIMIT_EXCEEDED) and writes nothing.'),
+  DEPOSIT_DAILY_MAX_AMOUNT: setting(z.coerce.number().positive(), '50000', 'Largest total of one account\'s deposits in 24 hours, in EUR-equivalent major units; the saga refuses more (LIMIT_EXCEEDED).'),
+  ACCOUNT_MAX_BALANCE: setting(z.coerce.number().positive(), '1000000', 'Largest balance a deposit may bring an account to (deposits not yet credited included), in EUR-equivalent major units.'),
+  LIMIT_CURRENCY_RATES: setting(
+    z.string().transform((text, ctx) => {
+      const parsed = parseLimitRates(text);
+      if ('rates' in parsed) return parsed.rates;
+      for (const message of parsed.problems) ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }),
+    '',
+    'Major units of a currency worth about one EUR, as `CUR:rate,...` (e.g. `JPY:160,BHD:0.41`), over built-in defaults for every currency (lib/limits.ts): converts the EUR-equivalent limits.',
+  ),
 
   OUTBOX_ENDPOINTS: setting(
     z.string().refine((v) => v === '' || v.split(',').every((u) => URL.canParse(u.trim())), 'comma-separated URLs'),

@@ -11,6 +11,7 @@ import {
   ledgerError,
   type Account,
   type AccountKind,
+  type AccountTotals,
   type Balance,
   type CreateAccountInput,
   type CreateAccountResult,
@@ -28,6 +29,8 @@ import {
 } from './types';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+/** Largest account total (debits or credits): numeric(39,0), see migrations/0012_ledger_wide_totals.sql. */
+const MAX_TOTAL = 10n ** 39n - 1n;
 
 /**
  * Concurrency design. Every command runs in one transaction that
@@ -100,6 +103,11 @@ export function createLedger(pool: Pool, options: LedgerOptions = {}) {
     return rows[0] && toAccount(rows[0]);
   }
 
+  /**
+   * An account's balance as numbers: exact for players (and any account that must not overdraw, whose
+   * balance the database keeps a safe integer). A system account's balance may outgrow a JavaScript number
+   * over its life (reading it then throws a RangeError): read its exact totals with getTotals.
+   */
   async function getBalance(accountId: string): Promise<Balance | undefined> {
     const { rows } = await pool.query<Balance>(
       `SELECT account_id, currency,
@@ -111,6 +119,20 @@ export function createLedger(pool: Pool, options: LedgerOptions = {}) {
       [accountId],
     );
     return rows[0];
+  }
+
+  /** An account's exact totals (summed over its balance slots), as BigInt: they may exceed 2^53 for system accounts. */
+  async function getTotals(accountId: string): Promise<AccountTotals | undefined> {
+    const { rows } = await pool.query<Record<'debits_pending' | 'debits_posted' | 'credits_pending' | 'credits_posted', string>>(
+      `SELECT sum(debits_pending)::text AS debits_pending, sum(debits_posted)::text AS debits_posted,
+              sum(credits_pending)::text AS credits_pending, sum(credits_posted)::text AS credits_posted
+         FROM ledger_balances WHERE account_id = $1 HAVING count(*) > 0`,
+      [accountId],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    const totals = { debitsPending: BigInt(row.debits_pending), debitsPosted: BigInt(row.debits_posted), creditsPending: BigInt(row.credits_pending), creditsPosted: BigInt(row.credits_posted) };
+    return { ...totals, posted: totals.creditsPosted - totals.debitsPosted };
   }
 
   /** By transfer id (number) or by idempotency key (string). */
@@ -272,6 +294,7 @@ export function createLedger(pool: Pool, options: LedgerOptions = {}) {
     createAccount,
     getAccount,
     getBalance,
+    getTotals,
     getTransfer,
     systemAccountId,
     ensureSystemAccount,
@@ -338,10 +361,17 @@ function checkFunds(debit: LockedBalance, amount: number): LedgerError | undefin
   return ledgerError('insufficient_funds', `account ${debit.id} has ${available} ${debit.currency} minor units available, ${amount} needed`);
 }
 
+/**
+ * TigerBeetle's overflow results: an account's totals are u128-like (numeric(39,0)), so in practice only an
+ * account that must not overdraw (a player) is refused, when its balance would stop being a safe integer.
+ */
 function checkOverflow(debit: LockedBalance, credit: LockedBalance, amount: number): LedgerError | undefined {
   const a = BigInt(amount);
-  if (debit.debitsPosted + debit.debitsPending + a > MAX_SAFE) return ledgerError('overflows_debits', `debits of ${debit.id} would exceed ${MAX_SAFE}`);
-  if (credit.creditsPosted + credit.creditsPending + a > MAX_SAFE) return ledgerError('overflows_credits', `credits of ${credit.id} would exceed ${MAX_SAFE}`);
+  if (debit.debitsPosted + debit.debitsPending + a > MAX_TOTAL) return ledgerError('overflows_debits', `debits of ${debit.id} would exceed ${MAX_TOTAL}`);
+  if (credit.creditsPosted + credit.creditsPending + a > MAX_TOTAL) return ledgerError('overflows_credits', `credits of ${credit.id} would exceed ${MAX_TOTAL}`);
+  if (credit.mustNotOverdraw && credit.creditsPosted + credit.creditsPending - credit.debitsPosted + a > MAX_SAFE) {
+    return ledgerError('overflows_credits', `the balance of ${credit.id} would exceed ${MAX_SAFE}`);
+  }
   return undefined;
 }
 

@@ -31,6 +31,15 @@ export interface Balance {
   posted: number;
 }
 
+/** An account's exact running totals in minor units (numeric(39,0) in the database), with posted = credits − debits posted. */
+export interface AccountTotals {
+  debitsPending: bigint;
+  debitsPosted: bigint;
+  creditsPending: bigint;
+  creditsPosted: bigint;
+  posted: bigint;
+}
+
 export type TransferKind = 'transfer' | 'hold' | 'post' | 'void' | 'refund';
 /** Holds are 'pending' until a post or void names them; every other kind is final when written. */
 export type TransferState = 'pending' | 'posted' | 'voided';

@@ -5,6 +5,7 @@ import { NativeConnection, Worker, type ActivityInterceptorsFactory, type Bundle
 import { initTracing } from '../../lib/tracing';
 import { createActivities, type ActivityDeps } from '../../activities';
 import type { Config } from '../../lib/config';
+import { moneyLimits } from '../../lib/limits';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 export const WORKFLOW_INTERCEPTORS_PATH = fileURLToPath(new URL('../../workflows/interceptors.ts', import.meta.url));
@@ -66,7 +67,7 @@ export function createPayoutWorker(opts: PayoutWorkerOptions): Promise<Worker> {
 export function activitySettings(config: Config): Omit<ActivityDeps, 'pool'> {
   return {
     providerUrl: config.SANDBOX_URL,
-    payoutLimits: { maxAmountMajor: config.PAYOUT_MAX_AMOUNT, dailyMaxAmountMajor: config.PAYOUT_DAILY_MAX_AMOUNT, hourlyMaxCount: config.PAYOUT_HOURLY_MAX_COUNT },
+    limits: moneyLimits(config),
     destinationKeys: config.DESTINATION_KEYS,
   };
 }

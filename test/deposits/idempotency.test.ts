@@ -2,7 +2,18 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
 import { uniqueId } from '../support';
+import { expectOneAnswer, storm, type StormKind } from '../payouts/duplicate-storm';
 import { depositRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+
+const deposits: StormKind = {
+  prefix: 'dp',
+  post: (stack, body, key) => stack.postDeposit(body, key),
+  transferKinds: async (stack, depositId) => (await stack.depositTransfersOf(depositId)).map((t) => t.kind),
+};
+
+/** Deposits share the payouts' claim (SagaRequests): the same storm, so a race there shows here too. */
+const STORM_ROUNDS = 20;
+const STORM_SIZE = 60;
 
 describe('deposit idempotency, access and input validation', () => {
   let stack: SagaStack;
@@ -46,6 +57,41 @@ describe('deposit idempotency, access and input validation', () => {
     const later = await stack.postDeposit(body, key);
     expect([later.status, later.text, later.headers.get('idempotent-replayed')]).toEqual([201, answers[0]!.text, 'true']);
     expect(await stack.depositTransfersOf(depositId)).toHaveLength(1);
+  });
+
+  it(`${STORM_ROUNDS} rounds of ${STORM_SIZE} identical requests at once: each round one answer, one record, one saga, one credit`, async () => {
+    const credited: { accountId: string; depositId: string }[] = [];
+    for (let round = 0; round < STORM_ROUNDS; round++) {
+      const accountId = await stack.fundedAccount(0);
+      const key = uniqueId(`storm-${round}`);
+      const body = depositRequest(accountId, 1_500);
+      const answers = await storm(stack, deposits, key, Array.from({ length: STORM_SIZE }, () => body));
+      credited.push({ accountId, depositId: await expectOneAnswer(stack, deposits, accountId, key, answers, 201) });
+    }
+    for (const { accountId, depositId } of credited) {
+      await stack.waitForDepositStatus(depositId, ['CREDITED'], 60_000);
+      expect(await deposits.transferKinds(stack, depositId)).toEqual(['transfer']);
+      expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_500, posted: 1_500 });
+    }
+  });
+
+  it(`${STORM_ROUNDS / 2} rounds of ${STORM_SIZE} requests with one key and two bodies: one body wins, the other gets 422 IDEMPOTENCY_MISMATCH`, async () => {
+    for (let round = 0; round < STORM_ROUNDS / 2; round++) {
+      const accountId = await stack.fundedAccount(0);
+      const key = uniqueId(`mixed-storm-${round}`);
+      const bodies = Array.from({ length: STORM_SIZE }, (_, i) => depositRequest(accountId, i % 2 === 0 ? 1_000 : 1_001));
+      const answers = await storm(stack, deposits, key, bodies);
+      const winners = answers.filter((a) => a.status === 201);
+      expect(winners.length, `round ${round}: one body's requests all succeed`).toBe(STORM_SIZE / 2);
+      const winningAmount = JSON.parse(winners[0]!.text).amount.minor_units as number;
+      answers.forEach((a, i) => {
+        if (bodies[i]!.amount.minor_units === winningAmount) expect(a.status).toBe(201);
+        else expect([a.status, a.json?.code, a.headers.get('idempotent-replayed')]).toEqual([422, 'IDEMPOTENCY_MISMATCH', null]);
+      });
+      const depositId = await expectOneAnswer(stack, deposits, accountId, key, winners, 201);
+      await stack.waitForDepositStatus(depositId, ['CREDITED'], 60_000);
+      expect((await stack.depositTransfersOf(depositId)).map((t) => t.amount)).toEqual([winningAmount]);
+    }
   });
 
   it('the same key with a different amount: 422 IDEMPOTENCY_MISMATCH, nothing changes', async () => {

@@ -141,15 +141,48 @@ describe('transfer', () => {
     expect(await ledger.transfer({ ...valid, idempotencyKey: key, amount: 1_000 })).toMatchObject({ result: 'ok' });
   });
 
-  it('refuses movements that would take a balance beyond Number.MAX_SAFE_INTEGER', async () => {
+  it('refuses a movement that would take a player balance beyond Number.MAX_SAFE_INTEGER (its figures stay exact)', async () => {
     const max = Number.MAX_SAFE_INTEGER;
     const player = await newAccount(ledger, 'player', 'JPY');
-    const fundingA = await newAccount(ledger, 'operator_funding', 'JPY');
-    const fundingB = await newAccount(ledger, 'operator_funding', 'JPY');
-    expect((await ledger.transfer({ idempotencyKey: uniqueId('k'), debitAccountId: fundingA, creditAccountId: player, amount: max, currency: 'JPY' })).result).toBe('ok');
-    expect(await ledger.transfer({ idempotencyKey: uniqueId('k'), debitAccountId: fundingA, creditAccountId: fundingB, amount: 1, currency: 'JPY' })).toMatchObject({ result: 'overflows_debits' });
-    expect(await ledger.hold({ idempotencyKey: uniqueId('k'), debitAccountId: fundingB, creditAccountId: player, amount: 1, currency: 'JPY' })).toMatchObject({ result: 'overflows_credits' });
+    const funding = await newAccount(ledger, 'operator_funding', 'JPY');
+    expect((await ledger.transfer({ idempotencyKey: uniqueId('k'), debitAccountId: funding, creditAccountId: player, amount: max, currency: 'JPY' })).result).toBe('ok');
+    expect(await ledger.hold({ idempotencyKey: uniqueId('k'), debitAccountId: funding, creditAccountId: player, amount: 1, currency: 'JPY' })).toMatchObject({ result: 'overflows_credits' });
+    expect(await ledger.transfer({ idempotencyKey: uniqueId('k'), debitAccountId: funding, creditAccountId: player, amount: 1, currency: 'JPY' })).toMatchObject({ result: 'overflows_credits' });
     expect(await ledger.getBalance(player)).toEqual({ account_id: player, currency: 'JPY', available: max, held: 0, posted: max });
+    // Spending makes room again: the cap is on the balance, not on the player's lifetime totals.
+    const sink = await newAccount(ledger, 'fees', 'JPY');
+    expect((await ledger.transfer({ idempotencyKey: uniqueId('k'), debitAccountId: player, creditAccountId: sink, amount: 10, currency: 'JPY' })).result).toBe('ok');
+    expect((await ledger.transfer({ idempotencyKey: uniqueId('k'), debitAccountId: funding, creditAccountId: player, amount: 10, currency: 'JPY' })).result).toBe('ok');
+    expect(await ledger.getTotals(player)).toEqual({ debitsPending: 0n, debitsPosted: 10n, creditsPending: 0n, creditsPosted: BigInt(max) + 10n, posted: BigInt(max) });
+  });
+
+  it('a system account\'s totals pass 2^53 and every ledger command still works (wide totals)', async () => {
+    // As after deposits of 9,007,199,254,740,991 ISK: the clearing account is debited for each, far past 2^53.
+    const max = Number.MAX_SAFE_INTEGER;
+    const clearing = await newAccount(ledger, 'provider_clearing', 'ISK');
+    const inFlight = await newAccount(ledger, 'payouts_in_flight', 'ISK');
+    const players = [await newAccount(ledger, 'player', 'ISK'), await newAccount(ledger, 'player', 'ISK'), await newAccount(ledger, 'player', 'ISK')];
+    for (const player of players) {
+      expect((await ledger.transfer({ idempotencyKey: uniqueId('deposit'), debitAccountId: clearing, creditAccountId: player, amount: max, currency: 'ISK' })).result).toBe('ok');
+    }
+    const small = await newAccount(ledger, 'player', 'ISK');
+    expect((await ledger.transfer({ idempotencyKey: uniqueId('deposit'), debitAccountId: clearing, creditAccountId: small, amount: 1_000, currency: 'ISK' })).result).toBe('ok');
+    expect(await ledger.getTotals(clearing)).toMatchObject({ debitsPosted: 3n * BigInt(max) + 1_000n, creditsPosted: 0n, posted: -(3n * BigInt(max) + 1_000n) });
+
+    // Payout-shaped holds, posts, voids and refunds through the clearing account keep working.
+    const hold = transferOf(await ledger.hold({ idempotencyKey: uniqueId('hold'), debitAccountId: players[0]!, creditAccountId: inFlight, amount: max, currency: 'ISK' }));
+    transferOf(await ledger.post({ idempotencyKey: uniqueId('post'), pendingId: hold.id }));
+    const settled = transferOf(await ledger.transfer({ idempotencyKey: uniqueId('settle'), debitAccountId: inFlight, creditAccountId: clearing, amount: max, currency: 'ISK' }));
+    transferOf(await ledger.refund({ idempotencyKey: uniqueId('return'), transferId: settled.id, amount: 5 }));
+    const voided = transferOf(await ledger.hold({ idempotencyKey: uniqueId('hold'), debitAccountId: small, creditAccountId: inFlight, amount: 400, currency: 'ISK' }));
+    transferOf(await ledger.void({ idempotencyKey: uniqueId('void'), pendingId: voided.id }));
+    expect(await ledger.getTotals(clearing)).toMatchObject({ debitsPosted: 3n * BigInt(max) + 1_005n, creditsPosted: BigInt(max) });
+
+    // Player balances stay exact numbers.
+    expect(await ledger.getBalance(players[0]!)).toEqual({ account_id: players[0], currency: 'ISK', available: 0, held: 0, posted: 0 });
+    expect(await ledger.getBalance(players[1]!)).toEqual({ account_id: players[1], currency: 'ISK', available: max, held: 0, posted: max });
+    expect(await ledger.getBalance(small)).toEqual({ account_id: small, currency: 'ISK', available: 1_000, held: 0, posted: 1_000 });
+    await expectInvariantsHold(pool);
   });
 });
 

@@ -1,9 +1,20 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requestFingerprint, resourceIdFor } from '../../apps/api/common/idempotency';
+import { IdempotencyStore, requestFingerprint, resourceIdFor } from '../../apps/api/common/idempotency';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
+import { expectOneAnswer, storm, type StormKind } from './duplicate-storm';
 import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+
+const payouts: StormKind = {
+  prefix: 'po',
+  post: (stack, body, key) => stack.postPayout(body, key),
+  transferKinds: async (stack, payoutId) => (await stack.transfersOf(payoutId)).map((t) => t.kind),
+};
+
+/** Enough rounds and concurrency that a race in claiming the key shows every run, not by luck. */
+const STORM_ROUNDS = 30;
+const STORM_SIZE = 60;
 
 describe('payout idempotency and concurrency', () => {
   let stack: SagaStack;
@@ -46,6 +57,62 @@ describe('payout idempotency and concurrency', () => {
     expect(later.status).toBe(201);
     expect(later.text).toBe(answers[0]!.text);
     expect(later.headers.get('idempotent-replayed')).toBe('true');
+  });
+
+  it('200 rounds of 20 concurrent claims of one key in PostgreSQL: exactly one claim wins, the others see it in progress', async () => {
+    // The race behind item 4 without HTTP and Temporal in between, so it shows in (nearly) every run.
+    const store = new IdempotencyStore(stack.pool);
+    const fingerprint = 'f'.repeat(64);
+    for (let round = 0; round < 200; round++) {
+      const accountId = uniqueId('claimer');
+      const key = uniqueId('claim');
+      const resourceId = resourceIdFor('po', accountId, key);
+      const outcomes = await Promise.allSettled(Array.from({ length: 20 }, () => store.claim(accountId, key, 'payout', fingerprint, resourceId)));
+      const states = outcomes.map((o) => (o.status === 'fulfilled' ? o.value.state : `error: ${(o.reason as Error).message}`));
+      expect(states.filter((state) => state === 'absent'), `round ${round}: ${states.join(', ')}`).toHaveLength(1);
+      expect(states.filter((state) => state === 'in_progress'), `round ${round}`).toHaveLength(19);
+    }
+  });
+
+  it(`${STORM_ROUNDS} rounds of ${STORM_SIZE} identical requests at once: each round one answer, one record, one saga, one hold`, async () => {
+    const settled: Promise<unknown>[] = [];
+    const payoutIds: string[] = [];
+    for (let round = 0; round < STORM_ROUNDS; round++) {
+      const accountId = await stack.fundedAccount(10_000);
+      const key = uniqueId(`storm-${round}`);
+      const body = payoutRequest(accountId, 1_000);
+      const answers = await storm(stack, payouts, key, Array.from({ length: STORM_SIZE }, () => body));
+      const payoutId = await expectOneAnswer(stack, payouts, accountId, key, answers, 201);
+      expect(answers[0]!.json).toMatchObject({ status: 'HELD' });
+      expect((await payouts.transferKinds(stack, payoutId)).filter((k) => k === 'hold'), `round ${round}: one hold`).toHaveLength(1);
+      expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 9_000 });
+      payoutIds.push(payoutId);
+      settled.push(stack.waitForStatus(payoutId, ['SETTLED'], 60_000));
+    }
+    await Promise.all(settled);
+    for (const payoutId of payoutIds) expect(await payouts.transferKinds(stack, payoutId)).toEqual(['hold', 'post']);
+  });
+
+  it(`${STORM_ROUNDS / 2} rounds of ${STORM_SIZE} requests with one key and two bodies: one body wins, the other gets 422 IDEMPOTENCY_MISMATCH`, async () => {
+    for (let round = 0; round < STORM_ROUNDS / 2; round++) {
+      const accountId = await stack.fundedAccount(10_000);
+      const key = uniqueId(`mixed-storm-${round}`);
+      const bodies = Array.from({ length: STORM_SIZE }, (_, i) => payoutRequest(accountId, i % 2 === 0 ? 1_000 : 1_001));
+      const answers = await storm(stack, payouts, key, bodies);
+      const winners = answers.filter((a) => a.status === 201);
+      const losers = answers.filter((a) => a.status !== 201);
+      expect(winners.length, `round ${round}: one body's requests all succeed`).toBe(STORM_SIZE / 2);
+      for (const loser of losers) {
+        expect([loser.status, loser.json?.code]).toEqual([422, 'IDEMPOTENCY_MISMATCH']);
+        expect(loser.headers.get('idempotent-replayed')).toBeNull();
+      }
+      const winningAmount = JSON.parse(winners[0]!.text).amount.minor_units as number;
+      // Every request with the winning body won; every request with the other body lost.
+      answers.forEach((a, i) => expect(a.status).toBe(bodies[i]!.amount.minor_units === winningAmount ? 201 : 422));
+      const payoutId = await expectOneAnswer(stack, payouts, accountId, key, winners, 201);
+      expect((await stack.transfersOf(payoutId)).filter((t) => t.kind === 'hold')).toEqual([{ kind: 'hold', amount: winningAmount }]);
+      await stack.waitForStatus(payoutId, ['SETTLED'], 60_000);
+    }
   });
 
   it('the same key with a different amount: 422 IDEMPOTENCY_MISMATCH, nothing changes', async () => {

@@ -143,6 +143,17 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
       { key: SA.PayoutStuck, value: stuck },
     ]);
   } else {
+    // 0. Limits (per deposit, per day, balance ceiling), under the account's lock: a refused deposit never reaches the provider.
+    if (patched('deposit-limits')) {
+      const authorization = await steps.authorizeDeposit({ depositId, accountId: input.accountId, amountMinor: input.amount.minor_units, currency: input.amount.currency, requestedAt: input.requestedAt });
+      if (!authorization.approved) {
+        details.failureCode = authorization.code;
+        decision = { outcome: 'refused', status: 'FAILED', code: authorization.code, detail: authorization.detail };
+        await moveTo('FAILED', authorization.code);
+        return finish();
+      }
+    }
+
     // 1. Payment intent at the provider (idempotent by deposit id): the player pays at its checkout_url.
     let intentRecord: ProviderDeposit | undefined;
     let created: { checkoutUrl: string; providerDepositId: string };

@@ -69,15 +69,23 @@ export class IdempotencyStore {
     return toLookup(rows[0], operation, fingerprint);
   }
 
-  /** Claims the key for this request; if someone else holds it, says how it stands. */
+  /**
+   * Claims the key for this request; if someone else holds it, says how it stands.
+   * ON CONFLICT names no target on purpose: PostgreSQL turns a conflict into DO NOTHING only on its arbiter
+   * indexes, and two concurrent claims of one key insert the same row, which also collides on the unique
+   * resource_id index. With that index not an arbiter, the loser of the race got a unique violation (500).
+   */
   async claim(accountId: string, key: string, operation: string, fingerprint: string, resourceId: string): Promise<IdempotencyLookup> {
     const inserted = await this.pool.query(
       `INSERT INTO idempotency_records (account_id, idempotency_key, operation, fingerprint, resource_id)
-       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, idempotency_key) DO NOTHING`,
+       VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
       [accountId, key, operation, fingerprint, resourceId],
     );
     if (inserted.rowCount === 1) return { state: 'absent' };
-    return this.lookup(accountId, key, operation, fingerprint);
+    const holder = await this.lookup(accountId, key, operation, fingerprint);
+    // The resource id is a hash of (account, key): another pair holding it would be a sha256 collision.
+    if (holder.state === 'absent') throw new Error(`idempotency: resource id ${resourceId} is claimed by another account and key`);
+    return holder;
   }
 
   /** Stores the answer unless one is stored already; returns the stored one and whether it was ours. */

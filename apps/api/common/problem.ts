@@ -26,7 +26,7 @@ export const PROBLEM_CODES = {
   INSUFFICIENT_FUNDS: { status: 422, title: 'Insufficient funds' },
   ACCOUNT_NOT_ACTIVE: { status: 422, title: 'The account is frozen' },
   INVALID_DESTINATION: { status: 422, title: 'The payout destination is not valid' },
-  LIMIT_EXCEEDED: { status: 422, title: 'The payout exceeds a limit' },
+  LIMIT_EXCEEDED: { status: 422, title: 'The request exceeds a limit' },
   VELOCITY_LIMIT_EXCEEDED: { status: 422, title: 'Too many payouts in a short time' },
   PAYOUT_DECLINED: { status: 422, title: 'The payout was declined' },
   DEPOSIT_REFUSED: { status: 422, title: 'The provider refused the deposit' },

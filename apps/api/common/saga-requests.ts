@@ -6,7 +6,7 @@ import type { Logger } from '../../../lib/logger';
 import { grpcStatusOf } from '../../../lib/temporal-client';
 import { IDEMPOTENCY_MISMATCH } from '../../../workflows/payout/definitions';
 import { IdempotencyStore, requestFingerprint, resourceIdFor, type StoredAnswer } from './idempotency';
-import { ProblemError } from './problem';
+import { ProblemError, type ProblemCode } from './problem';
 
 const MISMATCH_DETAIL = 'This Idempotency-Key was first used with a different request; nothing was changed';
 
@@ -18,6 +18,8 @@ export interface SagaRequestKind<Decision, Input> {
   /** The update that waits for the saga's first decision; its id carries the request fingerprint. */
   decisionUpdate: UpdateDefinition<Decision, [string]>;
   workflowInput(resourceId: string, fingerprint: string): Input;
+  /** A refusal known from the request alone (e.g. over the per-deposit cap): answered before the key is claimed, writing nothing. */
+  refusal?(): { code: ProblemCode; detail: string } | undefined;
   /** Data the saga reads from PostgreSQL rather than its input (idempotent: runs for every attempt). */
   beforeStart?(resourceId: string): Promise<void>;
   /** The decision of a saga that has already ended (its update history is gone with it). */
@@ -83,6 +85,8 @@ export class SagaRequests {
       const account = await this.ledger.getAccount(accountId);
       if (!account || account.kind !== 'player') throw new ProblemError('ACCOUNT_NOT_FOUND', `No account ${accountId}`);
       if (account.currency !== request.amount.currency) throw new ProblemError('CURRENCY_MISMATCH', `Account ${accountId} holds ${account.currency}`);
+      const refusal = kind.refusal?.();
+      if (refusal) throw new ProblemError(refusal.code, refusal.detail);
       const claim = await this.idempotency.claim(accountId, key, kind.operation, fingerprint, resourceId);
       if (claim.state === 'mismatch') throw new ProblemError('IDEMPOTENCY_MISMATCH', MISMATCH_DETAIL);
       if (claim.state === 'completed') return { answer: claim.answer, replayed: true, resourceId };

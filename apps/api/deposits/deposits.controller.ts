@@ -11,7 +11,7 @@ import { toDepositBody, type DepositsService } from './deposits.service';
 export class DepositsController {
   constructor(@Inject(DEPOSITS_SERVICE) private readonly deposits: DepositsService) {}
 
-  /** 201 PENDING with checkout_url, 422 DEPOSIT_REFUSED, or 202 while the intent is pending; repeats replay the first answer. */
+  /** 201 PENDING with checkout_url, 422 LIMIT_EXCEEDED or DEPOSIT_REFUSED, or 202 while the intent is pending; repeats replay the first answer. */
   @Post()
   async create(@Body() body: unknown, @Headers('idempotency-key') keyHeader: string | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     const key = readIdempotencyKey(keyHeader);

@@ -18,7 +18,7 @@ export const depositRoutes: RouteDoc[] = [
       404: { description: 'ACCOUNT_NOT_FOUND' },
       413: { description: 'Body too large' },
       415: { description: 'Not application/json' },
-      422: { description: 'CURRENCY_MISMATCH, UNKNOWN_CURRENCY, IDEMPOTENCY_MISMATCH, DEPOSIT_REFUSED (the provider refused the intent; status FAILED)' },
+      422: { description: 'CURRENCY_MISMATCH, UNKNOWN_CURRENCY, IDEMPOTENCY_MISMATCH, LIMIT_EXCEEDED (over DEPOSIT_MAX_AMOUNT: nothing written; over the daily total or balance ceiling: status FAILED), DEPOSIT_REFUSED (the provider refused the intent; status FAILED)' },
     },
   },
   {

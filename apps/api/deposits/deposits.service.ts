@@ -2,6 +2,7 @@ import type { Client } from '@temporalio/client';
 import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
+import { depositAmountRefusal, moneyLimits } from '../../../lib/limits';
 import { depositStatusQuery, intentUpdate, type DepositInput, type DepositView, type IntentDecision } from '../../../workflows/deposit/definitions';
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../common/idempotency';
@@ -83,6 +84,7 @@ export class DepositsService {
         // The payout's provider-wait settings apply to deposits too: one aggregator, one polling policy.
         timings: { pollInitialMs: c.PAYOUT_POLL_INITIAL_MS, pollMaxMs: c.PAYOUT_POLL_MAX_MS, stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS, continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS },
       }),
+      refusal: () => depositAmountRefusal(moneyLimits(c), request.amount.minor_units, request.amount.currency),
       decisionOfClosedSaga: async (depositId) => decisionFromView(await this.temporal.workflow.getHandle(depositId).query(depositStatusQuery)),
       answerFor: (decision, depositId) => answerFor(decision, request, depositId, requestId),
       accepted: (depositId) => ({ status: 202, body: JSON.stringify(summary(request, depositId, 'REQUESTED')) }),
@@ -94,7 +96,7 @@ export class DepositsService {
         const row = rows[0];
         if (!row) return undefined;
         if (row.checkout_url && row.provider_deposit_id) return answerFor({ outcome: 'created', status: 'PENDING', checkoutUrl: row.checkout_url, providerDepositId: row.provider_deposit_id }, request, depositId, requestId);
-        if (row.status === 'FAILED') return answerFor({ outcome: 'refused', status: 'FAILED', code: row.failure_code ?? 'provider_rejected', detail: 'refused by the provider' }, request, depositId, requestId);
+        if (row.status === 'FAILED') return answerFor({ outcome: 'refused', status: 'FAILED', ...refusalOf(row.failure_code) }, request, depositId, requestId);
         return { status: 202, body: JSON.stringify(summary(request, depositId, 'REQUESTED')) };
       },
     };
@@ -118,7 +120,7 @@ interface DepositRow {
 
 function decisionFromView(view: DepositView): IntentDecision | undefined {
   if (view.checkoutUrl && view.providerDepositId) return { outcome: 'created', status: view.status, checkoutUrl: view.checkoutUrl, providerDepositId: view.providerDepositId };
-  if (view.status === 'FAILED') return { outcome: 'refused', status: 'FAILED', code: view.failureCode ?? 'provider_rejected', detail: 'refused by the provider' };
+  if (view.status === 'FAILED') return { outcome: 'refused', status: 'FAILED', ...refusalOf(view.failureCode) };
   return undefined;
 }
 
@@ -126,10 +128,17 @@ function summary(request: CreateDepositRequest, depositId: string, status: z.inf
   return { deposit_id: depositId, account_id: request.account_id, amount: request.amount, status };
 }
 
+/** A refusal rebuilt from a recorded failure code: the platform's limit, or the provider's refusal. */
+function refusalOf(code: string | null | undefined): { code: string; detail: string } {
+  return code === 'LIMIT_EXCEEDED' ? { code, detail: 'The deposit exceeds a limit' } : { code: code ?? 'provider_rejected', detail: 'refused by the provider' };
+}
+
 function answerFor(decision: IntentDecision, request: CreateDepositRequest, depositId: string, requestId: string): StoredAnswer {
   if (decision.outcome === 'created') return { status: 201, body: JSON.stringify({ ...summary(request, depositId, decision.status), checkout_url: decision.checkoutUrl }) };
+  // The platform's own limits are named as such; anything else was the provider's refusal.
+  const code = decision.code === 'LIMIT_EXCEEDED' ? 'LIMIT_EXCEEDED' : 'DEPOSIT_REFUSED';
   const problem = {
-    ...problemBody('DEPOSIT_REFUSED', decision.detail, { deposit_id: depositId, deposit_status: 'FAILED', failure_code: decision.code }),
+    ...problemBody(code, decision.detail, { deposit_id: depositId, deposit_status: 'FAILED', failure_code: decision.code }),
     instance: '/v1/deposits',
     request_id: requestId,
   };
