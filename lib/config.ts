@@ -34,6 +34,7 @@ export const settings = {
   AUTH_JWT_ISSUER: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `iss` (and `npm run token` signs with it).'),
   AUTH_JWT_AUDIENCE: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `aud`.'),
   AUTH_JWT_SECRET: setting(z.string().min(32), DEV_JWT_SECRET, 'HS256 secret for bearer JWTs (at least 32 characters). Must be changed in production.'),
+  AUTH_MAX_TOKEN_LIFETIME_SECONDS: setting(z.coerce.number().int().min(60).max(2_592_000), '86400', 'Longest accepted bearer-token lifetime (`exp` − `iat`); tokens without `iat`, or issued in the future, are refused.'),
 
   DATABASE_URL: setting(url.optional(), undefined, 'PostgreSQL connection string. Unset: the launcher runs embedded PostgreSQL.'),
   PG_PORT: setting(port, '5433', 'Port of the embedded PostgreSQL.'),
