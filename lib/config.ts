@@ -53,6 +53,7 @@ export const settings = {
   SANDBOX_URL: setting(url, 'http://127.0.0.1:4010', 'Where the worker reaches the aggregator.'),
   SANDBOX_WEBHOOK_SECRET: setting(z.string().min(16), DEV_SANDBOX_WEBHOOK_SECRET, 'HMAC secret of the sandbox aggregator\'s signed webhooks. Must be changed in production.'),
   SANDBOX_WEBHOOK_URL: setting(url, 'http://127.0.0.1:3000/v1/webhooks/sandbox', 'Where the sandbox aggregator sends its webhooks.'),
+  SANDBOX_API_TOKEN: setting(z.string().min(32).optional(), undefined, 'Bearer token the sandbox aggregator requires on its API and control endpoints, and the worker sends. Unset: no token (development and tests only; the sandbox refuses to start without one in production).'),
 
   SANDBOX_CALLBACK_DELAY_MS: setting(z.coerce.number().int().min(0), '1000', 'How long the sandbox aggregator waits before resolving a payout or deposit and calling back.'),
   WEBHOOK_TOLERANCE_SECONDS: setting(z.coerce.number().int().min(1).max(3600), '300', 'Largest accepted age (or clock skew) of a webhook signature timestamp.'),
@@ -106,8 +107,13 @@ export class ConfigError extends Error {
 
 export const repoRoot = path.resolve(import.meta.dirname, '..');
 
+export interface LoadOptions {
+  /** Settings this process cannot run without in production (e.g. the sandbox's SANDBOX_API_TOKEN). */
+  requiredInProduction?: SettingName[];
+}
+
 /** Parses the environment; throws a ConfigError naming each bad setting. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptions = {}): Config {
   const problems: { setting: string; message: string }[] = [];
   const out: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(settings) as [SettingName, Setting<z.ZodType>][]) {
@@ -120,6 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });
     if (out.SANDBOX_WEBHOOK_SECRET === DEV_SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (out.OUTBOX_WEBHOOK_SECRET === settings.OUTBOX_WEBHOOK_SECRET.default) problems.push({ setting: 'OUTBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
+    for (const name of opts.requiredInProduction ?? []) if (out[name] === undefined) problems.push({ setting: name, message: 'required in production' });
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const parsed = out as Parsed;
@@ -127,9 +134,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** For process entry points: load or print the problem and exit non-zero. */
-export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env, opts: LoadOptions = {}): Config {
   try {
-    return loadConfig(env);
+    return loadConfig(env, opts);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);

@@ -66,6 +66,7 @@ export function createPayoutWorker(opts: PayoutWorkerOptions): Promise<Worker> {
 export function activitySettings(config: Config): Omit<ActivityDeps, 'pool'> {
   return {
     providerUrl: config.SANDBOX_URL,
+    providerToken: config.SANDBOX_API_TOKEN,
     payoutLimits: { maxAmountMajor: config.PAYOUT_MAX_AMOUNT, dailyMaxAmountMajor: config.PAYOUT_DAILY_MAX_AMOUNT, hourlyMaxCount: config.PAYOUT_HOURLY_MAX_COUNT },
   };
 }
