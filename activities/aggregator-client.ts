@@ -9,6 +9,16 @@ export type AggregatorResource = 'payouts' | 'deposits';
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
+/** The bearer token the aggregator requires (SANDBOX_API_TOKEN); set once per worker process by createActivities. */
+let aggregatorToken: string | undefined;
+export function useAggregatorToken(token: string | undefined): void {
+  aggregatorToken = token;
+}
+/** The Authorization header every call to the aggregator carries (none when no token is configured). */
+export function aggregatorAuthorization(): Record<string, string> {
+  return aggregatorToken ? { authorization: `Bearer ${aggregatorToken}` } : {};
+}
+
 export function aggregatorBase(providerUrl: string): string {
   return providerUrl.replace(/\/$/, '');
 }
@@ -21,7 +31,7 @@ export async function submitToAggregator(base: string, resource: AggregatorResou
   const noun = resource === 'payouts' ? 'payout' : 'deposit';
   const response = await fetch(`${base}/v1/${resource}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'idempotency-key': reference },
+    headers: { 'content-type': 'application/json', 'idempotency-key': reference, ...aggregatorAuthorization() },
     body: JSON.stringify({ reference, ...body }),
     signal: AbortSignal.timeout(DEFAULT_TIMEOUT_MS),
   });
@@ -40,7 +50,7 @@ export async function submitToAggregator(base: string, resource: AggregatorResou
 
 /** The aggregator's object for a reference; undefined when it has never seen it. */
 export async function findAtAggregator(base: string, resource: AggregatorResource, reference: string, what: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<unknown> {
-  const response = await fetch(`${base}/v1/${resource}?reference=${encodeURIComponent(reference)}`, { signal: AbortSignal.timeout(timeoutMs) });
+  const response = await fetch(`${base}/v1/${resource}?reference=${encodeURIComponent(reference)}`, { headers: aggregatorAuthorization(), signal: AbortSignal.timeout(timeoutMs) });
   if (response.status === 404) return undefined;
   if (!response.ok) throw ApplicationFailure.retryable(`aggregator ${what} answered ${response.status}`, 'ProviderUnavailable');
   return response.json();

@@ -1,6 +1,7 @@
 import type { Pool } from '../lib/db';
 import { createDestinationVault, type DestinationKeyRing } from '../lib/destination-vault';
 import type { MoneyLimits } from '../lib/limits';
+import { useAggregatorToken } from './aggregator-client';
 import { createDepositActivities } from './deposits';
 import { createLedger } from './ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
@@ -18,11 +19,14 @@ export interface ActivityDeps {
   limits: MoneyLimits;
   /** Opens the encrypted payout destinations (DESTINATION_KEYS), in the submission activity only. */
   destinationKeys: DestinationKeyRing;
+  /** Bearer token the aggregator requires (SANDBOX_API_TOKEN), if any. */
+  providerToken?: string;
 }
 
 /** Every activity the worker registers (payout and deposit sagas), bound to its dependencies. */
 export function createActivities(deps: ActivityDeps) {
   const ledger = createLedger(deps.pool);
+  useAggregatorToken(deps.providerToken);
   return {
     ...createSelfCheckActivities(deps.pool),
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.limits }),

@@ -8,7 +8,7 @@ import {
   type ReconciliationWindow,
   type SettlementComparison,
 } from '../workflows/reconciliation/definitions';
-import { aggregatorBase, findAtAggregator } from './aggregator-client';
+import { aggregatorAuthorization, aggregatorBase, findAtAggregator } from './aggregator-client';
 import { checkInvariants, type InvariantReport, type InvariantViolation } from './ledger';
 
 export type ItemKind = 'payout' | 'deposit';
@@ -164,7 +164,7 @@ function unavailable(what: string, status: number): never {
 export async function fetchSettlementReport(providerUrl: string, since: string, until: string): Promise<ProviderItem[]> {
   const base = aggregatorBase(providerUrl);
   const url = `${base}/v1/reports/settlements?since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}`;
-  const response = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  const response = await fetch(url, { headers: aggregatorAuthorization(), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   if (!response.ok) unavailable('settlement report', response.status);
   const body = (await response.json()) as { items?: ReportItemBody[] };
   return (body.items ?? [])

@@ -38,6 +38,7 @@ export const settings = {
   AUTH_JWT_ISSUER: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `iss` (and `npm run token` signs with it).'),
   AUTH_JWT_AUDIENCE: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `aud`.'),
   AUTH_JWT_SECRET: setting(z.string().min(32), DEV_JWT_SECRET, 'HS256 secret for bearer JWTs (at least 32 characters). Must be changed in production.'),
+  AUTH_MAX_TOKEN_LIFETIME_SECONDS: setting(z.coerce.number().int().min(60).max(2_592_000), '86400', 'Longest accepted bearer-token lifetime (`exp` − `iat`); tokens without `iat`, or issued in the future, are refused.'),
 
   DESTINATION_KEYS: setting(
     destinationKeyRingSchema,
@@ -63,6 +64,7 @@ export const settings = {
   SANDBOX_URL: setting(url, 'http://127.0.0.1:4010', 'Where the worker reaches the aggregator.'),
   SANDBOX_WEBHOOK_SECRET: setting(z.string().min(16), DEV_SANDBOX_WEBHOOK_SECRET, 'HMAC secret of the sandbox aggregator\'s signed webhooks. Must be changed in production.'),
   SANDBOX_WEBHOOK_URL: setting(url, 'http://127.0.0.1:3000/v1/webhooks/sandbox', 'Where the sandbox aggregator sends its webhooks.'),
+  SANDBOX_API_TOKEN: setting(z.string().min(32).optional(), undefined, 'Bearer token the sandbox aggregator requires on its API and control endpoints, and the worker sends. Unset: no token (development and tests only; the sandbox refuses to start without one in production).'),
 
   SANDBOX_CALLBACK_DELAY_MS: setting(z.coerce.number().int().min(0), '1000', 'How long the sandbox aggregator waits before resolving a payout or deposit and calling back.'),
   WEBHOOK_TOLERANCE_SECONDS: setting(z.coerce.number().int().min(1).max(3600), '300', 'Largest accepted age (or clock skew) of a webhook signature timestamp.'),
@@ -129,8 +131,13 @@ export class ConfigError extends Error {
 
 export const repoRoot = path.resolve(import.meta.dirname, '..');
 
+export interface LoadOptions {
+  /** Settings this process cannot run without in production (e.g. the sandbox's SANDBOX_API_TOKEN). */
+  requiredInProduction?: SettingName[];
+}
+
 /** Parses the environment; throws a ConfigError naming each bad setting. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptions = {}): Config {
   const problems: { setting: string; message: string }[] = [];
   const out: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(settings) as [SettingName, Setting<z.ZodType>][]) {
@@ -146,6 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (out.DESTINATION_KEYS instanceof DestinationKeyRing && out.DESTINATION_KEYS.sharesKeyWith(DestinationKeyRing.parse(DEV_DESTINATION_KEYS))) {
       problems.push({ setting: 'DESTINATION_KEYS', message: 'the dev key is refused in production' });
     }
+    for (const name of opts.requiredInProduction ?? []) if (out[name] === undefined) problems.push({ setting: name, message: 'required in production' });
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const parsed = out as Parsed;
@@ -153,9 +161,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** For process entry points: load or print the problem and exit non-zero. */
-export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env, opts: LoadOptions = {}): Config {
   try {
-    return loadConfig(env);
+    return loadConfig(env, opts);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);

@@ -1,4 +1,5 @@
 // `npm run token -- <sub> <role> [expiry]`: prints a bearer token signed with AUTH_JWT_SECRET.
+import { decodeJwt } from 'jose';
 import { loadConfigOrExit } from '../lib/config';
 import { signToken, type TokenRole } from '../lib/tokens';
 
@@ -8,4 +9,10 @@ if (!sub || !['player', 'service', 'staff'].includes(role)) {
   process.exit(2);
 }
 const config = loadConfigOrExit();
-process.stdout.write(`${await signToken({ sub, role: role as TokenRole }, config.AUTH_JWT_SECRET, expiry, { issuer: config.AUTH_JWT_ISSUER, audience: config.AUTH_JWT_AUDIENCE })}\n`);
+const token = await signToken({ sub, role: role as TokenRole }, config.AUTH_JWT_SECRET, expiry, { issuer: config.AUTH_JWT_ISSUER, audience: config.AUTH_JWT_AUDIENCE });
+const { exp, iat } = decodeJwt(token);
+if (exp! - iat! > config.AUTH_MAX_TOKEN_LIFETIME_SECONDS) {
+  process.stderr.write(`expiry ${expiry} is longer than AUTH_MAX_TOKEN_LIFETIME_SECONDS (${config.AUTH_MAX_TOKEN_LIFETIME_SECONDS}s): the API would refuse the token\n`);
+  process.exit(2);
+}
+process.stdout.write(`${token}\n`);

@@ -9,8 +9,12 @@ import { repoRoot, settings } from '../lib/config';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 
 const composeText = fs.readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf8');
+type PortEntry = string | number | { host_ip?: string; published?: string | number; target: number };
 const compose = parse(composeText, { merge: true }) as {
-  services: Record<string, { build?: string; command?: string[] | string; environment?: Record<string, string>; depends_on?: Record<string, unknown> }>;
+  services: Record<
+    string,
+    { build?: string; command?: string[] | string; environment?: Record<string, string>; depends_on?: Record<string, unknown>; ports?: PortEntry[]; expose?: string[]; profiles?: string[] }
+  >;
 };
 const PLATFORM_SERVICES = ['api', 'worker', 'sandbox-aggregator', 'migrate', 'outbox-publisher'];
 
@@ -65,6 +69,56 @@ describe('docker-compose.yml', () => {
 
   it('registers the same custom search attributes as the dev server', () => {
     for (const [name, type] of Object.entries(CUSTOM_SEARCH_ATTRIBUTES)) expect(composeText).toContain(`${name}=${type}`);
+  });
+});
+
+describe('docker-compose.yml publishes only what is meant to be public', () => {
+  /** A `ports:` entry as Compose reads it: which host interface (all when none is named) and ports. */
+  function published(entry: PortEntry): { hostIp: string; hostPort: string; containerPort: string } {
+    if (typeof entry === 'object') return { hostIp: entry.host_ip ?? '0.0.0.0', hostPort: String(entry.published ?? ''), containerPort: String(entry.target) };
+    const parts = String(entry).split(':');
+    if (parts.length === 3) return { hostIp: parts[0]!, hostPort: parts[1]!, containerPort: parts[2]! };
+    if (parts.length === 2) return { hostIp: '0.0.0.0', hostPort: parts[0]!, containerPort: parts[1]! };
+    return { hostIp: '0.0.0.0', hostPort: '(random)', containerPort: parts[0]! };
+  }
+  const publishedPorts = Object.entries(compose.services).flatMap(([service, s]) => (s.ports ?? []).map((entry) => ({ service, ...published(entry) })));
+  const defaultStack = Object.entries(compose.services).filter(([, s]) => !s.profiles?.length).map(([name]) => name);
+
+  it('publishes every port as intended: the API on all interfaces, the UI and the sandbox on loopback only', () => {
+    expect(publishedPorts.sort((a, b) => a.service.localeCompare(b.service))).toEqual([
+      { service: 'api', hostIp: '0.0.0.0', hostPort: '3000', containerPort: '3000' },
+      { service: 'sandbox-aggregator', hostIp: '127.0.0.1', hostPort: '4010', containerPort: '4010' },
+      { service: 'temporal-ui', hostIp: '127.0.0.1', hostPort: '8233', containerPort: '8080' },
+    ]);
+    expect(publishedPorts.filter((p) => p.hostIp !== '127.0.0.1').map((p) => p.service)).toEqual(['api']);
+  });
+
+  it("keeps Temporal's frontend, PostgreSQL and every metrics port on the compose network", () => {
+    for (const name of ['temporal', 'postgres', 'worker', 'outbox-publisher', 'migrate', 'temporal-setup']) expect(compose.services[name]!.ports, name).toBeUndefined();
+    expect(compose.services.temporal!.expose).toEqual(['7233']);
+    expect(compose.services.worker!.expose).toEqual(['9464']);
+  });
+
+  it('runs the sandbox aggregator only under its profile, with the API token passed through', () => {
+    expect(compose.services['sandbox-aggregator']!.profiles).toEqual(['sandbox']);
+    expect(defaultStack).not.toContain('sandbox-aggregator');
+    expect(defaultStack).toEqual(expect.arrayContaining(['api', 'worker', 'outbox-publisher', 'temporal', 'temporal-ui', 'postgres']));
+    for (const name of ['sandbox-aggregator', 'worker']) expect(compose.services[name]!.environment!.SANDBOX_API_TOKEN, name).toBe('${SANDBOX_API_TOKEN:-}');
+    // NODE_ENV=production: the sandbox itself refuses to start when that token is empty (test/sandbox/auth.test.ts).
+    expect(compose.services['sandbox-aggregator']!.environment!.NODE_ENV).toBe('production');
+  });
+
+  it('runs the Temporal UI read-only behind required OIDC sign-in', () => {
+    const env = compose.services['temporal-ui']!.environment!;
+    expect(env.TEMPORAL_DISABLE_WRITE_ACTIONS).toBe('true');
+    expect(env.TEMPORAL_AUTH_ENABLED).toBe('true');
+    for (const name of ['TEMPORAL_AUTH_PROVIDER_URL', 'TEMPORAL_AUTH_CLIENT_ID', 'TEMPORAL_AUTH_CLIENT_SECRET', 'TEMPORAL_AUTH_CALLBACK_URL']) {
+      expect(env[name], name).toMatch(new RegExp(`^\\$\\{${name}:\\?.+\\}$`));
+    }
+  });
+
+  it("shows how to turn on Temporal's JWT authorizer", () => {
+    for (const line of ['# TEMPORAL_AUTH_AUTHORIZER: default', '# TEMPORAL_AUTH_CLAIM_MAPPER: default', '# TEMPORAL_JWT_KEY_SOURCE1: ']) expect(composeText).toContain(line);
   });
 });
 

@@ -57,6 +57,8 @@ declare module 'fastify' {
 }
 
 const API_VERSION = '1.0.0';
+/** A client's correlation id: letters, digits, `.`, `_`, `-`, at most 64 (a UUID, ULID or `req-123`). */
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** Method and URL of every route the application serves (for the OpenAPI coverage test). */
 const servedRoutes = new WeakMap<NestFastifyApplication, { method: string; url: string }[]>();
@@ -97,8 +99,9 @@ class ApiModule {
           provide: APP_GUARD,
           useFactory: (reflector: Reflector) =>
             new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET, {
-              ...(deps.config.AUTH_JWT_ISSUER ? { issuer: deps.config.AUTH_JWT_ISSUER } : {}),
-              ...(deps.config.AUTH_JWT_AUDIENCE ? { audience: deps.config.AUTH_JWT_AUDIENCE } : {}),
+              issuer: deps.config.AUTH_JWT_ISSUER,
+              audience: deps.config.AUTH_JWT_AUDIENCE,
+              maxLifetimeSeconds: deps.config.AUTH_MAX_TOKEN_LIFETIME_SECONDS,
             }),
           inject: [Reflector],
         },
@@ -130,7 +133,8 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
   const adapter = new FastifyAdapter({
     loggerInstance: deps.logger,
     bodyLimit: deps.config.API_BODY_LIMIT_BYTES,
-    requestIdHeader: 'x-request-id',
+    // The request id is always ours: a client's X-Request-Id never becomes it (see clientRequestId below).
+    requestIdHeader: false,
     genReqId: () => randomUUID(),
     // One access-log line per request comes from our onResponse hook (with route template and timing).
     logController: new LogController({ disableRequestLogging: true }),
@@ -155,6 +159,17 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
     parseJson(request, (body as Buffer).toString('utf8'), (err, value) =>
       err ? done(Object.assign(new ProblemError('MALFORMED_JSON', err.message), { statusCode: 400 }), undefined) : done(null, value),
     );
+  });
+
+  // A client's own X-Request-Id, when it has the strict shape, is kept apart from ours: logged as
+  // clientRequestId and echoed as X-Client-Request-Id, so it can neither forge log fields nor pose as another request.
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const clientRequestId = request.headers['x-request-id'];
+    if (typeof clientRequestId === 'string' && CLIENT_REQUEST_ID.test(clientRequestId)) {
+      request.log = request.log.child({ clientRequestId });
+      void reply.header('x-client-request-id', clientRequestId);
+    }
+    done();
   });
 
   // One server span per request, continuing the caller's traceparent; the Temporal client carries it on.

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../lib/logger';
 import {
   maskDestination,
@@ -79,13 +80,15 @@ export class SandboxEngine {
   createDeposit(request: DepositRequest, scenario: Scenario, baseUrl: string): Deposit {
     const at = this.nowIso();
     const id = randomId('dp');
+    const checkoutSecret = randomBytes(16).toString('hex');
+    this.opts.store.checkoutSecrets.set(id, checkoutSecret);
     const deposit: Deposit = {
       id,
       object: 'deposit',
       reference: request.reference,
       status: 'pending',
       amount: { ...request.amount },
-      checkout_url: `${baseUrl}/sandbox/checkout/${id}`,
+      checkout_url: `${baseUrl}/sandbox/checkout/${id}?secret=${checkoutSecret}`,
       ...(request.metadata ? { metadata: snapshot(request.metadata) } : {}),
       created_at: at,
       updated_at: at,

@@ -3,9 +3,10 @@ import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { createSandboxAggregator } from './server';
 
-const config = loadConfigOrExit();
+// Anyone who reaches an unauthenticated sandbox can settle, fail or return its payouts: production needs a token.
+const config = loadConfigOrExit(process.env, { requiredInProduction: ['SANDBOX_API_TOKEN'] });
 const logger = createLogger('sandbox-aggregator', config.LOG_LEVEL);
-const app = await createSandboxAggregator({ logger, webhookSecret: config.SANDBOX_WEBHOOK_SECRET, webhookUrl: config.SANDBOX_WEBHOOK_URL, callbackDelayMs: config.SANDBOX_CALLBACK_DELAY_MS });
+const app = await createSandboxAggregator({ logger, webhookSecret: config.SANDBOX_WEBHOOK_SECRET, webhookUrl: config.SANDBOX_WEBHOOK_URL, callbackDelayMs: config.SANDBOX_CALLBACK_DELAY_MS, apiToken: config.SANDBOX_API_TOKEN });
 await app.listen({ port: config.SANDBOX_PORT, host: config.SANDBOX_HOST });
 logger.info({ url: `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}` }, 'sandbox aggregator ready');
 

@@ -62,6 +62,11 @@ export const resolveDepositSchema = z.strictObject({
 });
 export type ResolveDeposit = z.infer<typeof resolveDepositSchema>;
 
+/** The checkout page's secret (from the deposit's checkout_url) and the player's choice there. */
+const checkoutSecret = z.string().regex(/^[0-9a-f]{32}$/);
+export const checkoutQuerySchema = z.strictObject({ secret: checkoutSecret });
+export const checkoutActionSchema = z.strictObject({ secret: checkoutSecret, outcome: z.enum(['succeed', 'fail']) });
+
 /**
  * Scripted outcomes. `callback_delay_ms` (every scenario) overrides the server's default delay before the
  * outcome; the other parameters belong to their scenario.

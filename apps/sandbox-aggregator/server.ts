@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import type { Logger } from '../../lib/logger';
@@ -6,6 +7,8 @@ import { isValidIban, snapshot } from './objects';
 import { DEFAULT_SCENARIO, scenarioFromMetadata, scenarioFromDestination, supportsDeposits, type ScenarioParse } from './scenarios';
 import { Scheduler } from './scheduler';
 import {
+  checkoutActionSchema,
+  checkoutQuerySchema,
   depositRequestSchema,
   describeIssues,
   eventsQuerySchema,
@@ -31,6 +34,26 @@ export interface SandboxOptions {
   callbackDelayMs?: number;
   webhookRetry?: WebhookRetryPolicy;
   now?: () => Date;
+  /**
+   * When set (SANDBOX_API_TOKEN), every route but /health and the player's checkout page (which is guarded by
+   * its per-deposit secret) needs `Authorization: Bearer <apiToken>`.
+   */
+  apiToken?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route needs no API token. */
+    public?: boolean;
+  }
+}
+
+const PUBLIC = { config: { public: true } };
+
+/** Constant-time equality of two secrets of any length (compared as SHA-256 digests). */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 export const DEFAULT_CALLBACK_DELAY_MS = 1_000;
@@ -126,6 +149,17 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
               : 'bad_request';
     return reply.code(status).send(errorBody(code, status >= 500 ? 'internal error' : error.message));
   });
+  if (opts.apiToken) {
+    const expected = `Bearer ${opts.apiToken}`;
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.routeOptions.config.public) return;
+      const given = request.headers.authorization;
+      if (typeof given === 'string' && sameSecret(given, expected)) return;
+      void reply.header('www-authenticate', 'Bearer');
+      throw new SandboxHttpError(401, 'unauthorized', 'send Authorization: Bearer <SANDBOX_API_TOKEN>');
+    });
+  }
+
   app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody('not_found', `no route ${request.method} ${request.url}`)));
 
   /** Runs a submission under its Idempotency-Key (scoped per resource kind) and answers, replayed or fresh. */
@@ -160,7 +194,7 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     if (scenario.scenario === 'slow') await scheduler.sleep(scenario.delay_ms ?? DEFAULT_SLOW_DELAY_MS);
   }
 
-  app.get('/health', async () => ({ status: 'ok', service: 'sandbox-aggregator' }));
+  app.get('/health', PUBLIC, async () => ({ status: 'ok', service: 'sandbox-aggregator' }));
 
   // ---- payouts ----
 
@@ -301,11 +335,20 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     return result.object;
   });
 
-  // The page a deposit's checkout_url points at: the player "pays" or declines here (demos and manual tests).
-  app.get('/sandbox/checkout/:id', async (request, reply) => {
-    const { id } = parse(idParamsSchema, request.params, 'path');
+  /** The deposit a checkout_url names, if its secret matches; 404 otherwise (a wrong secret reveals nothing). */
+  function checkoutDeposit(id: string, secret: string) {
+    const expected = store.checkoutSecrets.get(id);
     const deposit = store.deposits.get(id);
-    if (!deposit) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
+    if (!deposit || !expected || !sameSecret(secret, expected)) throw new SandboxHttpError(404, 'not_found', `no checkout ${id}`);
+    return deposit;
+  }
+
+  // The page a deposit's checkout_url points at: the player "pays" or declines here (demos and manual tests).
+  // It is public (a browser carries no API token); the per-deposit secret in checkout_url guards it and its action.
+  app.get('/sandbox/checkout/:id', PUBLIC, async (request, reply) => {
+    const { id } = parse(idParamsSchema, request.params, 'path');
+    const { secret } = parse(checkoutQuerySchema, request.query, 'query');
+    const deposit = checkoutDeposit(id, secret);
     const amount = `${deposit.amount.minor_units} ${deposit.amount.currency} (minor units)`;
     const buttons =
       deposit.status === 'pending'
@@ -319,11 +362,21 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
 ${buttons}
 <script>
 async function resolve(outcome) {
-  await fetch(${JSON.stringify(`/sandbox/deposits/${id}/resolve`).replace(/</g, '\\u003c')}, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome }) });
+  await fetch(${JSON.stringify(`/sandbox/checkout/${id}`).replace(/</g, '\\u003c')}, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome, secret: ${JSON.stringify(secret)} }) });
   location.reload();
 }
 </script>
 </body></html>`);
+  });
+
+  // The checkout page's Pay / Decline: resolves only the deposit its secret belongs to.
+  app.post('/sandbox/checkout/:id', PUBLIC, async (request) => {
+    const { id } = parse(idParamsSchema, request.params, 'path');
+    const { secret, outcome } = parse(checkoutActionSchema, request.body, 'body');
+    const deposit = checkoutDeposit(id, secret);
+    const result = engine.resolveDeposit(deposit, parse(resolveDepositSchema, { outcome }, 'body'));
+    if (!result.ok) throw new SandboxHttpError(409, 'invalid_transition', result.message, { body: { deposit: result.object } });
+    return result.object;
   });
 
   app.get('/sandbox/events', async (request) => {

@@ -105,4 +105,6 @@ export class SandboxStore {
   readonly scenarios = new Map<string, Scenario>();
   /** error_then_ok: 503s already answered, per scoped idempotency key. */
   readonly transientFailures = new Map<string, number>();
+  /** Per-deposit secret in its checkout_url: the page and its pay/decline action need it, not the API token. */
+  readonly checkoutSecrets = new Map<string, string>();
 }

@@ -69,5 +69,6 @@ export function activitySettings(config: Config): Omit<ActivityDeps, 'pool'> {
     providerUrl: config.SANDBOX_URL,
     limits: moneyLimits(config),
     destinationKeys: config.DESTINATION_KEYS,
+    providerToken: config.SANDBOX_API_TOKEN,
   };
 }

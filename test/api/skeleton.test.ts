@@ -40,12 +40,13 @@ describe('API skeleton on real PostgreSQL and Temporal', () => {
     expect(ui.headers['content-type']).toContain('text/html');
   });
 
-  it('answers unknown routes with a problem+json carrying a stable code and the request id', async () => {
+  it('answers unknown routes with a problem+json carrying a stable code and the (server\'s) request id', async () => {
     const res = await api.app.inject({ method: 'GET', url: '/v1/nowhere', headers: { 'x-request-id': 'req-123' } });
     expect(res.statusCode).toBe(404);
     expect(res.headers['content-type']).toContain('application/problem+json');
-    expect(res.json()).toMatchObject({ status: 404, code: 'NOT_FOUND', instance: '/v1/nowhere', request_id: 'req-123' });
-    expect(res.headers['x-request-id']).toBe('req-123');
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(res.json()).toMatchObject({ status: 404, code: 'NOT_FOUND', instance: '/v1/nowhere', request_id: res.headers['x-request-id'] });
+    expect(res.headers['x-client-request-id']).toBe('req-123');
   });
 
   describe('JWT auth guard', () => {

@@ -1,4 +1,5 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { DestinationStream } from 'pino';
 import { createTemporalClient } from '../../lib/temporal-client';
 import { Connection } from '@temporalio/client';
 import { createApiApp } from '../../apps/api/app';
@@ -14,15 +15,18 @@ export interface TestApi {
   close(): Promise<void>;
 }
 
-/** The real API application, in process, on the test run's PostgreSQL and Temporal (or the overrides). */
-export async function startTestApi(overrides: Record<string, string> = {}): Promise<TestApi> {
+/**
+ * The real API application, in process, on the test run's PostgreSQL and Temporal (or the overrides).
+ * logTo: receives the API's JSON log lines (at info), for tests that check what is logged.
+ */
+export async function startTestApi(overrides: Record<string, string> = {}, logTo?: DestinationStream): Promise<TestApi> {
   const config = testConfig(overrides);
   const pool = createPool(config.DATABASE_URL!, 10);
   // A Temporal named by the test is one meant to be unreachable: without the gRPC retry interceptor, whose
   // pending retry timers would fire on the closed channel after the test and throw (uncaught) there.
   const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS, ...(overrides.TEMPORAL_ADDRESS ? { interceptors: [] } : {}) });
   const temporal = createTemporalClient(connection, config.TEMPORAL_NAMESPACE);
-  const app = await createApiApp({ config, pool, temporal, logger: createLogger('api-test', 'silent') });
+  const app = await createApiApp({ config, pool, temporal, logger: logTo ? createLogger('api-test', 'info', logTo) : createLogger('api-test', 'silent') });
   return {
     app,
     pool,

@@ -80,6 +80,7 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
     webhookUrl: `${apiUrl}/v1/webhooks/sandbox`,
     callbackDelayMs: 50,
     webhookRetry: { attempts: 6, baseDelayMs: 100 },
+    apiToken: config.SANDBOX_API_TOKEN,
   });
   await sandbox.listen({ port: 0, host: '127.0.0.1' });
   const sandboxUrl = `http://127.0.0.1:${(sandbox.server.address() as AddressInfo).port}`;
@@ -159,7 +160,7 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
       return rows;
     },
     async scriptSandbox(reference, scenario) {
-      const res = await fetch(`${sandboxUrl}/sandbox/scenarios/${encodeURIComponent(reference)}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scenario) });
+      const res = await fetch(`${sandboxUrl}/sandbox/scenarios/${encodeURIComponent(reference)}`, { method: 'PUT', headers: { 'content-type': 'application/json', ...(config.SANDBOX_API_TOKEN ? { authorization: `Bearer ${config.SANDBOX_API_TOKEN}` } : {}) }, body: JSON.stringify(scenario) });
       expect(res.status).toBe(200);
     },
     async assertLedgerClean() {

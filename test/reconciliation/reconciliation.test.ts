@@ -46,7 +46,7 @@ describe('reconciliation: ledger invariants and the settlement report against th
       controllers: [ReconciliationController],
       providers: [
         { provide: PG_POOL, useValue: stack.pool },
-        { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, stack.config.AUTH_JWT_SECRET), inject: [Reflector] },
+        { provide: APP_GUARD, useFactory: (reflector: Reflector) => new AuthGuard(reflector, stack.config.AUTH_JWT_SECRET, { maxLifetimeSeconds: stack.config.AUTH_MAX_TOKEN_LIFETIME_SECONDS }), inject: [Reflector] },
       ],
     })
     class ReconciliationTestModule {}

@@ -161,7 +161,7 @@ describe('sandbox submissions: validation and idempotency', () => {
     const otherKey = await sandbox.submitDeposit(body);
     expect(first.status).toBe(201);
     expect(first.body).toMatchObject({ object: 'deposit', reference: body.reference, status: 'pending', amount: body.amount, metadata: { channel: 'app' } });
-    expect(first.body.checkout_url).toBe(`${sandbox.baseUrl}/sandbox/checkout/${first.body.id}`);
+    expect(first.body.checkout_url).toMatch(new RegExp(`^${sandbox.baseUrl}/sandbox/checkout/${first.body.id}\\?secret=[0-9a-f]{32}$`));
     expect(replay.body).toEqual(first.body);
     expect(replay.headers.get('idempotent-replayed')).toBe('true');
     expect(mismatch.status).toBe(422);

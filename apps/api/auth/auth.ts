@@ -29,21 +29,56 @@ declare module 'fastify' {
   }
 }
 
-export async function verifyBearer(header: string | undefined, secret: Uint8Array, expected: { issuer?: string; audience?: string } = {}): Promise<Principal> {
+/** What a token must satisfy beyond its signature. */
+export interface TokenRules {
+  issuer?: string;
+  audience?: string;
+  /** Longest accepted `exp` − `iat`, in seconds (AUTH_MAX_TOKEN_LIFETIME_SECONDS). */
+  maxLifetimeSeconds: number;
+}
+
+/** Clock skew forgiven between the token issuer and us, on exp, nbf and iat. */
+export const CLOCK_TOLERANCE_SECONDS = 30;
+
+export async function verifyBearer(header: string | undefined, secret: Uint8Array, rules: TokenRules): Promise<Principal> {
   const match = /^Bearer ([A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+)$/.exec(header ?? '');
   if (!match) throw new ProblemError('UNAUTHENTICATED', 'Missing or malformed Authorization: Bearer <JWT> header');
   try {
-    // exp is required: a leaked token without one would never expire.
-    const { payload } = await jwtVerify(match[1]!, secret, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'], ...expected });
+    // exp is required: a leaked token without one would never expire. iat is required (maxTokenAge makes
+    // jose insist on it, and refuse one in the future): without it a token's lifetime cannot be bounded.
+    const { payload } = await jwtVerify(match[1]!, secret, {
+      algorithms: ['HS256'],
+      requiredClaims: ['exp', 'sub'],
+      maxTokenAge: rules.maxLifetimeSeconds,
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      ...(rules.issuer ? { issuer: rules.issuer } : {}),
+      ...(rules.audience ? { audience: rules.audience } : {}),
+    });
+    // maxTokenAge bounds the age; this bounds what the issuer granted, so a 10-year token is refused at once.
+    if (payload.exp! - payload.iat! > rules.maxLifetimeSeconds) {
+      throw new ProblemError('UNAUTHENTICATED', `The token's lifetime (exp − iat) exceeds ${rules.maxLifetimeSeconds} seconds`);
+    }
     const claims = claimsSchema.safeParse(payload);
     if (!claims.success) throw new ProblemError('UNAUTHENTICATED', 'The token lacks a valid sub or role claim');
     return claims.data;
   } catch (err) {
     if (err instanceof ProblemError) throw err;
-    const reason =
-      err instanceof joseErrors.JWTExpired ? 'The token has expired' : err instanceof joseErrors.JWTClaimValidationFailed ? `The token lacks a required claim (${err.claim})` : 'The token is not valid';
-    throw new ProblemError('UNAUTHENTICATED', reason);
+    throw new ProblemError('UNAUTHENTICATED', refusalReason(err));
   }
+}
+
+const REQUIRED_CLAIMS = ['exp', 'iat', 'sub'] as const;
+
+function refusalReason(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return err.claim === 'iat' ? 'The token is older than the longest accepted lifetime' : 'The token has expired';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.reason !== 'missing') return `The token's ${err.claim} claim is not valid (${err.message})`;
+    const missing = REQUIRED_CLAIMS.filter((claim) => !(claim in err.payload));
+    // jose stops at the first missing claim; an expired token is worth saying so too.
+    const expired = typeof err.payload.exp === 'number' && err.payload.exp < Date.now() / 1000 - CLOCK_TOLERANCE_SECONDS;
+    return `The token ${expired ? 'has expired and ' : ''}lacks a required claim (${missing.join(', ') || err.claim})`;
+  }
+  return 'The token is not valid';
 }
 
 /** A player acts only on its own account; service and staff act on any. */
@@ -60,7 +95,7 @@ export class AuthGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     jwtSecret: string,
-    private readonly expected: { issuer?: string; audience?: string } = {},
+    private readonly rules: TokenRules,
   ) {
     this.secret = new TextEncoder().encode(jwtSecret);
   }
@@ -69,7 +104,7 @@ export class AuthGuard implements CanActivate {
     const targets = [context.getHandler(), context.getClass()];
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_KEY, targets)) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest>();
-    const principal = await verifyBearer(request.headers.authorization, this.secret, this.expected);
+    const principal = await verifyBearer(request.headers.authorization, this.secret, this.rules);
     request.principal = principal;
     request.log = request.log.child({ sub: principal.sub, role: principal.role });
     const allowed = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets);

@@ -1,12 +1,21 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from '../../../lib/db';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PROBLEM_CONTENT_TYPE, ProblemError } from './problem';
 
 /** 1-255 printable ASCII characters (after the IETF Idempotency-Key draft and Stripe). */
 const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
 
-export function readIdempotencyKey(header: string | string[] | undefined): string {
+/**
+ * The request's one Idempotency-Key. Node joins repeated headers into "k1, k2", which is itself a valid key:
+ * a request carrying two keys is refused (it cannot say which one its retries repeat), detected in the raw headers.
+ */
+export function readIdempotencyKey(request: FastifyRequest): string {
+  const rawHeaders = request.raw.rawHeaders;
+  let sent = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'idempotency-key') sent += 1;
+  if (sent > 1) throw new ProblemError('IDEMPOTENCY_KEY_DUPLICATED', `Send exactly one Idempotency-Key header (got ${sent})`);
+  const header = request.headers['idempotency-key'];
   if (header === undefined || header === '') throw new ProblemError('IDEMPOTENCY_KEY_MISSING', 'Send an Idempotency-Key header; retries must repeat it');
   if (Array.isArray(header) || !KEY_PATTERN.test(header)) throw new ProblemError('IDEMPOTENCY_KEY_INVALID');
   return header;

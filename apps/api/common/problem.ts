@@ -9,6 +9,7 @@ export const PROBLEM_CODES = {
   MALFORMED_JSON: { status: 400, title: 'The request body is not valid JSON' },
   IDEMPOTENCY_KEY_MISSING: { status: 400, title: 'Idempotency-Key header is required' },
   IDEMPOTENCY_KEY_INVALID: { status: 400, title: 'Idempotency-Key must be 1-255 printable ASCII characters' },
+  IDEMPOTENCY_KEY_DUPLICATED: { status: 400, title: 'Exactly one Idempotency-Key header is allowed' },
   UNAUTHENTICATED: { status: 401, title: 'A valid bearer token is required' },
   WEBHOOK_SIGNATURE_INVALID: { status: 401, title: 'The webhook signature is not valid' },
   FORBIDDEN: { status: 403, title: 'This token may not do that' },

@@ -1,4 +1,4 @@
-import { Body, Controller, Get, Headers, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assertMayActOnAccount } from '../auth/auth';
 import { readIdempotencyKey, sendAnswer } from '../common/idempotency';
@@ -13,8 +13,8 @@ export class DepositsController {
 
   /** 201 PENDING with checkout_url, 422 LIMIT_EXCEEDED or DEPOSIT_REFUSED, or 202 while the intent is pending; repeats replay the first answer. */
   @Post()
-  async create(@Body() body: unknown, @Headers('idempotency-key') keyHeader: string | undefined, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    const key = readIdempotencyKey(keyHeader);
+  async create(@Body() body: unknown, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    const key = readIdempotencyKey(request);
     const input = parseOrProblem(createDepositBody, body);
     assertMayActOnAccount(request.principal, input.account_id);
     request.log = request.log.child({ idempotencyKey: key });

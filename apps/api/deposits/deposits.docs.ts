@@ -13,7 +13,7 @@ export const depositRoutes: RouteDoc[] = [
     responses: {
       201: { description: 'The provider created the payment intent (status PENDING); the player pays at checkout_url', schema: depositAcceptedBody },
       202: { description: 'Accepted; the intent was not created within the sync deadline. Poll GET /v1/deposits/{deposit_id}', schema: depositAcceptedBody },
-      400: { description: 'VALIDATION_FAILED, MALFORMED_JSON, IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_INVALID' },
+      400: { description: 'VALIDATION_FAILED, MALFORMED_JSON, IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_INVALID, IDEMPOTENCY_KEY_DUPLICATED' },
       403: { description: 'A player may deposit only into its own account' },
       404: { description: 'ACCOUNT_NOT_FOUND' },
       413: { description: 'Body too large' },

@@ -13,7 +13,7 @@ export const payoutRoutes: RouteDoc[] = [
     responses: {
       201: { description: 'Authorized and the money held (status HELD)', schema: payoutAcceptedBody },
       202: { description: 'Accepted; the decision was not known within the sync deadline. Poll GET /v1/payouts/{payout_id}', schema: payoutAcceptedBody },
-      400: { description: 'VALIDATION_FAILED, MALFORMED_JSON, IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_INVALID' },
+      400: { description: 'VALIDATION_FAILED, MALFORMED_JSON, IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_INVALID, IDEMPOTENCY_KEY_DUPLICATED' },
       403: { description: 'A player may pay out only from its own account' },
       404: { description: 'ACCOUNT_NOT_FOUND' },
       413: { description: 'Body too large' },

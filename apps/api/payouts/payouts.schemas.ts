@@ -12,7 +12,7 @@ export const destinationSchema = z.discriminatedUnion('method', [
       .string()
       .max(42)
       .transform(normalizeIban)
-      .refine(isValidIban, { message: 'not a valid IBAN (ISO 13616 shape and mod-97 checksum)', params: { problem: 'INVALID_DESTINATION' } }),
+      .refine(isValidIban, { message: 'not a valid IBAN (country, length, BBAN format and mod-97 checksum)', params: { problem: 'INVALID_DESTINATION' } }),
   }),
   z.strictObject({ method: z.literal('card'), token: z.string().regex(/^[A-Za-z0-9_:.-]{4,128}$/, 'a provider card token') }),
   z.strictObject({ method: z.literal('ewallet'), wallet_id: z.string().regex(/^[A-Za-z0-9_:.@-]{4,128}$/, 'an e-wallet id') }),
