@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { inTransaction, type Pool } from '../lib/db';
 import { depositAmountRefusal, describeLimit, limitInMinorUnits, type MoneyLimits } from '../lib/limits';
-import { aggregatorBase, findAtAggregator, submitToAggregator } from './aggregator-client';
+import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
 import { isLedgerError, type Ledger } from './ledger';
 
 /** The aggregator's deposit as the saga needs it. */
@@ -63,9 +63,9 @@ function toProviderDeposit(body: AggregatorDepositBody): ProviderDeposit {
  * Idempotency-Key and reference, so a retry after a timeout finds the first intent; the credit carries
  * `<deposit id>:credit`, so the player is credited at most once whatever is retried or replayed.
  */
-export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; providerUrl: string; limits: MoneyLimits }) {
+export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggregator: Aggregator; limits: MoneyLimits }) {
   const { pool, ledger, limits } = deps;
-  const base = aggregatorBase(deps.providerUrl);
+  const base = deps.aggregator;
 
   return {
     /**

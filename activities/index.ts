@@ -1,7 +1,7 @@
 import type { Pool } from '../lib/db';
 import { createDestinationVault, type DestinationKeyRing } from '../lib/destination-vault';
 import type { MoneyLimits } from '../lib/limits';
-import { useAggregatorToken } from './aggregator-client';
+import { aggregatorAt } from './aggregator-client';
 import { createDepositActivities } from './deposits';
 import { createLedger } from './ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
@@ -26,15 +26,15 @@ export interface ActivityDeps {
 /** Every activity the worker registers (payout and deposit sagas), bound to its dependencies. */
 export function createActivities(deps: ActivityDeps) {
   const ledger = createLedger(deps.pool);
-  useAggregatorToken(deps.providerToken);
+  const aggregator = aggregatorAt(deps.providerUrl, deps.providerToken);
   return {
     ...createSelfCheckActivities(deps.pool),
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.limits }),
     ...createPayoutLedgerActivities(ledger),
-    ...createProviderActivities({ providerUrl: deps.providerUrl, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys) }),
+    ...createProviderActivities({ aggregator, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys) }),
     ...createProviderIncidentActivities(deps.pool),
-    ...createDepositActivities({ pool: deps.pool, ledger, providerUrl: deps.providerUrl, limits: deps.limits }),
-    ...createReconciliationActivities({ pool: deps.pool, providerUrl: deps.providerUrl }),
+    ...createDepositActivities({ pool: deps.pool, ledger, aggregator, limits: deps.limits }),
+    ...createReconciliationActivities({ pool: deps.pool, aggregator }),
   };
 }
 

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from '../lib/db';
 import { DestinationUnreadable, type DestinationVault, type StoredDestination } from '../lib/destination-vault';
-import { aggregatorBase, findAtAggregator, submitToAggregator } from './aggregator-client';
+import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
 import type { MaskedDestination, PayoutDestination } from '../workflows/payout/definitions';
 import type { RequestedTerms } from '../workflows/provider-records';
 
@@ -40,8 +40,8 @@ function toProviderPayout(body: AggregatorPayoutBody): ProviderPayout {
 }
 
 /** The payout's calls to the aggregator (see aggregator-client.ts for idempotency and error classes). */
-export function createProviderActivities(deps: { providerUrl: string; pool: Pool; destinations: DestinationVault }) {
-  const base = aggregatorBase(deps.providerUrl);
+export function createProviderActivities(deps: { aggregator: Aggregator; pool: Pool; destinations: DestinationVault }) {
+  const base = deps.aggregator;
 
   /**
    * The full destination, kept out of workflow histories and encrypted at rest (payout_destinations):

@@ -8,7 +8,7 @@ import {
   type ReconciliationWindow,
   type SettlementComparison,
 } from '../workflows/reconciliation/definitions';
-import { aggregatorAuthorization, aggregatorBase, findAtAggregator } from './aggregator-client';
+import { findAtAggregator, type Aggregator } from './aggregator-client';
 import { checkInvariants, type InvariantReport, type InvariantViolation } from './ledger';
 
 export type ItemKind = 'payout' | 'deposit';
@@ -161,10 +161,9 @@ function unavailable(what: string, status: number): never {
 }
 
 /** The aggregator's settlement report: every payout/deposit that became final (or was returned) in [since, until). */
-export async function fetchSettlementReport(providerUrl: string, since: string, until: string): Promise<ProviderItem[]> {
-  const base = aggregatorBase(providerUrl);
-  const url = `${base}/v1/reports/settlements?since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}`;
-  const response = await fetch(url, { headers: aggregatorAuthorization(), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+export async function fetchSettlementReport(aggregator: Aggregator, since: string, until: string): Promise<ProviderItem[]> {
+  const url = `${aggregator.url}/v1/reports/settlements?since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}`;
+  const response = await fetch(url, { headers: aggregator.headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   if (!response.ok) unavailable('settlement report', response.status);
   const body = (await response.json()) as { items?: ReportItemBody[] };
   return (body.items ?? [])
@@ -184,8 +183,8 @@ export async function fetchSettlementReport(providerUrl: string, since: string, 
 }
 
 /** The aggregator's current view of one reference; undefined when it never saw it. */
-export async function lookupProviderItem(providerUrl: string, kind: ItemKind, reference: string): Promise<ProviderItem | undefined> {
-  const found = await findAtAggregator(aggregatorBase(providerUrl), `${kind}s`, reference, `${kind} lookup`, REQUEST_TIMEOUT_MS);
+export async function lookupProviderItem(aggregator: Aggregator, kind: ItemKind, reference: string): Promise<ProviderItem | undefined> {
+  const found = await findAtAggregator(aggregator, `${kind}s`, reference, `${kind} lookup`, REQUEST_TIMEOUT_MS);
   if (found === undefined) return undefined;
   const body = found as ProviderObjectBody;
   const finalAt = body.settled_at ?? body.succeeded_at ?? body.failed_at;
@@ -245,8 +244,8 @@ function emptyByKind(): Record<MismatchKind, number> {
  * Reconciliation steps. Idempotent: mismatches are keyed by (run, kind, reference) and the run row by the
  * workflow run id, so a retried activity records nothing twice.
  */
-export function createReconciliationActivities(deps: { pool: Pool; providerUrl: string }) {
-  const { pool, providerUrl } = deps;
+export function createReconciliationActivities(deps: { pool: Pool; aggregator: Aggregator }) {
+  const { pool, aggregator } = deps;
 
   return {
     /**
@@ -286,7 +285,7 @@ export function createReconciliationActivities(deps: { pool: Pool; providerUrl: 
         if (!targets.has(key)) targets.set(key, { itemKind, reference, lookup: true });
       };
 
-      const report = (await fetchSettlementReport(providerUrl, input.since, input.until)).filter((item) => inScope(item.reference));
+      const report = (await fetchSettlementReport(aggregator, input.since, input.until)).filter((item) => inScope(item.reference));
       for (const item of report) targets.set(targetKey(item.kind, item.reference), { itemKind: item.kind, reference: item.reference, provider: item, lookup: false });
 
       const { rows: moved } = await pool.query<{ item_kind: ItemKind; reference: string }>(
@@ -314,7 +313,7 @@ export function createReconciliationActivities(deps: { pool: Pool; providerUrl: 
 
       const toLookUp = [...targets.values()].filter((t) => t.lookup);
       await mapLimited(toLookUp, LOOKUP_CONCURRENCY, async (t) => {
-        t.provider = await lookupProviderItem(providerUrl, t.itemKind, t.reference);
+        t.provider = await lookupProviderItem(aggregator, t.itemKind, t.reference);
       });
 
       // Read after the report, so a movement the saga made because of a reported event is seen.

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { runner } from 'node-pg-migrate';
 import pg from 'pg';
+import { aggregatorAt } from '../../activities/aggregator-client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createProviderActivities } from '../../activities/provider';
 import { repoRoot } from '../../lib/config';
@@ -191,7 +192,7 @@ describe('destination key rotation and plaintext rows left from before encryptio
     });
     await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
     try {
-      const activities = createProviderActivities({ providerUrl: `http://127.0.0.1:${(provider.address() as { port: number }).port}`, pool, destinations: createDestinationVault(ring) });
+      const activities = createProviderActivities({ aggregator: aggregatorAt(`http://127.0.0.1:${(provider.address() as { port: number }).port}`), pool, destinations: createDestinationVault(ring) });
       await activities.submitPayoutToProvider({ payoutId: 'po_legacy_iban', amount: { minor_units: 100, currency: 'EUR' } });
     } finally {
       provider.close();

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Module } from '@nestjs/common';
 import { APP_GUARD, NestFactory, Reflector } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { aggregatorAt } from '../../activities/aggregator-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReconciliationActivities, reconciliationSummary } from '../../activities/reconciliation';
 import { AuthGuard } from '../../apps/api/auth/auth';
@@ -191,7 +192,7 @@ describe('reconciliation: ledger invariants and the settlement report against th
   });
 
   it('a retried step records nothing twice (mismatches keyed by run, kind and reference; the run by its id)', async () => {
-    const activities = createReconciliationActivities({ pool: stack.pool, providerUrl: stack.sandboxUrl });
+    const activities = createReconciliationActivities({ pool: stack.pool, aggregator: aggregatorAt(stack.sandboxUrl) });
     const runId = `${uniqueId('manual')}/run-1`;
     const window = { since, until: new Date().toISOString() };
     const first = await activities.reconcileSettlements({ ...window, runId, references: [planted.providerOnly, planted.ledgerOnly] });

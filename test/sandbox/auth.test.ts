@@ -1,5 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { aggregatorAt, submitToAggregator } from '../../activities/aggregator-client';
 import { repoRoot } from '../../lib/config';
 import { freePort } from '../../lib/wait';
 import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
@@ -49,6 +51,17 @@ describe('sandbox aggregator with SANDBOX_API_TOKEN set', () => {
     expect(payout.body.status).not.toBe('failed');
     const scenario = await sandbox.call('GET', `/sandbox/scenarios/${reference}`, undefined, bearer);
     expect(scenario.status).toBe(404);
+  });
+
+  it("the platform's client sends the token, and a refused token is waited out (retryable), never a refusal of the payout", async () => {
+    const reference = uniqueId('po_ref');
+    const body = { amount: { minor_units: 100, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: 'wallet-0001' } };
+    const wrong = await submitToAggregator(aggregatorAt(sandbox.baseUrl, 'not-the-token-0123456789abcdef'), 'payouts', reference, body).catch((err: unknown) => err);
+    expect(wrong).toBeInstanceOf(ApplicationFailure);
+    expect((wrong as ApplicationFailure).type).toBe('ProviderUnavailable');
+    expect((wrong as ApplicationFailure).nonRetryable).toBe(false);
+    const paid = (await submitToAggregator(aggregatorAt(sandbox.baseUrl, TOKEN), 'payouts', reference, body)) as { reference: string; status: string };
+    expect(paid).toMatchObject({ reference, status: 'pending' });
   });
 
   it('answers the same calls with the token', async () => {
@@ -117,6 +130,7 @@ describe('sandbox aggregator process', () => {
     AUTH_JWT_SECRET: 'p'.repeat(40),
     SANDBOX_WEBHOOK_SECRET: 's'.repeat(40),
     OUTBOX_WEBHOOK_SECRET: 'o'.repeat(40),
+    DESTINATION_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
   });
 
   it('refuses to start in production without SANDBOX_API_TOKEN', async () => {
