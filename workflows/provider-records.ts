@@ -46,3 +46,21 @@ export interface ProviderIncident {
   observed: Record<string, unknown>;
   eventId?: string;
 }
+
+/**
+ * A webhook's claim checked against the provider's record (`observed.status`, 'none' when it has no such
+ * item): undefined when they agree; otherwise the incident to write, with the status the webhook claimed.
+ */
+export function unconfirmedClaim(
+  claimed: { eventId: string; providerStatus: string },
+  observed: Record<string, unknown> & { status: string },
+): (Pick<ProviderIncident, 'kind' | 'fields' | 'observed' | 'eventId'> & { claimedStatus: string }) | undefined {
+  if (observed.status === claimed.providerStatus) return undefined;
+  return {
+    kind: observed.status === 'none' || observed.status === 'pending' ? 'claim_not_confirmed' : 'claim_contradicted',
+    fields: ['status'],
+    observed,
+    eventId: claimed.eventId,
+    claimedStatus: claimed.providerStatus,
+  };
+}

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
 import { signWebhook } from '../../lib/webhook-signature';
 import { sleep } from '../../lib/wait';
+import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from './stack';
 
@@ -124,6 +125,7 @@ describe('provider claims are checked against the provider record before money m
     await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'return' }) });
     await stack.waitForStatus(payoutId, ['RETURNED']);
     expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post', 'refund']);
+    await recordHistory(stack.temporal, 'payout-return-claim-contradicted-then-returned', payoutId);
   });
 
   it('a signed deposit.succeeded for a deposit the provider holds pending credits nothing', async () => {
@@ -148,6 +150,7 @@ describe('provider claims are checked against the provider record before money m
     const credited = await stack.waitForDepositStatus(depositId, ['CREDITED']);
     expect(credited.timeline.at(-1)).toMatchObject({ status: 'CREDITED', note: 'confirmed_by_webhook' });
     expect((await stack.depositTransfersOf(depositId)).map((t) => t.amount)).toEqual([4_000]);
+    await recordHistory(stack.temporal, 'deposit-claim-not-confirmed-then-credited', depositId);
   });
 
   it('a provider payout with our reference but another amount and IBAN is never adopted: an incident, stuck for staff', async () => {
@@ -193,6 +196,7 @@ describe('provider claims are checked against the provider record before money m
     expect(failed.status).toBe(200);
     await stack.waitForStatus(payoutId, ['FAILED']);
     expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'void']);
+    await recordHistory(stack.temporal, 'payout-record-mismatch-failed-by-staff', payoutId);
   });
 
   it('an event id is handled once whatever its type: the same id with another type or body is refused and counted', async () => {

@@ -14,7 +14,7 @@ import {
 import type { Activities } from '../../activities';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
 import { IDEMPOTENCY_MISMATCH } from '../payout/definitions';
-import { differingTerms, type ProviderIncident } from '../provider-records';
+import { differingTerms, unconfirmedClaim, type ProviderIncident } from '../provider-records';
 import type { ProviderDeposit } from '../../activities/deposits';
 import {
   depositEventSignal,
@@ -286,16 +286,8 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
         occurredAt: new Date().toISOString(),
       });
     }
-    const recorded = seen === 'none' ? 'none' : seen.status;
-    if (claimed && recorded !== claimed.providerStatus) {
-      await reportIncident({
-        kind: recorded === 'none' || recorded === 'pending' ? 'claim_not_confirmed' : 'claim_contradicted',
-        fields: ['status'],
-        observed: seen === 'none' ? { status: 'none' } : observedOf(seen),
-        eventId: claimed.eventId,
-        claimedStatus: claimed.providerStatus,
-      });
-    }
+    const unconfirmed = claimed && unconfirmedClaim(claimed, seen === 'none' ? { status: 'none' } : observedOf(seen));
+    if (unconfirmed) await reportIncident(unconfirmed);
   }
 
   async function reportIncident(incident: Pick<ProviderIncident, 'kind' | 'fields' | 'observed' | 'eventId'> & { claimedStatus?: string }): Promise<void> {
@@ -303,7 +295,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     await steps.recordProviderIncident({ sagaKind: 'deposit', reference: depositId, expected: { amount: input.amount, ...(claimedStatus ? { status: claimedStatus } : {}) }, ...rest });
   }
 
-  function observedOf(seen: ProviderDeposit): Record<string, unknown> {
+  function observedOf(seen: ProviderDeposit): Record<string, unknown> & { status: string } {
     return { status: seen.status, providerDepositId: seen.providerDepositId, amount: seen.amount ?? null };
   }
 

@@ -14,7 +14,7 @@ import {
 import type { Activities } from '../../activities';
 import type { ProviderPayout } from '../../activities/provider';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
-import { differingTerms, type ProviderIncident, type RequestedTerms } from '../provider-records';
+import { differingTerms, unconfirmedClaim, type ProviderIncident, type RequestedTerms } from '../provider-records';
 import {
   authorizationUpdate,
   cancelUpdate,
@@ -407,16 +407,8 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       details.providerPayoutId = seen.providerPayoutId;
       if (seen.status !== 'pending') learn(eventFrom(seen, claimed?.providerStatus === seen.status ? claimed : undefined));
     }
-    const recorded = seen === 'none' ? 'none' : seen.status;
-    if (claimed && recorded !== claimed.providerStatus) {
-      await reportIncident({
-        kind: recorded === 'none' || recorded === 'pending' ? 'claim_not_confirmed' : 'claim_contradicted',
-        fields: ['status'],
-        observed: seen === 'none' ? { status: 'none' } : observedOf(seen),
-        eventId: claimed.eventId,
-        claimedStatus: claimed.providerStatus,
-      });
-    }
+    const unconfirmed = claimed && unconfirmedClaim(claimed, seen === 'none' ? { status: 'none' } : observedOf(seen));
+    if (unconfirmed) await reportIncident(unconfirmed);
   }
 
   async function reportIncident(incident: Pick<ProviderIncident, 'kind' | 'fields' | 'observed' | 'eventId'> & { claimedStatus?: string }): Promise<void> {
@@ -428,7 +420,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     return !patched('provider-records-verified') || differingTerms(terms, seen).length === 0;
   }
 
-  function observedOf(seen: ProviderPayout): Record<string, unknown> {
+  function observedOf(seen: ProviderPayout): Record<string, unknown> & { status: string } {
     return { status: seen.status, providerPayoutId: seen.providerPayoutId, amount: seen.amount ?? null, destination: seen.destination ?? null };
   }
 

@@ -1,7 +1,7 @@
 import { patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS } from '../shared';
-import { differingTerms } from '../provider-records';
+import { differingTerms, unconfirmedClaim } from '../provider-records';
 
 const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
 // Asked until it answers: a return is refunded only once the provider's own record says returned.
@@ -41,10 +41,12 @@ async function providerDisagrees(input: PayoutReturnInput): Promise<string | und
   const fields = seen ? differingTerms(terms, seen) : [];
   if (seen && seen.status === 'returned' && fields.length === 0) return undefined;
   const observed = seen ? { status: seen.status, providerPayoutId: seen.providerPayoutId, amount: seen.amount ?? null, destination: seen.destination ?? null } : { status: 'none' };
-  await steps.recordProviderIncident(
-    fields.length > 0
-      ? { sagaKind: 'payout', reference: input.payoutId, kind: 'record_mismatch', fields, expected: { ...terms }, observed, eventId: input.eventId }
-      : { sagaKind: 'payout', reference: input.payoutId, kind: !seen || seen.status === 'pending' ? 'claim_not_confirmed' : 'claim_contradicted', fields: ['status'], expected: { ...terms, status: 'returned' }, observed, eventId: input.eventId },
-  );
+  const base = { sagaKind: 'payout' as const, reference: input.payoutId, expected: { ...terms } };
+  if (fields.length > 0) {
+    await steps.recordProviderIncident({ ...base, kind: 'record_mismatch', fields, observed, eventId: input.eventId });
+  } else {
+    const { claimedStatus, ...unconfirmed } = unconfirmedClaim({ eventId: input.eventId, providerStatus: 'returned' }, observed)!;
+    await steps.recordProviderIncident({ ...base, ...unconfirmed, expected: { ...terms, status: claimedStatus } });
+  }
   return fields.length > 0 ? `the provider's record differs from the payout (${fields.join(', ')})` : `the provider reports the payout ${seen?.status ?? 'unknown to it'}, not returned`;
 }
