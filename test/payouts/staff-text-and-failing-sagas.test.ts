@@ -65,7 +65,11 @@ describe('staff text stays with staff; a saga that cannot answer is shown from t
     await stack.waitForStatus(payoutId, ['SUBMITTED']);
     // A defect: a signal the saga's code cannot handle (it throws), so every later workflow task fails.
     await stack.temporal.workflow.getHandle(payoutId).signal('providerEvent', null);
-    await sleep(1_500);
+    for (const giveUpAt = Date.now() + 20_000; ; await sleep(200)) {
+      const { raw } = await stack.temporal.workflow.getHandle(payoutId).describe();
+      if (Number(raw.pendingWorkflowTask?.attempt ?? 0) > 1) break; // failed, and being retried
+      if (Date.now() > giveUpAt) throw new Error('the workflow task never failed');
+    }
 
     const read = await stack.getPayout(payoutId);
     expect(read).toMatchObject({ payout_id: payoutId, status: 'SUBMITTED', amount: { minor_units: 700, currency: 'EUR' }, cancellable: false });
