@@ -7,7 +7,7 @@ import { createActivities } from '../../activities';
 import { activitySettings } from '../../apps/worker/create-worker';
 import { ensureTemporalCli } from '../../temporal/cli';
 import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
-import { HISTORIES_DIR } from '../replay/histories';
+import { HISTORIES_DIR, recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { boundariesAfterLocalActivities, bundle, replay, splitTaskBefore, type JsonHistory } from './task-boundaries';
 
@@ -61,6 +61,7 @@ describe('payout saga: a task boundary after a local activity never changes the 
       await stack.temporal.workflow.getHandle(payoutId).result();
     });
     await connection.close();
+    await recordHistory(stack.temporal, 'payout-settled-after-task-heartbeat', payoutId);
 
     const json = execFileSync(ensureTemporalCli().path, ['workflow', 'show', '--workflow-id', payoutId, '--address', inject('temporalAddress'), '--namespace', inject('temporalNamespace'), '--output', 'json'], { encoding: 'utf8' });
     const history = JSON.parse(json) as JsonHistory;
