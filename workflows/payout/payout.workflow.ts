@@ -56,6 +56,12 @@ const CLAIM_RECHECK_MS = 1_000;
  */
 export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   const { payoutId, timings } = input;
+  // Patch decisions are taken here, in the first activation, before any local activity result. A
+  // patched() call right after a local activity can run one workflow task earlier on replay than it did
+  // live (when a task completion carried the activity's marker but not the code after it), and there
+  // it answers false: the nondeterminism error of issue 9. Sagas started before this change have no
+  // such marker here and take their decisions where they always did.
+  const patchedAtStart = patched('patch-decisions-at-start');
   let status: PayoutStatus = 'REQUESTED';
   const timeline: TimelineEntry[] = [{ at: input.requestedAt, status }];
   let decision: AuthorizationDecision | undefined;
@@ -244,7 +250,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     // 3. Reversal window: the player may still cancel. Compensation on cancel: void.
     // Without a window no timer is set (a zero timer still costs the server's timer granularity, ~1 s);
     // sagas started before this change replay their timer (`patched` is false for them).
-    if (timings.submitDelayMs > 0 || !patched('no-timer-for-empty-reversal-window')) {
+    if (timings.submitDelayMs > 0 || !(patchedAtStart || patched('no-timer-for-empty-reversal-window'))) {
       await condition(() => cancelRequest !== undefined, timings.submitDelayMs);
     }
     if (cancelRequest) {
