@@ -82,3 +82,29 @@ describe('payout saga: a task boundary after a local activity never changes the 
     expect(failures).toEqual([]);
   });
 });
+
+describe('every recorded history of the current sagas replays cut at every local-activity boundary', () => {
+  /** Histories recorded with the patch decisions taken at start (older ones reproduce the bug by design). */
+  const current = fs
+    .readdirSync(HISTORIES_DIR)
+    .filter((file) => file.endsWith('.json'))
+    .filter((file) => {
+      const text = fs.readFileSync(path.join(HISTORIES_DIR, file), 'utf8');
+      return [...text.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].some((m) => Buffer.from(m[1]!, 'base64').toString('utf8').includes('patch-decisions-at-start'));
+    });
+
+  it('covers the payout and the deposit saga', () => {
+    expect(current.some((file) => file.startsWith('payout-'))).toBe(true);
+    expect(current.some((file) => file.startsWith('deposit-'))).toBe(true);
+  });
+
+  it.each(current)('%s', async (file) => {
+    const history = JSON.parse(fs.readFileSync(path.join(HISTORIES_DIR, file), 'utf8')) as JsonHistory;
+    const failures: string[] = [];
+    for (const cut of boundariesAfterLocalActivities(history)) {
+      const error = await replay(splitTaskBefore(history, cut), `${file}-cut-${cut}`);
+      if (error) failures.push(`cut before event ${history.events[cut]!.eventId}: ${error.slice(0, 300)}`);
+    }
+    expect(failures).toEqual([]);
+  });
+});

@@ -46,6 +46,11 @@ const CLAIM_RECHECK_MS = 1_000;
  * account. Nothing moves before the provider confirms, so a failure has nothing to compensate.
  */
 export async function depositWorkflow(input: DepositInput): Promise<DepositView> {
+  // Patch decisions are taken here, in the first activation, before any local activity result: a
+  // patched() call right after a local activity can run one workflow task earlier on replay than it did
+  // live, and answer false there (see the payout saga). Older sagas decide where they always did.
+  const patchedAtStart = patched('patch-decisions-at-start');
+  const patchedSince = (patchId: string) => patchedAtStart || patched(patchId);
   const { depositId, timings } = input;
   let status: DepositStatus = 'REQUESTED';
   const timeline: DepositTimelineEntry[] = [{ at: input.requestedAt, status }];
@@ -88,7 +93,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   // A callback may arrive before the intent activity has returned: it is kept and acted on after.
   // A webhook is a claim: the saga asks the provider, and acts on its record (see checkProvider).
   setHandler(depositEventSignal, (event) => {
-    if (event.source === 'webhook' && patched('webhooks-confirmed-with-provider')) claim = event;
+    if (event.source === 'webhook' && patchedSince('webhooks-confirmed-with-provider')) claim = event;
     else learn(event);
   });
 
@@ -144,7 +149,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     ]);
   } else {
     // 0. Limits (per deposit, per day, balance ceiling), under the account's lock: a refused deposit never reaches the provider.
-    if (patched('deposit-limits')) {
+    if (patchedSince('deposit-limits')) {
       const authorization = await steps.authorizeDeposit({ depositId, accountId: input.accountId, amountMinor: input.amount.minor_units, currency: input.amount.currency, requestedAt: input.requestedAt });
       if (!authorization.approved) {
         details.failureCode = authorization.code;
@@ -162,7 +167,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
       created = { checkoutUrl: intent.checkoutUrl, providerDepositId: intent.providerDepositId };
       Object.assign(details, created);
       // A retried intent may find the deposit already decided at the provider (checked below once PENDING).
-      if (patched('provider-records-verified')) intentRecord = intent;
+      if (patchedSince('provider-records-verified')) intentRecord = intent;
       else if (intent.status !== 'pending') learn({ eventId: `intent:${depositId}`, source: 'poll', providerStatus: intent.status, failureCode: intent.failureCode, occurredAt: new Date().toISOString() });
     } catch (err) {
       if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'ProviderRejected') {
@@ -204,7 +209,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   } catch (err) {
     // The provider has the player's money and the ledger refused the credit: the saga fails, and it shows
     // (stuck for staff, in the read model too), never as a deposit still pending at the provider.
-    if (patched('deposit-credit-refusal-shown')) {
+    if (patchedSince('deposit-credit-refusal-shown')) {
       stuck = true;
       upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
       await moveTo(status, 'credit_refused', `the ledger refused the credit: ${err instanceof ActivityFailure && err.cause ? err.cause.message : String(err)}`);
@@ -235,7 +240,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
       if (wait < pollDelay) continue; // woke up only to mark the saga stuck; poll on schedule
       await checkProvider();
       pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
-      if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
+      if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patchedSince('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
     }
     if (stuck) {
       stuck = false;
@@ -264,7 +269,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
    */
   async function judge(seen: ProviderDeposit | 'none' | undefined, claimed?: ProviderDepositEvent): Promise<void> {
     if (seen === undefined) return;
-    const verify = patched('provider-records-verified');
+    const verify = patchedSince('provider-records-verified');
     const fields = verify && seen !== 'none' ? differingTerms({ amount: input.amount }, seen) : [];
     if (seen !== 'none' && fields.length > 0) {
       await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });

@@ -62,6 +62,8 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   // it answers false: the nondeterminism error of issue 9. Sagas started before this change have no
   // such marker here and take their decisions where they always did.
   const patchedAtStart = patched('patch-decisions-at-start');
+  /** A change to what the saga does: on for sagas started with it; older sagas decide where they always did. */
+  const patchedSince = (patchId: string) => patchedAtStart || patched(patchId);
   let status: PayoutStatus = 'REQUESTED';
   const timeline: TimelineEntry[] = [{ at: input.requestedAt, status }];
   let decision: AuthorizationDecision | undefined;
@@ -123,7 +125,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   }
   setHandler(providerEventSignal, (event) => {
     // A webhook is a claim: the saga asks the provider, and acts on its record (see checkProvider).
-    if (event.source === 'webhook' && patched('webhooks-confirmed-with-provider')) claim = event;
+    if (event.source === 'webhook' && patchedSince('webhooks-confirmed-with-provider')) claim = event;
     else learn(event);
   });
   setHandler(pollProviderNowSignal, () => {
@@ -134,7 +136,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     async (request) => {
       resolving = true;
       // Staff may fail a payout only if the provider has not paid it: a settled payout is settled, not failed.
-      if (request.outcome === 'fail' && patched('staff-fail-checks-provider')) {
+      if (request.outcome === 'fail' && patchedSince('staff-fail-checks-provider')) {
         const seen = await providerRecord();
         if (seen === 'unknown') {
           resolving = false;
@@ -250,7 +252,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     // 3. Reversal window: the player may still cancel. Compensation on cancel: void.
     // Without a window no timer is set (a zero timer still costs the server's timer granularity, ~1 s);
     // sagas started before this change replay their timer (`patched` is false for them).
-    if (timings.submitDelayMs > 0 || !(patchedAtStart || patched('no-timer-for-empty-reversal-window'))) {
+    if (timings.submitDelayMs > 0 || !patchedSince('no-timer-for-empty-reversal-window')) {
       await condition(() => cancelRequest !== undefined, timings.submitDelayMs);
     }
     if (cancelRequest) {
@@ -265,17 +267,17 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     let submittedRecord: ProviderPayout | undefined;
     try {
       submittedRecord = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, ...('last4' in input.destination ? {} : { destination: input.destination }) });
-      if (!patched('provider-records-verified')) details.providerPayoutId = submittedRecord.providerPayoutId;
+      if (!patchedSince('provider-records-verified')) details.providerPayoutId = submittedRecord.providerPayoutId;
     } catch (err) {
       if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure)) throw err;
       // A destination that cannot be read (missing, or its encrypted row does not authenticate) is never
       // sent; like a refusal, the hold is released once the provider confirms it has no such payout.
-      const unreadable = (err.cause.type === 'DestinationUndecryptable' || err.cause.type === 'DestinationMissing') && patched('unreadable-destination-released');
+      const unreadable = (err.cause.type === 'DestinationUndecryptable' || err.cause.type === 'DestinationMissing') && patchedSince('unreadable-destination-released');
       if (err.cause.type !== 'ProviderRejected' && !unreadable) throw err;
       const refusal = unreadable ? 'destination_unreadable' : String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
       // A refusal of a retried submission can hide an accepted first attempt: the money is released only
       // when the provider's own record says it has no such payout, or that it failed.
-      let known = patched('confirm-refusal-with-provider') ? await providerRecord() : 'none';
+      let known = patchedSince('confirm-refusal-with-provider') ? await providerRecord() : 'none';
       // Unreachable now: keep asking (with the poll backoff) rather than guess either way.
       for (let delay = timings.pollInitialMs; known === 'unknown'; delay = Math.min(delay * 2, timings.pollMaxMs)) {
         await sleep(delay);
@@ -289,7 +291,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       }
       // The provider has it after all: wait for its outcome like any submitted payout.
       submittedRecord = known;
-      if (!patched('provider-records-verified')) {
+      if (!patchedSince('provider-records-verified')) {
         details.providerPayoutId = known.providerPayoutId;
         learn(eventFrom(known));
       }
@@ -297,7 +299,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     await moveTo('SUBMITTED');
     // Adopted only if it is the payout we asked for: a record with our reference but another amount,
     // currency or destination is an incident for staff, and the saga waits, stuck, for one that agrees.
-    if (patched('provider-records-verified')) await judge(submittedRecord);
+    if (patchedSince('provider-records-verified')) await judge(submittedRecord);
   }
 
   // 5. Await the provider: its callback, or our status polls with backoff. Never assumed failed.
@@ -352,7 +354,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       await checkProvider(decided);
       if (!onRequest) pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       nextPollAt = Date.now() + pollDelay;
-      if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patched('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
+      if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patchedSince('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
       // (returns only if the provider or staff decided while handlers were finishing: the loop then ends)
     }
     if (stuck) {
@@ -398,7 +400,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
    */
   async function judge(seen: ProviderPayout | 'none' | undefined, claimed?: ProviderPayoutEvent): Promise<void> {
     if (seen === undefined) return;
-    const verify = patched('provider-records-verified');
+    const verify = patchedSince('provider-records-verified');
     const fields = verify && seen !== 'none' ? differingTerms(terms, seen) : [];
     if (seen !== 'none' && fields.length > 0) {
       await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });
@@ -423,7 +425,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   }
 
   function agrees(seen: ProviderPayout): boolean {
-    return !patched('provider-records-verified') || differingTerms(terms, seen).length === 0;
+    return !patchedSince('provider-records-verified') || differingTerms(terms, seen).length === 0;
   }
 
   function observedOf(seen: ProviderPayout): Record<string, unknown> & { status: string } {
