@@ -20,6 +20,8 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { parseArgs } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import pg from 'pg';
 import { repoRoot } from '../lib/config';
 import { startProcess, type ManagedProcess } from '../lib/processes';
 import { signToken } from '../lib/tokens';
@@ -47,6 +49,8 @@ const PAYOUT_MINOR = 100;
 const PAYOUTS_PER_ACCOUNT = 15;
 const REFERENCE_TASK_QUEUE = 'bench-reference';
 const HISTORY_SAMPLES = 5;
+/** Longest wait for the previous step's backlog to finish before the next step starts. */
+const QUIET_TIMEOUT_MS = 600_000;
 
 const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 const round = (v: number | null | undefined, digits = 1) => (v === null || v === undefined || !Number.isFinite(v) ? null : Math.round(v * 10 ** digits) / 10 ** digits);
@@ -107,6 +111,27 @@ function cpuDelta(before: CpuSnapshot, after: CpuSnapshot, settled: number) {
   };
 }
 
+/**
+ * Waits until neither workload has sagas in flight (payouts of this run not yet final in the read model,
+ * reference sagas still running), so a saturated step's backlog does not load the next step. Returns what
+ * was still in flight when the wait gave up (0 normally).
+ */
+async function waitUntilQuiet(db: pg.Pool, temporal: Client, accountPrefix: string, payoutsSent: number): Promise<{ platform: number; reference: number; waited_s: number }> {
+  const started = Date.now();
+  for (;;) {
+    const { rows } = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM payouts WHERE account_id LIKE $1 AND status IN ('SETTLED', 'FAILED', 'DECLINED', 'CANCELLED', 'RETURNED')",
+      [`${accountPrefix}%`],
+    );
+    const platform = payoutsSent - rows[0]!.n;
+    const reference = (await temporal.workflow.count(`TaskQueue = '${REFERENCE_TASK_QUEUE}' AND ExecutionStatus = 'Running'`)).count;
+    const waited = (Date.now() - started) / 1000;
+    if ((platform <= 0 && reference === 0) || Date.now() - started > QUIET_TIMEOUT_MS) return { platform: Math.max(0, platform), reference, waited_s: round(waited)! };
+    if (Math.round(waited) % 30 === 0) say(`waiting for the backlog: ${platform} payouts, ${reference} reference sagas in flight`);
+    await sleep(1_000);
+  }
+}
+
 function saturated(step: StepFigures): boolean {
   return step.settled_per_s < 0.8 * step.offered_per_s || (step.decided_in_time_share ?? 0) < 0.9;
 }
@@ -118,6 +143,17 @@ async function main() {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-bench-'));
   const stops: (() => Promise<unknown>)[] = [];
   const launcherLog = fs.createWriteStream(path.join(dataDir, 'launcher-output.log'));
+  // Ctrl-C stops the stack this run started (in reverse order), then exits.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      say(`${signal}: stopping the stack...`);
+      void (async () => {
+        for (const stop of stops.reverse()) await stop().catch(() => undefined);
+        fs.rmSync(dataDir, { recursive: true, force: true });
+        process.exit(130);
+      })();
+    });
+  }
   try {
     let stack: Stack;
     if (flags.attach) {
@@ -145,10 +181,11 @@ async function main() {
     const accountCount = Math.max(10, Math.ceil(maxPayouts / PAYOUTS_PER_ACCOUNT));
     say(`funding ${accountCount} accounts through the API (deposits, paid at the sandbox checkout)...`);
     const fundBefore = cpuSnapshot(stack.launcherPid, extra);
+    const runId = startedAt.getTime().toString(36);
     const funded = await runLoadGenerator<{ accounts: string[]; deposits: StepFigures }>({
       ...addresses,
       kind: 'setup',
-      runId: startedAt.getTime().toString(36),
+      runId,
       accounts: accountCount,
       depositMinor: PAYOUT_MINOR * 20 * 2,
       depositRate: flags.quick ? 2 : 4,
@@ -160,12 +197,19 @@ async function main() {
     const platform: StepFigures[] = [];
     const reference: StepFigures[] = [];
     let nextAccount = 0;
+    let payoutsSent = 0;
+    const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 1 });
+    stops.push(() => db.end());
+    const temporalConnection = await Connection.connect({ address: stack.temporalAddress });
+    stops.push(() => temporalConnection.close());
+    const temporal = new Client({ connection: temporalConnection, namespace: c.TEMPORAL_NAMESPACE });
     // Interleaved per rate, so both workloads meet the same machine (other users' load included).
     for (const rate of RATES) {
       for (const [name, steps] of [['platform', platform], ['reference', reference]] as const) {
         if (name === 'reference' && !referenceWorker) continue;
         // A workload stops one step after it first saturated: the plateau is shown, the backlog bounded.
         if (steps.length >= 2 && saturated(steps.at(-1)!) && saturated(steps.at(-2)!)) continue;
+        const backlog = await waitUntilQuiet(db, temporal, `bench-${runId}-`, payoutsSent);
         say(`${name}: ${rate}/s for ${STEP_SECONDS}s...`);
         const before = cpuSnapshot(stack.launcherPid, extra);
         const common = { ...addresses, rate, seconds: STEP_SECONDS, syncDeadlineMs: c.PAYOUT_SYNC_DEADLINE_MS, drainTimeoutMs: DRAIN_MS, historySamples: HISTORY_SAMPLES };
@@ -173,11 +217,13 @@ async function main() {
           name === 'platform'
             ? await runLoadGenerator<StepFigures>({ ...common, kind: 'platform', accounts: funded.accounts, firstAccount: nextAccount, payoutMinor: PAYOUT_MINOR })
             : await runLoadGenerator<StepFigures>({ ...common, kind: 'reference', taskQueue: REFERENCE_TASK_QUEUE });
-        if (name === 'platform') nextAccount += figures.requests;
-        const step = { ...figures, ...cpuDelta(before, cpuSnapshot(stack.launcherPid, extra), figures.settled) };
+        if (name === 'platform') {
+          nextAccount += figures.requests;
+          payoutsSent += figures.settled + (figures.not_settled as number);
+        }
+        const step = { ...figures, ...cpuDelta(before, cpuSnapshot(stack.launcherPid, extra), figures.settled), in_flight_at_start: backlog };
         steps.push(step);
         say(`${name} ${rate}/s: ${line(step)}`);
-        await sleep(2_000);
       }
     }
 
