@@ -8,7 +8,7 @@
  * payouts open loop at a ladder of rates; the reference saga (bench/reference, its own worker process and
  * task queue on the same Temporal server) gets the same ladder. Per step: share decided in time, accept
  * latency, settled per second, request → SETTLED, history events and workflow tasks per saga, CPU seconds
- * per payout per process. Saves JSON and a PNG chart under bench/results/.
+ * per payout per process. Then deposits get a smaller ladder. Saves JSON and a PNG chart under bench/results/.
  *
  *   npm run bench                      the full ladder (about 15–25 minutes)
  *   npm run bench -- --quick           a short smoke run
@@ -38,12 +38,16 @@ const { values: flags } = parseArgs({
     'step-seconds': { type: 'string' },
     'drain-seconds': { type: 'string' },
     'no-reference': { type: 'boolean', default: false },
+    'deposit-rates': { type: 'string' },
     keep: { type: 'boolean', default: false },
   },
 });
 const RATES = flags.rates ? flags.rates.split(',').map(Number) : flags.quick ? [2, 6] : [1, 2, 4, 8, 12, 16];
 const STEP_SECONDS = Number(flags['step-seconds'] ?? (flags.quick ? 10 : 40));
 const DRAIN_MS = Number(flags['drain-seconds'] ?? (flags.quick ? 30 : 60)) * 1000;
+/** Deposits: a smaller ladder after the payouts, one deposit per fresh account (the daily limits are per account). */
+const DEPOSIT_RATES = flags['deposit-rates'] !== undefined ? flags['deposit-rates'].split(',').filter(Boolean).map(Number) : flags.quick ? [2, 6] : [2, 4, 8];
+const DEPOSIT_STEP_SECONDS = flags.quick ? 10 : 20;
 const PAYOUT_MINOR = 100;
 /** Under the default velocity limit (PAYOUT_HOURLY_MAX_COUNT = 20 per account and hour). */
 const PAYOUTS_PER_ACCOUNT = 15;
@@ -190,6 +194,7 @@ async function main() {
       depositMinor: PAYOUT_MINOR * 20 * 2,
       depositRate: flags.quick ? 2 : 4,
       drainTimeoutMs: 120_000,
+      requireAll: true,
     });
     const deposits = { ...funded.deposits, ...cpuDelta(fundBefore, cpuSnapshot(stack.launcherPid, extra), funded.deposits.settled) };
     say(`deposits at ${deposits.offered_per_s}/s: accept p50 ${deposits.accept_ms.p50} ms, p99 ${deposits.accept_ms.p99} ms, request → CREDITED p50 ${deposits.request_to_settled_ms.p50} ms`);
@@ -227,6 +232,26 @@ async function main() {
       }
     }
 
+    const depositLadder: StepFigures[] = [];
+    for (const rate of DEPOSIT_RATES) {
+      await waitUntilQuiet(db, temporal, `bench-${runId}-`, payoutsSent);
+      say(`deposits: ${rate}/s for ${DEPOSIT_STEP_SECONDS}s (a fresh account each)...`);
+      const before = cpuSnapshot(stack.launcherPid, extra);
+      const { deposits: figures } = await runLoadGenerator<{ deposits: StepFigures }>({
+        ...addresses,
+        kind: 'setup',
+        runId: `${runId}-d${rate}`,
+        accounts: Math.round(rate * DEPOSIT_STEP_SECONDS),
+        depositMinor: 1000,
+        depositRate: rate,
+        drainTimeoutMs: DRAIN_MS,
+        requireAll: false,
+      });
+      const step = { ...figures, ...cpuDelta(before, cpuSnapshot(stack.launcherPid, extra), figures.settled) };
+      depositLadder.push(step);
+      say(`deposits ${rate}/s: ${line(step).replace('settled/s', 'credited/s').replace('SETTLED', 'CREDITED')}`);
+    }
+
     const sustained = (steps: StepFigures[]) => Math.max(0, ...steps.map((s) => s.settled_per_s));
     const result = {
       date: startedAt.toISOString(),
@@ -239,7 +264,8 @@ async function main() {
         warnings_sample: stack.warnings.slice(0, 10),
       },
       ladder: { rates: RATES, step_seconds: STEP_SECONDS, drain_seconds: DRAIN_MS / 1000, payout_minor_units: PAYOUT_MINOR, accounts: accountCount },
-      deposits,
+      funding_deposits: deposits,
+      deposits: depositLadder,
       platform,
       reference,
       sustained_settled_per_s: { platform: round(sustained(platform), 2), reference: referenceWorker ? round(sustained(reference), 2) : null },
@@ -259,6 +285,7 @@ async function main() {
       `${base}.png`,
     );
     process.stdout.write(`${table(result.machine.cores, platform, reference)}\n`);
+    for (const d of depositLadder) process.stdout.write(`deposits ${d.offered_per_s}/s: ${line(d).replace('settled/s', 'credited/s').replace('SETTLED', 'CREDITED (paid at the checkout on the answer)')}\n`);
     process.stdout.write(`sustained settled/s: platform ${result.sustained_settled_per_s.platform}, reference ${result.sustained_settled_per_s.reference ?? '–'}; ratio platform/reference ${result.ratio_platform_to_reference ?? '–'}\n`);
     process.stdout.write(`saved ${path.relative(repoRoot, base)}.json and .png\n`);
   } finally {
