@@ -10,7 +10,7 @@
  * latency, settled per second, request → SETTLED, history events and workflow tasks per saga, CPU seconds
  * per payout per process. Then deposits get a smaller ladder. Saves JSON and a PNG chart under bench/results/.
  *
- *   npm run bench                      the full ladder (about 15–25 minutes)
+ *   npm run bench                      the full ladder (about 30 minutes on 2 cores)
  *   npm run bench -- --quick           a short smoke run
  *   npm run bench -- --rates 2,4,8 --step-seconds 30 --drain-seconds 60 --attach --no-reference --keep
  */
