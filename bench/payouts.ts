@@ -1,271 +1,331 @@
 /**
- * `npm run bench`: payout API and saga figures on this machine, against the real stack started here
- * (embedded PostgreSQL, Temporal dev server, worker, sandbox aggregator settling at once, API on loopback).
+ * `npm run bench`: payouts on the stack a user runs, against the same saga shape on the bare Temporal SDK.
  *
- * 1. Accept latency of POST /v1/payouts (p50/p95/p99) at a fixed request rate, with autocannon.
- * 2. End-to-end throughput: payouts from request to SETTLED per second.
- * 3. Duplicate storm: N concurrent requests with one Idempotency-Key → one saga, N identical answers.
+ * Starts the launcher (`npm start`'s program) as a child with its own DATA_DIR and free ports, default settings
+ * otherwise: separate processes, persistent PostgreSQL and Temporal, the 7-day return window. Or, with
+ * --attach, measures a stack already started with this shell's settings (API_PORT, DATA_DIR, ...).
+ * A separate load-generator process (bench/load-generator.ts) funds accounts through the API, then offers
+ * payouts open loop at a ladder of rates; the reference saga (bench/reference, its own worker process and
+ * task queue on the same Temporal server) gets the same ladder. Per step: share decided in time, accept
+ * latency, settled per second, request → SETTLED, history events and workflow tasks per saga, CPU seconds
+ * per payout per process. Then deposits get a smaller ladder. Saves JSON and a PNG chart under bench/results/.
  *
- * Prints the figures and saves them as JSON in bench/results/. Environment: BENCH_RATE (req/s, default 10),
- * BENCH_SECONDS (default 10), BENCH_E2E_PAYOUTS (default 200), BENCH_STORM (default 100).
+ *   npm run bench                      the full ladder (about 30 minutes on 2 cores)
+ *   npm run bench -- --quick           a short smoke run
+ *   npm run bench -- --rates 2,4,8 --step-seconds 30 --drain-seconds 60 --attach --no-reference --keep
  */
-import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
-// @ts-expect-error autocannon ships no types
-import autocannon from 'autocannon';
-import { Connection } from '@temporalio/client';
-import { createTemporalClient } from '../lib/temporal-client';
-import { NativeConnection, bundleWorkflowCode } from '@temporalio/worker';
-import { createLedger } from '../activities/ledger';
-import { createApiApp } from '../apps/api/app';
-import { createSandboxAggregator } from '../apps/sandbox-aggregator/server';
-import { activitySettings, createPayoutWorker, WORKFLOW_BUNDLE_OPTIONS } from '../apps/worker/create-worker';
-import { loadConfig, repoRoot } from '../lib/config';
-import { createPool } from '../lib/db';
-import { startEmbeddedPostgres } from '../lib/embedded-postgres';
-import { createLogger } from '../lib/logger';
-import { migrateUp } from '../lib/migrate';
-import { installTemporalRuntime } from '../lib/temporal-runtime';
+import readline from 'node:readline';
+import { parseArgs } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import pg from 'pg';
+import { repoRoot } from '../lib/config';
+import { startProcess, type ManagedProcess } from '../lib/processes';
 import { signToken } from '../lib/tokens';
-import { freePort, sleep } from '../lib/wait';
-import { ensureTemporalCli } from '../temporal/cli';
-import { startTemporalDevServer } from '../temporal/dev-server';
+import { sleep } from '../lib/wait';
+import { renderChartPng } from './chart';
+import type { Job, StackAddresses } from './load-generator';
+import { attachStack, cpuSnapshot, type CpuSnapshot, startStack, type Stack } from './stack';
 
-const RATE = Number(process.env.BENCH_RATE ?? 10);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const E2E_PAYOUTS = Number(process.env.BENCH_E2E_PAYOUTS ?? 200);
-const STORM = Number(process.env.BENCH_STORM ?? 100);
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    attach: { type: 'boolean', default: false },
+    rates: { type: 'string' },
+    'step-seconds': { type: 'string' },
+    'drain-seconds': { type: 'string' },
+    'no-reference': { type: 'boolean', default: false },
+    'deposit-rates': { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const RATES = flags.rates ? flags.rates.split(',').map(Number) : flags.quick ? [2, 6] : [1, 2, 4, 8, 12, 16];
+const STEP_SECONDS = Number(flags['step-seconds'] ?? (flags.quick ? 10 : 40));
+const DRAIN_MS = Number(flags['drain-seconds'] ?? (flags.quick ? 30 : 60)) * 1000;
+/** Deposits: a smaller ladder after the payouts, one deposit per fresh account (the daily limits are per account). */
+const DEPOSIT_RATES = flags['deposit-rates'] !== undefined ? flags['deposit-rates'].split(',').filter(Boolean).map(Number) : flags.quick ? [2, 6] : [2, 4, 8];
+const DEPOSIT_STEP_SECONDS = flags.quick ? 10 : 20;
+const PAYOUT_MINOR = 100;
+/** Under the default velocity limit (PAYOUT_HOURLY_MAX_COUNT = 20 per account and hour). */
+const PAYOUTS_PER_ACCOUNT = 15;
+const REFERENCE_TASK_QUEUE = 'bench-reference';
+const HISTORY_SAMPLES = 5;
+/** Longest wait for the previous step's backlog to finish before the next step starts. */
+const QUIET_TIMEOUT_MS = 600_000;
 
 const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+const round = (v: number | null | undefined, digits = 1) => (v === null || v === undefined || !Number.isFinite(v) ? null : Math.round(v * 10 ** digits) / 10 ** digits);
+
+/** Runs one load-generator process for a job and returns its JSON answer. */
+function runLoadGenerator<T>(job: Job): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/load-generator.ts'], { cwd: repoRoot, env: { ...process.env, BENCH_JOB: JSON.stringify(job) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let last = '';
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => (last = line));
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(last) as T) : reject(new Error(`load generator (${job.kind}) exited ${code}`))));
+  });
+}
+
+function startReferenceWorker(stack: Stack, logFile: string): Promise<ManagedProcess> {
+  const log = fs.createWriteStream(logFile, { flags: 'a' });
+  return new Promise((resolve, reject) => {
+    const proc = startProcess('reference-worker', process.execPath, ['--import', 'tsx', 'bench/reference/worker.ts'], {
+      cwd: repoRoot,
+      env: { ...process.env, TEMPORAL_ADDRESS: stack.temporalAddress, TEMPORAL_NAMESPACE: stack.config.TEMPORAL_NAMESPACE, REFERENCE_TASK_QUEUE, SANDBOX_CALLBACK_DELAY_MS: String(stack.config.SANDBOX_CALLBACK_DELAY_MS) },
+      onLine: (line) => {
+        log.write(`${line}\n`);
+        if (line.includes('reference worker ready')) resolve(proc);
+      },
+    });
+    void proc.exited.then((code) => reject(new Error(`reference worker exited (${code}); see ${logFile}`)));
+  });
+}
+
+type StepFigures = {
+  offered_per_s: number;
+  requests: number;
+  settled: number;
+  settled_per_s: number;
+  decided_in_time_share: number | null;
+  accept_ms: { p50: number | null; p95: number | null; p99: number | null; max: number | null };
+  request_to_settled_ms: { p50: number | null; p99: number | null };
+  history: { events_per_saga: number | null; workflow_tasks_per_saga: number | null };
+  [k: string]: unknown;
+};
+
+function cpuDelta(before: CpuSnapshot, after: CpuSnapshot, settled: number) {
+  const perProcess: Record<string, { cpu_s: number; cpu_s_per_payout: number | null; rss_mib: number }> = {};
+  for (const [name, now] of Object.entries(after.services)) {
+    const cpu = now.cpuSeconds - (before.services[name]?.cpuSeconds ?? 0);
+    perProcess[name] = { cpu_s: round(cpu, 2)!, cpu_s_per_payout: settled ? round(cpu / settled, 4) : null, rss_mib: Math.round(now.rssBytes / 2 ** 20) };
+  }
+  const wallSeconds = (after.at - before.at) / 1000;
+  const ours = Object.values(perProcess).reduce((a, p) => a + p.cpu_s, 0);
+  const machineBusy = (after.machine.busy - before.machine.busy) / (after.machine.total - before.machine.total);
+  return {
+    wall_s: round(wallSeconds),
+    cpu_per_process: perProcess,
+    /** Share of all cores busy during the step, everyone's load included; and the part that was not ours. */
+    machine_busy_share: round(machineBusy, 2),
+    others_busy_cores: round(machineBusy * os.cpus().length - ours / wallSeconds, 2),
+    loadavg_1m: round(os.loadavg()[0], 2),
+  };
+}
+
+/**
+ * Waits until neither workload has sagas in flight (payouts of this run not yet final in the read model,
+ * reference sagas still running), so a saturated step's backlog does not load the next step. Returns what
+ * was still in flight when the wait gave up (0 normally).
+ */
+async function waitUntilQuiet(db: pg.Pool, temporal: Client, accountPrefix: string, payoutsSent: number): Promise<{ platform: number; reference: number; waited_s: number }> {
+  const started = Date.now();
+  for (;;) {
+    const { rows } = await db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM payouts WHERE account_id LIKE $1 AND status IN ('SETTLED', 'FAILED', 'DECLINED', 'CANCELLED', 'RETURNED')",
+      [`${accountPrefix}%`],
+    );
+    const platform = payoutsSent - rows[0]!.n;
+    const reference = (await temporal.workflow.count(`TaskQueue = '${REFERENCE_TASK_QUEUE}' AND ExecutionStatus = 'Running'`)).count;
+    const waited = (Date.now() - started) / 1000;
+    if ((platform <= 0 && reference === 0) || Date.now() - started > QUIET_TIMEOUT_MS) return { platform: Math.max(0, platform), reference, waited_s: round(waited)! };
+    if (Math.round(waited) % 30 === 0) say(`waiting for the backlog: ${platform} payouts, ${reference} reference sagas in flight`);
+    await sleep(1_000);
+  }
+}
+
+function saturated(step: StepFigures): boolean {
+  return step.settled_per_s < 0.8 * step.offered_per_s || (step.decided_in_time_share ?? 0) < 0.9;
+}
 
 async function main() {
-  installTemporalRuntime(createLogger('bench-worker', 'error'), 'ERROR');
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-bench-'));
+  const startedAt = new Date();
+  const resultsDir = path.join(repoRoot, 'bench', 'results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-bench-'));
   const stops: (() => Promise<unknown>)[] = [];
+  const launcherLog = fs.createWriteStream(path.join(dataDir, 'launcher-output.log'));
+  // Ctrl-C stops the stack this run started (in reverse order), then exits.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      say(`${signal}: stopping the stack...`);
+      void (async () => {
+        for (const stop of stops.reverse()) await stop().catch(() => undefined);
+        fs.rmSync(dataDir, { recursive: true, force: true });
+        process.exit(130);
+      })();
+    });
+  }
   try {
-    say('starting PostgreSQL and Temporal...');
-    const pg = await startEmbeddedPostgres({ dataDir: path.join(workDir, 'pg'), port: await freePort(), database: 'bench' });
-    stops.push(() => pg.stop());
-    await migrateUp(pg.url);
-    const temporalServer = await startTemporalDevServer({ cliPath: ensureTemporalCli().path, port: await freePort(), namespace: 'default' });
-    stops.push(() => temporalServer.stop());
-
-    const apiPort = await freePort();
-    const sandboxPort = await freePort();
-    const config = loadConfig({
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'silent',
-      DATABASE_URL: pg.url,
-      PG_POOL_MAX: '30',
-      TEMPORAL_ADDRESS: temporalServer.address,
-      SANDBOX_URL: `http://127.0.0.1:${sandboxPort}`,
-      PAYOUT_SYNC_DEADLINE_MS: '10000',
-      PAYOUT_POLL_INITIAL_MS: '5000',
-      PAYOUT_RETURN_WINDOW_MS: '1000',
-      PAYOUT_MAX_AMOUNT: '1000000',
-      PAYOUT_DAILY_MAX_AMOUNT: '100000000000',
-      PAYOUT_HOURLY_MAX_COUNT: '1000000',
-    });
-    const pool = createPool(pg.url, 30);
-    stops.push(() => pool.end());
-    const connection = await Connection.connect({ address: temporalServer.address });
-    stops.push(() => connection.close());
-    const temporal = createTemporalClient(connection, 'default');
-
-    const api = await createApiApp({ config, pool, temporal, logger: createLogger('bench-api', 'silent') });
-    await api.listen({ port: apiPort, host: '127.0.0.1' });
-    stops.push(() => api.close());
-    const apiUrl = `http://127.0.0.1:${(api.getHttpServer().address() as AddressInfo).port}`;
-
-    const sandbox = await createSandboxAggregator({
-      logger: createLogger('bench-sandbox', 'silent'),
-      webhookSecret: config.SANDBOX_WEBHOOK_SECRET,
-      webhookUrl: `${apiUrl}/v1/webhooks/sandbox`,
-      callbackDelayMs: 0,
-    });
-    await sandbox.listen({ port: sandboxPort, host: '127.0.0.1' });
-    stops.push(() => sandbox.close());
-
-    const workerConnection = await NativeConnection.connect({ address: temporalServer.address });
-    stops.push(() => workerConnection.close());
-    const bundle = await bundleWorkflowCode({ ...WORKFLOW_BUNDLE_OPTIONS, logger: { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} } as never });
-    const worker = await createPayoutWorker({ connection: workerConnection, pool, namespace: 'default', taskQueue: config.TEMPORAL_TASK_QUEUE, workflowBundle: bundle, ...activitySettings(config) });
-    const running = worker.run();
-    stops.push(async () => {
-      worker.shutdown();
-      await running;
-    });
-
-    const ledger = createLedger(pool);
-    const authorization = `Bearer ${await signToken({ sub: 'bench', role: 'service' }, config.AUTH_JWT_SECRET)}`;
-    const fund = async (minor: number) => {
-      const accountId = `bench-${randomUUID()}`;
-      await ledger.createAccount({ accountId, currency: 'EUR', kind: 'player' });
-      const funding = await ledger.ensureSystemAccount('operator_funding', 'EUR');
-      await ledger.transfer({ idempotencyKey: `fund:${accountId}`, debitAccountId: funding.id, creditAccountId: accountId, amount: minor, currency: 'EUR' });
-      return accountId;
-    };
-    const payoutBody = (accountId: string, minor = 100) => JSON.stringify({ account_id: accountId, amount: { minor_units: minor, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: 'wallet-bench' } });
-    const post = async (accountId: string, key: string) =>
-      fetch(`${apiUrl}/v1/payouts`, { method: 'POST', headers: { authorization, 'content-type': 'application/json', 'idempotency-key': key }, body: payoutBody(accountId) });
-
-    // Warm-up: bundles are loaded, connections pooled, system accounts created.
-    const warm = await fund(1_000_000);
-    for (let i = 0; i < 10; i++) await post(warm, randomUUID());
-
-    // 1. Accept latency at a fixed rate.
-    say(`accept latency: ${RATE} req/s for ${SECONDS}s...`);
-    const accounts = await Promise.all(Array.from({ length: 20 }, () => fund(1_000_000_000)));
-    let n = 0;
-    const statuses: Record<string, number> = {};
-    const cannon = await autocannon({
-      url: `${apiUrl}/v1/payouts`,
-      method: 'POST',
-      connections: Math.max(10, Math.ceil(RATE / 5)),
-      overallRate: RATE,
-      duration: SECONDS,
-      headers: { authorization, 'content-type': 'application/json' },
-      requests: [
-        {
-          setupRequest: (req: Record<string, unknown>) => ({
-            ...req,
-            headers: { ...(req.headers as object), 'idempotency-key': randomUUID() },
-            body: payoutBody(accounts[n++ % accounts.length]!),
-          }),
-          onResponse: (status: number) => {
-            statuses[status] = (statuses[status] ?? 0) + 1;
-          },
-        },
-      ],
-    });
-    const accept = {
-      rate_per_s: RATE,
-      seconds: SECONDS,
-      requests: cannon.requests.total,
-      statuses,
-      latency_ms: { p50: cannon.latency.p50, p90: cannon.latency.p90, p97_5: cannon.latency.p97_5, p99: cannon.latency.p99, max: cannon.latency.max },
-    };
-    // autocannon's summary has no p95; a second paced run at the same rate times every request itself.
-    say('accept latency: paced run with per-request timing (p95)...');
-    const samples: number[] = [];
-    await waitUntilQuiet(pool); // the autocannon run's sagas finish first: each phase measures its own load
-    const interval = 1000 / RATE;
-    const started = performance.now();
-    const pending: Promise<void>[] = [];
-    for (let i = 0; i < RATE * SECONDS; i++) {
-      const due = started + i * interval;
-      const wait = due - performance.now();
-      if (wait > 0) await sleep(wait);
-      pending.push(
-        (async () => {
-          const t0 = performance.now();
-          const res = await post(accounts[i % accounts.length]!, randomUUID());
-          await res.arrayBuffer();
-          samples.push(performance.now() - t0);
-        })(),
-      );
+    let stack: Stack;
+    if (flags.attach) {
+      stack = attachStack();
+      say(`using the running stack at ${stack.apiUrl} (launcher pid ${stack.launcherPid})`);
+    } else {
+      say(`starting the platform as npm start does (launcher, DATA_DIR ${dataDir}, free ports)...`);
+      stack = await startStack(dataDir, (line) => launcherLog.write(`${line}\n`));
+      stops.push(() => stack.stop());
+      say(`platform up at ${stack.apiUrl}`);
     }
-    await Promise.all(pending);
-    samples.sort((a, b) => a - b);
-    const acceptExact = { p50: round(quantile(samples, 0.5)), p95: round(quantile(samples, 0.95)), p99: round(quantile(samples, 0.99)), max: round(samples.at(-1)!) };
+    const c = stack.config;
+    const token = await signToken({ sub: 'bench', role: 'service' }, c.AUTH_JWT_SECRET, '12h', { issuer: c.AUTH_JWT_ISSUER, audience: c.AUTH_JWT_AUDIENCE });
+    const addresses: StackAddresses = { apiUrl: stack.apiUrl, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, namespace: c.TEMPORAL_NAMESPACE, token };
 
-    // 2. End to end: request → SETTLED.
-    say(`end to end: ${E2E_PAYOUTS} payouts to SETTLED...`);
-    await waitUntilQuiet(pool);
-    const e2eAccount = await fund(1_000_000_000);
-    const e2eStart = performance.now();
-    const ids: string[] = [];
-    const concurrency = 20;
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < E2E_PAYOUTS) {
-          next++;
-          const res = await post(e2eAccount, randomUUID());
-          ids.push(((await res.json()) as { payout_id: string }).payout_id);
+    let referenceWorker: ManagedProcess | undefined;
+    if (!flags['no-reference']) {
+      say('starting the reference worker (bare SDK, no-op steps)...');
+      referenceWorker = await startReferenceWorker(stack, path.join(dataDir, 'reference-worker.log'));
+      stops.push(() => referenceWorker!.stop(15_000));
+    }
+    const extra: Record<string, number> = referenceWorker ? { 'reference-worker': referenceWorker.child.pid! } : {};
+
+    const maxPayouts = RATES.reduce((a, r) => a + Math.round(r * STEP_SECONDS), 0);
+    const accountCount = Math.max(10, Math.ceil(maxPayouts / PAYOUTS_PER_ACCOUNT));
+    say(`funding ${accountCount} accounts through the API (deposits, paid at the sandbox checkout)...`);
+    const fundBefore = cpuSnapshot(stack.launcherPid, extra);
+    const runId = startedAt.getTime().toString(36);
+    const funded = await runLoadGenerator<{ accounts: string[]; deposits: StepFigures }>({
+      ...addresses,
+      kind: 'setup',
+      runId,
+      accounts: accountCount,
+      depositMinor: PAYOUT_MINOR * 20 * 2,
+      depositRate: flags.quick ? 2 : 4,
+      drainTimeoutMs: 120_000,
+      requireAll: true,
+    });
+    const deposits = { ...funded.deposits, ...cpuDelta(fundBefore, cpuSnapshot(stack.launcherPid, extra), funded.deposits.settled) };
+    say(`deposits at ${deposits.offered_per_s}/s: accept p50 ${deposits.accept_ms.p50} ms, p99 ${deposits.accept_ms.p99} ms, request → CREDITED p50 ${deposits.request_to_settled_ms.p50} ms`);
+
+    const platform: StepFigures[] = [];
+    const reference: StepFigures[] = [];
+    let nextAccount = 0;
+    let payoutsSent = 0;
+    const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 1 });
+    stops.push(() => db.end());
+    const temporalConnection = await Connection.connect({ address: stack.temporalAddress });
+    stops.push(() => temporalConnection.close());
+    const temporal = new Client({ connection: temporalConnection, namespace: c.TEMPORAL_NAMESPACE });
+    // Interleaved per rate, so both workloads meet the same machine (other users' load included).
+    for (const rate of RATES) {
+      for (const [name, steps] of [['platform', platform], ['reference', reference]] as const) {
+        if (name === 'reference' && !referenceWorker) continue;
+        // A workload stops one step after it first saturated: the plateau is shown, the backlog bounded.
+        if (steps.length >= 2 && saturated(steps.at(-1)!) && saturated(steps.at(-2)!)) continue;
+        const backlog = await waitUntilQuiet(db, temporal, `bench-${runId}-`, payoutsSent);
+        say(`${name}: ${rate}/s for ${STEP_SECONDS}s...`);
+        const before = cpuSnapshot(stack.launcherPid, extra);
+        const common = { ...addresses, rate, seconds: STEP_SECONDS, syncDeadlineMs: c.PAYOUT_SYNC_DEADLINE_MS, drainTimeoutMs: DRAIN_MS, historySamples: HISTORY_SAMPLES };
+        const figures =
+          name === 'platform'
+            ? await runLoadGenerator<StepFigures>({ ...common, kind: 'platform', accounts: funded.accounts, firstAccount: nextAccount, payoutMinor: PAYOUT_MINOR })
+            : await runLoadGenerator<StepFigures>({ ...common, kind: 'reference', taskQueue: REFERENCE_TASK_QUEUE });
+        if (name === 'platform') {
+          nextAccount += figures.requests;
+          payoutsSent += figures.settled + (figures.not_settled as number);
         }
-      }),
-    );
-    for (;;) {
-      const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM payouts WHERE payout_id = ANY($1) AND status = 'SETTLED'", [ids]);
-      if (rows[0]!.n === ids.length) break;
-      if (performance.now() - e2eStart > 300_000) throw new Error(`only ${rows[0]!.n}/${ids.length} settled after 300s`);
-      await sleep(50);
+        const step = { ...figures, ...cpuDelta(before, cpuSnapshot(stack.launcherPid, extra), figures.settled), in_flight_at_start: backlog };
+        steps.push(step);
+        say(`${name} ${rate}/s: ${line(step)}`);
+      }
     }
-    const e2eSeconds = (performance.now() - e2eStart) / 1000;
-    const endToEnd = { payouts: E2E_PAYOUTS, seconds: round(e2eSeconds), settled_per_s: round(E2E_PAYOUTS / e2eSeconds) };
 
-    // 3. Duplicate storm: one key, N at once.
-    say(`duplicate storm: ${STORM} concurrent requests, one key...`);
-    const stormAccount = await fund(1_000_000);
-    const stormKey = randomUUID();
-    const stormStart = performance.now();
-    const answers = await Promise.all(
-      Array.from({ length: STORM }, async () => {
-        const res = await post(stormAccount, stormKey);
-        return { status: res.status, body: await res.text(), replayed: res.headers.get('idempotent-replayed') === 'true' };
-      }),
-    );
-    const stormMs = performance.now() - stormStart;
-    const payoutId = (JSON.parse(answers[0]!.body) as { payout_id: string }).payout_id;
-    const holds = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM ledger_transfers WHERE kind = 'hold' AND metadata->>'payout_id' = $1", [payoutId]);
-    const sagas = await temporal.workflow.count(`WorkflowId = '${payoutId}'`);
-    const storm = {
-      requests: STORM,
-      distinct_answers: new Set(answers.map((a) => `${a.status} ${a.body}`)).size,
-      statuses: [...new Set(answers.map((a) => a.status))],
-      replayed: answers.filter((a) => a.replayed).length,
-      sagas: sagas.count,
-      holds: holds.rows[0]!.n,
-      wall_ms: round(stormMs),
-    };
+    const depositLadder: StepFigures[] = [];
+    for (const rate of DEPOSIT_RATES) {
+      await waitUntilQuiet(db, temporal, `bench-${runId}-`, payoutsSent);
+      say(`deposits: ${rate}/s for ${DEPOSIT_STEP_SECONDS}s (a fresh account each)...`);
+      const before = cpuSnapshot(stack.launcherPid, extra);
+      const { deposits: figures } = await runLoadGenerator<{ deposits: StepFigures }>({
+        ...addresses,
+        kind: 'setup',
+        runId: `${runId}-d${rate}`,
+        accounts: Math.round(rate * DEPOSIT_STEP_SECONDS),
+        depositMinor: 1000,
+        depositRate: rate,
+        drainTimeoutMs: DRAIN_MS,
+        requireAll: false,
+      });
+      const step = { ...figures, ...cpuDelta(before, cpuSnapshot(stack.launcherPid, extra), figures.settled) };
+      depositLadder.push(step);
+      say(`deposits ${rate}/s: ${line(step).replace('settled/s', 'credited/s').replace('SETTLED', 'CREDITED')}`);
+    }
 
+    const sustained = (steps: StepFigures[]) => Math.max(0, ...steps.map((s) => s.settled_per_s));
     const result = {
-      date: new Date().toISOString(),
-      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gib: round(os.totalmem() / 2 ** 30), node: process.version },
-      accept_latency_autocannon: accept,
-      accept_latency_ms: acceptExact,
-      end_to_end: endToEnd,
-      duplicate_storm: storm,
+      date: startedAt.toISOString(),
+      mode: flags.quick ? 'quick' : 'full',
+      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gib: round(os.totalmem() / 2 ** 30), node: process.version, loadavg_at_start: os.loadavg().map((v) => round(v, 2)) },
+      stack: {
+        started: flags.attach ? 'attached to a running stack' : 'apps/launcher/main.ts as a child process, own DATA_DIR and free ports, default settings',
+        settings: { PAYOUT_SYNC_DEADLINE_MS: c.PAYOUT_SYNC_DEADLINE_MS, PAYOUT_RETURN_WINDOW_MS: c.PAYOUT_RETURN_WINDOW_MS, SANDBOX_CALLBACK_DELAY_MS: c.SANDBOX_CALLBACK_DELAY_MS, PG_POOL_MAX: c.PG_POOL_MAX },
+        warnings_printed: stack.warnings.length,
+        warnings_sample: stack.warnings.slice(0, 10),
+      },
+      ladder: { rates: RATES, step_seconds: STEP_SECONDS, drain_seconds: DRAIN_MS / 1000, payout_minor_units: PAYOUT_MINOR, accounts: accountCount },
+      funding_deposits: deposits,
+      deposits: depositLadder,
+      platform,
+      reference,
+      sustained_settled_per_s: { platform: round(sustained(platform), 2), reference: referenceWorker ? round(sustained(reference), 2) : null },
+      ratio_platform_to_reference: referenceWorker && sustained(reference) > 0 ? round(sustained(platform) / sustained(reference), 2) : null,
     };
-    const out = path.join(repoRoot, 'bench', 'results', `payouts-${result.date.slice(0, 10)}.json`);
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-
-    process.stdout.write(
-      [
-        `machine: ${result.machine.cores} cores, ${result.machine.cpu}, node ${result.machine.node}`,
-        `POST /v1/payouts accept latency at ${RATE} req/s for ${SECONDS}s: p50 ${acceptExact.p50} ms, p95 ${acceptExact.p95} ms, p99 ${acceptExact.p99} ms (autocannon: p50 ${accept.latency_ms.p50}, p99 ${accept.latency_ms.p99} ms, statuses ${JSON.stringify(statuses)})`,
-        `end to end: ${endToEnd.payouts} payouts requested → SETTLED in ${endToEnd.seconds}s = ${endToEnd.settled_per_s} settled/s`,
-        `duplicate storm: ${storm.requests} concurrent requests, one key → ${storm.sagas} saga, ${storm.holds} hold, ${storm.distinct_answers} distinct answer (${storm.replayed} replayed) in ${storm.wall_ms} ms`,
-        `saved ${path.relative(repoRoot, out)}`,
-      ].join('\n') + '\n',
+    const base = path.join(resultsDir, `payouts-${flags.quick ? 'quick-' : ''}${result.date.slice(0, 10)}`);
+    fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
+    await renderChartPng(
+      {
+        title: `Payouts: platform (npm start stack) vs the same saga shape on the bare Temporal SDK${flags.quick ? ' (quick run)' : ''}`,
+        subtitle: `${result.date.slice(0, 16).replace('T', ' ')} UTC · ${result.machine.cores} cores, ${result.machine.cpu} · open loop, ${STEP_SECONDS} s per step · sustained: platform ${result.sustained_settled_per_s.platform}/s, reference ${result.sustained_settled_per_s.reference ?? '–'}/s, ratio ${result.ratio_platform_to_reference ?? '–'}`,
+        series: [
+          { name: 'platform', color: '#1f6feb', steps: platform },
+          ...(referenceWorker ? [{ name: 'reference', color: '#e8590c', steps: reference }] : []),
+        ],
+      },
+      `${base}.png`,
     );
-    if (storm.sagas !== 1 || storm.holds !== 1 || storm.distinct_answers !== 1) {
-      for (const distinct of new Map(answers.map((a) => [`${a.status} ${a.body}`, a])).values()) say(`answer: ${distinct.status} ${distinct.body.slice(0, 300)}`);
-      process.exitCode = 1;
-    }
+    process.stdout.write(`${table(result.machine.cores, platform, reference)}\n`);
+    for (const d of depositLadder) process.stdout.write(`deposits ${d.offered_per_s}/s: ${line(d).replace('settled/s', 'credited/s').replace('SETTLED', 'CREDITED (paid at the checkout on the answer)')}\n`);
+    process.stdout.write(`sustained settled/s: platform ${result.sustained_settled_per_s.platform}, reference ${result.sustained_settled_per_s.reference ?? '–'}; ratio platform/reference ${result.ratio_platform_to_reference ?? '–'}\n`);
+    process.stdout.write(`saved ${path.relative(repoRoot, base)}.json and .png\n`);
   } finally {
-    for (const stop of stops.reverse()) await stop().catch(() => undefined);
-    fs.rmSync(workDir, { recursive: true, force: true });
+    for (const stop of stops.reverse()) await stop().catch((err) => say(`stop: ${String(err)}`));
+    launcherLog.end();
+    if (flags.keep) say(`kept ${dataDir}`);
+    else fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
-/** Waits until no payout saga of the warm-up is still between request and settlement. */
-async function waitUntilQuiet(pool: ReturnType<typeof createPool>) {
-  for (let i = 0; i < 600; i++) {
-    const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM payouts WHERE status IN ('AUTHORIZED', 'HELD', 'SUBMITTED')");
-    if (rows[0]!.n === 0) return;
-    await sleep(100);
-  }
+function line(s: StepFigures): string {
+  return `${pct(s.decided_in_time_share)} decided in time, accept p50 ${s.accept_ms.p50} / p99 ${s.accept_ms.p99} ms, ${round(s.settled_per_s, 2)} settled/s, request → SETTLED p50 ${s.request_to_settled_ms.p50} ms`;
 }
 
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
+function pct(share: number | null): string {
+  return share === null ? '–' : `${Math.round(share * 1000) / 10} %`;
+}
+
+function table(cores: number, platform: StepFigures[], reference: StepFigures[]): string {
+  const rows = [
+    ['workload', 'offered/s', '201 in time', 'accept p50/p95/p99 ms', 'settled/s', 'req→SETTLED p50/p99 ms', 'events/saga', 'WFTs/saga', 'CPU s/payout (worker, temporal, api, postgres)'],
+    ...[...platform.map((s) => ['platform', s] as const), ...reference.map((s) => ['reference', s] as const)].map(([name, s]) => {
+      const cpu = (s.cpu_per_process ?? {}) as Record<string, { cpu_s_per_payout: number | null }>;
+      const worker = name === 'platform' ? cpu.worker : cpu['reference-worker'];
+      return [
+        name,
+        String(s.offered_per_s),
+        pct(s.decided_in_time_share),
+        `${s.accept_ms.p50}/${s.accept_ms.p95}/${s.accept_ms.p99}`,
+        String(round(s.settled_per_s, 2)),
+        `${s.request_to_settled_ms.p50}/${s.request_to_settled_ms.p99}`,
+        String(round(s.history.events_per_saga)),
+        String(round(s.history.workflow_tasks_per_saga)),
+        [worker, cpu.temporal, name === 'platform' ? cpu.api : undefined, name === 'platform' ? cpu.postgres : undefined].map((p) => (p?.cpu_s_per_payout ?? '–').toString()).join(', '),
+      ];
+    }),
+  ];
+  const lines = rows.map((r) => `| ${r.join(' | ')} |`);
+  lines.splice(1, 0, `|${rows[0]!.map(() => '---').join('|')}|`);
+  return `\nmachine: ${cores} cores\n${lines.join('\n')}`;
 }
 
 await main();

@@ -1,0 +1,98 @@
+/**
+ * The benchmark's chart: accept latency (p50, p99) and settled per second against the offered rate, platform
+ * and reference, drawn as SVG and screenshotted to PNG by headless Chromium (playwright-core).
+ */
+import fs from 'node:fs';
+import { chromium } from 'playwright-core';
+
+export interface ChartStep {
+  offered_per_s: number;
+  settled_per_s: number;
+  accept_ms: { p50: number | null; p99: number | null };
+}
+
+export interface ChartInput {
+  title: string;
+  subtitle: string;
+  series: { name: string; color: string; steps: ChartStep[] }[];
+}
+
+const W = 560;
+const H = 380;
+const M = { left: 64, right: 16, top: 40, bottom: 48 };
+
+function panel(title: string, xMax: number, yMax: number, yLabel: string, yLog: boolean, lines: { color: string; dash?: string; points: [number, number][]; label: string }[], diagonal: boolean): string {
+  const innerW = W - M.left - M.right;
+  const innerH = H - M.top - M.bottom;
+  const yMin = yLog ? 10 : 0;
+  const x = (v: number) => M.left + (v / xMax) * innerW;
+  const y = (v: number) => (yLog ? M.top + innerH - ((Math.log10(Math.max(v, yMin)) - Math.log10(yMin)) / (Math.log10(yMax) - Math.log10(yMin))) * innerH : M.top + innerH - (v / yMax) * innerH);
+  const xTicks = niceTicks(xMax);
+  const yTicks = yLog ? [10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000].filter((t) => t <= yMax) : niceTicks(yMax);
+  const fmt = (v: number) => (v >= 1000 ? `${v / 1000}k` : String(v));
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`;
+  svg += `<text x="${M.left}" y="22" font-size="15" font-weight="bold">${title}</text>`;
+  for (const t of yTicks) svg += `<line x1="${M.left}" x2="${W - M.right}" y1="${y(t)}" y2="${y(t)}" stroke="#e5e5e5"/><text x="${M.left - 6}" y="${y(t) + 4}" text-anchor="end">${fmt(t)}</text>`;
+  for (const t of xTicks) svg += `<line y1="${M.top}" y2="${M.top + innerH}" x1="${x(t)}" x2="${x(t)}" stroke="#f0f0f0"/><text x="${x(t)}" y="${M.top + innerH + 16}" text-anchor="middle">${t}</text>`;
+  svg += `<rect x="${M.left}" y="${M.top}" width="${innerW}" height="${innerH}" fill="none" stroke="#999"/>`;
+  svg += `<text x="${M.left + innerW / 2}" y="${H - 10}" text-anchor="middle">offered rate (requests per second)</text>`;
+  svg += `<text transform="translate(16 ${M.top + innerH / 2}) rotate(-90)" text-anchor="middle">${yLabel}</text>`;
+  if (diagonal) svg += `<line x1="${x(0)}" y1="${y(0)}" x2="${x(Math.min(xMax, yMax))}" y2="${y(Math.min(xMax, yMax))}" stroke="#bbb" stroke-dasharray="2 4"/><text x="${x(Math.min(xMax, yMax)) - 4}" y="${y(Math.min(xMax, yMax)) + 14}" text-anchor="end" fill="#999">= offered</text>`;
+  lines.forEach((line, i) => {
+    const pts = line.points.map(([px, py]) => `${x(px).toFixed(1)},${y(py).toFixed(1)}`).join(' ');
+    svg += `<polyline points="${pts}" fill="none" stroke="${line.color}" stroke-width="2.5" ${line.dash ? `stroke-dasharray="${line.dash}"` : ''}/>`;
+    for (const [px, py] of line.points) svg += `<circle cx="${x(px)}" cy="${y(py)}" r="3.5" fill="${line.color}"/>`;
+    const ly = M.top + 14 + i * 16;
+    svg += `<line x1="${M.left + 10}" x2="${M.left + 34}" y1="${ly - 4}" y2="${ly - 4}" stroke="${line.color}" stroke-width="2.5" ${line.dash ? `stroke-dasharray="${line.dash}"` : ''}/><text x="${M.left + 40}" y="${ly}">${line.label}</text>`;
+  });
+  return `${svg}</svg>`;
+}
+
+function niceTicks(max: number): number[] {
+  const step = [1, 2, 5, 10, 20, 50, 100].find((s) => max / s <= 8) ?? 200;
+  return Array.from({ length: Math.floor(max / step) + 1 }, (_, i) => i * step);
+}
+
+export function chartHtml(input: ChartInput): string {
+  const all = input.series.flatMap((s) => s.steps);
+  const xMax = Math.max(...all.map((s) => s.offered_per_s)) * 1.05;
+  const latMax = Math.max(100, ...all.flatMap((s) => [s.accept_ms.p99 ?? 0, s.accept_ms.p50 ?? 0])) * 1.3;
+  const rateMax = Math.max(1, ...all.map((s) => Math.max(s.settled_per_s, s.offered_per_s))) * 1.1;
+  const latency = panel(
+    'Accept latency (POST → answer)',
+    xMax,
+    latMax,
+    'milliseconds (log scale)',
+    true,
+    input.series.flatMap((s) => [
+      { color: s.color, points: s.steps.filter((p) => p.accept_ms.p50 !== null).map((p) => [p.offered_per_s, p.accept_ms.p50!] as [number, number]), label: `${s.name} p50` },
+      { color: s.color, dash: '6 4', points: s.steps.filter((p) => p.accept_ms.p99 !== null).map((p) => [p.offered_per_s, p.accept_ms.p99!] as [number, number]), label: `${s.name} p99` },
+    ]),
+    false,
+  );
+  const throughput = panel(
+    'Settled per second (sustained)',
+    xMax,
+    rateMax,
+    'sagas settled per second',
+    false,
+    input.series.map((s) => ({ color: s.color, points: s.steps.map((p) => [p.offered_per_s, p.settled_per_s] as [number, number]), label: s.name })),
+    true,
+  );
+  return `<!doctype html><html><head><meta charset="utf-8"><style>body{margin:0;padding:12px 16px;font-family:sans-serif;background:#fff;width:${2 * W + 16}px}h1{font-size:18px;margin:0 0 2px}p{margin:0 0 8px;color:#555;font-size:13px}</style></head>
+<body><h1>${input.title}</h1><p>${input.subtitle}</p><div style="display:flex;gap:16px">${latency}${throughput}</div></body></html>`;
+}
+
+/** Debian's Chromium (apt-get install chromium), or the browser named by CHROMIUM_PATH (as test/browser does). */
+export async function renderChartPng(input: ChartInput, pngPath: string): Promise<void> {
+  const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+  if (!fs.existsSync(executablePath)) throw new Error(`no Chromium at ${executablePath} (apt-get install chromium, or set CHROMIUM_PATH)`);
+  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 2 * W + 48, height: H + 80 }, deviceScaleFactor: 1.5 });
+    await page.setContent(chartHtml(input));
+    await page.locator('body').screenshot({ path: pngPath });
+  } finally {
+    await browser.close();
+  }
+}

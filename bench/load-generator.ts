@@ -1,0 +1,253 @@
+/**
+ * The benchmark's load generator: a process of its own, started by bench/payouts.ts once per step.
+ * Open loop: request i leaves at t0 + i / rate whatever the earlier ones do (nothing awaits a previous
+ * request), so a slow system sees its queue grow instead of a politely slower client.
+ *
+ * One JSON job in BENCH_JOB (see `Job`), one JSON result as the last line of stdout.
+ *   setup     creates and funds accounts through the API (deposits paid at the sandbox checkout), open loop;
+ *             also the deposit ladder's step (fresh accounts, one deposit each)
+ *   platform  POST /v1/payouts at the step's rate; settlement read from the `payouts` read model
+ *   reference the bare-SDK saga (bench/reference) started by update-with-start at the same rate
+ */
+import { randomUUID } from 'node:crypto';
+import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
+import pg from 'pg';
+import { sleep } from '../lib/wait';
+import { decisionUpdate, type referenceSaga } from './reference/workflow';
+
+export interface StackAddresses {
+  apiUrl: string;
+  databaseUrl: string;
+  temporalAddress: string;
+  namespace: string;
+  token: string;
+}
+
+export type Job =
+  | (StackAddresses & { kind: 'setup'; runId: string; accounts: number; depositMinor: number; depositRate: number; drainTimeoutMs: number; requireAll: boolean })
+  | (StackAddresses & { kind: 'platform'; rate: number; seconds: number; accounts: string[]; firstAccount: number; payoutMinor: number; syncDeadlineMs: number; drainTimeoutMs: number; historySamples: number })
+  | (StackAddresses & { kind: 'reference'; rate: number; seconds: number; taskQueue: string; syncDeadlineMs: number; drainTimeoutMs: number; historySamples: number });
+
+/** One request of a step: when it left, how it was answered, and when (if) it settled. */
+interface Sample {
+  sentAt: number;
+  lateMs: number;
+  acceptMs?: number;
+  status: number | 'error';
+  id?: string;
+  doneAt?: number;
+  outcome?: string;
+}
+
+const job = JSON.parse(process.env.BENCH_JOB ?? '{}') as Job;
+const say = (msg: string) => process.stderr.write(`[load] ${msg}\n`);
+
+/** Fires `send(i)` at t0 + i/rate for `count` requests without awaiting any of them; resolves when all answered. */
+async function openLoop(rate: number, count: number, send: (i: number, sample: Sample) => Promise<void>): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  const inFlight: Promise<void>[] = [];
+  const t0 = performance.now() + 100;
+  for (let i = 0; i < count; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    const sample: Sample = { sentAt: Date.now(), lateMs: Math.max(0, performance.now() - due), status: 'error' };
+    samples.push(sample);
+    const started = performance.now();
+    inFlight.push(
+      send(i, sample)
+        .catch(() => {
+          sample.status = 'error';
+        })
+        .finally(() => {
+          sample.acceptMs ??= performance.now() - started;
+        }),
+    );
+  }
+  await Promise.all(inFlight);
+  return samples;
+}
+
+function api(path: string, init: { method?: string; body?: unknown; key?: string } = {}): Promise<Response> {
+  const headers: Record<string, string> = { authorization: `Bearer ${job.token}` };
+  if (init.body !== undefined) headers['content-type'] = 'application/json';
+  if (init.key) headers['idempotency-key'] = init.key;
+  return fetch(`${job.apiUrl}${path}`, { method: init.method ?? 'GET', headers, body: init.body === undefined ? undefined : JSON.stringify(init.body), signal: AbortSignal.timeout(60_000) });
+}
+
+/** Polls the read model until every id is in a final state (or the timeout); fills doneAt/outcome. */
+async function drainReadModel(db: pg.Pool, table: 'payouts' | 'deposits', samples: Sample[], finalStates: string[], doneState: string, timeoutMs: number): Promise<void> {
+  const idColumn = table === 'payouts' ? 'payout_id' : 'deposit_id';
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = samples.filter((s) => s.id && !s.outcome);
+    if (open.length === 0) return;
+    const { rows } = await db.query<{ id: string; status: string; at: string }>(
+      `SELECT ${idColumn} AS id, status, (extract(epoch FROM updated_at) * 1000)::float8 AS at FROM ${table} WHERE ${idColumn} = ANY($1) AND status = ANY($2)`,
+      [open.map((s) => s.id), finalStates],
+    );
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    for (const s of open) {
+      const row = byId.get(s.id!);
+      if (!row) continue;
+      s.outcome = row.status;
+      if (row.status === doneState) s.doneAt = Number(row.at);
+    }
+    if (Date.now() > deadline) return;
+    await sleep(1_000);
+  }
+}
+
+/** Events and workflow tasks in the histories of a few settled sagas. */
+async function historyShape(client: Client, ids: string[]) {
+  const shapes = await Promise.all(
+    ids.map(async (id) => {
+      const history = await client.workflow.getHandle(id).fetchHistory();
+      const events = history.events ?? [];
+      const type = (e: (typeof events)[number]) => String(e.eventType);
+      return {
+        events: events.length,
+        workflowTasks: events.filter((e) => type(e) === 'EVENT_TYPE_WORKFLOW_TASK_COMPLETED' || type(e) === '7' || e.workflowTaskCompletedEventAttributes).length,
+        workflowTaskFailures: events.filter((e) => e.workflowTaskFailedEventAttributes || e.workflowTaskTimedOutEventAttributes).length,
+      };
+    }),
+  );
+  const mean = (k: 'events' | 'workflowTasks' | 'workflowTaskFailures') => (shapes.length ? shapes.reduce((a, s) => a + s[k], 0) / shapes.length : null);
+  return { sampled: shapes.length, events_per_saga: mean('events'), workflow_tasks_per_saga: mean('workflowTasks'), workflow_task_failures_per_saga: mean('workflowTaskFailures') };
+}
+
+function pick<T>(items: T[], n: number): T[] {
+  if (items.length <= n) return items;
+  return Array.from({ length: n }, (_, k) => items[Math.floor(((k + 0.5) * items.length) / n)]!);
+}
+
+async function setup(j: Extract<Job, { kind: 'setup' }>) {
+  const db = new pg.Pool({ connectionString: j.databaseUrl, max: 2 });
+  const accounts = Array.from({ length: j.accounts }, (_, i) => `bench-${j.runId}-${i}`);
+  // Accounts: a few at a time (not measured).
+  for (let i = 0; i < accounts.length; i += 8) {
+    await Promise.all(
+      accounts.slice(i, i + 8).map(async (accountId) => {
+        const res = await api('/v1/accounts', { method: 'POST', body: { account_id: accountId, currency: 'EUR' } });
+        if (res.status !== 201 && res.status !== 200) throw new Error(`create account ${accountId}: ${res.status} ${await res.text()}`);
+      }),
+    );
+  }
+  say(`${accounts.length} accounts created; funding them with deposits at ${j.depositRate}/s`);
+  // Deposits, open loop: each paid at the sandbox checkout as soon as its checkout_url is known.
+  const samples = await openLoop(j.depositRate, accounts.length, async (i, sample) => {
+    const started = performance.now();
+    const res = await api('/v1/deposits', { method: 'POST', key: `bench-fund-${accounts[i]}`, body: { account_id: accounts[i], amount: { minor_units: j.depositMinor, currency: 'EUR' } } });
+    sample.status = res.status;
+    const body = (await res.json()) as { deposit_id?: string; checkout_url?: string };
+    sample.id = body.deposit_id;
+    sample.acceptMs = performance.now() - started; // the API's answer; paying at the checkout is the player's part
+    if (!sample.id) return;
+    let checkoutUrl = body.checkout_url;
+    for (let tries = 0; !checkoutUrl && tries < 120; tries++) {
+      await sleep(500);
+      const { rows } = await db.query<{ checkout_url: string | null }>('SELECT checkout_url FROM deposits WHERE deposit_id = $1', [sample.id]);
+      checkoutUrl = rows[0]?.checkout_url ?? undefined;
+    }
+    if (!checkoutUrl) throw new Error(`deposit ${sample.id} got no checkout_url`);
+    const url = new URL(checkoutUrl);
+    const paid = await fetch(`${url.origin}${url.pathname}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'succeed', secret: url.searchParams.get('secret') }) });
+    if (!paid.ok) throw new Error(`checkout ${sample.id}: ${paid.status} ${await paid.text()}`);
+  });
+  await drainReadModel(db, 'deposits', samples, ['CREDITED', 'FAILED'], 'CREDITED', j.drainTimeoutMs);
+  await db.end();
+  const credited = samples.filter((s) => s.doneAt).length;
+  if (j.requireAll && credited < accounts.length) throw new Error(`only ${credited} of ${accounts.length} deposits credited`);
+  return { accounts, deposits: summarize(samples, j.depositRate, accounts.length / j.depositRate, 3_000, 201) };
+}
+
+async function platformStep(j: Extract<Job, { kind: 'platform' }>) {
+  const db = new pg.Pool({ connectionString: j.databaseUrl, max: 2 });
+  const samples = await openLoop(j.rate, Math.round(j.rate * j.seconds), async (i, sample) => {
+    const accountId = j.accounts[(j.firstAccount + i) % j.accounts.length]!;
+    const res = await api('/v1/payouts', {
+      method: 'POST',
+      key: randomUUID(),
+      body: { account_id: accountId, amount: { minor_units: j.payoutMinor, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: 'wallet-bench' } },
+    });
+    sample.status = res.status;
+    const body = (await res.json().catch(() => ({}))) as { payout_id?: string };
+    sample.id = body.payout_id;
+  });
+  say(`platform ${j.rate}/s: all answered; waiting for settlement`);
+  await drainReadModel(db, 'payouts', samples, ['SETTLED', 'FAILED', 'DECLINED', 'CANCELLED', 'RETURNED'], 'SETTLED', j.drainTimeoutMs);
+  await db.end();
+  const connection = await Connection.connect({ address: j.temporalAddress });
+  const history = await historyShape(new Client({ connection, namespace: j.namespace }), pick(samples.filter((s) => s.doneAt).map((s) => s.id!), j.historySamples));
+  await connection.close();
+  return { ...summarize(samples, j.rate, j.seconds, j.syncDeadlineMs, 201), history };
+}
+
+async function referenceStep(j: Extract<Job, { kind: 'reference' }>) {
+  const connection = await Connection.connect({ address: j.temporalAddress });
+  const client = new Client({ connection, namespace: j.namespace });
+  const results: Promise<void>[] = [];
+  const samples = await openLoop(j.rate, Math.round(j.rate * j.seconds), async (_i, sample) => {
+    const workflowId = `ref-${randomUUID()}`;
+    const start = new WithStartWorkflowOperation<typeof referenceSaga>('referenceSaga', { workflowId, taskQueue: j.taskQueue, workflowIdConflictPolicy: 'FAIL' });
+    await client.workflow.executeUpdateWithStart(decisionUpdate, { startWorkflowOperation: start });
+    // The platform answers 201 when decided within the sync deadline, 202 after: the same rule here.
+    sample.status = Date.now() - sample.sentAt <= j.syncDeadlineMs ? 201 : 202;
+    sample.id = workflowId;
+    results.push(
+      (async () => {
+        const handle = await start.workflowHandle();
+        const settledAt = await Promise.race([handle.result(), sleep(j.seconds * 1000 + j.drainTimeoutMs).then(() => undefined)]);
+        if (settledAt !== undefined) {
+          sample.doneAt = settledAt;
+          sample.outcome = 'SETTLED';
+        }
+      })().catch(() => undefined),
+    );
+  });
+  say(`reference ${j.rate}/s: all answered; waiting for completion`);
+  await Promise.all(results);
+  const history = await historyShape(client, pick(samples.filter((s) => s.doneAt).map((s) => s.id!), j.historySamples));
+  await connection.close();
+  return { ...summarize(samples, j.rate, j.seconds, j.syncDeadlineMs, 201), history };
+}
+
+function quantiles(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const q = (p: number) => (sorted.length ? Math.round(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!) : null);
+  return { p50: q(0.5), p95: q(0.95), p99: q(0.99), max: sorted.length ? Math.round(sorted.at(-1)!) : null };
+}
+
+/**
+ * Figures of one step. Settled per second is sustained throughput: settlements (of any request of the step)
+ * that happened inside the step's sending window, over that window's length.
+ */
+function summarize(samples: Sample[], rate: number, seconds: number, syncDeadlineMs: number, decidedStatus: number) {
+  const statuses: Record<string, number> = {};
+  for (const s of samples) statuses[String(s.status)] = (statuses[String(s.status)] ?? 0) + 1;
+  const windowStart = samples[0]?.sentAt ?? 0;
+  const windowEnd = windowStart + seconds * 1000;
+  const settled = samples.filter((s) => s.doneAt !== undefined);
+  const answered = samples.filter((s) => s.acceptMs !== undefined);
+  return {
+    offered_per_s: rate,
+    requests: samples.length,
+    statuses,
+    decided_in_time_share: samples.length ? samples.filter((s) => s.status === decidedStatus && (s.acceptMs ?? Infinity) <= syncDeadlineMs).length / samples.length : null,
+    accept_ms: quantiles(answered.map((s) => s.acceptMs!)),
+    send_lateness_ms_max: Math.round(Math.max(0, ...samples.map((s) => s.lateMs))),
+    settled: settled.length,
+    not_settled: samples.filter((s) => s.id && s.doneAt === undefined).length,
+    outcomes: Object.fromEntries([...new Set(samples.map((s) => s.outcome ?? 'open'))].map((o) => [o, samples.filter((s) => (s.outcome ?? 'open') === o).length])),
+    settled_per_s: settled.filter((s) => s.doneAt! <= windowEnd).length / seconds,
+    settled_per_s_until_drained: settled.length ? settled.length / ((Math.max(...settled.map((s) => s.doneAt!)) - windowStart) / 1000) : 0,
+    request_to_settled_ms: quantiles(settled.map((s) => s.doneAt! - s.sentAt)),
+  };
+}
+
+const run = { setup, platform: platformStep, reference: referenceStep }[job.kind] as (j: Job) => Promise<unknown>;
+const cpuBefore = process.cpuUsage();
+const result = await run(job);
+const cpu = process.cpuUsage(cpuBefore);
+process.stdout.write(`${JSON.stringify({ ...(result as object), load_generator_cpu_s: (cpu.user + cpu.system) / 1e6 })}\n`);
+process.exit(0);
