@@ -109,6 +109,11 @@ export const settings = {
   TRACING_EXPORTER: setting(z.enum(['off', 'console', 'otlp']), 'off', 'OpenTelemetry traces through API → workflow → activities: off, console, or otlp (OTEL_EXPORTER_OTLP_ENDPOINT).'),
   OTEL_EXPORTER_OTLP_ENDPOINT: setting(url.optional(), undefined, 'OTLP/HTTP collector base URL when TRACING_EXPORTER=otlp (the standard OpenTelemetry variable).'),
   WORKER_METRICS_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:9464', 'Where the worker serves Prometheus metrics (its own and the Temporal SDK\'s).'),
+  WORKER_MAX_CACHED_WORKFLOWS: setting(
+    z.coerce.number().int().min(2).max(100_000),
+    '1000',
+    'Sagas a worker keeps in memory between their workflow tasks (sticky cache). Settled payouts wait out their 7-day return window: past this many, the least recently used are evicted and replayed when next needed, so memory stays bounded.',
+  ),
 
   HEALTH_TIMEOUT_MS: setting(durationMs, '2000', 'Per-dependency timeout of GET /health checks.'),
 } as const;

@@ -13,7 +13,7 @@ import { migrateUp } from '../lib/migrate';
 import { freePort } from '../lib/wait';
 import { ensureTemporalCli } from '../temporal/cli';
 import { startTemporalDevServer } from '../temporal/dev-server';
-import { WORKFLOW_BUNDLE_OPTIONS } from '../apps/worker/create-worker';
+import { workflowBundleOptions } from '../apps/worker/create-worker';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -23,6 +23,7 @@ declare module 'vitest' {
     /** The Temporal Web UI of the test server ('' when the tests use an external server without TEST_TEMPORAL_UI_URL). */
     temporalUiUrl: string;
     workflowBundlePath: string;
+    tracedWorkflowBundlePath: string;
   }
 }
 
@@ -51,15 +52,21 @@ export default async function setup(project: TestProject) {
     temporalUiUrl = server.uiUrl!;
   }
 
-  const bundle = await bundleWorkflowCode({ ...WORKFLOW_BUNDLE_OPTIONS, logger: quietBundlerLogger });
-  const workflowBundlePath = path.join(workDir, 'workflow-bundle.js');
-  fs.writeFileSync(workflowBundlePath, bundle.code);
+  // Two bundles, as a worker builds them: without workflow spans (the default) and with them (tracing on).
+  const bundlePaths = [];
+  for (const workflowSpans of [false, true]) {
+    const bundle = await bundleWorkflowCode({ ...workflowBundleOptions(workflowSpans), logger: quietBundlerLogger });
+    bundlePaths.push(path.join(workDir, workflowSpans ? 'workflow-bundle-traced.js' : 'workflow-bundle.js'));
+    fs.writeFileSync(bundlePaths.at(-1)!, bundle.code);
+  }
+  const [workflowBundlePath, tracedWorkflowBundlePath] = bundlePaths as [string, string];
 
   project.provide('databaseUrl', databaseUrl);
   project.provide('temporalAddress', temporalAddress);
   project.provide('temporalNamespace', namespace);
   project.provide('temporalUiUrl', temporalUiUrl);
   project.provide('workflowBundlePath', workflowBundlePath);
+  project.provide('tracedWorkflowBundlePath', tracedWorkflowBundlePath);
 
   return async () => {
     for (const stop of stops.reverse()) await stop().catch((err) => console.error('teardown:', err));

@@ -3,7 +3,7 @@ import { createTemporalClient } from '../lib/temporal-client';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { activitySettings, createPayoutWorker } from '../apps/worker/create-worker';
+import { workerSettings, createPayoutWorker } from '../apps/worker/create-worker';
 import { loadConfig, type Config } from '../lib/config';
 import { createPool, type Pool } from '../lib/db';
 import { createLogger } from '../lib/logger';
@@ -45,8 +45,8 @@ export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), co
     pool,
     namespace: inject('temporalNamespace'),
     taskQueue,
-    workflowBundle: { codePath: inject('workflowBundlePath') },
-    ...activitySettings(config),
+    ...workerSettings(config),
+    workflowBundle: { codePath: inject(config.TRACING_EXPORTER === 'off' ? 'workflowBundlePath' : 'tracedWorkflowBundlePath') },
   });
   const running = worker.run();
   return {

@@ -8,13 +8,15 @@ import type { Config } from '../../lib/config';
 import { moneyLimits } from '../../lib/limits';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
-export const WORKFLOW_INTERCEPTORS_PATH = fileURLToPath(new URL('../../workflows/interceptors.ts', import.meta.url));
+/** Workflow spans (OpenTelemetry inside the sandbox): only when traces are exported somewhere. */
+const WORKFLOW_SPANS_PATH = fileURLToPath(new URL('../../workflows/interceptors.ts', import.meta.url));
+/** Otherwise only the trace header is passed on to activities, so their log lines keep the trace id. */
+const TRACE_PROPAGATION_PATH = fileURLToPath(new URL('../../workflows/trace-propagation.ts', import.meta.url));
 
 /** How the workflow bundle is built (the worker at start, or once for a whole test run or benchmark). */
-export const WORKFLOW_BUNDLE_OPTIONS: Pick<BundleOptions, 'workflowsPath' | 'workflowInterceptorModules'> = {
-  workflowsPath: WORKFLOWS_PATH,
-  workflowInterceptorModules: [WORKFLOW_INTERCEPTORS_PATH],
-};
+export function workflowBundleOptions(workflowSpans: boolean): Pick<BundleOptions, 'workflowsPath' | 'workflowInterceptorModules'> {
+  return { workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [workflowSpans ? WORKFLOW_SPANS_PATH : TRACE_PROPAGATION_PATH] };
+}
 
 /**
  * Activity spans (continuing the workflow's trace), and log lines that carry the trace id and the
@@ -43,8 +45,12 @@ export interface PayoutWorkerOptions extends ActivityDeps {
   connection: NativeConnection;
   namespace: string;
   taskQueue: string;
-  /** Pre-built bundle (tests share one); otherwise the workflows are bundled at start. */
+  /** Pre-built bundle (tests share one, built with workflowBundleOptions); otherwise the workflows are bundled at start. */
   workflowBundle?: WorkerOptions['workflowBundle'];
+  /** Spans for workflow execution (TRACING_EXPORTER is not off); else the trace id is only propagated. */
+  workflowSpans: boolean;
+  /** Sagas kept in the worker's sticky cache (WORKER_MAX_CACHED_WORKFLOWS); undefined: the SDK's default. */
+  maxCachedWorkflows?: number;
 }
 
 /** The one place that decides what a payout worker runs; used by apps/worker and by tests. */
@@ -56,16 +62,19 @@ export function createPayoutWorker(opts: PayoutWorkerOptions): Promise<Worker> {
     taskQueue: opts.taskQueue,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     activities: createActivities(opts),
-    // A prebuilt bundle already contains the workflow interceptors (WORKFLOW_BUNDLE_OPTIONS).
-    interceptors: { ...(opts.workflowBundle ? {} : { workflowModules: [WORKFLOW_INTERCEPTORS_PATH] }), activity: [activityInterceptors] },
+    // A prebuilt bundle already contains its workflow interceptors (workflowBundleOptions).
+    interceptors: { ...(opts.workflowBundle ? {} : { workflowModules: workflowBundleOptions(opts.workflowSpans).workflowInterceptorModules }), activity: [activityInterceptors] },
+    ...(opts.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: opts.maxCachedWorkflows } : {}),
     // Workflow spans leave the sandbox through this sink (a no-op processor when tracing is off).
     sinks: { exporter: makeWorkflowExporter(tracing.spanProcessor, tracing.resource) },
   });
 }
 
-/** The activities' settings, from the platform configuration. */
-export function activitySettings(config: Config): Omit<ActivityDeps, 'pool'> {
+/** The worker's and its activities' settings, from the platform configuration. */
+export function workerSettings(config: Config): Omit<ActivityDeps, 'pool'> & Pick<PayoutWorkerOptions, 'workflowSpans' | 'maxCachedWorkflows'> {
   return {
+    workflowSpans: config.TRACING_EXPORTER !== 'off',
+    maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS,
     providerUrl: config.SANDBOX_URL,
     limits: moneyLimits(config),
     destinationKeys: config.DESTINATION_KEYS,

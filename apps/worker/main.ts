@@ -8,7 +8,7 @@ import { createLogger } from '../../lib/logger';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { initTracing } from '../../lib/tracing';
 import { ensureReconciliationSchedule } from '../../temporal/schedules';
-import { activitySettings, createPayoutWorker } from './create-worker';
+import { workerSettings, createPayoutWorker } from './create-worker';
 
 const config = loadConfigOrExit();
 const logger = createLogger('worker', config.LOG_LEVEL);
@@ -17,7 +17,7 @@ initTracing('worker', config.TRACING_EXPORTER, config.OTEL_EXPORTER_OTLP_ENDPOIN
 
 const pool = createPool(databaseUrl(config), config.PG_POOL_MAX);
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-const worker = await createPayoutWorker({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, ...activitySettings(config) });
+const worker = await createPayoutWorker({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, ...workerSettings(config) });
 
 // The reconciliation schedule, kept in step with this worker's settings. A NativeConnection is not a client
 // Connection, so a short-lived client does it. A failure is logged, not fatal: sagas must keep running.

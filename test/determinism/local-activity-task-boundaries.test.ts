@@ -4,7 +4,7 @@ import path from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../activities';
-import { activitySettings } from '../../apps/worker/create-worker';
+import { workerSettings } from '../../apps/worker/create-worker';
 import { ensureTemporalCli } from '../../temporal/cli';
 import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
 import { HISTORIES_DIR, recordHistory } from '../replay/histories';
@@ -42,7 +42,7 @@ describe('payout saga: a task boundary after a local activity never changes the 
 
   it('a saga whose local activity outlives the workflow task (task heartbeats) settles without a failed task, and replays cut at every local-activity boundary', async () => {
     const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
-    const real = createActivities({ pool: stack.pool, ...activitySettings(stack.config) });
+    const real = createActivities({ pool: stack.pool, ...workerSettings(stack.config) });
     // The HELD record step outlives 80 % of the 10 s workflow task timeout: core heartbeats the task.
     const activities = {
       ...real,

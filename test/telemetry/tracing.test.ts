@@ -15,7 +15,8 @@ initTracing('test', 'off', undefined, new SimpleSpanProcessor(spans));
 describe('telemetry', () => {
   let stack: SagaStack;
   beforeAll(async () => {
-    stack = await startSagaStack({ PAYOUT_RETURN_WINDOW_MS: '200' });
+    // Tracing on (its spans go to the processor installed above): the worker runs the bundle with workflow spans.
+    stack = await startSagaStack({ PAYOUT_RETURN_WINDOW_MS: '200', TRACING_EXPORTER: 'console' });
   });
   afterAll(async () => {
     await stack?.assertLedgerClean();
