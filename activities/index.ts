@@ -30,7 +30,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createSelfCheckActivities(deps.pool),
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.limits }),
-    ...createPayoutLedgerActivities(ledger),
+    ...createPayoutLedgerActivities(ledger, deps.pool),
     ...createProviderActivities({ aggregator, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys) }),
     ...createProviderIncidentActivities(deps.pool),
     ...createDepositActivities({ pool: deps.pool, ledger, aggregator, limits: deps.limits }),

@@ -1,5 +1,8 @@
 import { ApplicationFailure } from '@temporalio/common';
+import type { Pool } from '../lib/db';
+import type { PayoutStateRecord } from '../workflows/payout/definitions';
 import { isLedgerError, type Ledger, type TransferResult } from './ledger';
+import { writePayoutState } from './payout-state';
 
 /** What a saga step learns from the ledger: the transfer id, or a business refusal code. */
 export type LedgerStepResult = { ok: true; transferId: number; replayed: boolean } | { ok: false; code: string; detail: string };
@@ -20,8 +23,13 @@ function unexpected(step: string, result: LedgerStepResult): never {
  * the step (`<payout id>:hold`, ...), so a retried or replayed activity returns the first result.
  * The player's money is held against the provider's clearing account: post on settlement, void on
  * failure or cancellation, refund (a new transfer) when the provider returns a settled payout.
+ * Post, void and refund take the saga state they lead to (`record`) and mirror it once the money moved.
  */
-export function createPayoutLedgerActivities(ledger: Ledger) {
+export function createPayoutLedgerActivities(ledger: Ledger, pool: Pool) {
+  const mirrored = async (result: LedgerStepResult, record: PayoutStateRecord | undefined) => {
+    if (record) await writePayoutState(pool, record);
+    return result;
+  };
   return {
     async holdPayoutFunds(input: { idempotencyKey: string; payoutId: string; accountId: string; amountMinor: number; currency: string }): Promise<LedgerStepResult> {
       const clearing = await ledger.ensureSystemAccount('provider_clearing', input.currency);
@@ -37,14 +45,14 @@ export function createPayoutLedgerActivities(ledger: Ledger) {
       );
     },
 
-    async postPayoutHold(input: { idempotencyKey: string; payoutId: string; holdTransferId: number }): Promise<LedgerStepResult> {
+    async postPayoutHold(input: { idempotencyKey: string; payoutId: string; holdTransferId: number; record?: PayoutStateRecord }): Promise<LedgerStepResult> {
       const result = toStepResult(await ledger.post({ idempotencyKey: input.idempotencyKey, pendingId: input.holdTransferId, metadata: { payout_id: input.payoutId, step: 'post' } }));
-      return result.ok ? result : unexpected('post', result);
+      return result.ok ? mirrored(result, input.record) : unexpected('post', result);
     },
 
-    async voidPayoutHold(input: { idempotencyKey: string; payoutId: string; holdTransferId: number }): Promise<LedgerStepResult> {
+    async voidPayoutHold(input: { idempotencyKey: string; payoutId: string; holdTransferId: number; record?: PayoutStateRecord }): Promise<LedgerStepResult> {
       const result = toStepResult(await ledger.void({ idempotencyKey: input.idempotencyKey, pendingId: input.holdTransferId, metadata: { payout_id: input.payoutId, step: 'void' } }));
-      return result.ok ? result : unexpected('void', result);
+      return result.ok ? mirrored(result, input.record) : unexpected('void', result);
     },
 
     /** For a return after the saga closed: refunds the payout's posted transfer, if it was ever posted. */
@@ -57,9 +65,9 @@ export function createPayoutLedgerActivities(ledger: Ledger) {
       return result.ok ? { refunded: true, detail: result.replayed ? 'already refunded' : 'refunded' } : unexpected('refund', result);
     },
 
-    async refundReturnedPayout(input: { idempotencyKey: string; payoutId: string; postTransferId: number }): Promise<LedgerStepResult> {
+    async refundReturnedPayout(input: { idempotencyKey: string; payoutId: string; postTransferId: number; record?: PayoutStateRecord }): Promise<LedgerStepResult> {
       const result = toStepResult(await ledger.refund({ idempotencyKey: input.idempotencyKey, transferId: input.postTransferId, metadata: { payout_id: input.payoutId, step: 'refund' } }));
-      return result.ok ? result : unexpected('refund', result);
+      return result.ok ? mirrored(result, input.record) : unexpected('refund', result);
     },
   };
 }

@@ -1,4 +1,7 @@
 import type { Ledger } from './ledger';
+import type { PayoutStateRecord } from '../workflows/payout/definitions';
+import { createPayoutLedgerActivities } from './payout-ledger';
+import { writePayoutState } from './payout-state';
 import type { Pool } from '../lib/db';
 import { inTransaction } from '../lib/db';
 import { currencyExponent } from './ledger';
@@ -17,13 +20,17 @@ export interface AuthorizePayoutInput {
 
 export type AuthorizationResult = { approved: true } | { approved: false; code: string; detail: string };
 
+/** Authorization and hold as one step: the payout is held, or declined with the code of the step that refused. */
+export type Admission = { outcome: 'held'; holdTransferId: number } | { outcome: 'declined'; stage: 'authorization' | 'hold'; code: string; detail: string };
+
 /** Statuses whose money is (or was) on its way out: they count against the daily and hourly limits. */
 const COUNTED_STATUSES = ['AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED'];
 
 export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limits: MoneyLimits }) {
   const { pool, ledger, limits } = deps;
+  const money = createPayoutLedgerActivities(ledger, pool);
 
-  return {
+  const activities = {
     /**
      * Authorization: the account exists, is a player's and is not frozen, the currency matches, and the amount is within
      * the per-payout, daily and hourly limits. Limit check and the payout's row are written under a
@@ -78,13 +85,31 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
     },
 
     /** Mirrors the saga's state into the read model; a late (lower version) write changes nothing. */
-    async recordPayoutState(input: { payoutId: string; version: number; status: string; providerPayoutId?: string; failureCode?: string; declineCode?: string; stuck: boolean }): Promise<void> {
-      await pool.query(
-        `UPDATE payouts SET status = $3, version = $2, provider_payout_id = coalesce($4, provider_payout_id), failure_code = coalesce($5, failure_code),
-                decline_code = coalesce($6, decline_code), stuck = $7, updated_at = now()
-          WHERE payout_id = $1 AND version < $2`,
-        [input.payoutId, input.version, input.status, input.providerPayoutId ?? null, input.failureCode ?? null, input.declineCode ?? null, input.stuck],
-      );
+    async recordPayoutState(input: PayoutStateRecord): Promise<void> {
+      await writePayoutState(pool, input);
+    },
+
+    /**
+     * The saga's first step: authorize, then hold the money (`<payout id>:hold`), and mirror the outcome
+     * (HELD, or DECLINED with the refusing step's code) at `version`. One local activity instead of four;
+     * each part is idempotent, so a retry returns the first outcome.
+     */
+    async admitPayout(input: AuthorizePayoutInput & { holdIdempotencyKey: string; version: number }): Promise<Admission> {
+      const { holdIdempotencyKey, version, ...authorization } = input;
+      const state = { payoutId: input.payoutId, version, stuck: false };
+      const authorized = await activities.authorizePayout(authorization);
+      if (!authorized.approved) {
+        await writePayoutState(pool, { ...state, status: 'DECLINED', declineCode: authorized.code });
+        return { outcome: 'declined', stage: 'authorization', code: authorized.code, detail: authorized.detail };
+      }
+      const hold = await money.holdPayoutFunds({ idempotencyKey: holdIdempotencyKey, payoutId: input.payoutId, accountId: input.accountId, amountMinor: input.amountMinor, currency: input.currency });
+      if (!hold.ok) {
+        await writePayoutState(pool, { ...state, status: 'DECLINED', declineCode: hold.code });
+        return { outcome: 'declined', stage: 'hold', code: hold.code, detail: hold.detail };
+      }
+      await writePayoutState(pool, { ...state, status: 'HELD' });
+      return { outcome: 'held', holdTransferId: hold.transferId };
     },
   };
+  return activities;
 }

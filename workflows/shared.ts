@@ -29,6 +29,13 @@ export const PROVIDER_CALL_OPTIONS: ActivityOptions = {
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['ProviderRejected'] },
 };
 
+/**
+ * Reading the provider's record of an item (to confirm a webhook's claim, or a poll): a short GET, run as a
+ * local activity inside the workflow task that needs it, so a callback settles in one task, not two.
+ * Unanswered after two tries, the saga treats the provider as unreachable and asks again later.
+ */
+export const PROVIDER_LOOKUP_OPTIONS: LocalActivityOptions = { startToCloseTimeout: '5 seconds', retry: { initialInterval: '500 milliseconds', maximumAttempts: 2 } };
+
 /** Status polls: a failed poll is simply tried again at the next poll. */
 export const PROVIDER_POLL_OPTIONS: ActivityOptions = { startToCloseTimeout: '20 seconds', retry: { maximumAttempts: 2 } };
 

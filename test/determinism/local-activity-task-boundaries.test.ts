@@ -43,12 +43,12 @@ describe('payout saga: a task boundary after a local activity never changes the 
   it('a saga whose local activity outlives the workflow task (task heartbeats) settles without a failed task, and replays cut at every local-activity boundary', async () => {
     const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
     const real = createActivities({ pool: stack.pool, ...workerSettings(stack.config) });
-    // The HELD record step outlives 80 % of the 10 s workflow task timeout: core heartbeats the task.
+    // The first step (authorize, hold, HELD recorded) outlives 80 % of the 10 s workflow task timeout: core heartbeats the task.
     const activities = {
       ...real,
-      recordPayoutState: async (input: Parameters<typeof real.recordPayoutState>[0]) => {
-        if (input.status === 'HELD') await new Promise((resolve) => setTimeout(resolve, 8_500));
-        return real.recordPayoutState(input);
+      admitPayout: async (input: Parameters<typeof real.admitPayout>[0]) => {
+        await new Promise((resolve) => setTimeout(resolve, 8_500));
+        return real.admitPayout(input);
       },
     };
     const worker = await Worker.create({ connection, namespace: inject('temporalNamespace'), taskQueue: stack.config.TEMPORAL_TASK_QUEUE, ...bundle(), activities });

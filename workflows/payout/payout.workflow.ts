@@ -10,10 +10,11 @@ import {
   setHandler,
   sleep,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { ProviderPayout } from '../../activities/provider';
-import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
 import { differingTerms, unconfirmedClaim, type ProviderIncident, type RequestedTerms } from '../provider-records';
 import {
   authorizationUpdate,
@@ -22,6 +23,7 @@ import {
   IDEMPOTENCY_MISMATCH,
   maskDestination,
   PAYOUT_NOT_CANCELLABLE,
+  payoutSearchAttributes,
   PAYOUT_NOT_RESOLVABLE,
   payoutStatusQuery,
   pollProviderNowSignal,
@@ -31,6 +33,7 @@ import {
   type CancelRequest,
   type PayoutInput,
   type PayoutResume,
+  type PayoutStateRecord,
   type PayoutStatus,
   type PayoutView,
   type ProviderPayoutEvent,
@@ -41,6 +44,7 @@ import {
 const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
 const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
 const poller = proxyActivities<Activities>(PROVIDER_POLL_OPTIONS);
+const lookups = proxyLocalActivities<Activities>(PROVIDER_LOOKUP_OPTIONS);
 
 
 /** Provider states in the order they can happen; an event that is not ahead of what we know is stale. */
@@ -64,6 +68,11 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   const patchedAtStart = patched('patch-decisions-at-start');
   /** A change to what the saga does: on for sagas started with it; older sagas decide where they always did. */
   const patchedSince = (patchId: string) => patchedAtStart || patched(patchId);
+  // Later changes are decided here too, each by its own marker (patchedSince would answer true for every
+  // saga started since the line above, including those recorded before the change).
+  /** Fewer round trips per saga: authorize and hold in one local step, each ledger step writing the state it
+   *  leads to, the provider's record read by a local activity, search attributes set by the API at start. */
+  const leanSteps = patched('lean-saga-steps');
   let status: PayoutStatus = 'REQUESTED';
   const timeline: TimelineEntry[] = [{ at: input.requestedAt, status }];
   let decision: AuthorizationDecision | undefined;
@@ -174,21 +183,30 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     },
   );
 
-  upsertSearchAttributes([
-    { key: SA.AccountId, value: input.accountId },
-    { key: SA.Provider, value: input.provider },
-    { key: SA.Currency, value: input.amount.currency },
-    { key: SA.AmountMinor, value: input.amount.minor_units },
-    { key: SA.PayoutStatus, value: status },
-    { key: SA.PayoutStuck, value: false },
-  ]);
+  if (!leanSteps || workflowInfo().typedSearchAttributes.get(SA.AccountId) === undefined) upsertSearchAttributes(payoutSearchAttributes(input));
 
-  /** `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
-  async function moveTo(next: PayoutStatus, note?: string, staffNote?: string): Promise<void> {
+  /** The read-model row of the state `next`, once entered (its version is its place in the timeline). */
+  const stateRecord = (next: PayoutStatus): PayoutStateRecord => ({ payoutId, version: timeline.length + 1, status: next, ...details, stuck });
+
+  /** Enters a state in memory. `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
+  function enter(next: PayoutStatus, note?: string, staffNote?: string): void {
     status = next;
     timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
     upsertSearchAttributes([{ key: SA.PayoutStatus, value: next }]);
-    await steps.recordPayoutState({ payoutId, version: timeline.length, status: next, ...details, stuck });
+  }
+
+  /** Enters a state and mirrors it into the read model. */
+  async function moveTo(next: PayoutStatus, note?: string, staffNote?: string): Promise<void> {
+    const record = stateRecord(next);
+    enter(next, note, staffNote);
+    await steps.recordPayoutState(record);
+  }
+
+  /** A ledger step and the state it leads to: mirrored by the step's own activity once the money moved. */
+  async function moveWith<T>(next: PayoutStatus, step: (record: PayoutStateRecord) => Promise<T>, note?: string, staffNote?: string): Promise<T> {
+    const result = await step(stateRecord(next));
+    enter(next, note, staffNote);
+    return result;
   }
 
   async function finish(): Promise<PayoutView> {
@@ -197,7 +215,16 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   }
 
   let holdTransferId = input.resume?.holdTransferId ?? 0;
-  const voidHold = () => steps.voidPayoutHold({ idempotencyKey: `${payoutId}:void`, payoutId, holdTransferId });
+  const voidHold = (record?: PayoutStateRecord) => steps.voidPayoutHold({ idempotencyKey: `${payoutId}:void`, payoutId, holdTransferId, ...(record ? { record } : {}) });
+  /** Releases the hold and ends in `next` (FAILED, CANCELLED). */
+  async function releaseHold(next: PayoutStatus, note?: string, staffNote?: string): Promise<void> {
+    if (leanSteps) {
+      await moveWith(next, voidHold, note, staffNote);
+    } else {
+      await voidHold();
+      await moveTo(next, note, staffNote);
+    }
+  }
 
   if (input.resume) {
     // A later run of a saga that was awaiting its provider: pick up where the previous run stopped.
@@ -211,6 +238,33 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       { key: SA.PayoutStatus, value: status },
       { key: SA.PayoutStuck, value: stuck },
     ]);
+  } else if (leanSteps) {
+    // 1-2. Authorize (account, currency, limits) and hold the money, in one step. Compensation: void the hold.
+    const admission = await steps.admitPayout({
+      payoutId,
+      accountId: input.accountId,
+      amountMinor: input.amount.minor_units,
+      currency: input.amount.currency,
+      destinationMethod: input.destination.method,
+      destinationLast4: maskDestination(input.destination).last4,
+      provider: input.provider,
+      requestedAt: input.requestedAt,
+      holdIdempotencyKey: `${payoutId}:hold`,
+      version: timeline.length + 2,
+    });
+    if (admission.outcome === 'declined') {
+      if (admission.stage === 'hold') timeline.push({ at: new Date().toISOString(), status: 'AUTHORIZED' });
+      details.declineCode = admission.code;
+      decision = { outcome: 'declined', status: 'DECLINED', code: admission.code, detail: admission.detail };
+      enter('DECLINED', admission.code);
+      return finish();
+    }
+    holdTransferId = admission.holdTransferId;
+    timeline.push({ at: new Date().toISOString(), status: 'AUTHORIZED' });
+    enter('HELD');
+    decision = { outcome: 'held', status: 'HELD', holdTransferId };
+    const ended = await submitAfterReversalWindow();
+    if (ended) return ended;
   } else {
     // 1. Authorize: account, currency, limits.
     const authorization = await steps.authorizePayout({
@@ -249,6 +303,54 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     await moveTo('HELD');
     decision = { outcome: 'held', status: 'HELD', holdTransferId };
 
+    const ended = await submitAfterReversalWindow();
+    if (ended) return ended;
+  }
+
+  // 5. Await the provider: its callback, or our status polls with backoff. Never assumed failed.
+  await awaitProviderOutcome();
+  const outcome = providerView!;
+  details.providerPayoutId ??= outcome.providerPayoutId;
+
+  // 6a. Failed: void the hold, the player's money is available again.
+  const resolvedBy = resolution ? `resolved by ${resolution.actor}: ${resolution.reason}` : undefined;
+  if (outcome.providerStatus === 'failed') {
+    details.failureCode = outcome.failureCode ?? 'provider_failed';
+    await releaseHold('FAILED', resolution ? 'resolved_by_staff' : details.failureCode, resolvedBy);
+    return finish();
+  }
+
+  // 6b. Settled: post the hold. Compensation on a later return: refund with a new transfer.
+  const postHold = (record?: PayoutStateRecord) => steps.postPayoutHold({ idempotencyKey: `${payoutId}:post`, payoutId, holdTransferId, ...(record ? { record } : {}) });
+  let post: Awaited<ReturnType<typeof postHold>>;
+  if (leanSteps) {
+    post = await moveWith('SETTLED', postHold, resolution ? 'resolved_by_staff' : undefined, resolvedBy);
+  } else {
+    post = await postHold();
+    await moveTo('SETTLED', resolution ? 'resolved_by_staff' : undefined, resolvedBy);
+  }
+  // Return window: a return claimed by webhook is refunded once the provider's record says returned.
+  const returned = () => providerView!.providerStatus === 'returned';
+  for (const closesAt = Date.now() + timings.returnWindowMs; !returned(); ) {
+    if (!(await condition(() => returned() || claim !== undefined, Math.max(1, closesAt - Date.now())))) break;
+    if (claim) await checkProvider(returned);
+  }
+  if (returned()) {
+    details.returnReason = providerView!.returnReason ?? 'returned';
+    if (!post.ok) throw ApplicationFailure.nonRetryable('settled payout has no posted transfer', 'LedgerInconsistency');
+    const postTransferId = post.transferId;
+    const refund = (record?: PayoutStateRecord) => steps.refundReturnedPayout({ idempotencyKey: `${payoutId}:refund`, payoutId, postTransferId, ...(record ? { record } : {}) });
+    if (leanSteps) {
+      await moveWith('RETURNED', refund, details.returnReason);
+    } else {
+      await refund();
+      await moveTo('RETURNED', details.returnReason);
+    }
+  }
+  return finish();
+
+  /** Steps 3 and 4: the reversal window, then the submission. Returns the final view if the saga ended there. */
+  async function submitAfterReversalWindow(): Promise<PayoutView | undefined> {
     // 3. Reversal window: the player may still cancel. Compensation on cancel: void.
     // Without a window no timer is set (a zero timer still costs the server's timer granularity, ~1 s);
     // sagas started before this change replay their timer (`patched` is false for them).
@@ -256,8 +358,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       await condition(() => cancelRequest !== undefined, timings.submitDelayMs);
     }
     if (cancelRequest) {
-      await voidHold();
-      await moveTo('CANCELLED', 'cancelled', `cancelled by ${cancelRequest.requestedBy}${cancelRequest.reason ? `: ${cancelRequest.reason}` : ''}`);
+      await releaseHold('CANCELLED', 'cancelled', `cancelled by ${cancelRequest.requestedBy}${cancelRequest.reason ? `: ${cancelRequest.reason}` : ''}`);
       return finish();
     }
 
@@ -285,8 +386,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       }
       if (known === 'none' || known.status === 'failed') {
         details.failureCode = refusal;
-        await voidHold();
-        await moveTo('FAILED', details.failureCode);
+        await releaseHold('FAILED', details.failureCode);
         return finish();
       }
       // The provider has it after all: wait for its outcome like any submitted payout.
@@ -300,38 +400,8 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     // Adopted only if it is the payout we asked for: a record with our reference but another amount,
     // currency or destination is an incident for staff, and the saga waits, stuck, for one that agrees.
     if (patchedSince('provider-records-verified')) await judge(submittedRecord);
+    return undefined;
   }
-
-  // 5. Await the provider: its callback, or our status polls with backoff. Never assumed failed.
-  await awaitProviderOutcome();
-  const outcome = providerView!;
-  details.providerPayoutId ??= outcome.providerPayoutId;
-
-  // 6a. Failed: void the hold, the player's money is available again.
-  const resolvedBy = resolution ? `resolved by ${resolution.actor}: ${resolution.reason}` : undefined;
-  if (outcome.providerStatus === 'failed') {
-    details.failureCode = outcome.failureCode ?? 'provider_failed';
-    await voidHold();
-    await moveTo('FAILED', resolution ? 'resolved_by_staff' : details.failureCode, resolvedBy);
-    return finish();
-  }
-
-  // 6b. Settled: post the hold. Compensation on a later return: refund with a new transfer.
-  const post = await steps.postPayoutHold({ idempotencyKey: `${payoutId}:post`, payoutId, holdTransferId });
-  await moveTo('SETTLED', resolution ? 'resolved_by_staff' : undefined, resolvedBy);
-  // Return window: a return claimed by webhook is refunded once the provider's record says returned.
-  const returned = () => providerView!.providerStatus === 'returned';
-  for (const closesAt = Date.now() + timings.returnWindowMs; !returned(); ) {
-    if (!(await condition(() => returned() || claim !== undefined, Math.max(1, closesAt - Date.now())))) break;
-    if (claim) await checkProvider(returned);
-  }
-  if (returned()) {
-    details.returnReason = providerView!.returnReason ?? 'returned';
-    if (!post.ok) throw ApplicationFailure.nonRetryable('settled payout has no posted transfer', 'LedgerInconsistency');
-    await steps.refundReturnedPayout({ idempotencyKey: `${payoutId}:refund`, payoutId, postTransferId: post.transferId });
-    await moveTo('RETURNED', details.returnReason);
-  }
-  return finish();
 
   async function awaitProviderOutcome(): Promise<void> {
     const waitingSince = input.resume ? Date.parse(input.resume.waitingSince) : Date.now();
@@ -447,7 +517,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   /** The provider's record of this payout: 'none' when it has never seen it, 'unknown' when it cannot be asked. */
   async function providerRecord(): Promise<ProviderPayout | 'none' | 'unknown'> {
     try {
-      return (await poller.fetchProviderPayout({ payoutId })) ?? 'none';
+      return (await (leanSteps ? lookups : poller).fetchProviderPayout({ payoutId })) ?? 'none';
     } catch {
       return 'unknown'; // the aggregator is unreachable: keep waiting, ask again later
     }

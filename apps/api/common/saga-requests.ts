@@ -1,3 +1,4 @@
+import type { SearchAttributePair } from '@temporalio/common';
 import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
 import type { Ledger } from '../../../activities/ledger';
@@ -18,6 +19,8 @@ export interface SagaRequestKind<Decision, Input> {
   /** The update that waits for the saga's first decision; its id carries the request fingerprint. */
   decisionUpdate: UpdateDefinition<Decision, [string]>;
   workflowInput(resourceId: string, fingerprint: string): Input;
+  /** Search attributes the saga starts with (staff filter on them from the first moment, at no extra history event). */
+  searchAttributes?(input: Input): SearchAttributePair[];
   /** A refusal known from the request alone (e.g. over the per-deposit cap): answered before the key is claimed, writing nothing. */
   refusal?(): { code: ProblemCode; detail: string } | undefined;
   /** Data the saga reads from PostgreSQL rather than its input (idempotent: runs for every attempt). */
@@ -124,10 +127,12 @@ export class SagaRequests {
    */
   private async firstDecision<Decision, Input>(kind: SagaRequestKind<Decision, Input>, resourceId: string, fingerprint: string): Promise<Decision | undefined> {
     const deadlineAt = Date.now() + this.config.PAYOUT_SYNC_DEADLINE_MS;
+    const input = kind.workflowInput(resourceId, fingerprint);
     const startOptions = {
       workflowId: resourceId,
       taskQueue: this.config.TEMPORAL_TASK_QUEUE,
-      args: [kind.workflowInput(resourceId, fingerprint)],
+      args: [input],
+      ...(kind.searchAttributes ? { typedSearchAttributes: kind.searchAttributes(input) } : {}),
       workflowIdConflictPolicy: 'USE_EXISTING' as const,
       workflowIdReusePolicy: 'REJECT_DUPLICATE' as const,
     };
