@@ -109,6 +109,7 @@ export const settings = {
   TRACING_EXPORTER: setting(z.enum(['off', 'console', 'otlp']), 'off', 'OpenTelemetry traces through API → workflow → activities: off, console, or otlp (OTEL_EXPORTER_OTLP_ENDPOINT).'),
   OTEL_EXPORTER_OTLP_ENDPOINT: setting(url.optional(), undefined, 'OTLP/HTTP collector base URL when TRACING_EXPORTER=otlp (the standard OpenTelemetry variable).'),
   WORKER_METRICS_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:9464', 'Where the worker serves Prometheus metrics (its own and the Temporal SDK\'s).'),
+  WORKFLOW_TASK_FAILURE_RECHECK_MS: setting(durationMs, '30000', 'How often the worker checks sagas marked for a failing workflow task, and removes the mark of those healthy again.'),
 
   HEALTH_TIMEOUT_MS: setting(durationMs, '2000', 'Per-dependency timeout of GET /health checks.'),
 } as const;
