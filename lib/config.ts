@@ -114,6 +114,7 @@ export const settings = {
     '1000',
     'Sagas a worker keeps in memory between their workflow tasks (sticky cache). Settled payouts wait out their 7-day return window: past this many, the least recently used are evicted and replayed when next needed, so memory stays bounded.',
   ),
+  WORKFLOW_TASK_FAILURE_RECHECK_MS: setting(durationMs, '30000', 'How often the worker checks sagas marked for a failing workflow task, and removes the mark of those healthy again.'),
 
   HEALTH_TIMEOUT_MS: setting(durationMs, '2000', 'Per-dependency timeout of GET /health checks.'),
 } as const;

@@ -37,7 +37,8 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT } from './tokens';
+import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from './tokens';
+import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
 import { SagaRequests } from './common/saga-requests';
 
 export interface ApiDeps {
@@ -80,6 +81,7 @@ class ApiModule {
         { provide: TEMPORAL_CLIENT, useValue: deps.temporal },
         { provide: METRICS, useValue: metrics },
         { provide: LEDGER, useValue: createLedger(deps.pool) },
+        { provide: WORKFLOW_TASK_FAILURES, useValue: new WorkflowTaskFailureStore(deps.pool) },
         {
           provide: SAGA_REQUESTS,
           useFactory: (ledger: Ledger) => new SagaRequests(deps.config, deps.temporal, ledger, deps.pool, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation })),

@@ -1,4 +1,4 @@
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { createTemporalClient } from '../../lib/temporal-client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfigOrExit, databaseUrl } from '../../lib/config';
@@ -7,6 +7,8 @@ import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
 import { initTracing } from '../../lib/tracing';
+import { startWorkflowTaskFailureMarking } from '../../lib/workflow-task-failure-marker';
+import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
 import { ensureReconciliationSchedule } from '../../temporal/schedules';
 import { workerSettings, createPayoutWorker } from './create-worker';
 
@@ -18,6 +20,13 @@ initTracing('worker', config.TRACING_EXPORTER, config.OTEL_EXPORTER_OTLP_ENDPOIN
 const pool = createPool(databaseUrl(config), config.PG_POOL_MAX);
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
 const worker = await createPayoutWorker({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, ...workerSettings(config) });
+// Sagas whose workflow task fails are marked for staff from here (their own code cannot run).
+const taskFailureMarking = startWorkflowTaskFailureMarking({
+  client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
+  store: new WorkflowTaskFailureStore(pool),
+  logger,
+  recheckEveryMs: config.WORKFLOW_TASK_FAILURE_RECHECK_MS,
+});
 
 // The reconciliation schedule, kept in step with this worker's settings. A NativeConnection is not a client
 // Connection, so a short-lived client does it. A failure is logged, not fatal: sagas must keep running.
@@ -41,6 +50,7 @@ onShutdown(async (reason) => {
   // Lets in-flight activities finish (up to the worker's shutdown grace time) before exiting.
   worker.shutdown();
   await running;
+  await taskFailureMarking.stop();
   await connection.close();
   await pool.end();
   logger.info('worker stopped');

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { timelineEntrySchema } from '../common/timeline';
+import { workflowTaskFailureBody } from '../ops/workflow-task-failures';
 import { DEPOSIT_STATUSES } from '../../../workflows/deposit/definitions';
 import { accountIdSchema } from '../accounts/accounts.schemas';
 import { moneySchema } from '../common/money';
@@ -35,4 +36,5 @@ export const depositBody = z.object({
   failure_code: z.string().optional(),
   requested_at: z.string(),
   timeline: z.array(timelineEntrySchema(DEPOSIT_STATUSES)),
+  workflow_task_failure: workflowTaskFailureBody.optional(),
 });

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Pool } from '../../../lib/db';
+import { WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 
 /** The API's Prometheus registry and the instruments features record into. */
 export class ApiMetrics {
@@ -66,6 +67,7 @@ export class ApiMetrics {
       this.addGauge('payouts_stuck', 'Payout sagas waiting on their provider past the stuck threshold', []);
       this.addGauge('deposits_by_status', 'Deposit sagas by current status (read model)', ['status']);
       this.addGauge('provider_incidents', 'Provider claims and records the sagas refused to act on, by kind (see GET /v1/ops/incidents)', ['kind']);
+      this.addGauge('sagas_workflow_task_failing', 'Sagas marked because their workflow task keeps failing (a defect: nobody is paid until it is fixed), by workflow type', ['workflow_type']);
       this.scrapeSources.push(async (set) => {
         const payouts = await pool.query<{ status: string; n: number; stuck: number }>('SELECT status, count(*)::int AS n, count(*) FILTER (WHERE stuck)::int AS stuck FROM payouts GROUP BY status');
         let stuck = 0;
@@ -78,6 +80,13 @@ export class ApiMetrics {
         for (const row of deposits.rows) set('deposits_by_status', { status: row.status }, row.n);
         const incidents = await pool.query<{ kind: string; n: number }>('SELECT kind, count(*)::int AS n FROM provider_incidents GROUP BY kind');
         for (const row of incidents.rows) set('provider_incidents', { kind: row.kind }, row.n);
+      });
+      const taskFailures = new WorkflowTaskFailureStore(pool);
+      this.scrapeSources.push(async (set) => {
+        // Both saga types always present (0 when healthy), so an alert rule sees the series.
+        const counts = new Map([['payoutWorkflow', 0], ['depositWorkflow', 0]]);
+        for (const { workflowType, count } of await taskFailures.countByType()) counts.set(workflowType, count);
+        for (const [workflowType, count] of counts) set('sagas_workflow_task_failing', { workflow_type: workflowType }, count);
       });
     }
   }

@@ -10,7 +10,12 @@ import { failureOf, type SagaRequests } from '../common/saga-requests';
 import type { RouteDoc } from '../docs/openapi';
 import { toPayoutBody } from '../payouts/payouts.service';
 import { payoutBody, payoutIdSchema } from '../payouts/payouts.schemas';
-import { PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT } from '../tokens';
+import { PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from '../tokens';
+import { staffViewOfMark, type WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
+import { workflowTaskFailureBody } from './workflow-task-failures';
+
+/** Marked sagas are few (a defect stops many at once, but an alert fires at the first): a bound, not a page. */
+const MAX_MARKS_LISTED = 1_000;
 
 const resolveBody = z.strictObject({
   outcome: z.enum(['settle', 'fail']),
@@ -27,7 +32,9 @@ const listedPayout = z.object({
   payout_id: z.string(),
   account_id: z.string().optional(),
   status: z.string().optional(),
-  stuck: z.boolean(),
+  stuck: z.boolean().describe('waiting on its provider past the stuck threshold, or its workflow task failing'),
+  workflow_task_failing: z.boolean(),
+  workflow_task_failure: workflowTaskFailureBody.optional(),
   provider: z.string().optional(),
   amount_minor: z.number().optional(),
   currency: z.string().optional(),
@@ -37,7 +44,8 @@ const auditEntry = z.object({ id: z.number(), at: z.string(), actor: z.string(),
 
 /**
  * Finance staff's tools for sagas a provider leaves hanging: find them (Temporal visibility, the same
- * search attributes the Web UI filters on), resolve one with a reason, or poll its provider now.
+ * search attributes the Web UI filters on, plus the sagas marked for a failing workflow task), resolve one
+ * with a reason, or poll its provider now.
  * Every action, applied or refused, is written to the append-only staff audit log.
  */
 @Controller('v1/ops/payouts')
@@ -47,30 +55,61 @@ export class PayoutsOpsController {
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
     @Inject(SAGA_REQUESTS) private readonly sagas: SagaRequests,
+    @Inject(WORKFLOW_TASK_FAILURES) private readonly taskFailures: WorkflowTaskFailureStore,
   ) {}
 
   @Get()
   async list(@Query() query: unknown) {
     const { stuck, status, limit } = parseOrProblem(listQuery, query ?? {}, 'query');
+    // A saga whose workflow task keeps failing cannot update its search attributes: it is listed from the
+    // worker's mark (and the read model), first, as stuck; `stuck=false` leaves it out.
+    const failing = await this.failingPayouts(status);
+    const items: z.infer<typeof listedPayout>[] = stuck === 'false' ? [] : failing.items.slice(0, limit);
     const clauses = [`WorkflowType = 'payoutWorkflow'`, `ExecutionStatus = 'Running'`];
     if (stuck) clauses.push(`PayoutStuck = ${stuck}`);
     if (status) clauses.push(`PayoutStatus = '${status}'`);
-    const items: z.infer<typeof listedPayout>[] = [];
-    for await (const execution of this.temporal.workflow.list({ query: clauses.join(' AND ') })) {
-      const attributes = execution.searchAttributes as Record<string, unknown[] | undefined>;
-      items.push({
-        payout_id: execution.workflowId,
-        account_id: attributes.AccountId?.[0] as string | undefined,
-        status: attributes.PayoutStatus?.[0] as string | undefined,
-        stuck: attributes.PayoutStuck?.[0] === true,
-        provider: attributes.Provider?.[0] as string | undefined,
-        amount_minor: attributes.AmountMinor?.[0] as number | undefined,
-        currency: attributes.Currency?.[0] as string | undefined,
-        started_at: execution.startTime.toISOString(),
-      });
-      if (items.length >= limit) break;
+    if (items.length < limit) {
+      for await (const execution of this.temporal.workflow.list({ query: clauses.join(' AND ') })) {
+        if (failing.ids.has(execution.workflowId)) continue;
+        const attributes = execution.searchAttributes as Record<string, unknown[] | undefined>;
+        items.push({
+          payout_id: execution.workflowId,
+          account_id: attributes.AccountId?.[0] as string | undefined,
+          status: attributes.PayoutStatus?.[0] as string | undefined,
+          stuck: attributes.PayoutStuck?.[0] === true,
+          workflow_task_failing: false,
+          provider: attributes.Provider?.[0] as string | undefined,
+          amount_minor: attributes.AmountMinor?.[0] as number | undefined,
+          currency: attributes.Currency?.[0] as string | undefined,
+          started_at: execution.startTime.toISOString(),
+        });
+        if (items.length >= limit) break;
+      }
     }
     return { items, query: clauses.join(' AND ') };
+  }
+
+  /** Payouts marked for a failing workflow task, with what the read model knows of them (nothing before authorization). */
+  private async failingPayouts(status: string | undefined): Promise<{ items: z.infer<typeof listedPayout>[]; ids: Set<string> }> {
+    const marks = await this.taskFailures.listByType('payoutWorkflow', MAX_MARKS_LISTED);
+    const { rows } = await this.pool.query<{ payout_id: string; account_id: string; status: string; provider: string; amount_minor: number; currency: string; requested_at: Date }>(
+      'SELECT payout_id, account_id, status, provider, amount_minor, currency, requested_at FROM payouts WHERE payout_id = ANY($1)',
+      [marks.map((mark) => mark.workflowId)],
+    );
+    const byId = new Map(rows.map((row) => [row.payout_id, row]));
+    const items = marks
+      .filter((mark) => !status || byId.get(mark.workflowId)?.status === status)
+      .map((mark) => {
+        const row = byId.get(mark.workflowId);
+        return {
+          payout_id: mark.workflowId,
+          ...(row ? { account_id: row.account_id, status: row.status, provider: row.provider, amount_minor: row.amount_minor, currency: row.currency, started_at: row.requested_at.toISOString() } : {}),
+          stuck: true,
+          workflow_task_failing: true,
+          workflow_task_failure: staffViewOfMark(mark),
+        };
+      });
+    return { items, ids: new Set(marks.map((mark) => mark.workflowId)) };
   }
 
   /** Settles or fails a payout still awaiting its provider (money posted or released exactly once). */
@@ -148,7 +187,7 @@ export const payoutsOpsRoutes: RouteDoc[] = [
   {
     method: 'get',
     path: '/v1/ops/payouts',
-    summary: 'Running payout sagas, e.g. ?stuck=true for those waiting on their provider past the threshold',
+    summary: 'Running payout sagas, e.g. ?stuck=true for those waiting on their provider past the threshold or whose workflow task keeps failing (listed first, with the failure)',
     tag: 'ops',
     auth: ['staff'],
     responses: { 200: { description: 'Matching sagas (Temporal visibility)', schema: z.object({ items: z.array(listedPayout), query: z.string() }) }, 403: { description: 'Not staff' } },

@@ -3,13 +3,18 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assertMayActOnAccount } from '../auth/auth';
 import { readIdempotencyKey, sendAnswer } from '../common/idempotency';
 import { parseOrProblem, ProblemError } from '../common/problem';
-import { PAYOUTS_SERVICE } from '../tokens';
+import { PAYOUTS_SERVICE, WORKFLOW_TASK_FAILURES } from '../tokens';
+import type { WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
+import { workflowTaskFailureFor } from '../ops/workflow-task-failures';
 import { cancelPayoutBody, createPayoutBody, payoutIdSchema } from './payouts.schemas';
 import { toPayoutBody, type PayoutsService } from './payouts.service';
 
 @Controller('v1/payouts')
 export class PayoutsController {
-  constructor(@Inject(PAYOUTS_SERVICE) private readonly payouts: PayoutsService) {}
+  constructor(
+    @Inject(PAYOUTS_SERVICE) private readonly payouts: PayoutsService,
+    @Inject(WORKFLOW_TASK_FAILURES) private readonly taskFailures: WorkflowTaskFailureStore,
+  ) {}
 
   /** 201 held, 422 declined (e.g. INSUFFICIENT_FUNDS), or 202 while the decision is pending; repeats replay the first answer. */
   @Post()
@@ -26,7 +31,9 @@ export class PayoutsController {
   async get(@Param('payoutId') payoutId: string, @Req() request: FastifyRequest) {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
     if (!request.principal) throw new ProblemError('UNAUTHENTICATED');
-    return toPayoutBody(await this.payouts.get(id, request.principal), request.principal.role);
+    const body = toPayoutBody(await this.payouts.get(id, request.principal), request.principal.role);
+    // Staff also see whether the saga's workflow task is failing (marked by the worker); others never do.
+    return { ...body, ...(await workflowTaskFailureFor(this.taskFailures, id, request.principal.role)) };
   }
 
   /** Cancels before submission to the provider (the hold is voided); 409 PAYOUT_NOT_CANCELLABLE after. */

@@ -4,6 +4,7 @@ import { accountIdSchema } from '../accounts/accounts.schemas';
 import { moneySchema } from '../common/money';
 import { PAYOUT_STATUSES } from '../../../workflows/payout/definitions';
 import { timelineEntrySchema } from '../common/timeline';
+import { workflowTaskFailureBody } from '../ops/workflow-task-failures';
 
 export const destinationSchema = z.discriminatedUnion('method', [
   z.strictObject({
@@ -45,6 +46,7 @@ export const payoutBody = z.object({
   decline_code: z.string().optional(),
   requested_at: z.string(),
   timeline: z.array(timelineEntrySchema(PAYOUT_STATUSES)),
+  workflow_task_failure: workflowTaskFailureBody.optional(),
 });
 
 export const payoutAcceptedBody = z.object({
