@@ -1,6 +1,7 @@
 /**
- * The benchmark's chart: accept latency (p50, p99) and settled per second against the offered rate, platform
- * and reference, drawn as SVG and screenshotted to PNG by headless Chromium (playwright-core).
+ * The benchmark's charts, drawn as SVG and screenshotted to PNG by headless Chromium (playwright-core):
+ * the ladder's accept latency (p50, p99) and settled per second against the offered rate, platform and
+ * reference; the soak's accept latency, settled per second and worker memory against minutes into the run.
  */
 import fs from 'node:fs';
 import { chromium } from 'playwright-core';
@@ -21,7 +22,10 @@ const W = 560;
 const H = 380;
 const M = { left: 64, right: 16, top: 40, bottom: 48 };
 
-function panel(title: string, xMax: number, yMax: number, yLabel: string, yLog: boolean, lines: { color: string; dash?: string; points: [number, number][]; label: string }[], diagonal: boolean): string {
+/** A polyline with a dot per point; a guide line (`guide`) has no dots. */
+type Line = { color: string; dash?: string; points: [number, number][]; label: string; guide?: boolean };
+
+function panel(title: string, xMax: number, yMax: number, xLabel: string, yLabel: string, yLog: boolean, lines: Line[], diagonal: boolean): string {
   const innerW = W - M.left - M.right;
   const innerH = H - M.top - M.bottom;
   const yMin = yLog ? 10 : 0;
@@ -35,13 +39,13 @@ function panel(title: string, xMax: number, yMax: number, yLabel: string, yLog: 
   for (const t of yTicks) svg += `<line x1="${M.left}" x2="${W - M.right}" y1="${y(t)}" y2="${y(t)}" stroke="#e5e5e5"/><text x="${M.left - 6}" y="${y(t) + 4}" text-anchor="end">${fmt(t)}</text>`;
   for (const t of xTicks) svg += `<line y1="${M.top}" y2="${M.top + innerH}" x1="${x(t)}" x2="${x(t)}" stroke="#f0f0f0"/><text x="${x(t)}" y="${M.top + innerH + 16}" text-anchor="middle">${t}</text>`;
   svg += `<rect x="${M.left}" y="${M.top}" width="${innerW}" height="${innerH}" fill="none" stroke="#999"/>`;
-  svg += `<text x="${M.left + innerW / 2}" y="${H - 10}" text-anchor="middle">offered rate (requests per second)</text>`;
+  svg += `<text x="${M.left + innerW / 2}" y="${H - 10}" text-anchor="middle">${xLabel}</text>`;
   svg += `<text transform="translate(16 ${M.top + innerH / 2}) rotate(-90)" text-anchor="middle">${yLabel}</text>`;
   if (diagonal) svg += `<line x1="${x(0)}" y1="${y(0)}" x2="${x(Math.min(xMax, yMax))}" y2="${y(Math.min(xMax, yMax))}" stroke="#bbb" stroke-dasharray="2 4"/><text x="${x(Math.min(xMax, yMax)) - 4}" y="${y(Math.min(xMax, yMax)) + 14}" text-anchor="end" fill="#999">= offered</text>`;
   lines.forEach((line, i) => {
     const pts = line.points.map(([px, py]) => `${x(px).toFixed(1)},${y(py).toFixed(1)}`).join(' ');
     svg += `<polyline points="${pts}" fill="none" stroke="${line.color}" stroke-width="2.5" ${line.dash ? `stroke-dasharray="${line.dash}"` : ''}/>`;
-    for (const [px, py] of line.points) svg += `<circle cx="${x(px)}" cy="${y(py)}" r="3.5" fill="${line.color}"/>`;
+    if (!line.guide) for (const [px, py] of line.points) svg += `<circle cx="${x(px)}" cy="${y(py)}" r="3.5" fill="${line.color}"/>`;
     const ly = M.top + 14 + i * 16;
     svg += `<line x1="${M.left + 10}" x2="${M.left + 34}" y1="${ly - 4}" y2="${ly - 4}" stroke="${line.color}" stroke-width="2.5" ${line.dash ? `stroke-dasharray="${line.dash}"` : ''}/><text x="${M.left + 40}" y="${ly}">${line.label}</text>`;
   });
@@ -49,8 +53,15 @@ function panel(title: string, xMax: number, yMax: number, yLabel: string, yLog: 
 }
 
 function niceTicks(max: number): number[] {
-  const step = [1, 2, 5, 10, 20, 50, 100].find((s) => max / s <= 8) ?? 200;
+  const step = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000].find((s) => max / s <= 8) ?? 10000;
   return Array.from({ length: Math.floor(max / step) + 1 }, (_, i) => i * step);
+}
+
+const OFFERED_RATE = 'offered rate (requests per second)';
+
+function page(title: string, subtitle: string, panels: string[]): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><style>body{margin:0;padding:12px 16px;font-family:sans-serif;background:#fff;width:${panels.length * W + (panels.length - 1) * 16}px}h1{font-size:18px;margin:0 0 2px}p{margin:0 0 8px;color:#555;font-size:13px}</style></head>
+<body><h1>${title}</h1><p>${subtitle}</p><div style="display:flex;gap:16px">${panels.join('')}</div></body></html>`;
 }
 
 export function chartHtml(input: ChartInput): string {
@@ -62,6 +73,7 @@ export function chartHtml(input: ChartInput): string {
     'Accept latency (POST → answer)',
     xMax,
     latMax,
+    OFFERED_RATE,
     'milliseconds (log scale)',
     true,
     input.series.flatMap((s) => [
@@ -74,24 +86,62 @@ export function chartHtml(input: ChartInput): string {
     'Settled per second (sustained)',
     xMax,
     rateMax,
+    OFFERED_RATE,
     'sagas settled per second',
     false,
     input.series.map((s) => ({ color: s.color, points: s.steps.map((p) => [p.offered_per_s, p.settled_per_s] as [number, number]), label: s.name })),
     true,
   );
-  return `<!doctype html><html><head><meta charset="utf-8"><style>body{margin:0;padding:12px 16px;font-family:sans-serif;background:#fff;width:${2 * W + 16}px}h1{font-size:18px;margin:0 0 2px}p{margin:0 0 8px;color:#555;font-size:13px}</style></head>
-<body><h1>${input.title}</h1><p>${input.subtitle}</p><div style="display:flex;gap:16px">${latency}${throughput}</div></body></html>`;
+  return page(input.title, input.subtitle, [latency, throughput]);
+}
+
+export interface SoakChartInput {
+  title: string;
+  subtitle: string;
+  offeredPerS: number;
+  /** One point per window, at the minute it closed. */
+  windows: { minute: number; accept_ms: { p50: number | null; p99: number | null }; settled_per_s: number; worker_rss_mib: number | null }[];
+  /** The worker's memory when the first window opened (drawn at minute 0). */
+  workerRssAtStartMib: number | null;
+}
+
+export function soakChartHtml(input: SoakChartInput): string {
+  const ws = input.windows;
+  const xMax = Math.max(...ws.map((w) => w.minute)) * 1.05;
+  const xLabel = 'minutes into the run (each point: the window ending there)';
+  const at = (value: (w: (typeof ws)[number]) => number | null) => ws.filter((w) => value(w) !== null).map((w) => [w.minute, value(w)!] as [number, number]);
+  const latMax = Math.max(100, ...ws.flatMap((w) => [w.accept_ms.p99 ?? 0, w.accept_ms.p50 ?? 0])) * 1.3;
+  const latency = panel('Accept latency (POST → answer)', xMax, latMax, xLabel, 'milliseconds (log scale)', true, [
+    { color: '#1f6feb', points: at((w) => w.accept_ms.p50), label: 'p50' },
+    { color: '#1f6feb', dash: '6 4', points: at((w) => w.accept_ms.p99), label: 'p99' },
+  ], false);
+  const rateMax = Math.max(1, input.offeredPerS, ...ws.map((w) => w.settled_per_s)) * 1.25;
+  const throughput = panel('Settled per second (in each window)', xMax, rateMax, xLabel, 'payouts settled per second', false, [
+    { color: '#1f6feb', points: at((w) => w.settled_per_s), label: 'settled/s' },
+    { color: '#999', dash: '2 4', points: [[0, input.offeredPerS], [xMax, input.offeredPerS]], label: `offered ${input.offeredPerS}/s`, guide: true },
+  ], false);
+  const rss = [...(input.workerRssAtStartMib !== null ? [[0, input.workerRssAtStartMib] as [number, number]] : []), ...at((w) => w.worker_rss_mib)];
+  const memory = panel('Worker resident memory', xMax, Math.max(100, ...rss.map(([, y]) => y)) * 1.25, xLabel, 'MiB', false, [{ color: '#2f9e44', points: rss, label: 'worker RSS' }], false);
+  return page(input.title, input.subtitle, [latency, throughput, memory]);
+}
+
+export function renderChartPng(input: ChartInput, pngPath: string): Promise<void> {
+  return screenshot(chartHtml(input), 2, pngPath);
+}
+
+export function renderSoakChartPng(input: SoakChartInput, pngPath: string): Promise<void> {
+  return screenshot(soakChartHtml(input), 3, pngPath);
 }
 
 /** Debian's Chromium (apt-get install chromium), or the browser named by CHROMIUM_PATH (as test/browser does). */
-export async function renderChartPng(input: ChartInput, pngPath: string): Promise<void> {
+async function screenshot(html: string, panels: number, pngPath: string): Promise<void> {
   const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
   if (!fs.existsSync(executablePath)) throw new Error(`no Chromium at ${executablePath} (apt-get install chromium, or set CHROMIUM_PATH)`);
   const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
   try {
-    const page = await browser.newPage({ viewport: { width: 2 * W + 48, height: H + 80 }, deviceScaleFactor: 1.5 });
-    await page.setContent(chartHtml(input));
-    await page.locator('body').screenshot({ path: pngPath });
+    const tab = await browser.newPage({ viewport: { width: panels * W + (panels - 1) * 16 + 32, height: H + 80 }, deviceScaleFactor: 1.5 });
+    await tab.setContent(html);
+    await tab.locator('body').screenshot({ path: pngPath });
   } finally {
     await browser.close();
   }

@@ -8,6 +8,8 @@
  *             also the deposit ladder's step (fresh accounts, one deposit each)
  *   platform  POST /v1/payouts at the step's rate; settlement read from the `payouts` read model
  *   reference the bare-SDK saga (bench/reference) started by update-with-start at the same rate
+ *   soak      POST /v1/payouts at one rate for many windows; streams one `{"event":"window",...}` line per
+ *             window as it closes (after a `{"event":"started"}` line), then all windows again after the drain
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
@@ -26,7 +28,8 @@ export interface StackAddresses {
 export type Job =
   | (StackAddresses & { kind: 'setup'; runId: string; accounts: number; depositMinor: number; depositRate: number; drainTimeoutMs: number; requireAll: boolean })
   | (StackAddresses & { kind: 'platform'; rate: number; seconds: number; accounts: string[]; firstAccount: number; payoutMinor: number; syncDeadlineMs: number; drainTimeoutMs: number; historySamples: number })
-  | (StackAddresses & { kind: 'reference'; rate: number; seconds: number; taskQueue: string; syncDeadlineMs: number; drainTimeoutMs: number; historySamples: number });
+  | (StackAddresses & { kind: 'reference'; rate: number; seconds: number; taskQueue: string; syncDeadlineMs: number; drainTimeoutMs: number; historySamples: number })
+  | (StackAddresses & { kind: 'soak'; rate: number; windows: number; perWindow: number; accounts: string[]; payoutMinor: number; syncDeadlineMs: number; windowGraceMs: number; drainTimeoutMs: number });
 
 /** One request of a step: when it left, how it was answered, and when (if) it settled. */
 interface Sample {
@@ -41,10 +44,13 @@ interface Sample {
 
 const job = JSON.parse(process.env.BENCH_JOB ?? '{}') as Job;
 const say = (msg: string) => process.stderr.write(`[load] ${msg}\n`);
+const PAYOUT_FINAL_STATES = ['SETTLED', 'FAILED', 'DECLINED', 'CANCELLED', 'RETURNED'];
 
-/** Fires `send(i)` at t0 + i/rate for `count` requests without awaiting any of them; resolves when all answered. */
-async function openLoop(rate: number, count: number, send: (i: number, sample: Sample) => Promise<void>): Promise<Sample[]> {
-  const samples: Sample[] = [];
+/**
+ * Fires `send(i)` at t0 + i/rate for `count` requests without awaiting any of them; resolves when all answered.
+ * Samples are appended to `samples` as they leave, so a caller can watch them live.
+ */
+async function openLoop(rate: number, count: number, send: (i: number, sample: Sample) => Promise<void>, samples: Sample[] = []): Promise<Sample[]> {
   const inFlight: Promise<void>[] = [];
   const t0 = performance.now() + 100;
   for (let i = 0; i < count; i++) {
@@ -75,27 +81,29 @@ function api(path: string, init: { method?: string; body?: unknown; key?: string
   return fetch(`${job.apiUrl}${path}`, { method: init.method ?? 'GET', headers, body: init.body === undefined ? undefined : JSON.stringify(init.body), signal: AbortSignal.timeout(60_000) });
 }
 
+/** Reads the read model once for the ids not yet final; fills doneAt/outcome of those now final. Answers how many are still open. */
+async function readFinalStates(db: pg.Pool, table: 'payouts' | 'deposits', samples: Sample[], finalStates: string[], doneState: string): Promise<number> {
+  const idColumn = table === 'payouts' ? 'payout_id' : 'deposit_id';
+  const open = samples.filter((s) => s.id && !s.outcome);
+  if (open.length === 0) return 0;
+  const { rows } = await db.query<{ id: string; status: string; at: string }>(
+    `SELECT ${idColumn} AS id, status, (extract(epoch FROM updated_at) * 1000)::float8 AS at FROM ${table} WHERE ${idColumn} = ANY($1) AND status = ANY($2)`,
+    [open.map((s) => s.id), finalStates],
+  );
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  for (const s of open) {
+    const row = byId.get(s.id!);
+    if (!row) continue;
+    s.outcome = row.status;
+    if (row.status === doneState) s.doneAt = Number(row.at);
+  }
+  return open.length - rows.length;
+}
+
 /** Polls the read model until every id is in a final state (or the timeout); fills doneAt/outcome. */
 async function drainReadModel(db: pg.Pool, table: 'payouts' | 'deposits', samples: Sample[], finalStates: string[], doneState: string, timeoutMs: number): Promise<void> {
-  const idColumn = table === 'payouts' ? 'payout_id' : 'deposit_id';
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const open = samples.filter((s) => s.id && !s.outcome);
-    if (open.length === 0) return;
-    const { rows } = await db.query<{ id: string; status: string; at: string }>(
-      `SELECT ${idColumn} AS id, status, (extract(epoch FROM updated_at) * 1000)::float8 AS at FROM ${table} WHERE ${idColumn} = ANY($1) AND status = ANY($2)`,
-      [open.map((s) => s.id), finalStates],
-    );
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    for (const s of open) {
-      const row = byId.get(s.id!);
-      if (!row) continue;
-      s.outcome = row.status;
-      if (row.status === doneState) s.doneAt = Number(row.at);
-    }
-    if (Date.now() > deadline) return;
-    await sleep(1_000);
-  }
+  while ((await readFinalStates(db, table, samples, finalStates, doneState)) > 0 && Date.now() <= deadline) await sleep(1_000);
 }
 
 /** Events and workflow tasks in the histories of a few settled sagas. */
@@ -161,21 +169,23 @@ async function setup(j: Extract<Job, { kind: 'setup' }>) {
   return { accounts, deposits: summarize(samples, j.depositRate, accounts.length / j.depositRate, 3_000, 201) };
 }
 
+/** One payout request, each with its own Idempotency-Key. */
+async function postPayout(accountId: string, minorUnits: number, sample: Sample): Promise<void> {
+  const res = await api('/v1/payouts', {
+    method: 'POST',
+    key: randomUUID(),
+    body: { account_id: accountId, amount: { minor_units: minorUnits, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: 'wallet-bench' } },
+  });
+  sample.status = res.status;
+  const body = (await res.json().catch(() => ({}))) as { payout_id?: string };
+  sample.id = body.payout_id;
+}
+
 async function platformStep(j: Extract<Job, { kind: 'platform' }>) {
   const db = new pg.Pool({ connectionString: j.databaseUrl, max: 2 });
-  const samples = await openLoop(j.rate, Math.round(j.rate * j.seconds), async (i, sample) => {
-    const accountId = j.accounts[(j.firstAccount + i) % j.accounts.length]!;
-    const res = await api('/v1/payouts', {
-      method: 'POST',
-      key: randomUUID(),
-      body: { account_id: accountId, amount: { minor_units: j.payoutMinor, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: 'wallet-bench' } },
-    });
-    sample.status = res.status;
-    const body = (await res.json().catch(() => ({}))) as { payout_id?: string };
-    sample.id = body.payout_id;
-  });
+  const samples = await openLoop(j.rate, Math.round(j.rate * j.seconds), (i, sample) => postPayout(j.accounts[(j.firstAccount + i) % j.accounts.length]!, j.payoutMinor, sample));
   say(`platform ${j.rate}/s: all answered; waiting for settlement`);
-  await drainReadModel(db, 'payouts', samples, ['SETTLED', 'FAILED', 'DECLINED', 'CANCELLED', 'RETURNED'], 'SETTLED', j.drainTimeoutMs);
+  await drainReadModel(db, 'payouts', samples, PAYOUT_FINAL_STATES, 'SETTLED', j.drainTimeoutMs);
   await db.end();
   const connection = await Connection.connect({ address: j.temporalAddress });
   const history = await historyShape(new Client({ connection, namespace: j.namespace }), pick(samples.filter((s) => s.doneAt).map((s) => s.id!), j.historySamples));
@@ -212,6 +222,64 @@ async function referenceStep(j: Extract<Job, { kind: 'reference' }>) {
   return { ...summarize(samples, j.rate, j.seconds, j.syncDeadlineMs, 201), history };
 }
 
+/**
+ * The soak: one open loop at a fixed rate for `windows` × `perWindow` payouts, accounts taken in turn (so each
+ * account's payouts are evenly spaced, under the hourly velocity limit). Settlements are read from the read
+ * model every second meanwhile, so a window's figures are known as it closes: its line is written once all
+ * its requests are answered and its payouts final, or `windowGraceMs` after it closed (`outcomes.open` says
+ * how many were not). After the last window, a drain; then every window again, computed with the drain's
+ * answers, in the result.
+ */
+async function soak(j: Extract<Job, { kind: 'soak' }>) {
+  const db = new pg.Pool({ connectionString: j.databaseUrl, max: 2 });
+  const samples: Sample[] = [];
+  const windowMs = (j.perWindow / j.rate) * 1000;
+  let sending = true;
+  const tracking = (async () => {
+    while (sending) {
+      await readFinalStates(db, 'payouts', samples, PAYOUT_FINAL_STATES, 'SETTLED').catch((err) => say(`read model: ${String(err)}`));
+      await sleep(1_000);
+    }
+  })();
+  const sent = openLoop(j.rate, j.windows * j.perWindow, (i, sample) => postPayout(j.accounts[i % j.accounts.length]!, j.payoutMinor, sample), samples);
+  while (samples.length === 0) await sleep(5);
+  // Windows are counted from the first request: window k holds requests k·perWindow … (k+1)·perWindow − 1.
+  const t0 = samples[0]!.sentAt;
+  const emit = (line: object) => process.stdout.write(`${JSON.stringify(line)}\n`);
+  emit({ event: 'started', t0, window_ms: windowMs });
+  const windowFigures = (k: number) => {
+    const start = t0 + k * windowMs;
+    return {
+      window: k + 1,
+      from_min: Math.round((k * windowMs) / 600) / 100,
+      to_min: Math.round(((k + 1) * windowMs) / 600) / 100,
+      ...summarize(samples.slice(k * j.perWindow, (k + 1) * j.perWindow), j.rate, windowMs / 1000, j.syncDeadlineMs, 201, { start, pool: samples }),
+    };
+  };
+  for (let k = 0; k < j.windows; k++) {
+    const closesAt = t0 + (k + 1) * windowMs;
+    await sleep(Math.max(0, closesAt - Date.now()));
+    const done = () => {
+      const mine = samples.slice(k * j.perWindow, (k + 1) * j.perWindow);
+      return mine.length === j.perWindow && mine.every((s) => s.acceptMs !== undefined && (!s.id || s.outcome));
+    };
+    while (!done() && Date.now() < closesAt + j.windowGraceMs) await sleep(250);
+    emit({ event: 'window', ...windowFigures(k) });
+  }
+  await sent;
+  sending = false;
+  await tracking;
+  say(`soak: all ${samples.length} answered; draining`);
+  await drainReadModel(db, 'payouts', samples, PAYOUT_FINAL_STATES, 'SETTLED', j.drainTimeoutMs);
+  await db.end();
+  return {
+    windows: Array.from({ length: j.windows }, (_, k) => windowFigures(k)),
+    totals: summarize(samples, j.rate, (j.windows * windowMs) / 1000, j.syncDeadlineMs, 201),
+    not_final_after_drain: samples.filter((s) => s.id && !s.outcome).length,
+    without_payout_id: samples.filter((s) => !s.id).length,
+  };
+}
+
 function quantiles(values: number[]) {
   const sorted = [...values].sort((a, b) => a - b);
   const q = (p: number) => (sorted.length ? Math.round(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!) : null);
@@ -220,13 +288,16 @@ function quantiles(values: number[]) {
 
 /**
  * Figures of one step. Settled per second is sustained throughput: settlements (of any request of the step)
- * that happened inside the step's sending window, over that window's length.
+ * that happened inside the step's sending window, over that window's length. For a soak window, `window`
+ * names where it starts and the requests whose settlements count (every one of the run: earlier windows'
+ * payouts settle in it too); latency and outcomes stay those of the window's own requests.
  */
-function summarize(samples: Sample[], rate: number, seconds: number, syncDeadlineMs: number, decidedStatus: number) {
+function summarize(samples: Sample[], rate: number, seconds: number, syncDeadlineMs: number, decidedStatus: number, window?: { start: number; pool: Sample[] }) {
   const statuses: Record<string, number> = {};
   for (const s of samples) statuses[String(s.status)] = (statuses[String(s.status)] ?? 0) + 1;
-  const windowStart = samples[0]?.sentAt ?? 0;
+  const windowStart = window?.start ?? samples[0]?.sentAt ?? 0;
   const windowEnd = windowStart + seconds * 1000;
+  const settledInWindow = (window?.pool ?? samples).filter((s) => s.doneAt !== undefined && s.doneAt >= windowStart && s.doneAt < windowEnd).length;
   const settled = samples.filter((s) => s.doneAt !== undefined);
   const answered = samples.filter((s) => s.acceptMs !== undefined);
   return {
@@ -239,13 +310,14 @@ function summarize(samples: Sample[], rate: number, seconds: number, syncDeadlin
     settled: settled.length,
     not_settled: samples.filter((s) => s.id && s.doneAt === undefined).length,
     outcomes: Object.fromEntries([...new Set(samples.map((s) => s.outcome ?? 'open'))].map((o) => [o, samples.filter((s) => (s.outcome ?? 'open') === o).length])),
-    settled_per_s: settled.filter((s) => s.doneAt! <= windowEnd).length / seconds,
+    settled_in_window: settledInWindow,
+    settled_per_s: settledInWindow / seconds,
     settled_per_s_until_drained: settled.length ? settled.length / ((Math.max(...settled.map((s) => s.doneAt!)) - windowStart) / 1000) : 0,
     request_to_settled_ms: quantiles(settled.map((s) => s.doneAt! - s.sentAt)),
   };
 }
 
-const run = { setup, platform: platformStep, reference: referenceStep }[job.kind] as (j: Job) => Promise<unknown>;
+const run = { setup, platform: platformStep, reference: referenceStep, soak }[job.kind] as (j: Job) => Promise<unknown>;
 const cpuBefore = process.cpuUsage();
 const result = await run(job);
 const cpu = process.cpuUsage(cpuBefore);

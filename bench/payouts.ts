@@ -9,16 +9,17 @@
  * task queue on the same Temporal server) gets the same ladder. Per step: share decided in time, accept
  * latency, settled per second, request → SETTLED, history events and workflow tasks per saga, CPU seconds
  * per payout per process. Then deposits get a smaller ladder. Saves JSON and a PNG chart under bench/results/.
+ * With --soak, one fixed rate for a long time instead, reported per window (bench/soak.ts).
  *
  *   npm run bench                      the full ladder (about 30 minutes on 2 cores)
  *   npm run bench -- --quick           a short smoke run
  *   npm run bench -- --rates 2,4,8 --step-seconds 30 --drain-seconds 60 --attach --no-reference --keep
+ *   npm run bench -- --soak            an hour at 2.5 payouts/s, figures per 5 minutes
+ *   npm run bench -- --soak --soak-rate 2 --soak-minutes 3 --window-minutes 1
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
@@ -27,8 +28,10 @@ import { startProcess, type ManagedProcess } from '../lib/processes';
 import { signToken } from '../lib/tokens';
 import { sleep } from '../lib/wait';
 import { renderChartPng } from './chart';
-import type { Job, StackAddresses } from './load-generator';
-import { attachStack, cpuSnapshot, type CpuSnapshot, startStack, type Stack } from './stack';
+import { cpuDelta, describeRun, PAYOUT_MINOR, PAYOUTS_PER_ACCOUNT, pct, round, runLoadGenerator, say } from './harness';
+import type { StackAddresses } from './load-generator';
+import { runSoak, soakPlan } from './soak';
+import { attachStack, cpuSnapshot, startStack, type Stack } from './stack';
 
 const { values: flags } = parseArgs({
   options: {
@@ -40,6 +43,10 @@ const { values: flags } = parseArgs({
     'no-reference': { type: 'boolean', default: false },
     'deposit-rates': { type: 'string' },
     keep: { type: 'boolean', default: false },
+    soak: { type: 'boolean', default: false },
+    'soak-rate': { type: 'string', default: '2.5' },
+    'soak-minutes': { type: 'string', default: '60' },
+    'window-minutes': { type: 'string', default: '5' },
   },
 });
 const RATES = flags.rates ? flags.rates.split(',').map(Number) : flags.quick ? [2, 6] : [1, 2, 4, 8, 12, 16];
@@ -48,26 +55,12 @@ const DRAIN_MS = Number(flags['drain-seconds'] ?? (flags.quick ? 30 : 60)) * 100
 /** Deposits: a smaller ladder after the payouts, one deposit per fresh account (the daily limits are per account). */
 const DEPOSIT_RATES = flags['deposit-rates'] !== undefined ? flags['deposit-rates'].split(',').filter(Boolean).map(Number) : flags.quick ? [2, 6] : [2, 4, 8];
 const DEPOSIT_STEP_SECONDS = flags.quick ? 10 : 20;
-const PAYOUT_MINOR = 100;
-/** Under the default velocity limit (PAYOUT_HOURLY_MAX_COUNT = 20 per account and hour). */
-const PAYOUTS_PER_ACCOUNT = 15;
+/** The soak's size, checked before any stack starts. */
+const SOAK = flags.soak ? soakPlan(Number(flags['soak-rate']), Number(flags['soak-minutes']), Number(flags['window-minutes'])) : undefined;
 const REFERENCE_TASK_QUEUE = 'bench-reference';
 const HISTORY_SAMPLES = 5;
 /** Longest wait for the previous step's backlog to finish before the next step starts. */
 const QUIET_TIMEOUT_MS = 600_000;
-
-const say = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-const round = (v: number | null | undefined, digits = 1) => (v === null || v === undefined || !Number.isFinite(v) ? null : Math.round(v * 10 ** digits) / 10 ** digits);
-
-/** Runs one load-generator process for a job and returns its JSON answer. */
-function runLoadGenerator<T>(job: Job): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/load-generator.ts'], { cwd: repoRoot, env: { ...process.env, BENCH_JOB: JSON.stringify(job) }, stdio: ['ignore', 'pipe', 'inherit'] });
-    let last = '';
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => (last = line));
-    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(last) as T) : reject(new Error(`load generator (${job.kind}) exited ${code}`))));
-  });
-}
 
 function startReferenceWorker(stack: Stack, logFile: string): Promise<ManagedProcess> {
   const log = fs.createWriteStream(logFile, { flags: 'a' });
@@ -95,25 +88,6 @@ type StepFigures = {
   history: { events_per_saga: number | null; workflow_tasks_per_saga: number | null };
   [k: string]: unknown;
 };
-
-function cpuDelta(before: CpuSnapshot, after: CpuSnapshot, settled: number) {
-  const perProcess: Record<string, { cpu_s: number; cpu_s_per_payout: number | null; rss_mib: number }> = {};
-  for (const [name, now] of Object.entries(after.services)) {
-    const cpu = now.cpuSeconds - (before.services[name]?.cpuSeconds ?? 0);
-    perProcess[name] = { cpu_s: round(cpu, 2)!, cpu_s_per_payout: settled ? round(cpu / settled, 4) : null, rss_mib: Math.round(now.rssBytes / 2 ** 20) };
-  }
-  const wallSeconds = (after.at - before.at) / 1000;
-  const ours = Object.values(perProcess).reduce((a, p) => a + p.cpu_s, 0);
-  const machineBusy = (after.machine.busy - before.machine.busy) / (after.machine.total - before.machine.total);
-  return {
-    wall_s: round(wallSeconds),
-    cpu_per_process: perProcess,
-    /** Share of all cores busy during the step, everyone's load included; and the part that was not ours. */
-    machine_busy_share: round(machineBusy, 2),
-    others_busy_cores: round(machineBusy * os.cpus().length - ours / wallSeconds, 2),
-    loadavg_1m: round(os.loadavg()[0], 2),
-  };
-}
 
 /**
  * Waits until neither workload has sagas in flight (payouts of this run not yet final in the read model,
@@ -172,6 +146,10 @@ async function main() {
     const c = stack.config;
     const token = await signToken({ sub: 'bench', role: 'service' }, c.AUTH_JWT_SECRET, '12h', { issuer: c.AUTH_JWT_ISSUER, audience: c.AUTH_JWT_AUDIENCE });
     const addresses: StackAddresses = { apiUrl: stack.apiUrl, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, namespace: c.TEMPORAL_NAMESPACE, token };
+    if (SOAK) {
+      await runSoak({ stack, addresses, attached: flags.attach, startedAt, resultsDir, plan: SOAK, drainMs: Number(flags['drain-seconds'] ?? 300) * 1000 });
+      return;
+    }
 
     let referenceWorker: ManagedProcess | undefined;
     if (!flags['no-reference']) {
@@ -256,13 +234,7 @@ async function main() {
     const result = {
       date: startedAt.toISOString(),
       mode: flags.quick ? 'quick' : 'full',
-      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gib: round(os.totalmem() / 2 ** 30), node: process.version, loadavg_at_start: os.loadavg().map((v) => round(v, 2)) },
-      stack: {
-        started: flags.attach ? 'attached to a running stack' : 'apps/launcher/main.ts as a child process, own DATA_DIR and free ports, default settings',
-        settings: { PAYOUT_SYNC_DEADLINE_MS: c.PAYOUT_SYNC_DEADLINE_MS, PAYOUT_RETURN_WINDOW_MS: c.PAYOUT_RETURN_WINDOW_MS, SANDBOX_CALLBACK_DELAY_MS: c.SANDBOX_CALLBACK_DELAY_MS, PG_POOL_MAX: c.PG_POOL_MAX },
-        warnings_printed: stack.warnings.length,
-        warnings_sample: stack.warnings.slice(0, 10),
-      },
+      ...describeRun(stack, flags.attach),
       ladder: { rates: RATES, step_seconds: STEP_SECONDS, drain_seconds: DRAIN_MS / 1000, payout_minor_units: PAYOUT_MINOR, accounts: accountCount },
       funding_deposits: deposits,
       deposits: depositLadder,
@@ -298,10 +270,6 @@ async function main() {
 
 function line(s: StepFigures): string {
   return `${pct(s.decided_in_time_share)} decided in time, accept p50 ${s.accept_ms.p50} / p99 ${s.accept_ms.p99} ms, ${round(s.settled_per_s, 2)} settled/s, request → SETTLED p50 ${s.request_to_settled_ms.p50} ms`;
-}
-
-function pct(share: number | null): string {
-  return share === null ? '–' : `${Math.round(share * 1000) / 10} %`;
 }
 
 function table(cores: number, platform: StepFigures[], reference: StepFigures[]): string {
