@@ -2,7 +2,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from '../lib/db';
 import { DestinationUnreadable, type DestinationVault, type StoredDestination } from '../lib/destination-vault';
 import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
-import type { MaskedDestination, PayoutDestination } from '../workflows/payout/definitions';
+import type { MaskedDestination, PayoutDestination, PayoutStateRecord } from '../workflows/payout/definitions';
+import { writePayoutState } from './payout-state';
 import type { RequestedTerms } from '../workflows/provider-records';
 
 /** The aggregator's payout as the saga needs it. */
@@ -62,9 +63,12 @@ export function createProviderActivities(deps: { aggregator: Aggregator; pool: P
 
   return {
     /** `destination` only from sagas started before destinations moved to PostgreSQL. */
-    async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination?: PayoutDestination }): Promise<ProviderPayout> {
+    async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination?: PayoutDestination; record?: PayoutStateRecord }): Promise<ProviderPayout> {
       const destination = input.destination ?? (await destinationOf(input.payoutId));
-      return toProviderPayout((await submitToAggregator(base, 'payouts', input.payoutId, { amount: input.amount, destination })) as AggregatorPayoutBody);
+      const submitted = toProviderPayout((await submitToAggregator(base, 'payouts', input.payoutId, { amount: input.amount, destination })) as AggregatorPayoutBody);
+      // The state the submission leads to (SUBMITTED), mirrored in the same activity once the provider has it.
+      if (input.record) await writePayoutState(deps.pool, input.record);
+      return submitted;
     },
 
     /** What the platform asked the provider to pay, from the read model (for sagas that no longer carry it). */

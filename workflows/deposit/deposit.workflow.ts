@@ -10,14 +10,16 @@ import {
   setHandler,
   sleep,
   upsertSearchAttributes,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
 import { IDEMPOTENCY_MISMATCH } from '../payout/definitions';
 import { differingTerms, unconfirmedClaim, type ProviderIncident } from '../provider-records';
-import type { ProviderDeposit } from '../../activities/deposits';
+import type { ProviderDeposit, RecordDepositStateInput } from '../../activities/deposits';
 import {
   depositEventSignal,
+  depositSearchAttributes,
   depositStatusQuery,
   intentUpdate,
   type DepositInput,
@@ -32,6 +34,7 @@ import {
 const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
 const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
 const poller = proxyActivities<Activities>(PROVIDER_POLL_OPTIONS);
+const lookups = proxyLocalActivities<Activities>(PROVIDER_LOOKUP_OPTIONS);
 
 
 /** Provider states in the order they can happen; the first final outcome wins, later ones are stale. */
@@ -51,6 +54,9 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   // live, and answer false there (see the payout saga). Older sagas decide where they always did.
   const patchedAtStart = patched('patch-decisions-at-start');
   const patchedSince = (patchId: string) => patchedAtStart || patched(patchId);
+  /** Fewer round trips (as in the payout saga): the REQUESTED row and the limits in one local step, the intent
+   *  and the credit mirroring the state they lead to, the provider's record read locally, search attributes at start. */
+  const leanSteps = patched('lean-saga-steps');
   const { depositId, timings } = input;
   let status: DepositStatus = 'REQUESTED';
   const timeline: DepositTimelineEntry[] = [{ at: input.requestedAt, status }];
@@ -97,35 +103,38 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     else learn(event);
   });
 
-  upsertSearchAttributes([
-    { key: SA.AccountId, value: input.accountId },
-    { key: SA.Provider, value: input.provider },
-    { key: SA.Currency, value: input.amount.currency },
-    { key: SA.AmountMinor, value: input.amount.minor_units },
-    { key: SA.PayoutStatus, value: status },
-    { key: SA.PayoutStuck, value: false },
-  ]);
+  if (!leanSteps || workflowInfo().typedSearchAttributes.get(SA.AccountId) === undefined) upsertSearchAttributes(depositSearchAttributes(input));
+
+  /** The read-model row of the current state (`version` its place in the timeline). */
+  const stateRecord = (version = timeline.length, current: DepositStatus = status): RecordDepositStateInput => ({
+    depositId,
+    accountId: input.accountId,
+    amountMinor: input.amount.minor_units,
+    currency: input.amount.currency,
+    provider: input.provider,
+    requestedAt: input.requestedAt,
+    version,
+    status: current,
+    ...details,
+    stuck,
+  });
+  /** The row of state `next`, once entered: for a step that mirrors the state it leads to. */
+  const nextRecord = (next: DepositStatus) => stateRecord(timeline.length + 1, next);
 
   async function record(): Promise<void> {
-    await steps.recordDepositState({
-      depositId,
-      accountId: input.accountId,
-      amountMinor: input.amount.minor_units,
-      currency: input.amount.currency,
-      provider: input.provider,
-      requestedAt: input.requestedAt,
-      version: timeline.length,
-      status,
-      ...details,
-      stuck,
-    });
+    await steps.recordDepositState(stateRecord());
   }
 
-  /** `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
-  async function moveTo(next: DepositStatus, note?: string, staffNote?: string): Promise<void> {
+  /** Enters a state in memory. `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
+  function enter(next: DepositStatus, note?: string, staffNote?: string): void {
     status = next;
     timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
     upsertSearchAttributes([{ key: SA.PayoutStatus, value: next }]);
+  }
+
+  /** Enters a state and mirrors it into the read model. */
+  async function moveTo(next: DepositStatus, note?: string, staffNote?: string): Promise<void> {
+    enter(next, note, staffNote);
     await record();
   }
 
@@ -134,7 +143,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     return view();
   }
 
-  await record();
+  if (!leanSteps) await record();
 
   if (input.resume) {
     // A later run of a deposit that was awaiting its provider: pick up where the previous run stopped.
@@ -149,7 +158,15 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     ]);
   } else {
     // 0. Limits (per deposit, per day, balance ceiling), under the account's lock: a refused deposit never reaches the provider.
-    if (patchedSince('deposit-limits')) {
+    if (leanSteps) {
+      const authorization = await steps.admitDeposit({ depositId, accountId: input.accountId, amountMinor: input.amount.minor_units, currency: input.amount.currency, requestedAt: input.requestedAt, record: stateRecord() });
+      if (!authorization.approved) {
+        details.failureCode = authorization.code;
+        decision = { outcome: 'refused', status: 'FAILED', code: authorization.code, detail: authorization.detail };
+        enter('FAILED', authorization.code);
+        return finish();
+      }
+    } else if (patchedSince('deposit-limits')) {
       const authorization = await steps.authorizeDeposit({ depositId, accountId: input.accountId, amountMinor: input.amount.minor_units, currency: input.amount.currency, requestedAt: input.requestedAt });
       if (!authorization.approved) {
         details.failureCode = authorization.code;
@@ -163,7 +180,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     let intentRecord: ProviderDeposit | undefined;
     let created: { checkoutUrl: string; providerDepositId: string };
     try {
-      const intent = await provider.createDepositIntent({ depositId, amount: input.amount });
+      const intent = await provider.createDepositIntent({ depositId, amount: input.amount, ...(leanSteps ? { record: nextRecord('PENDING') } : {}) });
       created = { checkoutUrl: intent.checkoutUrl, providerDepositId: intent.providerDepositId };
       Object.assign(details, created);
       // A retried intent may find the deposit already decided at the provider (checked below once PENDING).
@@ -178,7 +195,8 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
       }
       throw err;
     }
-    await moveTo('PENDING');
+    if (leanSteps) enter('PENDING');
+    else await moveTo('PENDING');
     decision = { outcome: 'created', status: 'PENDING', ...created };
     // The intent must be for the amount we asked: another amount or currency is an incident, never a credit.
     await judge(intentRecord);
@@ -205,6 +223,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
       accountId: input.accountId,
       amountMinor: input.amount.minor_units,
       currency: input.amount.currency,
+      ...(leanSteps ? { record: nextRecord('CREDITED') } : {}),
     });
   } catch (err) {
     // The provider has the player's money and the ledger refused the credit: the saga fails, and it shows
@@ -217,7 +236,8 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     throw err;
   }
   details.creditTransferId = credit.transferId;
-  await moveTo('CREDITED', `confirmed_by_${outcome.source}`);
+  if (leanSteps) enter('CREDITED', `confirmed_by_${outcome.source}`);
+  else await moveTo('CREDITED', `confirmed_by_${outcome.source}`);
   return finish();
 
   async function awaitProviderOutcome(): Promise<void> {
@@ -307,7 +327,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   /** The provider's record of this deposit: 'none' when it has never seen it, 'unknown' when it cannot be asked. */
   async function providerRecord(): Promise<ProviderDeposit | 'none' | 'unknown'> {
     try {
-      return (await poller.fetchProviderDeposit({ depositId })) ?? 'none';
+      return (await (leanSteps ? lookups : poller).fetchProviderDeposit({ depositId })) ?? 'none';
     } catch {
       return 'unknown'; // the aggregator is unreachable: keep waiting, ask again later
     }

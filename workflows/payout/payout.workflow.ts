@@ -366,8 +366,16 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     submissionStarted = true;
     /** The provider's record as it answered the submission: acted on only if it agrees with the request. */
     let submittedRecord: ProviderPayout | undefined;
+    /** Whether the submission's activity already wrote SUBMITTED into the read model. */
+    let mirrored = false;
     try {
-      submittedRecord = await provider.submitPayoutToProvider({ payoutId, amount: input.amount, ...('last4' in input.destination ? {} : { destination: input.destination }) });
+      submittedRecord = await provider.submitPayoutToProvider({
+        payoutId,
+        amount: input.amount,
+        ...('last4' in input.destination ? {} : { destination: input.destination }),
+        ...(leanSteps ? { record: stateRecord('SUBMITTED') } : {}),
+      });
+      mirrored = leanSteps;
       if (!patchedSince('provider-records-verified')) details.providerPayoutId = submittedRecord.providerPayoutId;
     } catch (err) {
       if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure)) throw err;
@@ -396,7 +404,8 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
         learn(eventFrom(known));
       }
     }
-    await moveTo('SUBMITTED');
+    if (mirrored) enter('SUBMITTED');
+    else await moveTo('SUBMITTED');
     // Adopted only if it is the payout we asked for: a record with our reference but another amount,
     // currency or destination is an incident for staff, and the saga waits, stuck, for one that agrees.
     if (patchedSince('provider-records-verified')) await judge(submittedRecord);
