@@ -32,7 +32,7 @@ describe('payout saga: a task boundary after a local activity never changes the 
   afterAll(async () => stack?.close());
 
   it('reproduces the error: a saga recorded before the fix, cut after its HELD record step, fails replay', async () => {
-    const recorded = JSON.parse(fs.readFileSync(path.join(HISTORIES_DIR, 'payout-settled.json'), 'utf8')) as JsonHistory;
+    const recorded = JSON.parse(fs.readFileSync(path.join(HISTORIES_DIR, 'payout-settled.v2.json'), 'utf8')) as JsonHistory;
     expect(await replay(recorded, 'payout-settled')).toBeUndefined();
     const patchAt = recorded.events.findIndex((e) => (e.markerRecordedEventAttributes as { markerName?: string } | undefined)?.markerName === 'core_patch');
     expect(recorded.events[patchAt - 1]!.eventType).toBe('EVENT_TYPE_MARKER_RECORDED'); // the HELD record step's marker
