@@ -37,6 +37,8 @@ interface Sample {
   lateMs: number;
   acceptMs?: number;
   status: number | 'error';
+  /** The API answered, but the client's next step (the player paying at the checkout) failed. */
+  failedAfterAnswer?: boolean;
   id?: string;
   doneAt?: number;
   outcome?: string;
@@ -63,7 +65,9 @@ async function openLoop(rate: number, count: number, send: (i: number, sample: S
     inFlight.push(
       send(i, sample)
         .catch(() => {
-          sample.status = 'error';
+          // A failure after the API answered (e.g. paying at the checkout) keeps the API's status.
+          if (sample.status === 'error') return;
+          sample.failedAfterAnswer = true;
         })
         .finally(() => {
           sample.acceptMs ??= performance.now() - started;
@@ -304,6 +308,7 @@ function summarize(samples: Sample[], rate: number, seconds: number, syncDeadlin
     offered_per_s: rate,
     requests: samples.length,
     statuses,
+    failed_after_answer: samples.filter((s) => s.failedAfterAnswer).length,
     decided_in_time_share: samples.length ? samples.filter((s) => s.status === decidedStatus && (s.acceptMs ?? Infinity) <= syncDeadlineMs).length / samples.length : null,
     accept_ms: quantiles(answered.map((s) => s.acceptMs!)),
     send_lateness_ms_max: Math.round(Math.max(0, ...samples.map((s) => s.lateMs))),
