@@ -17,8 +17,8 @@ import { cpuDelta, describeRun, PAYOUT_MINOR, PAYOUTS_PER_ACCOUNT, pct, type Pro
 import type { StackAddresses } from './load-generator';
 import { cpuSnapshot, type CpuSnapshot, type Stack } from './stack';
 
-/** Deposits per second while funding: the rate the ladder's funding holds on a fresh stack (p99 ≈ 0.3 s). */
-const FUNDING_RATE = 4;
+/** Deposits per second while funding: the deposit ladder holds 8/s on a fresh stack (accept p99 ≈ 0.3 s). */
+const FUNDING_RATE = 8;
 /** Longest wait for a window's answers and settlements before its line is printed anyway. */
 const WINDOW_GRACE_MS = 60_000;
 /** Worker memory "levels off" when it grows by at most this share over the last half of the run. */

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -6,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { repoRoot } from '../../lib/config';
 import { signToken } from '../../lib/tokens';
-import { freePort, sleep } from '../../lib/wait';
+import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { depositRequest, FAST_SAGA_SETTINGS, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, payoutRequest, spawnWorkerProcess, startSagaStack, type SagaStack } from '../payouts/stack';
 
 /** How often the worker under test re-checks its marks (the default is 30 s). */
 const RECHECK_MS = 1_000;
@@ -20,34 +19,10 @@ const RESET_REAPPLY_TYPE_NONE = 2;
 const INTERNAL = /TypeError|Cannot read|workflow task|workflow_task|stack|bundle|TMPRL/i;
 
 /** The real worker process (apps/worker/main.ts), so the marking is tested as wired and its metrics can be scraped. */
-async function spawnWorker(stack: SagaStack): Promise<{ child: ChildProcess; metricsUrl: string; output: () => string }> {
-  const metricsPort = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/worker/main.ts'], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      ...FAST_SAGA_SETTINGS,
-      LOG_LEVEL: 'info',
-      DATABASE_URL: stack.config.DATABASE_URL,
-      TEMPORAL_ADDRESS: stack.config.TEMPORAL_ADDRESS,
-      TEMPORAL_NAMESPACE: stack.config.TEMPORAL_NAMESPACE,
-      TEMPORAL_TASK_QUEUE: stack.config.TEMPORAL_TASK_QUEUE,
-      SANDBOX_URL: stack.sandboxUrl,
-      WORKER_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
-      WORKFLOW_TASK_FAILURE_RECHECK_MS: String(RECHECK_MS),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk) => {
-      output += chunk;
-      if (output.includes('"msg":"worker ready"')) resolve();
-    });
-    child.stderr!.on('data', (chunk) => (output += chunk));
-    child.once('exit', (code) => reject(new Error(`worker exited (${code}) before ready:\n${output}`)));
-  });
-  return { child, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, output: () => output };
+async function spawnWorker(stack: SagaStack) {
+  const worker = await spawnWorkerProcess(stack, { WORKFLOW_TASK_FAILURE_RECHECK_MS: String(RECHECK_MS) });
+  await worker.ready;
+  return worker;
 }
 
 async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {

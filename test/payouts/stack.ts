@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { createTemporalClient } from '../../lib/temporal-client';
 import type { FastifyInstance } from 'fastify';
@@ -6,11 +7,11 @@ import { expect } from 'vitest';
 import { createApiApp } from '../../apps/api/app';
 import { createSandboxAggregator } from '../../apps/sandbox-aggregator/server';
 import { checkInvariants, createLedger, type Ledger } from '../../activities/ledger';
-import type { Config } from '../../lib/config';
+import { repoRoot, type Config } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';
 import { createLogger } from '../../lib/logger';
 import { signToken } from '../../lib/tokens';
-import { sleep } from '../../lib/wait';
+import { freePort, sleep } from '../../lib/wait';
 import { startTestWorker, testConfig, uniqueId } from '../support';
 
 /** Saga timings shrunk so that every branch (polling, stuck marker, return window) runs in seconds. */
@@ -186,4 +187,38 @@ export function payoutRequest(accountId: string, minor: number, walletId = 'wall
 /** A deposit request body. */
 export function depositRequest(accountId: string, minor: number, currency = 'EUR') {
   return { account_id: accountId, amount: { minor_units: minor, currency } };
+}
+
+/**
+ * The worker as a real separate process (apps/worker/main.ts) on the stack's task queue, as the launcher runs
+ * it: for tests that kill it, or read its logs and metrics. `ready` resolves at its "worker ready" line.
+ */
+export async function spawnWorkerProcess(stack: SagaStack, env: Record<string, string> = {}): Promise<{ child: ChildProcess; ready: Promise<void>; metricsUrl: string; output: () => string }> {
+  const metricsPort = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/worker/main.ts'], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      ...FAST_SAGA_SETTINGS,
+      LOG_LEVEL: 'info',
+      DATABASE_URL: stack.config.DATABASE_URL,
+      TEMPORAL_ADDRESS: stack.config.TEMPORAL_ADDRESS,
+      TEMPORAL_NAMESPACE: stack.config.TEMPORAL_NAMESPACE,
+      TEMPORAL_TASK_QUEUE: stack.config.TEMPORAL_TASK_QUEUE,
+      SANDBOX_URL: stack.sandboxUrl,
+      WORKER_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk) => {
+      output += chunk;
+      if (output.includes('"msg":"worker ready"')) resolve();
+    });
+    child.stderr!.on('data', (chunk) => (output += chunk));
+    child.once('exit', (code) => reject(new Error(`worker exited (${code}) before ready:\n${output}`)));
+  });
+  return { child, ready, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, output: () => output };
 }

@@ -1,39 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../../lib/config';
-import { freePort, sleep } from '../../lib/wait';
+import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { FAST_SAGA_SETTINGS, payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, spawnWorkerProcess, startSagaStack, type SagaStack } from './stack';
 
 /** The worker as a real separate process, so it can be killed with SIGKILL mid-saga. */
-async function spawnWorker(stack: SagaStack): Promise<{ child: ChildProcess; ready: Promise<void> }> {
-  const metricsPort = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/worker/main.ts'], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      ...FAST_SAGA_SETTINGS,
-      LOG_LEVEL: 'info',
-      DATABASE_URL: stack.config.DATABASE_URL,
-      TEMPORAL_ADDRESS: stack.config.TEMPORAL_ADDRESS,
-      TEMPORAL_NAMESPACE: stack.config.TEMPORAL_NAMESPACE,
-      TEMPORAL_TASK_QUEUE: stack.config.TEMPORAL_TASK_QUEUE,
-      SANDBOX_URL: stack.sandboxUrl,
-      WORKER_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk) => {
-      output += chunk;
-      if (output.includes('"msg":"worker ready"')) resolve();
-    });
-    child.stderr!.on('data', (chunk) => (output += chunk));
-    child.once('exit', (code) => reject(new Error(`worker exited (${code}) before ready:\n${output}`)));
-  });
-  return { child, ready };
-}
+const spawnWorker = (stack: SagaStack) => spawnWorkerProcess(stack);
 
 describe('a worker killed with SIGKILL in the middle of a payout', () => {
   let stack: SagaStack;

@@ -3,9 +3,7 @@
  * input, states, signals, queries and updates. No imports beyond the workflow SDK's definers,
  * so both the workflow bundle and ordinary Node code can load it.
  */
-import type { SearchAttributePair } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import { SA } from '../shared';
 import type { MoneyAmount } from '../payout/definitions';
 
 export type { MoneyAmount };
@@ -97,15 +95,3 @@ export const depositEventSignal = defineSignal<[ProviderDepositEvent]>('depositP
 export const depositStatusQuery = defineQuery<DepositView>('depositStatus');
 /** Waits for and returns the intent decision; its update id carries the request fingerprint. */
 export const intentUpdate = defineUpdate<IntentDecision, [string]>('intent');
-
-/** The search attributes a deposit saga starts with (set by the API at start; the saga adds them if missing). */
-export function depositSearchAttributes(input: Pick<DepositInput, 'accountId' | 'provider' | 'amount'>): SearchAttributePair[] {
-  return [
-    { key: SA.AccountId, value: input.accountId },
-    { key: SA.Provider, value: input.provider },
-    { key: SA.Currency, value: input.amount.currency },
-    { key: SA.AmountMinor, value: input.amount.minor_units },
-    { key: SA.PayoutStatus, value: 'REQUESTED' },
-    { key: SA.PayoutStuck, value: false },
-  ];
-}

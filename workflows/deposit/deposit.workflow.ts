@@ -13,13 +13,12 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA, startSearchAttributes } from '../shared';
 import { IDEMPOTENCY_MISMATCH } from '../payout/definitions';
 import { differingTerms, unconfirmedClaim, type ProviderIncident } from '../provider-records';
 import type { ProviderDeposit, RecordDepositStateInput } from '../../activities/deposits';
 import {
   depositEventSignal,
-  depositSearchAttributes,
   depositStatusQuery,
   intentUpdate,
   type DepositInput,
@@ -103,7 +102,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     else learn(event);
   });
 
-  if (!leanSteps || workflowInfo().typedSearchAttributes.get(SA.AccountId) === undefined) upsertSearchAttributes(depositSearchAttributes(input));
+  if (!leanSteps || workflowInfo().typedSearchAttributes.get(SA.AccountId) === undefined) upsertSearchAttributes(startSearchAttributes(input));
 
   /** The read-model row of the current state (`version` its place in the timeline). */
   const stateRecord = (version = timeline.length, current: DepositStatus = status): RecordDepositStateInput => ({

@@ -3,9 +3,7 @@
  * input, states, signals, queries and updates. No imports beyond the workflow SDK's definers,
  * so both the workflow bundle and ordinary Node code can load it.
  */
-import type { SearchAttributePair } from '@temporalio/common';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import { SA } from '../shared';
 
 export const PAYOUT_STATUSES = ['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED', 'DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'] as const;
 export type PayoutStatus = (typeof PAYOUT_STATUSES)[number];
@@ -89,17 +87,6 @@ export interface PayoutStateRecord {
   stuck: boolean;
 }
 
-/** The search attributes a payout saga starts with (set by the API at start; the saga adds them if missing). */
-export function payoutSearchAttributes(input: Pick<PayoutInput, 'accountId' | 'provider' | 'amount'>): SearchAttributePair[] {
-  return [
-    { key: SA.AccountId, value: input.accountId },
-    { key: SA.Provider, value: input.provider },
-    { key: SA.Currency, value: input.amount.currency },
-    { key: SA.AmountMinor, value: input.amount.minor_units },
-    { key: SA.PayoutStatus, value: 'REQUESTED' },
-    { key: SA.PayoutStuck, value: false },
-  ];
-}
 
 export interface TimelineEntry {
   at: string;

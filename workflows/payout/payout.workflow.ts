@@ -14,7 +14,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { ProviderPayout } from '../../activities/provider';
-import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA } from '../shared';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA, startSearchAttributes } from '../shared';
 import { differingTerms, unconfirmedClaim, type ProviderIncident, type RequestedTerms } from '../provider-records';
 import {
   authorizationUpdate,
@@ -23,7 +23,6 @@ import {
   IDEMPOTENCY_MISMATCH,
   maskDestination,
   PAYOUT_NOT_CANCELLABLE,
-  payoutSearchAttributes,
   PAYOUT_NOT_RESOLVABLE,
   payoutStatusQuery,
   pollProviderNowSignal,
@@ -183,7 +182,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     },
   );
 
-  if (!leanSteps || workflowInfo().typedSearchAttributes.get(SA.AccountId) === undefined) upsertSearchAttributes(payoutSearchAttributes(input));
+  if (!leanSteps || workflowInfo().typedSearchAttributes.get(SA.AccountId) === undefined) upsertSearchAttributes(startSearchAttributes(input));
 
   /** The read-model row of the state `next`, once entered (its version is its place in the timeline). */
   const stateRecord = (next: PayoutStatus): PayoutStateRecord => ({ payoutId, version: timeline.length + 1, status: next, ...details, stuck });
@@ -214,6 +213,18 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     return view();
   }
 
+  /** What authorization looks at: the account, the amount and the destination's method. */
+  const authorizationRequest = () => ({
+    payoutId,
+    accountId: input.accountId,
+    amountMinor: input.amount.minor_units,
+    currency: input.amount.currency,
+    destinationMethod: input.destination.method,
+    destinationLast4: maskDestination(input.destination).last4,
+    provider: input.provider,
+    requestedAt: input.requestedAt,
+  });
+
   let holdTransferId = input.resume?.holdTransferId ?? 0;
   const voidHold = (record?: PayoutStateRecord) => steps.voidPayoutHold({ idempotencyKey: `${payoutId}:void`, payoutId, holdTransferId, ...(record ? { record } : {}) });
   /** Releases the hold and ends in `next` (FAILED, CANCELLED). */
@@ -240,18 +251,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     ]);
   } else if (leanSteps) {
     // 1-2. Authorize (account, currency, limits) and hold the money, in one step. Compensation: void the hold.
-    const admission = await steps.admitPayout({
-      payoutId,
-      accountId: input.accountId,
-      amountMinor: input.amount.minor_units,
-      currency: input.amount.currency,
-      destinationMethod: input.destination.method,
-      destinationLast4: maskDestination(input.destination).last4,
-      provider: input.provider,
-      requestedAt: input.requestedAt,
-      holdIdempotencyKey: `${payoutId}:hold`,
-      version: timeline.length + 2,
-    });
+    const admission = await steps.admitPayout({ ...authorizationRequest(), holdIdempotencyKey: `${payoutId}:hold`, version: timeline.length + 2 });
     if (admission.outcome === 'declined') {
       if (admission.stage === 'hold') timeline.push({ at: new Date().toISOString(), status: 'AUTHORIZED' });
       details.declineCode = admission.code;
@@ -267,16 +267,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     if (ended) return ended;
   } else {
     // 1. Authorize: account, currency, limits.
-    const authorization = await steps.authorizePayout({
-      payoutId,
-      accountId: input.accountId,
-      amountMinor: input.amount.minor_units,
-      currency: input.amount.currency,
-      destinationMethod: input.destination.method,
-      destinationLast4: maskDestination(input.destination).last4,
-      provider: input.provider,
-      requestedAt: input.requestedAt,
-    });
+    const authorization = await steps.authorizePayout(authorizationRequest());
     if (!authorization.approved) {
       details.declineCode = authorization.code;
       decision = { outcome: 'declined', status: 'DECLINED', code: authorization.code, detail: authorization.detail };

@@ -3,7 +3,8 @@ import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import { depositAmountRefusal, moneyLimits } from '../../../lib/limits';
-import { depositSearchAttributes, depositStatusQuery, intentUpdate, type DepositInput, type DepositView, type IntentDecision } from '../../../workflows/deposit/definitions';
+import { depositStatusQuery, intentUpdate, type DepositInput, type DepositView, type IntentDecision } from '../../../workflows/deposit/definitions';
+import { startSearchAttributes } from '../../../workflows/shared';
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../common/idempotency';
 import { problemBody, ProblemError } from '../common/problem';
@@ -85,7 +86,7 @@ export class DepositsService {
         timings: { pollInitialMs: c.PAYOUT_POLL_INITIAL_MS, pollMaxMs: c.PAYOUT_POLL_MAX_MS, stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS, continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS },
       }),
       refusal: () => depositAmountRefusal(moneyLimits(c), request.amount.minor_units, request.amount.currency),
-      searchAttributes: depositSearchAttributes,
+      searchAttributes: startSearchAttributes,
       decisionOfClosedSaga: async (depositId) => decisionFromView(await this.temporal.workflow.getHandle(depositId).query(depositStatusQuery)),
       answerFor: (decision, depositId) => answerFor(decision, request, depositId, requestId),
       accepted: (depositId) => ({ status: 202, body: JSON.stringify(summary(request, depositId, 'REQUESTED')) }),

@@ -7,13 +7,13 @@ import {
   authorizationUpdate,
   cancelUpdate,
   maskDestination,
-  payoutSearchAttributes,
   PAYOUT_NOT_CANCELLABLE,
   payoutStatusQuery,
   type AuthorizationDecision,
   type PayoutInput,
   type PayoutView,
 } from '../../../workflows/payout/definitions';
+import { startSearchAttributes } from '../../../workflows/shared';
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../common/idempotency';
 import { problemBody, ProblemError, type ProblemCode } from '../common/problem';
@@ -120,7 +120,7 @@ export class PayoutsService {
           continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS,
         },
       }),
-      searchAttributes: payoutSearchAttributes,
+      searchAttributes: startSearchAttributes,
       decisionOfClosedSaga: async (payoutId) => decisionFromView(await this.temporal.workflow.getHandle(payoutId).query(payoutStatusQuery)),
       answerFor: (decision, payoutId) => answerFor(decision, request, payoutId, requestId),
       accepted: (payoutId) => ({ status: 202, body: JSON.stringify(summary(request, payoutId, 'REQUESTED')) }),
