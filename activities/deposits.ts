@@ -101,12 +101,6 @@ export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggr
 
   const activities = {
     /**
-     * The deposit's limits, before anything reaches the provider: the per-deposit cap, the account's
-     * deposits in 24 hours, and its balance ceiling (posted balance plus approved deposits not yet
-     * credited). Decided under a per-account advisory lock and recorded with the decision, so concurrent
-     * deposits of one account cannot pass the limits together. Idempotent by deposit id.
-     */
-    /**
      * The saga's first step: the read model's REQUESTED row (`record`), then the limits; a refusal is
      * mirrored as FAILED with its code. One local activity instead of two.
      */
@@ -118,6 +112,12 @@ export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggr
       return authorization;
     },
 
+    /**
+     * The deposit's limits, before anything reaches the provider: the per-deposit cap, the account's
+     * deposits in 24 hours, and its balance ceiling (posted balance plus approved deposits not yet
+     * credited). Decided under a per-account advisory lock and recorded with the decision, so concurrent
+     * deposits of one account cannot pass the limits together. Idempotent by deposit id.
+     */
     async authorizeDeposit(input: AuthorizeDepositInput): Promise<DepositAuthorization> {
       return inTransaction(pool, async (db) => {
         await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`deposit-limits:${input.accountId}`]);

@@ -201,8 +201,16 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     await steps.recordPayoutState(record);
   }
 
-  /** A ledger step and the state it leads to: mirrored by the step's own activity once the money moved. */
-  async function moveWith<T>(next: PayoutStatus, step: (record: PayoutStateRecord) => Promise<T>, note?: string, staffNote?: string): Promise<T> {
+  /**
+   * A ledger step and the state it leads to: mirrored by the step's own activity once the money moved.
+   * Sagas started before lean-saga-steps run the step, then a separate mirroring step, as they always did.
+   */
+  async function moveWith<T>(next: PayoutStatus, step: (record?: PayoutStateRecord) => Promise<T>, note?: string, staffNote?: string): Promise<T> {
+    if (!leanSteps) {
+      const result = await step();
+      await moveTo(next, note, staffNote);
+      return result;
+    }
     const result = await step(stateRecord(next));
     enter(next, note, staffNote);
     return result;
@@ -228,14 +236,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   let holdTransferId = input.resume?.holdTransferId ?? 0;
   const voidHold = (record?: PayoutStateRecord) => steps.voidPayoutHold({ idempotencyKey: `${payoutId}:void`, payoutId, holdTransferId, ...(record ? { record } : {}) });
   /** Releases the hold and ends in `next` (FAILED, CANCELLED). */
-  async function releaseHold(next: PayoutStatus, note?: string, staffNote?: string): Promise<void> {
-    if (leanSteps) {
-      await moveWith(next, voidHold, note, staffNote);
-    } else {
-      await voidHold();
-      await moveTo(next, note, staffNote);
-    }
-  }
+  const releaseHold = (next: PayoutStatus, note?: string, staffNote?: string) => moveWith(next, voidHold, note, staffNote);
 
   if (input.resume) {
     // A later run of a saga that was awaiting its provider: pick up where the previous run stopped.
@@ -313,13 +314,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
 
   // 6b. Settled: post the hold. Compensation on a later return: refund with a new transfer.
   const postHold = (record?: PayoutStateRecord) => steps.postPayoutHold({ idempotencyKey: `${payoutId}:post`, payoutId, holdTransferId, ...(record ? { record } : {}) });
-  let post: Awaited<ReturnType<typeof postHold>>;
-  if (leanSteps) {
-    post = await moveWith('SETTLED', postHold, resolution ? 'resolved_by_staff' : undefined, resolvedBy);
-  } else {
-    post = await postHold();
-    await moveTo('SETTLED', resolution ? 'resolved_by_staff' : undefined, resolvedBy);
-  }
+  const post = await moveWith('SETTLED', postHold, resolution ? 'resolved_by_staff' : undefined, resolvedBy);
   // Return window: a return claimed by webhook is refunded once the provider's record says returned.
   const returned = () => providerView!.providerStatus === 'returned';
   for (const closesAt = Date.now() + timings.returnWindowMs; !returned(); ) {
@@ -331,12 +326,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     if (!post.ok) throw ApplicationFailure.nonRetryable('settled payout has no posted transfer', 'LedgerInconsistency');
     const postTransferId = post.transferId;
     const refund = (record?: PayoutStateRecord) => steps.refundReturnedPayout({ idempotencyKey: `${payoutId}:refund`, payoutId, postTransferId, ...(record ? { record } : {}) });
-    if (leanSteps) {
-      await moveWith('RETURNED', refund, details.returnReason);
-    } else {
-      await refund();
-      await moveTo('RETURNED', details.returnReason);
-    }
+    await moveWith('RETURNED', refund, details.returnReason);
   }
   return finish();
 
