@@ -275,13 +275,33 @@ async function soak(j: Extract<Job, { kind: 'soak' }>) {
   await tracking;
   say(`soak: all ${samples.length} answered; draining`);
   await drainReadModel(db, 'payouts', samples, PAYOUT_FINAL_STATES, 'SETTLED', j.drainTimeoutMs);
+  const reconciliations = await reconciliationRuns(db, t0);
   await db.end();
   return {
     windows: Array.from({ length: j.windows }, (_, k) => windowFigures(k)),
+    per_minute: perMinute(samples, t0),
+    reconciliation_runs: reconciliations,
     totals: summarize(samples, j.rate, (j.windows * windowMs) / 1000, j.syncDeadlineMs, 201),
     not_final_after_drain: samples.filter((s) => s.id && !s.outcome).length,
     without_payout_id: samples.filter((s) => !s.id).length,
   };
+}
+
+/** Accept latency per minute of sending, to place a slow stretch in time (a window's p99 hides when it was). */
+function perMinute(samples: Sample[], t0: number) {
+  const minutes: Sample[][] = [];
+  for (const s of samples) (minutes[Math.floor((s.sentAt - t0) / 60_000)] ??= []).push(s);
+  return Array.from(minutes, (m, k) => ({ minute: k + 1, requests: m?.length ?? 0, accept_ms: quantiles((m ?? []).flatMap((s) => (s.acceptMs === undefined ? [] : [s.acceptMs]))) }));
+}
+
+/** The reconciliation schedule's runs during the soak, in minutes since its first request, with what each covered. */
+async function reconciliationRuns(db: pg.Pool, t0: number) {
+  const { rows } = await db.query<{ started_at: Date; finished_at: Date; provider_items: number; ledger_movements: number; looked_up: number }>(
+    `SELECT started_at, finished_at, provider_items, ledger_movements, looked_up FROM reconciliation_runs WHERE finished_at >= $1 ORDER BY started_at`,
+    [new Date(t0)],
+  );
+  const minute = (d: Date) => Math.round((d.getTime() - t0) / 600) / 100;
+  return rows.map((r) => ({ started_min: minute(r.started_at), finished_min: minute(r.finished_at), seconds: (r.finished_at.getTime() - r.started_at.getTime()) / 1000, provider_items: r.provider_items, ledger_movements: r.ledger_movements, looked_up: r.looked_up }));
 }
 
 function quantiles(values: number[]) {

@@ -160,7 +160,7 @@ export async function runSoak({ stack, addresses, attached, startedAt, resultsDi
     live.push(window);
     process.stdout.write(`${tableRow(window)}\n`);
   };
-  const result = await runLoadGenerator<{ windows: LoadWindow[]; totals: LoadWindow & { settled: number; not_settled: number; statuses: Record<string, number> }; not_final_after_drain: number; without_payout_id: number }>(
+  const result = await runLoadGenerator<{ windows: LoadWindow[]; per_minute: unknown[]; reconciliation_runs: { started_min: number; seconds: number; provider_items: number; ledger_movements: number }[]; totals: LoadWindow & { settled: number; not_settled: number; statuses: Record<string, number> }; not_final_after_drain: number; without_payout_id: number }>(
     { ...addresses, kind: 'soak', rate: plan.rate, windows: plan.windows, perWindow: plan.perWindow, accounts: funded.accounts, payoutMinor: PAYOUT_MINOR, syncDeadlineMs: c.PAYOUT_SYNC_DEADLINE_MS, windowGraceMs: WINDOW_GRACE_MS, drainTimeoutMs: drainMs },
     (event) => {
       if (event.event === 'started') {
@@ -209,6 +209,8 @@ export async function runSoak({ stack, addresses, attached, startedAt, resultsDi
     soak: { rate_per_s: plan.rate, minutes: plan.minutes, window_minutes: plan.windowMinutes, payouts: plan.payouts, accounts: plan.accounts, payouts_per_account: plan.payoutsPerAccount, payout_minor_units: PAYOUT_MINOR, drain_seconds: drainMs / 1000, window_grace_seconds: WINDOW_GRACE_MS / 1000 },
     funding,
     windows,
+    per_minute: result.per_minute,
+    reconciliation_runs: result.reconciliation_runs,
     totals: { ...result.totals, without_payout_id: result.without_payout_id, processes: cpuDelta(first.cpu, afterDrain.cpu, settled), worker_rss_mib_after_drain: rssOf(afterDrain.cpu, 'worker') },
     verdict,
   };
@@ -232,6 +234,9 @@ export async function runSoak({ stack, addresses, attached, startedAt, resultsDi
   );
   process.stdout.write(
     `worker memory: ${memory.levels_off === null ? 'too few windows to tell' : memory.levels_off ? 'levels off' : 'still growing'} (last half: ${memory.slope_mib_per_10_min ?? '–'} MiB per 10 min, +${memory.growth_share === null ? '–' : pct(memory.growth_share)} of ${memory.mean_mib ?? '–'} MiB)\n`,
+  );
+  process.stdout.write(
+    `reconciliation runs: ${result.reconciliation_runs.map((r) => `minute ${r.started_min} (${r.seconds} s, ${r.provider_items} provider items, ${r.ledger_movements} ledger movements)`).join('; ') || 'none'}\n`,
   );
   process.stdout.write(`workflow task failures: ${failures ? `${failures.total} (nondeterminism ${failures.nondeterminism})` : 'unknown (worker metrics not readable)'}\n`);
   process.stdout.write(`saved ${path.relative(repoRoot, base)}.json and .png\n`);
