@@ -18,7 +18,8 @@ import { sleep } from '../lib/wait';
 import { decisionUpdate, type referenceSaga } from './reference/workflow';
 
 export interface StackAddresses {
-  apiUrl: string;
+  /** One or more API instances: requests go to each in turn, as through a round-robin load balancer. */
+  apiUrls: string[];
   databaseUrl: string;
   temporalAddress: string;
   namespace: string;
@@ -78,11 +79,13 @@ async function openLoop(rate: number, count: number, send: (i: number, sample: S
   return samples;
 }
 
+let nextApi = 0;
 function api(path: string, init: { method?: string; body?: unknown; key?: string } = {}): Promise<Response> {
+  const apiUrl = job.apiUrls[nextApi++ % job.apiUrls.length]!;
   const headers: Record<string, string> = { authorization: `Bearer ${job.token}` };
   if (init.body !== undefined) headers['content-type'] = 'application/json';
   if (init.key) headers['idempotency-key'] = init.key;
-  return fetch(`${job.apiUrl}${path}`, { method: init.method ?? 'GET', headers, body: init.body === undefined ? undefined : JSON.stringify(init.body), signal: AbortSignal.timeout(60_000) });
+  return fetch(`${apiUrl}${path}`, { method: init.method ?? 'GET', headers, body: init.body === undefined ? undefined : JSON.stringify(init.body), signal: AbortSignal.timeout(60_000) });
 }
 
 /** Reads the read model once for the ids not yet final; fills doneAt/outcome of those now final. Answers how many are still open. */

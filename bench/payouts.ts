@@ -14,7 +14,8 @@
  *   npm run bench                      the full ladder (about 30 minutes on 2 cores)
  *   npm run bench -- --quick           a short smoke run
  *   npm run bench -- --rates 2,4,8 --step-seconds 30 --drain-seconds 60 --attach --no-reference --keep
- *   npm run bench -- --soak            an hour at 2.5 payouts/s, figures per 5 minutes
+ *   npm run bench -- --cluster         the same on the cluster topology (`npm start -- --cluster`)
+ *   npm run bench -- --soak            an hour at 6 payouts/s, figures per 5 minutes
  *   npm run bench -- --soak --soak-rate 2 --soak-minutes 3 --window-minutes 1
  */
 import fs from 'node:fs';
@@ -43,6 +44,7 @@ const { values: flags } = parseArgs({
     'no-reference': { type: 'boolean', default: false },
     'deposit-rates': { type: 'string' },
     keep: { type: 'boolean', default: false },
+    cluster: { type: 'boolean', default: false },
     soak: { type: 'boolean', default: false },
     'soak-rate': { type: 'string', default: '6' }, // about half of what the default stack sustains on 2 cores (11.6/s, 2026-12-02)
     'soak-minutes': { type: 'string', default: '60' },
@@ -139,13 +141,13 @@ async function main() {
       say(`using the running stack at ${stack.apiUrl} (launcher pid ${stack.launcherPid})`);
     } else {
       say(`starting the platform as npm start does (launcher, DATA_DIR ${dataDir}, free ports)...`);
-      stack = await startStack(dataDir, (line) => launcherLog.write(`${line}\n`));
+      stack = await startStack(dataDir, (line) => launcherLog.write(`${line}\n`), { cluster: flags.cluster });
       stops.push(() => stack.stop());
       say(`platform up at ${stack.apiUrl}`);
     }
     const c = stack.config;
     const token = await signToken({ sub: 'bench', role: 'service' }, c.AUTH_JWT_SECRET, '12h', { issuer: c.AUTH_JWT_ISSUER, audience: c.AUTH_JWT_AUDIENCE });
-    const addresses: StackAddresses = { apiUrl: stack.apiUrl, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, namespace: c.TEMPORAL_NAMESPACE, token };
+    const addresses: StackAddresses = { apiUrls: stack.apiUrls, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, namespace: c.TEMPORAL_NAMESPACE, token };
     if (SOAK) {
       await runSoak({ stack, addresses, attached: flags.attach, startedAt, resultsDir, plan: SOAK, drainMs: Number(flags['drain-seconds'] ?? 300) * 1000 });
       return;

@@ -7,10 +7,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Config, databaseUrl, loadConfig, repoRoot, settings } from '../lib/config';
 import { startProcess, type ManagedProcess } from '../lib/processes';
-import { freePort } from '../lib/wait';
+import { freePort, freePortRange } from '../lib/wait';
 
 export interface Stack {
   apiUrl: string;
+  /** Every API instance the launcher started (the load generator spreads requests over them, as a load balancer would). */
+  apiUrls: string[];
   databaseUrl: string;
   temporalAddress: string;
   config: Config;
@@ -21,18 +23,23 @@ export interface Stack {
 }
 
 /** Starts `apps/launcher/main.ts` as `npm start` does, in `dataDir`, on free ports; resolves once it says it is up. */
-export async function startStack(dataDir: string, log: (line: string) => void): Promise<Stack> {
-  const [api, sandbox, pgPort, temporal, ui, metrics] = await Promise.all(Array.from({ length: 6 }, () => freePort()));
+export async function startStack(dataDir: string, log: (line: string) => void, opts: { cluster?: boolean } = {}): Promise<Stack> {
+  const [api, sandbox, pgPort, ui, metrics] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
+  // The cluster's Temporal server takes 8 ports after its frontend's; further API instances and workers take
+  // the ports after API_PORT and WORKER_METRICS_ADDRESS's, hence ranges.
+  const temporal = await freePortRange(9);
+  const apiBase = opts.cluster ? await freePortRange(4) : api!;
+  const metricsBase = opts.cluster ? await freePortRange(4) : metrics!;
   const ports: NodeJS.ProcessEnv = {
     DATA_DIR: dataDir,
-    API_PORT: String(api),
+    API_PORT: String(apiBase),
     SANDBOX_PORT: String(sandbox),
     SANDBOX_URL: `http://127.0.0.1:${sandbox}`,
-    SANDBOX_WEBHOOK_URL: `http://127.0.0.1:${api}/v1/webhooks/sandbox`,
+    SANDBOX_WEBHOOK_URL: `http://127.0.0.1:${apiBase}/v1/webhooks/sandbox`,
     PG_PORT: String(pgPort),
     TEMPORAL_ADDRESS: `127.0.0.1:${temporal}`,
     TEMPORAL_UI_PORT: String(ui),
-    WORKER_METRICS_ADDRESS: `127.0.0.1:${metrics}`,
+    WORKER_METRICS_ADDRESS: `127.0.0.1:${metricsBase}`,
   };
   // Only the ports and the data folder differ from a user's `npm start`: every other setting is its default,
   // whatever this shell has set.
@@ -41,7 +48,7 @@ export async function startStack(dataDir: string, log: (line: string) => void): 
   const warnings: string[] = [];
   let up: () => void;
   const isUp = new Promise<void>((resolve) => (up = resolve));
-  const launcher: ManagedProcess = startProcess('launcher', process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts'], {
+  const launcher: ManagedProcess = startProcess('launcher', process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts', ...(opts.cluster ? ['--cluster'] : [])], {
     cwd: repoRoot,
     env,
     onLine: (line) => {
@@ -58,7 +65,8 @@ export async function startStack(dataDir: string, log: (line: string) => void): 
     new Promise((_, reject) => setTimeout(() => reject(new Error('the platform was not up within 300 s')), 300_000).unref()),
   ]);
   return {
-    apiUrl: `http://127.0.0.1:${api}`,
+    apiUrl: `http://127.0.0.1:${apiBase}`,
+    apiUrls: Array.from({ length: config.API_INSTANCES ?? (opts.cluster ? 2 : 1) }, (_, i) => `http://127.0.0.1:${apiBase + i}`),
     databaseUrl: databaseUrl(config),
     temporalAddress: config.TEMPORAL_ADDRESS,
     config,
@@ -75,6 +83,7 @@ export function attachStack(env: NodeJS.ProcessEnv = process.env): Stack {
   const launcherPid = Number(fs.readFileSync(pidFile, 'utf8'));
   return {
     apiUrl: `http://${config.API_HOST}:${config.API_PORT}`,
+    apiUrls: Array.from({ length: config.API_INSTANCES ?? 1 }, (_, i) => `http://${config.API_HOST}:${config.API_PORT + i}`),
     databaseUrl: databaseUrl(config),
     temporalAddress: config.TEMPORAL_ADDRESS,
     config,
@@ -125,7 +134,8 @@ function serviceOf(pid: number): string {
   if (cmd.includes('apps/api/main.ts')) return 'api';
   if (cmd.includes('sandbox-aggregator/main.ts')) return 'sandbox';
   if (cmd.includes('outbox-publisher/main.ts')) return 'outbox-publisher';
-  if (cmd.includes('start-dev')) return 'temporal';
+  if (cmd.includes('temporal-ui-server')) return 'temporal-ui';
+  if (cmd.includes('start-dev') || cmd.includes('temporal-server')) return 'temporal';
   if (/postgres/.test(cmd)) return 'postgres';
   return 'other';
 }

@@ -34,6 +34,7 @@ export const settings = {
 
   API_HOST: setting(z.string().min(1), '127.0.0.1', 'Address the API listens on.'),
   API_PORT: setting(port, '3000', 'Port of the HTTP API (OpenAPI docs at /docs).'),
+  API_INSTANCES: setting(z.coerce.number().int().min(1).max(32).optional(), undefined, 'API processes the launcher starts, on consecutive ports from API_PORT (put a load balancer in front); unset: 1, or 2 with `--cluster`.'),
   API_BODY_LIMIT_BYTES: setting(z.coerce.number().int().min(1024), '65536', 'Largest accepted request body; larger gets 413.'),
   AUTH_JWT_ISSUER: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `iss` (and `npm run token` signs with it).'),
   AUTH_JWT_AUDIENCE: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `aud`.'),
@@ -55,6 +56,7 @@ export const settings = {
   TEMPORAL_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:7233', 'Temporal frontend (gRPC) address.'),
   TEMPORAL_NAMESPACE: setting(z.string().min(1), 'default', 'Temporal namespace.'),
   TEMPORAL_TASK_QUEUE: setting(z.string().min(1), 'payouts', 'Task queue of the payout worker.'),
+  TEMPORAL_HISTORY_SHARDS: setting(z.coerce.number().int().min(1).max(16384), '4', 'History shards of the Temporal server that `npm start -- --cluster` runs (on PostgreSQL); fixed when its database is first set up. Production clusters use 512 or more.'),
   TEMPORAL_UI_PORT: setting(port, '8233', 'Port of the Temporal Web UI served by the dev server.'),
   TEMPORAL_CLI: setting(z.string().min(1).optional(), undefined, 'Path to a `temporal` binary to use instead of the one on PATH or the cached build.'),
   TEMPORAL_EMBEDDED: setting(z.enum(['true', 'false']).transform((v) => v === 'true'), 'true', 'Launcher starts the Temporal dev server; `false` uses the server at TEMPORAL_ADDRESS.'),
@@ -109,6 +111,7 @@ export const settings = {
   TRACING_EXPORTER: setting(z.enum(['off', 'console', 'otlp']), 'off', 'OpenTelemetry traces through API → workflow → activities: off, console, or otlp (OTEL_EXPORTER_OTLP_ENDPOINT).'),
   OTEL_EXPORTER_OTLP_ENDPOINT: setting(url.optional(), undefined, 'OTLP/HTTP collector base URL when TRACING_EXPORTER=otlp (the standard OpenTelemetry variable).'),
   WORKER_METRICS_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:9464', 'Where the worker serves Prometheus metrics (its own and the Temporal SDK\'s).'),
+  WORKER_PROCESSES: setting(z.coerce.number().int().min(1).max(32).optional(), undefined, 'Worker processes the launcher starts, each polling the same task queues (metrics on consecutive ports from WORKER_METRICS_ADDRESS); unset: 1, or 2 with `--cluster`.'),
   WORKER_MAX_CACHED_WORKFLOWS: setting(
     z.coerce.number().int().min(2).max(100_000),
     '1000',

@@ -3,12 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
-import { startProcess } from './processes';
+import { startProcess, type ManagedProcess } from './processes';
 import { waitUntil } from './wait';
 
 export interface EmbeddedPostgresHandle {
   url: string;
   port: number;
+  process: ManagedProcess;
   stop(): Promise<void>;
 }
 
@@ -87,6 +88,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/${opts.database}`,
     port: opts.port,
+    process: proc,
     // SIGINT is PostgreSQL's "fast shutdown": abort open transactions, checkpoint, exit.
     stop: () => proc.stop(30_000, 'SIGINT'),
   };

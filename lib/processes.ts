@@ -54,3 +54,14 @@ export function startProcess(
     },
   };
 }
+
+/** A JSON log line without its stack trace (the Temporal server's run to dozens of lines): for the console; files keep it. */
+export function withoutStackTrace(line: string): string {
+  if (!line.startsWith('{') || !line.includes('"stacktrace"')) return line;
+  try {
+    const { stacktrace: _, ...rest } = JSON.parse(line) as Record<string, unknown>;
+    return JSON.stringify(rest);
+  } catch {
+    return line;
+  }
+}

@@ -37,3 +37,17 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
     });
   });
 }
+
+/**
+ * The first of `count` consecutive ports that are all free right now (the cluster's Temporal takes 9 from its
+ * frontend's), below 32768: the Temporal server keeps its ports in a smallint column of its membership table.
+ */
+export async function freePortRange(count: number, host = '127.0.0.1'): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * (32_767 - count - 20_000));
+    let free = true;
+    for (let port = base; port < base + count && free; port++) free = await isPortFree(port, host);
+    if (free) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}

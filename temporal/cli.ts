@@ -1,7 +1,6 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import { findOnPath, goCacheDir, goInstall, isExecutable } from './go-build';
 
 /**
  * The Temporal CLI we build when none is given. v1.5.1 bundles Temporal Server 1.29.1 (update-with-start
@@ -12,8 +11,7 @@ export const TEMPORAL_CLI_VERSION = 'v1.5.1';
 
 /** Cache shared by every clone on the machine, so the ~3 minute build happens once per machine. */
 export function temporalCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache');
-  return path.join(base, 'payout-platform', 'temporal-cli', TEMPORAL_CLI_VERSION);
+  return goCacheDir('temporal-cli', TEMPORAL_CLI_VERSION);
 }
 
 export interface TemporalCli {
@@ -35,32 +33,16 @@ export function ensureTemporalCli(log: (msg: string) => void = (m) => process.st
   if (onPath && serverSupportsUpdateWithStart(onPath)) return { path: onPath, source: 'PATH' };
   if (onPath) log(`Ignoring ${onPath}: its server is older than 1.28 (no update-with-start); using the pinned ${TEMPORAL_CLI_VERSION}.`);
 
-  const dir = temporalCacheDir();
-  const cached = path.join(dir, 'temporal');
+  const cached = path.join(temporalCacheDir(), 'temporal');
   if (isExecutable(cached)) return { path: cached, source: 'cache' };
-
-  const go = findOnPath('go') ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
-  if (!go) {
-    throw new Error('No Temporal CLI found (TEMPORAL_CLI, PATH or cache) and no Go toolchain to build one. Install Go or set TEMPORAL_CLI.');
-  }
-  log(`Building Temporal CLI ${TEMPORAL_CLI_VERSION} from its Go module (first run only, a few minutes)...`);
-  const staging = `${dir}.partial-${process.pid}`;
-  fs.mkdirSync(staging, { recursive: true });
-  const started = Date.now();
-  const result = spawnSync(
-    go,
-    ['install', `-ldflags=-X ${TEMPORAL_CLI_MODULE}/temporalcli.Version=${TEMPORAL_CLI_VERSION.slice(1)}`, `${TEMPORAL_CLI_MODULE}/cmd/temporal@${TEMPORAL_CLI_VERSION}`],
-    { env: { ...process.env, GOBIN: staging, CGO_ENABLED: '0' }, stdio: ['ignore', 'inherit', 'inherit'] },
-  );
-  if (result.status !== 0) {
-    fs.rmSync(staging, { recursive: true, force: true });
-    throw new Error(`go install of the Temporal CLI failed (exit ${result.status ?? result.signal})`);
-  }
-  // Rename into place so a concurrent or interrupted build never leaves a half-written binary in the cache.
-  fs.mkdirSync(dir, { recursive: true });
-  fs.renameSync(path.join(staging, 'temporal'), cached);
-  fs.rmSync(staging, { recursive: true, force: true });
-  log(`Built Temporal CLI in ${Math.round((Date.now() - started) / 1000)}s: ${cached}`);
+  goInstall({
+    what: 'Temporal CLI',
+    pkg: `${TEMPORAL_CLI_MODULE}/cmd/temporal`,
+    version: TEMPORAL_CLI_VERSION,
+    ldflags: `-X ${TEMPORAL_CLI_MODULE}/temporalcli.Version=${TEMPORAL_CLI_VERSION.slice(1)}`,
+    target: cached,
+    log,
+  });
   return { path: cached, source: 'built' };
 }
 
@@ -76,22 +58,6 @@ function serverSupportsUpdateWithStart(cliPath: string): boolean {
   } catch {
     return false;
   }
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function findOnPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (dir && isExecutable(path.join(dir, name))) return path.join(dir, name);
-  }
-  return undefined;
 }
 
 // `npm run temporal:cli` builds or finds the CLI and prints where it is.

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { repoRoot, settings } from '../lib/config';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
+import { TEMPORAL_DATABASES, TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../temporal/server';
 
 const composeText = fs.readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf8');
 type PortEntry = string | number | { host_ip?: string; published?: string | number; target: number };
@@ -65,6 +66,14 @@ describe('docker-compose.yml', () => {
       expect(entry, name).toBeDefined();
       expect(fs.existsSync(path.join(repoRoot, entry!)), `${name}: ${entry}`).toBe(true);
     }
+  });
+
+  it('runs the Temporal server, UI, databases and shard count of `npm start -- --cluster`, and two workers', () => {
+    const temporal = compose.services.temporal as { image?: string; environment: Record<string, string> };
+    expect(temporal.image).toBe(`temporalio/auto-setup:${TEMPORAL_SERVER_VERSION.slice(1)}`);
+    expect((compose.services['temporal-ui'] as { image?: string }).image).toBe(`temporalio/ui:${TEMPORAL_UI_VERSION.slice(1)}`);
+    expect(temporal.environment).toMatchObject({ DB: 'postgres12', DBNAME: TEMPORAL_DATABASES.main, VISIBILITY_DBNAME: TEMPORAL_DATABASES.visibility, NUM_HISTORY_SHARDS: settings.TEMPORAL_HISTORY_SHARDS.default });
+    expect((compose.services.worker as { deploy?: { replicas?: number } }).deploy?.replicas).toBe(2);
   });
 
   it('registers the same custom search attributes as the dev server', () => {

@@ -12,6 +12,7 @@ import { startEmbeddedPostgres } from '../lib/embedded-postgres';
 import { migrateUp } from '../lib/migrate';
 import { freePort } from '../lib/wait';
 import { ensureTemporalCli } from '../temporal/cli';
+import { ensureTemporalServerTools } from '../temporal/server';
 import { startTemporalDevServer } from '../temporal/dev-server';
 import { workflowBundleOptions } from '../apps/worker/create-worker';
 
@@ -51,6 +52,10 @@ export default async function setup(project: TestProject) {
     temporalAddress = server.address;
     temporalUiUrl = server.uiUrl!;
   }
+
+  // The cluster topology's Temporal server, SQL tool and Web UI server (test/cluster): built here, after the
+  // CLI, whose build has already compiled most of their packages.
+  ensureTemporalServerTools((msg) => process.stderr.write(`${msg}\n`));
 
   // Two bundles, as a worker builds them: without workflow spans (the default) and with them (tracing on).
   const bundlePaths = [];

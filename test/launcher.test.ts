@@ -86,6 +86,13 @@ describe('launcher (npm start)', () => {
     const workerMetrics = await (await fetch(`http://127.0.0.1:${ports.workerMetrics}/metrics`)).text();
     expect(workerMetrics).toMatch(/temporal_/); // the Temporal SDK's own worker metrics
 
+    // The launcher supervises: a killed worker and a killed sandbox are started again, and the payout below
+    // runs through them.
+    const pids = JSON.parse(fs.readFileSync(path.join(dataDir, 'processes.json'), 'utf8')) as Record<string, number>;
+    for (const name of ['worker', 'sandbox-aggregator']) process.kill(pids[name]!, 'SIGKILL');
+    await waitUntil('worker and sandbox restarted', async () => /worker restarted \(pid \d+\)/.test(output) && /sandbox-aggregator restarted \(pid \d+\)/.test(output), 60_000);
+    expect(output).toMatch(/worker exited unexpectedly \(SIGKILL\)/);
+
     const attributes = execFileSync(ensureTemporalCli().path, ['operator', 'search-attribute', 'list', '--address', `127.0.0.1:${ports.temporal}`], { encoding: 'utf8' });
     for (const [name, type] of Object.entries(CUSTOM_SEARCH_ATTRIBUTES)) expect(attributes).toMatch(new RegExp(`${name}\\s+${type}`));
 

@@ -2,40 +2,72 @@
  * `npm start`: the whole platform on one machine. Embedded PostgreSQL and the Temporal dev server
  * (unless DATABASE_URL / TEMPORAL_EMBEDDED=false point elsewhere), then the worker, the sandbox
  * aggregator and the API, each waited on until healthy. Ctrl-C stops everything in reverse order.
+ *
+ * `npm start -- --cluster`: the production topology instead: the Temporal server itself on the same
+ * PostgreSQL (databases `temporal` and `temporal_visibility`, SQL visibility, TEMPORAL_HISTORY_SHARDS) with
+ * its Web UI, WORKER_PROCESSES workers and API_INSTANCES API processes (2 of each by default).
+ *
+ * In both, a process that dies is restarted with backoff (apps/launcher/supervisor.ts) while the rest go on.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { Connection } from '@temporalio/client';
 import { createTemporalClient } from '../../lib/temporal-client';
 import { loadConfigOrExit, repoRoot, type Config } from '../../lib/config';
 import { startEmbeddedPostgres } from '../../lib/embedded-postgres';
 import { migrateDatabase } from '../../lib/migrate';
-import { startProcess, type ManagedProcess } from '../../lib/processes';
+import { startProcess, withoutStackTrace, type ManagedProcess } from '../../lib/processes';
 import { isPortFree, waitUntil } from '../../lib/wait';
 import { ensureTemporalCli, temporalCliVersion } from '../../temporal/cli';
 import { startTemporalDevServer } from '../../temporal/dev-server';
+import { clusterPorts, ensureTemporalServerTools, setupTemporalSchema, startTemporalServer, startTemporalUi, temporalPostgresOf, TEMPORAL_DATABASES, TEMPORAL_SERVER_VERSION } from '../../temporal/server';
 import { runSelfCheck } from './self-check';
+import { Supervisor, type Running } from './supervisor';
 
+const { values: flags } = (() => {
+  try {
+    return parseArgs({ options: { cluster: { type: 'boolean', default: false } }, strict: true });
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\nUsage: npm start [-- --cluster]\n`);
+    process.exit(64); // EX_USAGE
+  }
+})();
 const config = loadConfigOrExit();
+const cluster = flags.cluster === true;
+const workerCount = config.WORKER_PROCESSES ?? (cluster ? 2 : 1);
+const apiCount = config.API_INSTANCES ?? (cluster ? 2 : 1);
 const logsDir = path.join(config.dataDirAbsolute, 'logs');
 const startedAt = Date.now();
-const stops: { name: string; stop: () => Promise<unknown> }[] = [];
 let shuttingDown = false;
 
 const say = (msg: string) => process.stdout.write(`[launcher] ${msg}\n`);
 const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(1)}s`;
 
+const logPath = (name: string) => path.join(logsDir, `${name}.log`);
+const logFiles = new Map<string, fs.WriteStream>();
+/** One append stream per service, kept across its restarts. */
 function logFile(name: string): fs.WriteStream {
   fs.mkdirSync(logsDir, { recursive: true });
-  return fs.createWriteStream(path.join(logsDir, `${name}.log`), { flags: 'a' });
+  let file = logFiles.get(name);
+  if (!file) logFiles.set(name, (file = fs.createWriteStream(logPath(name), { flags: 'a' })));
+  return file;
 }
+
+const supervisor = new Supervisor({ say, pidFile: path.join(config.dataDirAbsolute, 'processes.json'), logOf: logPath });
+/** The first instance keeps the plain name (`worker`, `api`), the next ones are numbered (`worker-2`). */
+const instanceName = (base: string, index: number) => (index === 0 ? base : `${base}-${index + 1}`);
+const hostPort = (address: string) => ({ host: address.split(':')[0]!, port: Number(address.split(':')[1]) });
+const workerMetricsAddress = (index: number) => `${hostPort(config.WORKER_METRICS_ADDRESS).host}:${hostPort(config.WORKER_METRICS_ADDRESS).port + index}`;
+const running = (proc: ManagedProcess, stop: () => Promise<void>): Running => ({ pid: proc.child.pid, exited: proc.exited, stop });
 
 /** Warnings and errors from a service reach the console; everything goes to its log file. */
 function forwardLine(name: string, file: fs.WriteStream) {
   return (line: string) => {
     file.write(`${line}\n`);
-    if (/"level":"(warn|error|fatal)"|"level":(40|50|60)\b|^\s*(Error|TypeError|at )/.test(line)) process.stdout.write(`[${name}] ${line}\n`);
+    // While everything stops, the services' complaints about each other going away stay in their log files.
+    if (!shuttingDown && /"level":"(warn|error|fatal)"|"level":(40|50|60)\b|^\s*(Error|TypeError|at )/.test(line)) process.stdout.write(`[${name}] ${withoutStackTrace(line)}\n`);
   };
 }
 
@@ -44,14 +76,7 @@ async function shutdown(code: number): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
   say('stopping...');
-  for (const { name, stop } of [...stops].reverse()) {
-    try {
-      await stop();
-      say(`stopped ${name}`);
-    } catch (err) {
-      say(`could not stop ${name} cleanly: ${String(err)}`);
-    }
-  }
+  await supervisor.stopAll((name, err) => say(err === undefined ? `stopped ${name}` : `could not stop ${name} cleanly: ${String(err)}`));
   releaseLock();
   process.exit(code);
 }
@@ -104,13 +129,24 @@ function isAlive(pid: number): boolean {
 }
 
 async function checkPorts(cfg: Config): Promise<void> {
-  const wanted: [string, number][] = [
-    ['API_PORT', cfg.API_PORT],
-    ['SANDBOX_PORT', cfg.SANDBOX_PORT],
-    ['WORKER_METRICS_ADDRESS', Number(cfg.WORKER_METRICS_ADDRESS.split(':')[1])],
-  ];
+  const wanted: [string, number][] = [['SANDBOX_PORT', cfg.SANDBOX_PORT]];
+  for (let i = 0; i < apiCount; i++) wanted.push([i === 0 ? 'API_PORT' : `API_PORT + ${i} (API_INSTANCES)`, cfg.API_PORT + i]);
+  for (let i = 0; i < workerCount; i++) wanted.push([i === 0 ? 'WORKER_METRICS_ADDRESS' : `WORKER_METRICS_ADDRESS + ${i} (WORKER_PROCESSES)`, hostPort(workerMetricsAddress(i)).port]);
   if (!cfg.DATABASE_URL) wanted.push(['PG_PORT', cfg.PG_PORT]);
-  if (cfg.TEMPORAL_EMBEDDED) wanted.push(['TEMPORAL_ADDRESS', Number(cfg.TEMPORAL_ADDRESS.split(':')[1])], ['TEMPORAL_UI_PORT', cfg.TEMPORAL_UI_PORT]);
+  if (cfg.TEMPORAL_EMBEDDED) {
+    const frontend = hostPort(cfg.TEMPORAL_ADDRESS).port;
+    wanted.push(['TEMPORAL_ADDRESS', frontend], ['TEMPORAL_UI_PORT', cfg.TEMPORAL_UI_PORT]);
+    if (cluster) {
+      const { frontend: _, membership, ...internal } = clusterPorts(frontend);
+      if (frontend + 8 > 32_767) {
+        say(`cannot start: TEMPORAL_ADDRESS's port ${frontend} is too high for the cluster: the Temporal server uses it and the 8 after it, and keeps them in a smallint column (at most 32767).`);
+        process.exit(1);
+      }
+      for (const [what, port] of [...Object.entries(internal), ...Object.entries(membership).map(([k, v]) => [`${k} membership`, v] as const)]) {
+        wanted.push([`TEMPORAL_ADDRESS + ${port - frontend} (the cluster's ${what} port)`, port]);
+      }
+    }
+  }
   const taken: string[] = [];
   for (const [setting, port] of wanted) if (!(await isPortFree(port))) taken.push(`  port ${port} (${setting}) is already in use`);
   if (taken.length > 0) {
@@ -119,21 +155,15 @@ async function checkPorts(cfg: Config): Promise<void> {
   }
 }
 
-function startService(name: string, entry: string, env: NodeJS.ProcessEnv): ManagedProcess {
-  const file = logFile(name);
-  const proc = startProcess(name, process.execPath, ['--import', 'tsx', entry], {
-    cwd: repoRoot,
-    env: { ...env, LAUNCHER_PID: String(process.pid) },
-    onLine: forwardLine(name, file),
+function startService(name: string, entry: string, env: NodeJS.ProcessEnv): Promise<Running> {
+  return supervisor.supervise(name, async () => {
+    const proc = startProcess(name, process.execPath, ['--import', 'tsx', entry], {
+      cwd: repoRoot,
+      env: { ...env, LAUNCHER_PID: String(process.pid) },
+      onLine: forwardLine(name, logFile(name)),
+    });
+    return running(proc, () => proc.stop(15_000));
   });
-  stops.push({ name, stop: () => proc.stop(15_000) });
-  void proc.exited.then((code) => {
-    if (!shuttingDown) {
-      say(`${name} exited unexpectedly (${code}); see ${path.join(logsDir, `${name}.log`)}`);
-      void shutdown(1);
-    }
-  });
-  return proc;
 }
 
 async function waitForHttp(name: string, url: string, timeoutMs: number): Promise<void> {
@@ -150,60 +180,45 @@ async function main(): Promise<void> {
   let dbUrl = config.DATABASE_URL;
   if (!dbUrl) {
     say(`starting embedded PostgreSQL on port ${config.PG_PORT} (data: ${path.join(config.dataDirAbsolute, 'postgres')})`);
-    const pgLog = logFile('postgres');
-    const pg = await startEmbeddedPostgres({
-      dataDir: path.join(config.dataDirAbsolute, 'postgres'),
-      port: config.PG_PORT,
-      database: config.PG_DATABASE,
-      log: (line) => pgLog.write(`${line}\n`),
+    await supervisor.supervise('postgres', async () => {
+      const pg = await startEmbeddedPostgres({
+        dataDir: path.join(config.dataDirAbsolute, 'postgres'),
+        port: config.PG_PORT,
+        database: config.PG_DATABASE,
+        log: (line) => logFile('postgres').write(`${line}\n`),
+      });
+      dbUrl = pg.url;
+      return running(pg.process, () => pg.stop());
     });
-    stops.push({ name: 'postgres', stop: () => pg.stop() });
-    dbUrl = pg.url;
   } else {
     say('using PostgreSQL from DATABASE_URL');
   }
-  const { applied, sealed } = await migrateDatabase(dbUrl, config.DESTINATION_KEYS);
+  const { applied, sealed } = await migrateDatabase(dbUrl!, config.DESTINATION_KEYS);
   say(`migrations: ${applied.length === 0 ? 'up to date' : `applied ${applied.join(', ')}`}${sealed > 0 ? `; sealed ${sealed} plaintext payout destination(s)` : ''} (${elapsed()})`);
 
   // Temporal
-  let temporalUi: string | undefined;
-  if (config.TEMPORAL_EMBEDDED) {
-    const cli = ensureTemporalCli((msg) => say(msg));
-    say(`starting Temporal dev server (${temporalCliVersion(cli.path)}, ${cli.source})`);
-    const temporalLog = logFile('temporal');
-    const server = await startTemporalDevServer({
-      cliPath: cli.path,
-      port: Number(config.TEMPORAL_ADDRESS.split(':')[1]),
-      ip: config.TEMPORAL_ADDRESS.split(':')[0],
-      uiPort: config.TEMPORAL_UI_PORT,
-      dbFile: path.join(config.dataDirAbsolute, 'temporal', 'temporal.db'),
-      namespace: config.TEMPORAL_NAMESPACE,
-      onLine: forwardLine('temporal', temporalLog),
-    });
-    stops.push({ name: 'temporal', stop: () => server.stop() });
-    temporalUi = server.uiUrl;
-    void server.process.exited.then((code) => {
-      if (!shuttingDown) {
-        say(`Temporal dev server exited unexpectedly (${code}); see ${path.join(logsDir, 'temporal.log')}`);
-        void shutdown(1);
-      }
-    });
-  } else {
-    say(`using Temporal at ${config.TEMPORAL_ADDRESS}`);
-  }
+  const temporalRows = config.TEMPORAL_EMBEDDED ? await (cluster ? startTemporalCluster(dbUrl!) : startTemporalDev()) : [['Temporal', `${config.TEMPORAL_ADDRESS} (external)`]];
+  if (!config.TEMPORAL_EMBEDDED) say(`using Temporal at ${config.TEMPORAL_ADDRESS}`);
 
   const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: dbUrl };
   const here = path.dirname(fileURLToPath(import.meta.url));
-  startService('worker', path.join(here, '../worker/main.ts'), env);
-  startService('sandbox-aggregator', path.join(here, '../sandbox-aggregator/main.ts'), env);
-  startService('api', path.join(here, '../api/main.ts'), env);
-  startService('outbox-publisher', path.join(here, '../outbox-publisher/main.ts'), env);
+  const apiUrls = Array.from({ length: apiCount }, (_, i) => `http://${config.API_HOST}:${config.API_PORT + i}`);
+  const workerMetricsUrls = Array.from({ length: workerCount }, (_, i) => `http://${workerMetricsAddress(i)}/metrics`);
+  for (let i = 0; i < workerCount; i++) {
+    await startService(instanceName('worker', i), path.join(here, '../worker/main.ts'), { ...env, WORKER_METRICS_ADDRESS: workerMetricsAddress(i) });
+  }
+  await startService('sandbox-aggregator', path.join(here, '../sandbox-aggregator/main.ts'), env);
+  for (let i = 0; i < apiCount; i++) await startService(instanceName('api', i), path.join(here, '../api/main.ts'), { ...env, API_PORT: String(config.API_PORT + i) });
+  await startService('outbox-publisher', path.join(here, '../outbox-publisher/main.ts'), env);
 
-  const apiUrl = `http://${config.API_HOST}:${config.API_PORT}`;
   const sandboxUrl = `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}`;
-  await Promise.all([waitForHttp('API', `${apiUrl}/health`, 60_000), waitForHttp('sandbox aggregator', `${sandboxUrl}/health`, 60_000)]);
+  await Promise.all([
+    ...apiUrls.map((url, i) => waitForHttp(instanceName('API', i), `${url}/health`, 60_000)),
+    ...workerMetricsUrls.map((url, i) => waitForHttp(`${instanceName('worker', i)} metrics`, url, 60_000)),
+    waitForHttp('sandbox aggregator', `${sandboxUrl}/health`, 60_000),
+  ]);
 
-  // The worker is healthy when it has run a workflow end to end (Temporal -> worker -> PostgreSQL).
+  // A worker is healthy when it has run a workflow end to end (Temporal -> worker -> PostgreSQL).
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     const check = await runSelfCheck(createTemporalClient(connection, config.TEMPORAL_NAMESPACE), config.TEMPORAL_TASK_QUEUE);
@@ -213,20 +228,75 @@ async function main(): Promise<void> {
   }
 
   const rows = [
-    ['API', apiUrl],
-    ['OpenAPI docs', `${apiUrl}/docs`],
-    ['Health', `${apiUrl}/health`],
-    ['Metrics', `${apiUrl}/metrics`],
-    ['Worker metrics', `http://${config.WORKER_METRICS_ADDRESS}/metrics`],
-    ['Temporal UI', temporalUi ?? '(external Temporal)'],
-    ['Temporal gRPC', config.TEMPORAL_ADDRESS],
+    ['Topology', cluster ? `cluster: Temporal server on PostgreSQL, ${workerCount} worker(s), ${apiCount} API instance(s)` : `development: Temporal dev server, ${workerCount} worker(s), ${apiCount} API instance(s)`],
+    ...apiUrls.map((url, i) => [instanceName('API', i).replace('-', ' '), url]),
+    ...(apiCount > 1 ? [['', 'no load balancer here: put yours in front of the API instances (README, "Cluster mode")']] : []),
+    ['OpenAPI docs', `${apiUrls[0]}/docs`],
+    ['Health', `${apiUrls[0]}/health`],
+    ['Metrics', `${apiUrls[0]}/metrics`],
+    ...workerMetricsUrls.map((url, i) => [`${instanceName('Worker', i).replace('-', ' ')} metrics`, url]),
+    ...temporalRows,
     ['Sandbox aggregator', sandboxUrl],
     ['Outbox webhooks', config.OUTBOX_ENDPOINTS || '(none: set OUTBOX_ENDPOINTS; events wait in the outbox)'],
-    ['PostgreSQL', redactPassword(dbUrl)],
+    ['PostgreSQL', redactPassword(dbUrl!)],
+    ['Processes', path.join(config.dataDirAbsolute, 'processes.json')],
     ['Logs', logsDir],
   ];
   const width = Math.max(...rows.map(([k]) => k!.length));
   process.stdout.write(`\nPayout platform is up in ${elapsed()}. Ctrl-C stops everything.\n\n${rows.map(([k, v]) => `  ${k!.padEnd(width)}  ${v}`).join('\n')}\n\n`);
+}
+
+/** The Temporal dev server (SQLite file in DATA_DIR, Web UI included); returns its banner rows. */
+async function startTemporalDev(): Promise<string[][]> {
+  const cli = ensureTemporalCli((msg) => say(msg));
+  say(`starting Temporal dev server (${temporalCliVersion(cli.path)}, ${cli.source})`);
+  const { host, port } = hostPort(config.TEMPORAL_ADDRESS);
+  let uiUrl: string | undefined;
+  await supervisor.supervise('temporal', async () => {
+    const server = await startTemporalDevServer({
+      cliPath: cli.path,
+      port,
+      ip: host,
+      uiPort: config.TEMPORAL_UI_PORT,
+      dbFile: path.join(config.dataDirAbsolute, 'temporal', 'temporal.db'),
+      namespace: config.TEMPORAL_NAMESPACE,
+      onLine: forwardLine('temporal', logFile('temporal')),
+    });
+    uiUrl = server.uiUrl;
+    return running(server.process, () => server.stop());
+  });
+  return [
+    ['Temporal UI', uiUrl ?? ''],
+    ['Temporal gRPC', config.TEMPORAL_ADDRESS],
+  ];
+}
+
+/** The Temporal server itself on the ledger's PostgreSQL, and its Web UI; returns their banner rows. */
+async function startTemporalCluster(dbUrl: string): Promise<string[][]> {
+  const tools = ensureTemporalServerTools((msg) => say(msg));
+  const db = temporalPostgresOf(dbUrl);
+  await setupTemporalSchema(tools, db, say);
+  const { host, port } = hostPort(config.TEMPORAL_ADDRESS);
+  const dir = path.join(config.dataDirAbsolute, 'temporal-cluster');
+  say(`starting Temporal server ${TEMPORAL_SERVER_VERSION} (PostgreSQL persistence and visibility, ${config.TEMPORAL_HISTORY_SHARDS} history shards)`);
+  let metricsUrl = '';
+  await supervisor.supervise('temporal', async () => {
+    const server = await startTemporalServer({ tools, dir, ip: host, port, uiPort: config.TEMPORAL_UI_PORT, db, historyShards: config.TEMPORAL_HISTORY_SHARDS, namespace: config.TEMPORAL_NAMESPACE, onLine: forwardLine('temporal', logFile('temporal')) });
+    metricsUrl = server.metricsUrl;
+    return running(server.process, () => server.stop());
+  });
+  let uiUrl = '';
+  await supervisor.supervise('temporal-ui', async () => {
+    const ui = await startTemporalUi({ binary: tools.ui, dir, ip: host, port: config.TEMPORAL_UI_PORT, temporalAddress: config.TEMPORAL_ADDRESS, namespace: config.TEMPORAL_NAMESPACE, onLine: forwardLine('temporal-ui', logFile('temporal-ui')) });
+    uiUrl = ui.url;
+    return running(ui.process, () => ui.stop());
+  });
+  return [
+    ['Temporal UI', uiUrl],
+    ['Temporal gRPC', config.TEMPORAL_ADDRESS],
+    ['Temporal metrics', metricsUrl],
+    ['Temporal persistence', `PostgreSQL databases ${TEMPORAL_DATABASES.main}, ${TEMPORAL_DATABASES.visibility} (${config.TEMPORAL_HISTORY_SHARDS} history shards)`],
+  ];
 }
 
 function redactPassword(url: string): string {
