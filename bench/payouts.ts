@@ -245,11 +245,11 @@ async function main() {
       sustained_settled_per_s: { platform: round(sustained(platform), 2), reference: referenceWorker ? round(sustained(reference), 2) : null },
       ratio_platform_to_reference: referenceWorker && sustained(reference) > 0 ? round(sustained(platform) / sustained(reference), 2) : null,
     };
-    const base = path.join(resultsDir, `payouts-${flags.quick ? 'quick-' : ''}${result.date.slice(0, 10)}`);
+    const base = path.join(resultsDir, `payouts-${flags.cluster ? 'cluster-' : ''}${flags.quick ? 'quick-' : ''}${result.date.slice(0, 10)}`);
     fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
     await renderChartPng(
       {
-        title: `Payouts: platform (npm start stack) vs the same saga shape on the bare Temporal SDK${flags.quick ? ' (quick run)' : ''}`,
+        title: `Payouts: platform (npm start${flags.cluster ? ' -- --cluster' : ''} stack) vs the same saga shape on the bare Temporal SDK${flags.quick ? ' (quick run)' : ''}`,
         subtitle: `${result.date.slice(0, 16).replace('T', ' ')} UTC · ${result.machine.cores} cores, ${result.machine.cpu} · open loop, ${STEP_SECONDS} s per step · sustained: platform ${result.sustained_settled_per_s.platform}/s, reference ${result.sustained_settled_per_s.reference ?? '–'}/s, ratio ${result.ratio_platform_to_reference ?? '–'}`,
         series: [
           { name: 'platform', color: '#1f6feb', steps: platform },

@@ -10,6 +10,8 @@ import { startProcess, type ManagedProcess } from '../lib/processes';
 import { freePort, freePortRange } from '../lib/wait';
 
 export interface Stack {
+  /** Started with `--cluster` (the production topology). */
+  cluster: boolean;
   apiUrl: string;
   /** Every API instance the launcher started (the load generator spreads requests over them, as a load balancer would). */
   apiUrls: string[];
@@ -65,6 +67,7 @@ export async function startStack(dataDir: string, log: (line: string) => void, o
     new Promise((_, reject) => setTimeout(() => reject(new Error('the platform was not up within 300 s')), 300_000).unref()),
   ]);
   return {
+    cluster: opts.cluster === true,
     apiUrl: `http://127.0.0.1:${apiBase}`,
     apiUrls: Array.from({ length: config.API_INSTANCES ?? (opts.cluster ? 2 : 1) }, (_, i) => `http://127.0.0.1:${apiBase + i}`),
     databaseUrl: databaseUrl(config),
@@ -82,6 +85,7 @@ export function attachStack(env: NodeJS.ProcessEnv = process.env): Stack {
   const pidFile = path.join(config.dataDirAbsolute, 'launcher.pid');
   const launcherPid = Number(fs.readFileSync(pidFile, 'utf8'));
   return {
+    cluster: false,
     apiUrl: `http://${config.API_HOST}:${config.API_PORT}`,
     apiUrls: Array.from({ length: config.API_INSTANCES ?? 1 }, (_, i) => `http://${config.API_HOST}:${config.API_PORT + i}`),
     databaseUrl: databaseUrl(config),
