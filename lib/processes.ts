@@ -65,3 +65,21 @@ export function withoutStackTrace(line: string): string {
     return line;
   }
 }
+
+/**
+ * Waits for `ready`; if the process exits first, or `ready` fails, stops it and throws, with the last lines it
+ * printed when `lastLines` keeps them.
+ */
+export async function whenReady(proc: ManagedProcess, ready: Promise<unknown>, what: string, opts: { lastLines?: string[]; stopGraceMs?: number } = {}): Promise<void> {
+  try {
+    await Promise.race([
+      ready,
+      proc.exited.then((code) => {
+        throw new Error(`${what} exited (${code})${opts.lastLines ? `:\n${opts.lastLines.join('\n')}` : ''}`);
+      }),
+    ]);
+  } catch (err) {
+    await proc.stop(opts.stopGraceMs ?? 2_000);
+    throw err;
+  }
+}

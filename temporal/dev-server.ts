@@ -1,7 +1,7 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import { Connection } from '@temporalio/client';
-import { startProcess, type ManagedProcess } from '../lib/processes';
+import { startProcess, whenReady, type ManagedProcess } from '../lib/processes';
 import { waitUntil } from '../lib/wait';
 import { CUSTOM_SEARCH_ATTRIBUTES } from './search-attributes';
 
@@ -53,17 +53,7 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<De
     },
   });
   const address = `${ip}:${opts.port}`;
-  try {
-    await Promise.race([
-      waitForTemporal(address, opts.namespace, opts.startTimeoutMs ?? 60_000),
-      proc.exited.then((code) => {
-        throw new Error(`temporal dev server exited (${code}):\n${tail.join('\n')}`);
-      }),
-    ]);
-  } catch (err) {
-    await proc.stop(2_000);
-    throw err;
-  }
+  await whenReady(proc, waitForTemporal(address, opts.namespace, opts.startTimeoutMs ?? 60_000), 'temporal dev server', { lastLines: tail });
   return {
     address,
     uiUrl: opts.uiPort === undefined ? undefined : `http://${ip === '0.0.0.0' ? '127.0.0.1' : ip}:${opts.uiPort}`,

@@ -9,7 +9,7 @@ export function goCacheDir(...parts: string[]): string {
   return path.join(base, 'payout-platform', ...parts);
 }
 
-export function findGo(): string | undefined {
+function findGo(): string | undefined {
   return findOnPath('go') ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
 }
 

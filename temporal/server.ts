@@ -5,7 +5,7 @@ import { Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { msToTs } from '@temporalio/common/lib/time';
 import pg from 'pg';
-import { startProcess, withoutStackTrace, type ManagedProcess } from '../lib/processes';
+import { startProcess, whenReady, withoutStackTrace, type ManagedProcess } from '../lib/processes';
 import { waitUntil } from '../lib/wait';
 import { TEMPORAL_CLI_VERSION } from './cli';
 import { goCacheDir, goInstall, goModuleDir, isExecutable } from './go-build';
@@ -82,24 +82,23 @@ export function temporalPostgresOf(databaseUrl: string): TemporalPostgres {
  * the server's own SQL tool (`setup-schema` once, then `update-schema`, which applies only what is new).
  */
 export async function setupTemporalSchema(tools: TemporalServerTools, db: TemporalPostgres, log: (msg: string) => void): Promise<void> {
-  for (const [kind, database] of Object.entries(TEMPORAL_DATABASES)) {
-    const client = new pg.Client({ host: db.host, port: db.port, user: db.user, password: db.password, database: 'postgres' });
+  const connect = async (database: string) => {
+    const client = new pg.Client({ host: db.host, port: db.port, user: db.user, password: db.password, database });
     await client.connect();
-    let hasVersioning = false;
-    try {
-      const exists = (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount === 1;
+    return client;
+  };
+  const admin = await connect('postgres');
+  try {
+    for (const database of Object.values(TEMPORAL_DATABASES)) {
+      const exists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount === 1;
       // The names are constants; CREATE DATABASE takes no parameters.
-      if (!exists) await client.query(`CREATE DATABASE ${database}`);
-      const inside = new pg.Client({ host: db.host, port: db.port, user: db.user, password: db.password, database });
-      await inside.connect();
-      try {
-        hasVersioning = (await inside.query(`SELECT to_regclass('public.schema_version') IS NOT NULL AS present`)).rows[0]!.present as boolean;
-      } finally {
-        await inside.end();
-      }
-    } finally {
-      await client.end();
+      if (!exists) await admin.query(`CREATE DATABASE ${database}`);
     }
+  } finally {
+    await admin.end();
+  }
+  const versions: string[] = [];
+  for (const [kind, database] of Object.entries(TEMPORAL_DATABASES)) {
     const sql = (...args: string[]) =>
       execFileSync(tools.sqlTool, ['--plugin', 'postgres12', '--ep', db.host, '--port', String(db.port), '--user', db.user, '--db', database, ...args], {
         // The password through the environment, not the command line (visible to every local user).
@@ -107,26 +106,18 @@ export async function setupTemporalSchema(tools: TemporalServerTools, db: Tempor
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
       });
-    if (!hasVersioning) sql('setup-schema', '-v', '0.0');
-    sql('update-schema', '-d', path.join(tools.schemaDir, kind === 'main' ? 'temporal' : 'visibility', 'versioned'));
-  }
-  const { rows } = await queryVersions(db);
-  log(`Temporal schema: ${rows.map((r) => `${r.database} ${r.version}`).join(', ')}`);
-}
-
-async function queryVersions(db: TemporalPostgres) {
-  const rows: { database: string; version: string }[] = [];
-  for (const database of Object.values(TEMPORAL_DATABASES)) {
-    const client = new pg.Client({ host: db.host, port: db.port, user: db.user, password: db.password, database });
-    await client.connect();
+    const client = await connect(database);
     try {
-      const { rows: r } = await client.query<{ curr_version: string }>('SELECT curr_version FROM schema_version LIMIT 1');
-      rows.push({ database, version: r[0]?.curr_version ?? '?' });
+      const hasVersioning = (await client.query(`SELECT to_regclass('public.schema_version') IS NOT NULL AS present`)).rows[0]!.present as boolean;
+      if (!hasVersioning) sql('setup-schema', '-v', '0.0');
+      sql('update-schema', '-d', path.join(tools.schemaDir, kind === 'main' ? 'temporal' : 'visibility', 'versioned'));
+      const { rows } = await client.query<{ curr_version: string }>('SELECT curr_version FROM schema_version LIMIT 1');
+      versions.push(`${database} ${rows[0]?.curr_version ?? '?'}`);
     } finally {
       await client.end();
     }
   }
-  return { rows };
+  log(`Temporal schema: ${versions.join(', ')}`);
 }
 
 /** The server's ports: the frontend's is TEMPORAL_ADDRESS's; the internal ones follow it. */
@@ -147,7 +138,6 @@ export interface TemporalServerOptions {
   dir: string;
   ip: string;
   port: number;
-  uiPort: number;
   db: TemporalPostgres;
   historyShards: number;
   namespace: string;
@@ -243,17 +233,7 @@ export async function startTemporalServer(opts: TemporalServerOptions): Promise<
     },
   });
   const address = `${opts.ip === '0.0.0.0' ? '127.0.0.1' : opts.ip}:${opts.port}`;
-  try {
-    await Promise.race([
-      prepareNamespace(address, opts.namespace, opts.startTimeoutMs ?? 120_000),
-      proc.exited.then((code) => {
-        throw new Error(`temporal server exited (${code}):\n${tail.join('\n')}`);
-      }),
-    ]);
-  } catch (err) {
-    await proc.stop(5_000);
-    throw err;
-  }
+  await whenReady(proc, prepareNamespace(address, opts.namespace, opts.startTimeoutMs ?? 120_000), 'temporal server', { lastLines: tail, stopGraceMs: 5_000 });
   return { address, metricsUrl: `http://${address.split(':')[0]}:${clusterPorts(opts.port).metrics}/metrics`, process: proc, stop: () => proc.stop(20_000) };
 }
 
@@ -316,17 +296,7 @@ export async function startTemporalUi(opts: TemporalUiOptions): Promise<{ url: s
   fs.writeFileSync(path.join(root, 'config', 'cluster.yaml'), `${JSON.stringify(config, null, 2)}\n`);
   const proc = startProcess('temporal-ui', opts.binary, ['--root', root, '--config', 'config', '--env', 'cluster', 'start'], { onLine: opts.onLine });
   const url = `http://${opts.ip === '0.0.0.0' ? '127.0.0.1' : opts.ip}:${opts.port}`;
-  try {
-    await Promise.race([
-      waitUntil('Temporal Web UI', async () => (await fetch(url, { signal: AbortSignal.timeout(2_000) })).ok, 30_000, 300),
-      proc.exited.then((code) => {
-        throw new Error(`Temporal Web UI server exited (${code})`);
-      }),
-    ]);
-  } catch (err) {
-    await proc.stop(2_000);
-    throw err;
-  }
+  await whenReady(proc, waitUntil('Temporal Web UI', async () => (await fetch(url, { signal: AbortSignal.timeout(2_000) })).ok, 30_000, 300), 'Temporal Web UI server');
   return { url, process: proc, stop: () => proc.stop(5_000) };
 }
 

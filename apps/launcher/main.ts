@@ -281,7 +281,7 @@ async function startTemporalCluster(dbUrl: string): Promise<string[][]> {
   say(`starting Temporal server ${TEMPORAL_SERVER_VERSION} (PostgreSQL persistence and visibility, ${config.TEMPORAL_HISTORY_SHARDS} history shards)`);
   let metricsUrl = '';
   await supervisor.supervise('temporal', async () => {
-    const server = await startTemporalServer({ tools, dir, ip: host, port, uiPort: config.TEMPORAL_UI_PORT, db, historyShards: config.TEMPORAL_HISTORY_SHARDS, namespace: config.TEMPORAL_NAMESPACE, onLine: forwardLine('temporal', logFile('temporal')) });
+    const server = await startTemporalServer({ tools, dir, ip: host, port, db, historyShards: config.TEMPORAL_HISTORY_SHARDS, namespace: config.TEMPORAL_NAMESPACE, onLine: forwardLine('temporal', logFile('temporal')) });
     metricsUrl = server.metricsUrl;
     return running(server.process, () => server.stop());
   });

@@ -68,7 +68,7 @@ export class Supervisor {
     }
   }
 
-  /** Stops everything in reverse order of start; returns the names it could not stop cleanly, with why. */
+  /** Stops everything in reverse order of start, telling `onStopped` of each (with the error when it did not stop cleanly). */
   async stopAll(onStopped: (name: string, error?: unknown) => void): Promise<void> {
     this.stopping = true;
     for (const entry of [...this.entries].reverse()) {

@@ -2,6 +2,8 @@ import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { DEV_JWT_SECRET } from '../../lib/config';
+import { signToken } from '../../lib/tokens';
 import { isPortFree, sleep, waitUntil } from '../../lib/wait';
 import { ensureTemporalCli } from '../../temporal/cli';
 import { TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../../temporal/server';
@@ -103,7 +105,7 @@ describe('cluster mode (npm start -- --cluster)', () => {
       for await (const execution of cluster.temporal.workflow.list({ query })) if (execution.workflowId === payoutId) return true;
       return false;
     }, 60_000, 500);
-    const staff = `Bearer ${await (await import('../../lib/tokens')).signToken({ sub: 'alice', role: 'staff' }, (await import('../../lib/config')).DEV_JWT_SECRET)}`;
+    const staff = `Bearer ${await signToken({ sub: 'alice', role: 'staff' }, DEV_JWT_SECRET)}`;
     const listed = await cluster.get(1, '/v1/ops/payouts?stuck=true&limit=100', staff);
     expect((listed.items as { payout_id: string }[]).map((i) => i.payout_id)).toContain(payoutId);
   });
