@@ -81,6 +81,8 @@ describe('sandbox aggregator with SANDBOX_API_TOKEN set', () => {
     expect(created.status).toBe(201);
     await sandbox.call('PUT', `/sandbox/scenarios/${created.body.reference}`, { scenario: 'stay_pending' }, bearer);
     const other = await sandbox.call('POST', '/v1/deposits', depositBody(), { 'idempotency-key': uniqueId('k'), ...bearer });
+    // Held open too, so that only a checkout acting on it could make it succeed (not its own scripted callback).
+    await sandbox.call('PUT', `/sandbox/scenarios/${other.body.reference}`, { scenario: 'stay_pending' }, bearer);
     const checkout = new URL(created.body.checkout_url);
     const secret = checkout.searchParams.get('secret')!;
 
