@@ -3,8 +3,8 @@ import { createTemporalClient } from '../lib/temporal-client';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { workerSettings, createPayoutWorker } from '../apps/worker/create-worker';
-import { loadConfig, type Config } from '../lib/config';
+import { workerSettings, createWorkerPools } from '../apps/worker/create-worker';
+import { backgroundTaskQueue, loadConfig, type Config } from '../lib/config';
 import { createPool, type Pool } from '../lib/db';
 import { createLogger } from '../lib/logger';
 import { installTemporalRuntime } from '../lib/temporal-runtime';
@@ -37,23 +37,28 @@ export async function temporalClient(): Promise<{ client: Client; close: () => P
   return { client: createTemporalClient(connection, inject('temporalNamespace')), close: () => connection.close() };
 }
 
-/** A real worker on its own task queue (so test files never steal each other's tasks). */
+/**
+ * A real worker process's two pools (money path and background) on their own task queues (so test files
+ * never steal each other's tasks); the background queue is derived from the main one, as the API derives it.
+ */
 export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), config: Config = testConfig()) {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
-  const worker: Worker = await createPayoutWorker({
+  const pools = await createWorkerPools({
     connection,
     pool,
     namespace: inject('temporalNamespace'),
     taskQueue,
+    backgroundTaskQueue: backgroundTaskQueue({ TEMPORAL_TASK_QUEUE: taskQueue, TEMPORAL_BACKGROUND_TASK_QUEUE: undefined }),
     ...workerSettings(config),
     workflowBundle: { codePath: inject(config.TRACING_EXPORTER === 'off' ? 'workflowBundlePath' : 'tracedWorkflowBundlePath') },
   });
-  const running = worker.run();
+  const worker: Worker = pools.workers[0]!;
+  const running = pools.run();
   return {
     taskQueue,
     worker,
     async stop() {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
+      pools.shutdown();
       await running;
       await connection.close();
     },

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import type { Context as ActivityContext } from '@temporalio/activity';
 import { makeWorkflowExporter, OpenTelemetryActivityInboundInterceptor, OpenTelemetryActivityOutboundInterceptor } from '@temporalio/interceptors-opentelemetry';
-import { NativeConnection, Worker, type ActivityInterceptorsFactory, type BundleOptions, type WorkerOptions } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Worker, type ActivityInterceptorsFactory, type BundleOptions, type WorkerOptions } from '@temporalio/worker';
 import { initTracing } from '../../lib/tracing';
 import { createActivities, type ActivityDeps } from '../../activities';
 import type { Config } from '../../lib/config';
@@ -51,6 +51,8 @@ export interface PayoutWorkerOptions extends ActivityDeps {
   workflowSpans: boolean;
   /** Sagas kept in the worker's sticky cache (WORKER_MAX_CACHED_WORKFLOWS); undefined: the SDK's default. */
   maxCachedWorkflows?: number;
+  /** Workflow tasks, activities and local activities run at once; undefined: the SDK's defaults. */
+  slots?: number;
 }
 
 /** The one place that decides what a payout worker runs; used by apps/worker and by tests. */
@@ -65,14 +67,44 @@ export function createPayoutWorker(opts: PayoutWorkerOptions): Promise<Worker> {
     // A prebuilt bundle already contains its workflow interceptors (workflowBundleOptions).
     interceptors: { ...(opts.workflowBundle ? {} : { workflowModules: workflowBundleOptions(opts.workflowSpans).workflowInterceptorModules }), activity: [activityInterceptors] },
     ...(opts.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: opts.maxCachedWorkflows } : {}),
+    ...(opts.slots !== undefined
+      ? { maxConcurrentWorkflowTaskExecutions: opts.slots, maxConcurrentActivityTaskExecutions: opts.slots, maxConcurrentLocalActivityExecutions: opts.slots }
+      : {}),
     // Workflow spans leave the sandbox through this sink (a no-op processor when tracing is off).
     sinks: { exporter: makeWorkflowExporter(tracing.spanProcessor, tracing.resource) },
   });
 }
 
-/** The worker's and its activities' settings, from the platform configuration. */
-export function workerSettings(config: Config): Omit<ActivityDeps, 'pool'> & Pick<PayoutWorkerOptions, 'workflowSpans' | 'maxCachedWorkflows'> {
+/**
+ * The two pools every worker process runs, on one bundle and one connection: the money path on the main
+ * task queue with the SDK's default slots, and background work (reconciliation, scheduled status polls)
+ * on the background queue with WORKER_BACKGROUND_SLOTS, so it waits for a free slot of its own instead
+ * of taking one from payouts and deposits.
+ */
+export async function createWorkerPools(opts: PayoutWorkerOptions & { backgroundTaskQueue: string; backgroundSlots: number }): Promise<{ workers: Worker[]; run(): Promise<void>; shutdown(): void }> {
+  const { backgroundTaskQueue, backgroundSlots, ...main } = opts;
+  const workflowBundle = main.workflowBundle ?? (await bundleWorkflowCode({ ...workflowBundleOptions(main.workflowSpans), logger: quietBundlerLogger }));
+  const moneyPath = await createPayoutWorker({ ...main, workflowBundle });
+  const background = await createPayoutWorker({ ...main, workflowBundle, taskQueue: backgroundTaskQueue, slots: backgroundSlots, maxCachedWorkflows: Math.max(2, backgroundSlots * 4) });
+  const workers = [moneyPath, background];
   return {
+    workers,
+    run: async () => {
+      await Promise.all(workers.map((worker) => worker.run()));
+    },
+    shutdown: () => {
+      for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
+    },
+  };
+}
+
+/** The bundler's progress lines are noise in the worker log; its warnings and errors are kept. */
+const quietBundlerLogger = new DefaultLogger('WARN');
+
+/** The worker's and its activities' settings, from the platform configuration. */
+export function workerSettings(config: Config): Omit<ActivityDeps, 'pool'> & Pick<PayoutWorkerOptions, 'workflowSpans' | 'maxCachedWorkflows'> & { backgroundSlots: number } {
+  return {
+    backgroundSlots: config.WORKER_BACKGROUND_SLOTS,
     workflowSpans: config.TRACING_EXPORTER !== 'off',
     maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS,
     providerUrl: config.SANDBOX_URL,

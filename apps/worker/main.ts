@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { createTemporalClient } from '../../lib/temporal-client';
 import { NativeConnection } from '@temporalio/worker';
-import { loadConfigOrExit, databaseUrl } from '../../lib/config';
+import { backgroundTaskQueue, loadConfigOrExit, databaseUrl } from '../../lib/config';
 import { createPool } from '../../lib/db';
 import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
@@ -10,7 +10,7 @@ import { initTracing } from '../../lib/tracing';
 import { startWorkflowTaskFailureMarking } from '../../lib/workflow-task-failure-marker';
 import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
 import { ensureReconciliationSchedule } from '../../temporal/schedules';
-import { workerSettings, createPayoutWorker } from './create-worker';
+import { workerSettings, createWorkerPools } from './create-worker';
 
 const config = loadConfigOrExit();
 const logger = createLogger('worker', config.LOG_LEVEL);
@@ -19,7 +19,9 @@ initTracing('worker', config.TRACING_EXPORTER, config.OTEL_EXPORTER_OTLP_ENDPOIN
 
 const pool = createPool(databaseUrl(config), config.PG_POOL_MAX);
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-const worker = await createPayoutWorker({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, ...workerSettings(config) });
+const settings = workerSettings(config);
+const background = backgroundTaskQueue(config);
+const worker = await createWorkerPools({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, backgroundTaskQueue: background, ...settings });
 // Sagas whose workflow task fails are marked for staff from here (their own code cannot run).
 const taskFailureMarking = startWorkflowTaskFailureMarking({
   client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
@@ -34,7 +36,8 @@ try {
   const clientConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   try {
     const client = createTemporalClient(clientConnection, config.TEMPORAL_NAMESPACE);
-    const schedule = await ensureReconciliationSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, intervalSeconds: config.RECONCILIATION_INTERVAL_SECONDS });
+    // Reconciliation is background work: it runs on the background pool, never in a money-path slot.
+    const schedule = await ensureReconciliationSchedule(client, { taskQueue: background, intervalSeconds: config.RECONCILIATION_INTERVAL_SECONDS });
     logger.info({ ...schedule, intervalSeconds: config.RECONCILIATION_INTERVAL_SECONDS }, 'reconciliation schedule ensured');
   } finally {
     await clientConnection.close();
@@ -43,7 +46,7 @@ try {
   logger.error({ err }, 'could not create or update the reconciliation schedule');
 }
 
-logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, namespace: config.TEMPORAL_NAMESPACE, temporal: config.TEMPORAL_ADDRESS, metrics: `http://${config.WORKER_METRICS_ADDRESS}/metrics` }, 'worker ready');
+logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, backgroundTaskQueue: background, backgroundSlots: settings.backgroundSlots, namespace: config.TEMPORAL_NAMESPACE, temporal: config.TEMPORAL_ADDRESS, metrics: `http://${config.WORKER_METRICS_ADDRESS}/metrics` }, 'worker ready');
 const running = worker.run();
 onShutdown(async (reason) => {
   logger.info({ reason }, 'worker shutting down');

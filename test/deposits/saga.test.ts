@@ -75,6 +75,10 @@ describe('deposit saga end to end (API → Temporal → worker → sandbox inten
     expect((await webhookRows(depositId)).rows).toEqual([]);
     expect((await stack.depositTransfersOf(depositId)).map((t) => t.idempotency_key)).toEqual([`${depositId}:credit`]);
     expect(await balance(accountId)).toMatchObject({ available: 1_200, posted: 1_200 });
+    // The scheduled poll ran on the background task queue (background work), not in the money path.
+    const history = await stack.temporal.workflow.getHandle(depositId).fetchHistory();
+    const polls = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'fetchProviderDeposit');
+    expect(polls.map((e) => e.activityTaskScheduledEventAttributes!.taskQueue!.name)).toContain(`${stack.config.TEMPORAL_TASK_QUEUE}-background`);
   });
 
   it('callback never arrives and the provider failed: polling finds it, nothing moves', async () => {

@@ -92,6 +92,12 @@ describe('payout saga end to end (API → Temporal → worker → ledger → san
     expect(hooks.rows[0].n).toBe(0);
     expect(settled.status).toBe('SETTLED');
     expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'post']);
+    // Scheduled polls are background work: activities on the background task queue, not local activities
+    // in the money path's workflow tasks.
+    const history = await stack.temporal.workflow.getHandle(res.json.payout_id).fetchHistory();
+    const polls = history.events!.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'fetchProviderPayout');
+    expect(polls.length).toBeGreaterThan(0);
+    expect(new Set(polls.map((e) => e.activityTaskScheduledEventAttributes!.taskQueue!.name))).toEqual(new Set([`${stack.config.TEMPORAL_TASK_QUEUE}-background`]));
     await recordHistory(stack.temporal, 'payout-settled-by-polling', res.json.payout_id);
   });
 

@@ -57,6 +57,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
    *  and the credit mirroring the state they lead to, the provider's record read locally, search attributes at start. */
   const leanSteps = patched('lean-saga-steps');
   const { depositId, timings } = input;
+  const scheduledPolls = input.pollTaskQueue ? proxyActivities<Activities>({ ...PROVIDER_POLL_OPTIONS, taskQueue: input.pollTaskQueue }) : undefined;
   let status: DepositStatus = 'REQUESTED';
   const timeline: DepositTimelineEntry[] = [{ at: input.requestedAt, status }];
   let decision: IntentDecision | undefined;
@@ -257,7 +258,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
         continue;
       }
       if (wait < pollDelay) continue; // woke up only to mark the saga stuck; poll on schedule
-      await checkProvider();
+      await checkProvider(true);
       pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patchedSince('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
     }
@@ -270,11 +271,12 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   /**
    * Asks the provider for its record (a poll, or a webhook's claim to confirm) and acts on what it says.
    * A claim is re-asked, with backoff, until the provider can be asked.
+   * A `scheduled` poll (no claim) is background work: it goes to the background task queue.
    */
-  async function checkProvider(): Promise<void> {
+  async function checkProvider(scheduled = false): Promise<void> {
     const claimed = claim;
     claim = undefined;
-    let seen = await providerRecord();
+    let seen = await providerRecord(scheduled && !claimed);
     for (let delay = CLAIM_RECHECK_MS; claimed && seen === 'unknown'; delay = Math.min(delay * 2, timings.pollMaxMs)) {
       await sleep(delay);
       seen = await providerRecord();
@@ -324,9 +326,10 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   }
 
   /** The provider's record of this deposit: 'none' when it has never seen it, 'unknown' when it cannot be asked. */
-  async function providerRecord(): Promise<ProviderDeposit | 'none' | 'unknown'> {
+  async function providerRecord(scheduled = false): Promise<ProviderDeposit | 'none' | 'unknown'> {
     try {
-      return (await (leanSteps ? lookups : poller).fetchProviderDeposit({ depositId })) ?? 'none';
+      const via = scheduled && scheduledPolls ? scheduledPolls : leanSteps ? lookups : poller;
+      return (await via.fetchProviderDeposit({ depositId })) ?? 'none';
     } catch {
       return 'unknown'; // the aggregator is unreachable: keep waiting, ask again later
     }

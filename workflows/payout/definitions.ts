@@ -68,6 +68,12 @@ export interface PayoutInput {
   fingerprint: string;
   requestedAt: string;
   timings: PayoutTimings;
+  /**
+   * Task queue of the scheduled status polls of a silent provider: background work, polled by the worker's
+   * small background pool so it never takes a slot of the money path. Absent (sagas started before):
+   * polls run as local activities, as they always did.
+   */
+  pollTaskQueue?: string;
   /** Set only by the saga itself when it continues as new while awaiting its provider. */
   resume?: PayoutResume;
 }

@@ -59,6 +59,7 @@ const CLAIM_RECHECK_MS = 1_000;
  */
 export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   const { payoutId, timings } = input;
+  const scheduledPolls = input.pollTaskQueue ? proxyActivities<Activities>({ ...PROVIDER_POLL_OPTIONS, taskQueue: input.pollTaskQueue }) : undefined;
   // Patch decisions are taken here, in the first activation, before any local activity result. A
   // patched() call right after a local activity can run one workflow task earlier on replay than it did
   // live (when a task completion carried the activity's marker but not the code after it), and there
@@ -411,7 +412,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       const onRequest = pollRequested || claim !== undefined;
       if (!onRequest && Date.now() < nextPollAt) continue; // woke only to mark the saga stuck
       pollRequested = false;
-      await checkProvider(decided);
+      await checkProvider(decided, !onRequest);
       if (!onRequest) pollDelay = Math.min(pollDelay * 2, timings.pollMaxMs);
       nextPollAt = Date.now() + pollDelay;
       if (!decided() && historyIsLong(timings.continueAsNewAfterEvents) && patchedSince('continue-as-new-while-waiting')) await continueWaitingInNewRun(waitingSince, pollDelay);
@@ -442,11 +443,12 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   /**
    * Asks the provider for its record (a poll, or a webhook's claim to confirm) and acts on what it says.
    * A claim is re-asked, with backoff, until the provider can be asked or `settled()` (e.g. staff decided).
+   * A `scheduled` poll (no claim, no request) is background work: it goes to the background task queue.
    */
-  async function checkProvider(settled: () => boolean): Promise<void> {
+  async function checkProvider(settled: () => boolean, scheduled = false): Promise<void> {
     const claimed = claim;
     claim = undefined;
-    let seen = await providerRecord();
+    let seen = await providerRecord(scheduled && !claimed);
     for (let delay = CLAIM_RECHECK_MS; claimed && seen === 'unknown' && !settled(); delay = Math.min(delay * 2, timings.pollMaxMs)) {
       if (await condition(settled, delay)) return;
       seen = await providerRecord();
@@ -505,9 +507,10 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   }
 
   /** The provider's record of this payout: 'none' when it has never seen it, 'unknown' when it cannot be asked. */
-  async function providerRecord(): Promise<ProviderPayout | 'none' | 'unknown'> {
+  async function providerRecord(scheduled = false): Promise<ProviderPayout | 'none' | 'unknown'> {
     try {
-      return (await (leanSteps ? lookups : poller).fetchProviderPayout({ payoutId })) ?? 'none';
+      const via = scheduled && scheduledPolls ? scheduledPolls : leanSteps ? lookups : poller;
+      return (await via.fetchProviderPayout({ payoutId })) ?? 'none';
     } catch {
       return 'unknown'; // the aggregator is unreachable: keep waiting, ask again later
     }
