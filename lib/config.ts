@@ -56,6 +56,8 @@ export const settings = {
   TEMPORAL_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:7233', 'Temporal frontend (gRPC) address.'),
   TEMPORAL_NAMESPACE: setting(z.string().min(1), 'default', 'Temporal namespace.'),
   TEMPORAL_TASK_QUEUE: setting(z.string().min(1), 'payouts', 'Task queue of the payout worker.'),
+  TEMPORAL_BACKGROUND_TASK_QUEUE: setting(z.string().min(1).optional(), undefined, 'Unset: TEMPORAL_TASK_QUEUE + `-background`. Task queue of background work (reconciliation runs, scheduled status polls of silent providers), served by a small pool of its own in each worker so it never takes the money path\'s slots.'),
+  WORKER_BACKGROUND_SLOTS: setting(z.coerce.number().int().min(1).max(100), '2', 'Background activities and workflow tasks each worker runs at once (TEMPORAL_BACKGROUND_TASK_QUEUE).'),
   TEMPORAL_HISTORY_SHARDS: setting(z.coerce.number().int().min(1).max(16384), '4', 'History shards of the Temporal server that `npm start -- --cluster` runs (on PostgreSQL); fixed when its database is first set up. Production clusters use 512 or more.'),
   TEMPORAL_UI_PORT: setting(port, '8233', 'Port of the Temporal Web UI served by the dev server.'),
   TEMPORAL_CLI: setting(z.string().min(1).optional(), undefined, 'Path to a `temporal` binary to use instead of the one on PATH or the cached build.'),
@@ -105,6 +107,17 @@ export const settings = {
   OUTBOX_POLL_INTERVAL_MS: setting(durationMs, '500', 'How often the outbox publisher looks for new events when idle.'),
   OUTBOX_MAX_ATTEMPTS: setting(z.coerce.number().int().min(1).max(100), '10', 'Deliveries of one event to one endpoint before it is dead-lettered.'),
   OUTBOX_BACKOFF_BASE_MS: setting(durationMs, '1000', 'First retry delay of a failed outbox delivery; doubles per attempt (capped at 5 minutes).'),
+
+  ADMISSION_LATENCY_TARGET_MS: setting(
+    durationMs,
+    '250',
+    'Decision latency (p90 of each half-second window) the admission gate keeps new payouts and deposits under: above it each API instance admits fewer at once, and the excess is answered 429 OVERLOADED at once.',
+  ),
+  ADMISSION_MAX_IN_FLIGHT: setting(z.coerce.number().int().min(2).max(10_000), '64', 'Most new payouts and deposits one API instance lets await their decision at once (the ceiling of the adaptive limit).'),
+  RATE_LIMIT_ACCOUNT_PER_MINUTE: setting(z.coerce.number().int().min(1), '60', 'Payout and deposit requests per account per minute (all API instances together); more get 429 RATE_LIMITED.'),
+  RATE_LIMIT_SUBJECT_PER_MINUTE: setting(z.coerce.number().int().min(1), '6000', 'Authenticated requests per token subject per minute (all API instances together); more get 429 RATE_LIMITED.'),
+  RATE_LIMIT_WEBHOOK_PER_MINUTE: setting(z.coerce.number().int().min(1), '30000', 'Webhooks per provider per minute (all API instances together); more get 429 and the provider redelivers later.'),
+  PLATFORM_MODE_REFRESH_MS: setting(durationMs, '500', 'How often each API instance reads the degradation mode staff set (PUT /v1/ops/mode).'),
 
   RECONCILIATION_INTERVAL_SECONDS: setting(z.coerce.number().int().min(10), '900', 'How often the reconciliation schedule compares the ledger with the provider\'s settlement report.'),
 
@@ -180,6 +193,11 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env, opts: Loa
     }
     throw err;
   }
+}
+
+/** The task queue of background work (TEMPORAL_BACKGROUND_TASK_QUEUE, derived from the main one when unset). */
+export function backgroundTaskQueue(config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_BACKGROUND_TASK_QUEUE'>, taskQueue = config.TEMPORAL_TASK_QUEUE): string {
+  return config.TEMPORAL_BACKGROUND_TASK_QUEUE ?? `${taskQueue}-background`;
 }
 
 /** The Postgres URL to use: DATABASE_URL, or the embedded server's. */

@@ -37,9 +37,12 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from './tokens';
+import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, TRAFFIC, WORKFLOW_TASK_FAILURES } from './tokens';
 import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
 import { SagaRequests } from './common/saga-requests';
+import { TrafficControl } from './traffic/traffic-control';
+import { TrafficGuard } from './traffic/traffic.guard';
+import { ModeController, modeRoutes } from './traffic/mode.controller';
 
 export interface ApiDeps {
   config: Config;
@@ -67,24 +70,25 @@ export function routesOf(app: NestFastifyApplication): { method: string; url: st
   return servedRoutes.get(app) ?? [];
 }
 
-export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes];
+export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...modeRoutes];
 
 @Module({})
 class ApiModule {
-  static register(deps: ApiDeps, metrics: ApiMetrics): DynamicModule {
+  static register(deps: ApiDeps, metrics: ApiMetrics, traffic: TrafficControl): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ModeController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
         { provide: TEMPORAL_CLIENT, useValue: deps.temporal },
         { provide: METRICS, useValue: metrics },
+        { provide: TRAFFIC, useValue: traffic },
         { provide: LEDGER, useValue: createLedger(deps.pool) },
         { provide: WORKFLOW_TASK_FAILURES, useValue: new WorkflowTaskFailureStore(deps.pool) },
         {
           provide: SAGA_REQUESTS,
-          useFactory: (ledger: Ledger) => new SagaRequests(deps.config, deps.temporal, ledger, deps.pool, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation })),
+          useFactory: (ledger: Ledger) => new SagaRequests(deps.config, deps.temporal, ledger, deps.pool, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation }), traffic),
           inject: [LEDGER],
         },
         {
@@ -107,6 +111,8 @@ class ApiModule {
             }),
           inject: [Reflector],
         },
+        // After authentication (guards run in this order): read-only mode, then the per-subject rate limit.
+        { provide: APP_GUARD, useFactory: (reflector: Reflector) => new TrafficGuard(reflector, traffic), inject: [Reflector] },
       ],
     };
   }
@@ -141,7 +147,8 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
     // One access-log line per request comes from our onResponse hook (with route template and timing).
     logController: new LogController({ disableRequestLogging: true }),
   });
-  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.register(deps, metrics), adapter, {
+  const traffic = new TrafficControl(deps.config, deps.pool, deps.logger, metrics);
+  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.register(deps, metrics, traffic), adapter, {
     logger: ['error', 'warn'],
     bodyParser: false,
   });
@@ -214,6 +221,8 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
   // Nest routes both handler errors and Fastify's own (body parsing, limits) through this filter.
   app.useGlobalFilters(new ProblemFilter());
   app.enableShutdownHooks();
+  await traffic.modes.start(deps.config.PLATFORM_MODE_REFRESH_MS);
+  fastify.addHook('onClose', async () => traffic.modes.stop());
   await app.init();
   return app;
 }

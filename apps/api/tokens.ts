@@ -8,3 +8,4 @@ export const PAYOUTS_SERVICE = Symbol('PAYOUTS_SERVICE');
 export const DEPOSITS_SERVICE = Symbol('DEPOSITS_SERVICE');
 export const SAGA_REQUESTS = Symbol('SAGA_REQUESTS');
 export const WORKFLOW_TASK_FAILURES = Symbol('WORKFLOW_TASK_FAILURES');
+export const TRAFFIC = Symbol('TRAFFIC');

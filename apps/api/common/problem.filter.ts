@@ -1,7 +1,7 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { grpcStatusOf } from '../../../lib/temporal-client';
-import { PROBLEM_CONTENT_TYPE, problemBody, ProblemError, type ProblemBody, type ProblemCode } from './problem';
+import { DEFAULT_RETRY_AFTER_SECONDS, PROBLEM_CONTENT_TYPE, problemBody, ProblemError, type ProblemBody, type ProblemCode } from './problem';
 
 const STATUS_TO_CODE: Record<number, ProblemCode> = {
   400: 'VALIDATION_FAILED',
@@ -47,8 +47,11 @@ export function toProblem(error: unknown): ProblemBody {
   return problemBody('INTERNAL_ERROR');
 }
 
-export function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: ProblemBody): void {
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: ProblemBody, retryAfterSeconds?: number): void {
   const body = { ...problem, instance: request.url, request_id: String(request.id) };
+  // Every "not now" says when to come back (README: how a client retries).
+  const retryAfter = retryAfterSeconds ?? DEFAULT_RETRY_AFTER_SECONDS[problem.status];
+  if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
   if (problem.status >= 500) request.log.error({ problem: body }, 'request failed');
   else request.log.info({ code: problem.code, status: problem.status }, 'request refused');
   void reply.status(problem.status).header('content-type', PROBLEM_CONTENT_TYPE).send(body);
@@ -61,7 +64,7 @@ export class ProblemFilter implements ExceptionFilter {
     const request = ctx.getRequest<FastifyRequest>();
     const problem = toProblem(exception);
     if (problem.code === 'INTERNAL_ERROR') request.log.error({ err: exception }, 'unhandled error');
-    sendProblem(request, ctx.getResponse<FastifyReply>(), problem);
+    sendProblem(request, ctx.getResponse<FastifyReply>(), problem, exception instanceof ProblemError ? exception.retryAfterSeconds : undefined);
   }
 }
 

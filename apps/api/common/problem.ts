@@ -32,6 +32,10 @@ export const PROBLEM_CODES = {
   PAYOUT_DECLINED: { status: 422, title: 'The payout was declined' },
   DEPOSIT_REFUSED: { status: 422, title: 'The provider refused the deposit' },
   WEBHOOK_EVENT_CONFLICT: { status: 409, title: 'This webhook event id was received before with a different body' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests; retry after the time given in Retry-After' },
+  OVERLOADED: { status: 429, title: 'The platform is at capacity right now; retry after the time given in Retry-After' },
+  PAYOUTS_PAUSED: { status: 503, title: 'New payouts are paused by the operator; deposits and payouts in flight go on' },
+  READ_ONLY: { status: 503, title: 'The platform is read-only for now; nothing can be changed' },
   SAGA_UNAVAILABLE: { status: 503, title: 'The saga cannot take actions right now; staff are alerted' },
   PAYOUT_NOT_CANCELLABLE: { status: 409, title: 'The payout can no longer be cancelled' },
   PAYOUT_NOT_RESOLVABLE: { status: 409, title: 'The payout is not awaiting its provider' },
@@ -55,12 +59,17 @@ export interface ProblemBody {
   [extension: string]: unknown;
 }
 
+/** Seconds a client should wait before retrying, sent as Retry-After on every 429 and 503. */
+export const DEFAULT_RETRY_AFTER_SECONDS: Record<number, number> = { 429: 1, 503: 5 };
+
 export class ProblemError extends Error {
   readonly status: number;
   constructor(
     readonly code: ProblemCode,
     readonly detail?: string,
     readonly extensions: Record<string, unknown> = {},
+    /** Overrides DEFAULT_RETRY_AFTER_SECONDS (e.g. the time left in a rate-limit window). */
+    readonly retryAfterSeconds?: number,
   ) {
     super(detail ?? PROBLEM_CODES[code].title);
     this.status = PROBLEM_CODES[code].status;

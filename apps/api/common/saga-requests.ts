@@ -8,6 +8,17 @@ import { grpcStatusOf } from '../../../lib/temporal-client';
 import { IDEMPOTENCY_MISMATCH } from '../../../workflows/payout/definitions';
 import { IdempotencyStore, requestFingerprint, resourceIdFor, type StoredAnswer } from './idempotency';
 import { ProblemError, type ProblemCode } from './problem';
+import type { AdmissionTicket } from '../traffic/admission-gate';
+
+/** Whether a new saga may start now (degradation mode, admission gate), and what its decision took. */
+export interface SagaAdmission {
+  /** Spends one of the account's money-moving requests per minute, or throws RATE_LIMITED. */
+  limitAccount(accountId: string): Promise<void>;
+  /** A ticket held until the first decision, or a ProblemError (PAYOUTS_PAUSED, READ_ONLY, OVERLOADED) that wrote nothing. */
+  admitSaga(operation: 'payout' | 'deposit', newKey: boolean): AdmissionTicket;
+  /** Seconds from admission to the decision (`decided` false: the sync deadline passed first). */
+  observeDecision(operation: 'payout' | 'deposit', seconds: number, decided: boolean): void;
+}
 
 const MISMATCH_DETAIL = 'This Idempotency-Key was first used with a different request; nothing was changed';
 
@@ -56,6 +67,8 @@ export class SagaRequests {
   private readonly idempotency: IdempotencyStore;
   /** Concurrent duplicates in this process share one update call (Temporal caps in-flight updates per workflow). */
   private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** ...and one admission slot: the gate counts sagas being decided, not the requests waiting on them. */
+  private readonly admitted = new Map<string, { ticket: AdmissionTicket; holders: number }>();
 
   constructor(
     private readonly config: Config,
@@ -65,6 +78,7 @@ export class SagaRequests {
     private readonly logger: Logger,
     /** Counts reads and actions refused because a saga's workflow task is failing (saga_unavailable_total). */
     private readonly countUnavailable: (operation: string) => void = () => undefined,
+    private readonly admission?: SagaAdmission,
   ) {
     this.idempotency = new IdempotencyStore(pool);
   }
@@ -79,46 +93,76 @@ export class SagaRequests {
     const resourceId = resourceIdFor(kind.idPrefix, accountId, key);
     const fingerprint = requestFingerprint(kind.operation, request);
 
+    await this.admission?.limitAccount(accountId);
     const earlier = await this.idempotency.lookup(accountId, key, kind.operation, fingerprint);
     if (earlier.state === 'mismatch') throw new ProblemError('IDEMPOTENCY_MISMATCH', MISMATCH_DETAIL);
     if (earlier.state === 'completed') return { answer: earlier.answer, replayed: true, resourceId };
 
-    // Refusals that need no saga: nothing is written for them (no key claimed, no workflow).
-    if (earlier.state === 'absent') {
-      const account = await this.ledger.getAccount(accountId);
-      if (!account || account.kind !== 'player') throw new ProblemError('ACCOUNT_NOT_FOUND', `No account ${accountId}`);
-      if (account.currency !== request.amount.currency) throw new ProblemError('CURRENCY_MISMATCH', `Account ${accountId} holds ${account.currency}`);
-      const refusal = kind.refusal?.();
-      if (refusal) throw new ProblemError(refusal.code, refusal.detail);
-      const claim = await this.idempotency.claim(accountId, key, kind.operation, fingerprint, resourceId);
-      if (claim.state === 'mismatch') throw new ProblemError('IDEMPOTENCY_MISMATCH', MISMATCH_DETAIL);
-      if (claim.state === 'completed') return { answer: claim.answer, replayed: true, resourceId };
-    }
-
-    // A claimed key whose first request never stored its answer: if its saga ran and Temporal has since
-    // dropped it (retention), starting again would submit again. The read model answers instead.
-    if (earlier.state === 'in_progress' && !(await this.sagaExists(resourceId))) {
-      const recorded = await kind.answerFromReadModel(resourceId);
-      if (recorded) {
-        const stored = await this.idempotency.complete(accountId, key, recorded);
-        return { answer: stored.answer, replayed: true, resourceId };
-      }
-    }
-
-    await kind.beforeStart?.(resourceId);
+    // From here a saga may start: only if the mode allows it and this instance can decide it in time
+    // (otherwise 503/429 at once; nothing is written, the key stays free for the retry).
     const flightKey = `${resourceId}:${fingerprint}`;
-    let flight = this.inFlight.get(flightKey) as Promise<Decision | undefined> | undefined;
-    if (!flight) {
-      flight = this.firstDecision(kind, resourceId, fingerprint).finally(() => this.inFlight.delete(flightKey));
-      this.inFlight.set(flightKey, flight);
+    const ticket = this.admit(kind.operation, flightKey, earlier.state === 'absent');
+    const admittedAt = performance.now();
+    let decision: Decision | undefined;
+    try {
+      // Refusals that need no saga: nothing is written for them (no key claimed, no workflow).
+      if (earlier.state === 'absent') {
+        const account = await this.ledger.getAccount(accountId);
+        if (!account || account.kind !== 'player') throw new ProblemError('ACCOUNT_NOT_FOUND', `No account ${accountId}`);
+        if (account.currency !== request.amount.currency) throw new ProblemError('CURRENCY_MISMATCH', `Account ${accountId} holds ${account.currency}`);
+        const refusal = kind.refusal?.();
+        if (refusal) throw new ProblemError(refusal.code, refusal.detail);
+        const claim = await this.idempotency.claim(accountId, key, kind.operation, fingerprint, resourceId);
+        if (claim.state === 'mismatch') throw new ProblemError('IDEMPOTENCY_MISMATCH', MISMATCH_DETAIL);
+        if (claim.state === 'completed') return { answer: claim.answer, replayed: true, resourceId };
+      }
+
+      // A claimed key whose first request never stored its answer: if its saga ran and Temporal has since
+      // dropped it (retention), starting again would submit again. The read model answers instead.
+      if (earlier.state === 'in_progress' && !(await this.sagaExists(resourceId))) {
+        const recorded = await kind.answerFromReadModel(resourceId);
+        if (recorded) {
+          const stored = await this.idempotency.complete(accountId, key, recorded);
+          return { answer: stored.answer, replayed: true, resourceId };
+        }
+      }
+
+      await kind.beforeStart?.(resourceId);
+      let flight = this.inFlight.get(flightKey) as Promise<Decision | undefined> | undefined;
+      if (!flight) {
+        flight = this.firstDecision(kind, resourceId, fingerprint).finally(() => this.inFlight.delete(flightKey));
+        this.inFlight.set(flightKey, flight);
+      }
+      decision = await flight;
+      this.admission?.observeDecision(kind.operation, (performance.now() - admittedAt) / 1000, decision !== undefined);
+    } finally {
+      ticket?.leave();
     }
-    const decision = await flight;
     const stored = await this.idempotency.complete(accountId, key, decision === undefined ? kind.accepted(resourceId) : kind.answerFor(decision, resourceId));
     this.logger.info(
       { idempotencyKey: key, workflowId: resourceId, requestId, operation: kind.operation, status: stored.answer.status, decided: decision !== undefined, replayed: !stored.first },
       `${kind.operation} requested`,
     );
     return { answer: stored.answer, replayed: !stored.first, resourceId };
+  }
+
+  /** An admission slot for this request's saga, shared with concurrent duplicates; undefined without a gate. */
+  private admit(operation: 'payout' | 'deposit', flightKey: string, newKey: boolean): AdmissionTicket | undefined {
+    if (!this.admission) return undefined;
+    const shared = this.admitted.get(flightKey);
+    if (shared) {
+      shared.holders += 1;
+    } else {
+      this.admitted.set(flightKey, { ticket: this.admission.admitSaga(operation, newKey), holders: 1 });
+    }
+    return {
+      leave: () => {
+        const entry = this.admitted.get(flightKey);
+        if (!entry || --entry.holders > 0) return;
+        this.admitted.delete(flightKey);
+        entry.ticket.leave();
+      },
+    };
   }
 
   /**

@@ -1,3 +1,4 @@
+import { backgroundTaskQueue } from '../../../lib/config';
 import type { Client } from '@temporalio/client';
 import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
@@ -84,6 +85,7 @@ export class DepositsService {
         requestedAt: new Date().toISOString(),
         // The payout's provider-wait settings apply to deposits too: one aggregator, one polling policy.
         timings: { pollInitialMs: c.PAYOUT_POLL_INITIAL_MS, pollMaxMs: c.PAYOUT_POLL_MAX_MS, stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS, continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS },
+        pollTaskQueue: backgroundTaskQueue(c),
       }),
       refusal: () => depositAmountRefusal(moneyLimits(c), request.amount.minor_units, request.amount.currency),
       searchAttributes: startSearchAttributes,

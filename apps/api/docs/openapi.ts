@@ -6,7 +6,7 @@ import { PROBLEM_CODES } from '../common/problem';
  * cannot disagree with the code. Each feature exports the RouteDoc list of its routes.
  */
 export interface RouteDoc {
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'put';
   path: string;
   summary: string;
   tag: string;

@@ -4,7 +4,8 @@ import type { FastifyReply } from 'fastify';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import { Public } from '../auth/auth';
-import { CONFIG, PG_POOL, TEMPORAL_CLIENT } from '../tokens';
+import { CONFIG, PG_POOL, TEMPORAL_CLIENT, TRAFFIC } from '../tokens';
+import type { TrafficControl } from '../traffic/traffic-control';
 
 interface DependencyHealth {
   status: 'up' | 'down';
@@ -36,6 +37,7 @@ export class HealthController {
     @Inject(CONFIG) private readonly config: Config,
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
+    @Inject(TRAFFIC) private readonly traffic: TrafficControl,
   ) {}
 
   /** 200 when PostgreSQL and Temporal both answer, 503 otherwise, with each dependency's state. */
@@ -52,6 +54,12 @@ export class HealthController {
       ),
     ]);
     const up = postgres.status === 'up' && temporal.status === 'up';
-    void reply.status(up ? 200 : 503).send({ status: up ? 'ok' : 'unavailable', checks: { postgres, temporal } });
+    const gate = this.traffic.gate.state();
+    void reply.status(up ? 200 : 503).send({
+      status: up ? 'ok' : 'unavailable',
+      mode: this.traffic.modes.mode,
+      admission: { limit: gate.limit, in_flight: gate.inFlight, decision_p90_ms: gate.p90Ms },
+      checks: { postgres, temporal },
+    });
   }
 }

@@ -1,14 +1,21 @@
 import { z } from 'zod';
 import type { RouteDoc } from '../docs/openapi';
+import { PLATFORM_MODES } from '../traffic/platform-mode';
 
 const dependency = z.object({ status: z.enum(['up', 'down']), latency_ms: z.number().int(), error: z.string().optional() });
-const healthBody = z.object({ status: z.enum(['ok', 'unavailable']), checks: z.object({ postgres: dependency, temporal: dependency }) });
+const healthBody = z.object({
+  status: z.enum(['ok', 'unavailable']),
+  /** The degradation mode staff set (PUT /v1/ops/mode), and this instance's admission gate. */
+  mode: z.enum(PLATFORM_MODES),
+  admission: z.object({ limit: z.number().int(), in_flight: z.number().int(), decision_p90_ms: z.number().int() }),
+  checks: z.object({ postgres: dependency, temporal: dependency }),
+});
 
 export const healthRoutes: RouteDoc[] = [
   {
     method: 'get',
     path: '/health',
-    summary: 'Liveness and dependencies (PostgreSQL, Temporal)',
+    summary: 'Liveness and dependencies (PostgreSQL, Temporal), the degradation mode and the admission gate',
     tag: 'ops',
     auth: 'public',
     responses: { 200: { description: 'Both dependencies answer', schema: healthBody }, 503: { description: 'A dependency is down', schema: healthBody, contentType: 'application/json' } },

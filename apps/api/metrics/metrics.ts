@@ -55,6 +55,26 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  readonly admissions = new Counter({
+    name: 'admission_requests_total',
+    help: 'New payouts and deposits by admission outcome: admitted, overloaded (429, shed), paused or read_only (503, degradation mode)',
+    labelNames: ['operation', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'rate_limit_requests_total',
+    help: 'Requests counted by a rate limit (account, subject, webhook), allowed or limited (429)',
+    labelNames: ['limit', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly decisionLatency = new Histogram({
+    name: 'saga_decision_seconds',
+    help: 'Time from admission to the saga\'s first decision (or the sync deadline, decided="false"), by operation',
+    labelNames: ['operation', 'decided'] as const,
+    buckets: [0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 3, 5],
+    registers: [this.registry],
+  });
+
   /** Gauges computed from PostgreSQL at scrape time; each source adds its own. */
   private readonly scrapeSources: ((set: (name: string, labels: Record<string, string>, value: number) => void) => Promise<void>)[] = [];
   private readonly gauges = new Map<string, Gauge<string>>();

@@ -1,3 +1,4 @@
+import { backgroundTaskQueue } from '../../../lib/config';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
@@ -119,6 +120,7 @@ export class PayoutsService {
           returnWindowMs: c.PAYOUT_RETURN_WINDOW_MS,
           continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS,
         },
+        pollTaskQueue: backgroundTaskQueue(c),
       }),
       searchAttributes: startSearchAttributes,
       decisionOfClosedSaga: async (payoutId) => decisionFromView(await this.temporal.workflow.getHandle(payoutId).query(payoutStatusQuery)),

@@ -11,7 +11,9 @@ import { Public } from '../auth/auth';
 import { ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
 import type { ApiMetrics } from '../metrics/metrics';
-import { CONFIG, METRICS, PG_POOL, TEMPORAL_CLIENT } from '../tokens';
+import { CONFIG, METRICS, PG_POOL, TEMPORAL_CLIENT, TRAFFIC } from '../tokens';
+import type { TrafficControl } from '../traffic/traffic-control';
+import { OpenWhenReadOnly } from '../traffic/traffic.guard';
 
 const eventSchema = z.object({
   id: z.string().min(1).max(255),
@@ -99,9 +101,11 @@ export class WebhooksController {
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
     @Inject(METRICS) private readonly metrics: ApiMetrics,
+    @Inject(TRAFFIC) private readonly traffic: TrafficControl,
   ) {}
 
   @Public()
+  @OpenWhenReadOnly()
   @Post(':provider')
   @HttpCode(200)
   async receive(@Param('provider') provider: string, @Req() request: FastifyRequest): Promise<Ack> {
@@ -112,6 +116,8 @@ export class WebhooksController {
       request.log.warn({ provider, reason: verdict.reason }, 'webhook signature refused');
       throw new ProblemError('WEBHOOK_SIGNATURE_INVALID', verdict.reason);
     }
+    // Counted once signed: forged deliveries cannot spend the provider's allowance.
+    await this.traffic.rateLimits.consume('webhook', provider);
     // Signed by the provider but not an event we understand: a 400 tells it so (a 5xx would be retried forever).
     const parsed = eventSchema.safeParse(safeJson(raw));
     if (!parsed.success) throw new ProblemError('VALIDATION_FAILED', `not a provider event: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

@@ -1,0 +1,115 @@
+/**
+ * Admission control for new sagas (payouts, deposits) in one API instance: an adaptive limit on the
+ * requests awaiting their saga's first decision, in the manner of TCP's AIMD congestion control.
+ *
+ * Signals, both measured here: how many decisions are in flight, and how long decisions take (p90 of each
+ * window). A slow worker, a Temporal backlog or a dead worker all show in the second within one window
+ * (a decision that misses the sync deadline counts as the deadline). When the window's p90 is above the
+ * target the limit shrinks by 30 %; below the starting limit a healthy (or idle) window doubles it back;
+ * above it, a window that ran at its limit and stayed under the target grows it by one. A request beyond the limit is refused at once (429 OVERLOADED, nothing written), so
+ * the requests admitted keep their latency instead of every request queueing behind the excess.
+ */
+export interface AdmissionOptions {
+  /** p90 decision latency the limit is steered under (ADMISSION_LATENCY_TARGET_MS). */
+  targetMs: number;
+  /** Ceiling of the limit (ADMISSION_MAX_IN_FLIGHT). */
+  maxInFlight: number;
+  windowMs?: number;
+  now?: () => number;
+}
+
+export interface AdmissionTicket {
+  /** The decision came (or the deadline passed): frees the slot and records its latency. */
+  leave(): void;
+}
+
+export interface AdmissionState {
+  limit: number;
+  inFlight: number;
+  /** p90 decision latency of the last finished window, in ms (0 before the first). */
+  p90Ms: number;
+}
+
+const MIN_LIMIT = 2;
+const INITIAL_LIMIT = 16;
+const DECREASE = 0.7;
+
+export class AdmissionGate {
+  private limit: number;
+  private readonly initialLimit: number;
+  private inFlight = 0;
+  private windowStartedAt: number;
+  private samples: number[] = [];
+  private peakInFlight = 0;
+  private shedInWindow = 0;
+  private lastP90 = 0;
+  private readonly windowMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: AdmissionOptions) {
+    this.windowMs = opts.windowMs ?? 500;
+    this.now = opts.now ?? (() => performance.now());
+    this.initialLimit = Math.min(INITIAL_LIMIT, opts.maxInFlight);
+    this.limit = this.initialLimit;
+    this.windowStartedAt = this.now();
+  }
+
+  /** A slot for one new saga's decision, or undefined when the platform cannot decide more in time. */
+  tryEnter(): AdmissionTicket | undefined {
+    this.advance();
+    if (this.inFlight >= this.limit) {
+      this.shedInWindow += 1;
+      return undefined;
+    }
+    this.inFlight += 1;
+    this.peakInFlight = Math.max(this.peakInFlight, this.inFlight);
+    const enteredAt = this.now();
+    let left = false;
+    return {
+      leave: () => {
+        if (left) return;
+        left = true;
+        this.inFlight -= 1;
+        this.samples.push(this.now() - enteredAt);
+        this.advance();
+      },
+    };
+  }
+
+  state(): AdmissionState {
+    this.advance();
+    return { limit: this.limit, inFlight: this.inFlight, p90Ms: Math.round(this.lastP90) };
+  }
+
+  /** After trouble, back to the starting limit quickly (doubling per healthy window), as TCP's slow start. */
+  private recover(): void {
+    this.limit = Math.min(this.initialLimit, this.limit * 2);
+  }
+
+  /** Closes the window once it is over and adapts the limit to what it measured. */
+  private advance(): void {
+    const at = this.now();
+    if (at - this.windowStartedAt < this.windowMs) return;
+    if (this.samples.length > 0) {
+      this.lastP90 = quantile(this.samples, 0.9);
+      if (this.lastP90 > this.opts.targetMs) this.limit = Math.max(MIN_LIMIT, Math.floor(this.limit * DECREASE));
+      else if (this.limit < this.initialLimit) this.recover();
+      else if (this.peakInFlight >= this.limit || this.shedInWindow > 0) this.limit = Math.min(this.opts.maxInFlight, this.limit + 1);
+    } else if (this.inFlight >= this.limit) {
+      // Full for a whole window and not one decision: decisions are stuck (worker or Temporal down).
+      this.limit = Math.max(MIN_LIMIT, Math.floor(this.limit * DECREASE));
+    } else if (this.inFlight === 0) {
+      // Idle: nothing says the platform is still in trouble; each idle window (counted, as this runs lazily) doubles.
+      for (let idle = Math.floor((at - this.windowStartedAt) / this.windowMs); idle > 0 && this.limit < this.initialLimit; idle--) this.recover();
+    }
+    this.windowStartedAt = at;
+    this.samples = [];
+    this.peakInFlight = this.inFlight;
+    this.shedInWindow = 0;
+  }
+}
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
