@@ -125,6 +125,37 @@ export function soakChartHtml(input: SoakChartInput): string {
   return page(input.title, input.subtitle, [latency, throughput, memory]);
 }
 
+export interface OverloadChartInput {
+  title: string;
+  subtitle: string;
+  perSecond: { second: number; requests: number; admitted: number; refused: number; admitted_accept_p99_ms: number | null; refused_accept_p99_ms: number | null }[];
+}
+
+/** The overload run second by second: what was offered, admitted and refused, and how fast each was answered. */
+export function overloadChartHtml(input: OverloadChartInput): string {
+  const ps = input.perSecond;
+  const xMax = Math.max(1, ps.length) * 1.02;
+  const xLabel = 'seconds into the overload';
+  const rateMax = Math.max(1, ...ps.map((p) => p.requests)) * 1.25;
+  const rates = panel('Requests per second, by answer', xMax, rateMax, xLabel, 'requests per second', false, [
+    { color: '#999', points: ps.map((p) => [p.second, p.requests]), label: 'offered' },
+    { color: '#1f6feb', points: ps.map((p) => [p.second, p.admitted]), label: 'admitted (201/202)' },
+    { color: '#e8590c', points: ps.map((p) => [p.second, p.refused]), label: 'refused (429 + Retry-After)' },
+  ], false);
+  const at = (v: (p: (typeof ps)[number]) => number | null) => ps.filter((p) => v(p) !== null).map((p) => [p.second, v(p)!] as [number, number]);
+  const latMax = Math.max(1000, ...ps.flatMap((p) => [p.admitted_accept_p99_ms ?? 0, p.refused_accept_p99_ms ?? 0])) * 1.3;
+  const latency = panel('Answer latency p99, per second', xMax, latMax, xLabel, 'milliseconds (log scale)', true, [
+    { color: '#1f6feb', points: at((p) => p.admitted_accept_p99_ms), label: 'admitted' },
+    { color: '#e8590c', points: at((p) => p.refused_accept_p99_ms), label: 'refused' },
+    { color: '#999', dash: '2 4', points: [[0, 300], [xMax, 300]], label: 'target for admitted: 300 ms', guide: true },
+  ], false);
+  return page(input.title, input.subtitle, [rates, latency]);
+}
+
+export function renderOverloadChartPng(input: OverloadChartInput, pngPath: string): Promise<void> {
+  return screenshot(overloadChartHtml(input), 2, pngPath);
+}
+
 export function renderChartPng(input: ChartInput, pngPath: string): Promise<void> {
   return screenshot(chartHtml(input), 2, pngPath);
 }

@@ -10,12 +10,16 @@
  *   reference the bare-SDK saga (bench/reference) started by update-with-start at the same rate
  *   soak      POST /v1/payouts at one rate for many windows; streams one `{"event":"window",...}` line per
  *             window as it closes (after a `{"event":"started"}` line), then all windows again after the drain
+ *   overload  an idle baseline (single payouts), then POST /v1/payouts far above what the stack sustains while
+ *             staff endpoints are probed, then single payouts again until one is answered at idle latency;
+ *             checks from outside that every refused request wrote nothing
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/client';
 import pg from 'pg';
 import { sleep } from '../lib/wait';
 import { decisionUpdate, type referenceSaga } from './reference/workflow';
+import { resourceIdFor } from '../apps/api/common/idempotency';
 
 export interface StackAddresses {
   /** One or more API instances: requests go to each in turn, as through a round-robin load balancer. */
@@ -30,6 +34,7 @@ export type Job =
   | (StackAddresses & { kind: 'setup'; runId: string; accounts: number; depositMinor: number; depositRate: number; drainTimeoutMs: number; requireAll: boolean })
   | (StackAddresses & { kind: 'platform'; rate: number; seconds: number; accounts: string[]; firstAccount: number; payoutMinor: number; syncDeadlineMs: number; drainTimeoutMs: number; historySamples: number })
   | (StackAddresses & { kind: 'reference'; rate: number; seconds: number; taskQueue: string; syncDeadlineMs: number; drainTimeoutMs: number; historySamples: number })
+  | (StackAddresses & { kind: 'overload'; rate: number; seconds: number; accounts: string[]; payoutMinor: number; syncDeadlineMs: number; drainTimeoutMs: number; staffToken: string; idleSamples: number; recoverySeconds: number })
   | (StackAddresses & { kind: 'soak'; rate: number; windows: number; perWindow: number; accounts: string[]; payoutMinor: number; syncDeadlineMs: number; windowGraceMs: number; drainTimeoutMs: number });
 
 /** One request of a step: when it left, how it was answered, and when (if) it settled. */
@@ -43,6 +48,11 @@ interface Sample {
   id?: string;
   doneAt?: number;
   outcome?: string;
+  /** Problem code and Retry-After of a refusal; the request's account and key (to check it wrote nothing). */
+  code?: string;
+  retryAfter?: string | null;
+  accountId?: string;
+  key?: string;
 }
 
 const job = JSON.parse(process.env.BENCH_JOB ?? '{}') as Job;
@@ -178,14 +188,18 @@ async function setup(j: Extract<Job, { kind: 'setup' }>) {
 
 /** One payout request, each with its own Idempotency-Key. */
 async function postPayout(accountId: string, minorUnits: number, sample: Sample): Promise<void> {
+  const key = randomUUID();
+  Object.assign(sample, { accountId, key });
   const res = await api('/v1/payouts', {
     method: 'POST',
-    key: randomUUID(),
+    key,
     body: { account_id: accountId, amount: { minor_units: minorUnits, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: 'wallet-bench' } },
   });
   sample.status = res.status;
-  const body = (await res.json().catch(() => ({}))) as { payout_id?: string };
+  sample.retryAfter = res.headers.get('retry-after');
+  const body = (await res.json().catch(() => ({}))) as { payout_id?: string; code?: string };
   sample.id = body.payout_id;
+  sample.code = body.code;
 }
 
 async function platformStep(j: Extract<Job, { kind: 'platform' }>) {
@@ -227,6 +241,139 @@ async function referenceStep(j: Extract<Job, { kind: 'reference' }>) {
   const history = await historyShape(client, pick(samples.filter((s) => s.doneAt).map((s) => s.id!), j.historySamples));
   await connection.close();
   return { ...summarize(samples, j.rate, j.seconds, j.syncDeadlineMs, 201), history };
+}
+
+/** Counters of every API instance's /metrics, summed: webhook answers by status, and the webhook limit's refusals. */
+async function webhookCounters(): Promise<Record<string, number>> {
+  const totals: Record<string, number> = {};
+  for (const apiUrl of job.apiUrls) {
+    const text = await (await fetch(`${apiUrl}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const answer = /^http_request_duration_seconds_count\{(?=[^}]*route="\/v1\/webhooks\/:provider")(?=[^}]*status="(\d+)")[^}]*\} (\d+)/.exec(line);
+      if (answer) totals[`webhook_${answer[1]}`] = (totals[`webhook_${answer[1]}`] ?? 0) + Number(answer[2]);
+      const limited = /^rate_limit_requests_total\{(?=[^}]*limit="webhook")(?=[^}]*outcome="limited")[^}]*\} (\d+)/.exec(line);
+      if (limited) totals.webhook_rate_limited = (totals.webhook_rate_limited ?? 0) + Number(limited[1]);
+    }
+  }
+  return totals;
+}
+
+/** Single payouts one at a time, `spacingMs` apart; each answer's latency. */
+async function singlePayouts(count: number, spacingMs: number, accounts: string[], minor: number, until?: (ms: number) => boolean): Promise<{ at_s: number; ms: number; status: number | 'error' }[]> {
+  const out: { at_s: number; ms: number; status: number | 'error' }[] = [];
+  const t0 = Date.now();
+  for (let i = 0; i < count; i++) {
+    const sample: Sample = { sentAt: Date.now(), lateMs: 0, status: 'error' };
+    const started = performance.now();
+    await postPayout(accounts[i % accounts.length]!, minor, sample).catch(() => undefined);
+    const ms = performance.now() - started;
+    out.push({ at_s: Math.round((sample.sentAt - t0) / 100) / 10, ms: Math.round(ms), status: sample.status });
+    if (until?.(ms) && sample.status === 201) break;
+    await sleep(Math.max(0, spacingMs - ms));
+  }
+  return out;
+}
+
+/**
+ * The overload run (issue: back-pressure): far more payouts than the stack sustains, open loop. What must
+ * hold: no 5xx, every answer within a second, the admitted ones fast and all settled, the excess refused
+ * (429 with Retry-After) having written nothing, provider webhooks all taken, staff endpoints fast, and
+ * the first single payout after the load answered at idle latency again.
+ */
+async function overload(j: Extract<Job, { kind: 'overload' }>) {
+  const db = new pg.Pool({ connectionString: j.databaseUrl, max: 4 });
+  const [idleAccounts, loadAccounts] = [j.accounts.slice(0, 4), j.accounts.slice(4)];
+  const idle = await singlePayouts(j.idleSamples, 1_000, idleAccounts, j.payoutMinor);
+  const idleP50 = quantiles(idle.map((s) => s.ms)).p50!;
+  say(`overload: idle single payout p50 ${idleP50} ms; now ${j.rate}/s for ${j.seconds} s`);
+
+  const webhooksBefore = await webhookCounters();
+  let probing = true;
+  const staffProbes: number[] = [];
+  const staffStatuses: Record<string, number> = {};
+  const prober = (async () => {
+    while (probing) {
+      const started = performance.now();
+      const res = await fetch(`${job.apiUrls[staffProbes.length % job.apiUrls.length]}/v1/ops/payouts?limit=20`, { headers: { authorization: `Bearer ${j.staffToken}` } }).catch(() => undefined);
+      await res?.text();
+      staffProbes.push(performance.now() - started);
+      staffStatuses[String(res?.status ?? 'error')] = (staffStatuses[String(res?.status ?? 'error')] ?? 0) + 1;
+      await sleep(500);
+    }
+  })();
+  const samples = await openLoop(j.rate, Math.round(j.rate * j.seconds), (i, sample) => postPayout(loadAccounts[i % loadAccounts.length]!, j.payoutMinor, sample));
+  const loadStoppedAt = Date.now();
+  probing = false;
+  await prober;
+  // Recovery: single payouts every 500 ms until one is answered at idle latency (within 1.5× the idle p50, or +25 ms).
+  const atIdle = (ms: number) => ms <= Math.max(1.5 * idleP50, idleP50 + 25);
+  const recoveryStartedAt = Date.now();
+  const recovery = await singlePayouts(Math.round(j.recoverySeconds * 2), 500, idleAccounts, j.payoutMinor, atIdle);
+  const firstAtIdle = recovery.find((r) => r.status === 201 && atIdle(r.ms));
+  const afterLoad = (r: { at_s: number; ms: number }) => Math.round((recoveryStartedAt - loadStoppedAt + r.at_s * 1000 + r.ms) / 100) / 10;
+
+  say(`overload: all answered; waiting for the admitted payouts to settle`);
+  await drainReadModel(db, 'payouts', samples, PAYOUT_FINAL_STATES, 'SETTLED', j.drainTimeoutMs);
+  // Webhooks of the admitted payouts arrive after the load (the sandbox calls back after its delay).
+  await sleep(3_000);
+  const webhooksAfter = await webhookCounters();
+
+  // The refused requests, checked from outside: no idempotency record, no read-model row, no saga, no ledger movement.
+  const refused = samples.filter((s) => s.status === 429);
+  const keys = refused.map((s) => s.key!);
+  const records = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM idempotency_records WHERE idempotency_key = ANY($1)', [keys])).rows[0]!.n;
+  const resourceIds = refused.map((s) => resourceIdFor('po', s.accountId!, s.key!));
+  const rows = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM payouts WHERE payout_id = ANY($1)', [resourceIds])).rows[0]!.n;
+  const moves = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ledger_transfers WHERE metadata->>'payout_id' = ANY($1)", [resourceIds])).rows[0]!.n;
+  const connection = await Connection.connect({ address: j.temporalAddress });
+  const client = new Client({ connection, namespace: j.namespace });
+  let sagas = 0;
+  const checked = pick(resourceIds, 300);
+  for (let i = 0; i < checked.length; i += 10) {
+    await Promise.all(
+      checked.slice(i, i + 10).map((id) =>
+        client.workflow
+          .getHandle(id)
+          .describe()
+          .then(() => (sagas += 1))
+          .catch(() => undefined),
+      ),
+    );
+  }
+  const history = await historyShape(client, pick(samples.filter((s) => s.doneAt).map((s) => s.id!), 5));
+  await connection.close();
+  await db.end();
+
+  const admitted = samples.filter((s) => s.status === 201 || s.status === 202);
+  const codes: Record<string, number> = {};
+  for (const s of samples) if (s.code) codes[s.code] = (codes[s.code] ?? 0) + 1;
+  const delta = (k: string) => (webhooksAfter[k] ?? 0) - (webhooksBefore[k] ?? 0);
+  return {
+    ...summarize(samples, j.rate, j.seconds, j.syncDeadlineMs, 201),
+    history,
+    codes,
+    server_errors: samples.filter((s) => typeof s.status === 'number' && s.status >= 500).length,
+    transport_errors: samples.filter((s) => s.status === 'error').length,
+    answer_ms_max: Math.round(Math.max(0, ...samples.map((s) => s.acceptMs ?? Infinity))),
+    answered_within_1s_share: samples.filter((s) => (s.acceptMs ?? Infinity) <= 1_000).length / samples.length,
+    admitted: { requests: admitted.length, per_s: admitted.length / j.seconds, accept_ms: quantiles(admitted.map((s) => s.acceptMs!)), settled: admitted.filter((s) => s.outcome === 'SETTLED').length, not_final: admitted.filter((s) => !s.outcome).length },
+    refused: {
+      requests: refused.length,
+      accept_ms: quantiles(refused.map((s) => s.acceptMs!)),
+      with_retry_after: refused.filter((s) => s.retryAfter && Number(s.retryAfter) >= 1).length,
+      idempotency_records: records,
+      read_model_rows: rows,
+      ledger_transfers: moves,
+      sagas_found: sagas,
+      sagas_checked: checked.length,
+    },
+    webhooks: { answered_by_status: Object.fromEntries(Object.keys(webhooksAfter).filter((k) => k.startsWith('webhook_') && k !== 'webhook_rate_limited').map((k) => [k.slice(8), delta(k)])), rate_limited: delta('webhook_rate_limited') },
+    staff_probe: { requests: staffProbes.length, statuses: staffStatuses, ms: quantiles(staffProbes) },
+    idle_before: { samples: idle, p50_ms: idleP50 },
+    // Seconds from the last request of the load to the answer of the first single payout at idle latency.
+    recovery: { samples: recovery, first_at_idle_after_s: firstAtIdle ? afterLoad(firstAtIdle) : null },
+    per_second: perSecond(samples),
+  };
 }
 
 /**
@@ -290,6 +437,18 @@ async function soak(j: Extract<Job, { kind: 'soak' }>) {
   };
 }
 
+/** Per second of sending: requests, how they were answered, and the admitted ones' accept p99 (the overload chart). */
+function perSecond(samples: Sample[]) {
+  const t0 = samples[0]?.sentAt ?? 0;
+  const seconds: Sample[][] = [];
+  for (const s of samples) (seconds[Math.floor((s.sentAt - t0) / 1000)] ??= []).push(s);
+  return Array.from(seconds, (sec, k) => {
+    const all = sec ?? [];
+    const admitted = all.filter((s) => s.status === 201 || s.status === 202);
+    return { second: k, requests: all.length, admitted: admitted.length, refused: all.filter((s) => s.status === 429).length, other: all.length - admitted.length - all.filter((s) => s.status === 429).length, admitted_accept_p99_ms: quantiles(admitted.map((s) => s.acceptMs!)).p99, refused_accept_p99_ms: quantiles(all.filter((s) => s.status === 429).map((s) => s.acceptMs!)).p99 };
+  });
+}
+
 /** Accept latency per minute of sending, to place a slow stretch in time (a window's p99 hides when it was). */
 function perMinute(samples: Sample[], t0: number) {
   const minutes: Sample[][] = [];
@@ -345,7 +504,7 @@ function summarize(samples: Sample[], rate: number, seconds: number, syncDeadlin
   };
 }
 
-const run = { setup, platform: platformStep, reference: referenceStep, soak }[job.kind] as (j: Job) => Promise<unknown>;
+const run = { setup, platform: platformStep, reference: referenceStep, soak, overload }[job.kind] as (j: Job) => Promise<unknown>;
 const cpuBefore = process.cpuUsage();
 const result = await run(job);
 const cpu = process.cpuUsage(cpuBefore);

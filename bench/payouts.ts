@@ -17,6 +17,8 @@
  *   npm run bench -- --cluster         the same on the cluster topology (`npm start -- --cluster`)
  *   npm run bench -- --soak            an hour at 6 payouts/s, figures per 5 minutes
  *   npm run bench -- --soak --soak-rate 2 --soak-minutes 3 --window-minutes 1
+ *   npm run bench -- --overload        3 × the sustained rate of the latest full run for 60 s (back-pressure)
+ *   npm run bench -- --overload --overload-rate 30 --overload-seconds 60
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -32,6 +34,7 @@ import { renderChartPng } from './chart';
 import { cpuDelta, describeRun, PAYOUT_MINOR, PAYOUTS_PER_ACCOUNT, pct, round, runLoadGenerator, say } from './harness';
 import type { StackAddresses } from './load-generator';
 import { runSoak, soakPlan } from './soak';
+import { latestSustainedRate, runOverload } from './overload';
 import { attachStack, cpuSnapshot, startStack, type Stack } from './stack';
 
 const { values: flags } = parseArgs({
@@ -49,6 +52,9 @@ const { values: flags } = parseArgs({
     'soak-rate': { type: 'string', default: '6' }, // about half of what the default stack sustains on 2 cores (11.6/s, 2026-12-02)
     'soak-minutes': { type: 'string', default: '60' },
     'window-minutes': { type: 'string', default: '5' },
+    overload: { type: 'boolean', default: false },
+    'overload-rate': { type: 'string' },
+    'overload-seconds': { type: 'string', default: '60' },
   },
 });
 const RATES = flags.rates ? flags.rates.split(',').map(Number) : flags.quick ? [2, 6] : [1, 2, 4, 8, 12, 16, 20, 24];
@@ -58,6 +64,7 @@ const DRAIN_MS = Number(flags['drain-seconds'] ?? (flags.quick ? 30 : 60)) * 100
 const DEPOSIT_RATES = flags['deposit-rates'] !== undefined ? flags['deposit-rates'].split(',').filter(Boolean).map(Number) : flags.quick ? [2, 6] : [2, 4, 8];
 const DEPOSIT_STEP_SECONDS = flags.quick ? 10 : 20;
 /** The soak's size, checked before any stack starts. */
+if (flags.overload && !flags['overload-rate']) latestSustainedRate(path.join(repoRoot, 'bench', 'results'), flags.cluster); // fails early without one
 const SOAK = flags.soak ? soakPlan(Number(flags['soak-rate']), Number(flags['soak-minutes']), Number(flags['window-minutes'])) : undefined;
 const REFERENCE_TASK_QUEUE = 'bench-reference';
 const HISTORY_SAMPLES = 5;
@@ -148,6 +155,10 @@ async function main() {
     const c = stack.config;
     const token = await signToken({ sub: 'bench', role: 'service' }, c.AUTH_JWT_SECRET, '12h', { issuer: c.AUTH_JWT_ISSUER, audience: c.AUTH_JWT_AUDIENCE });
     const addresses: StackAddresses = { apiUrls: stack.apiUrls, databaseUrl: stack.databaseUrl, temporalAddress: stack.temporalAddress, namespace: c.TEMPORAL_NAMESPACE, token };
+    if (flags.overload) {
+      await runOverload({ stack, addresses, attached: flags.attach, startedAt, resultsDir, ...(flags['overload-rate'] ? { rate: Number(flags['overload-rate']) } : {}), seconds: Number(flags['overload-seconds']) });
+      return;
+    }
     if (SOAK) {
       await runSoak({ stack, addresses, attached: flags.attach, startedAt, resultsDir, plan: SOAK, drainMs: Number(flags['drain-seconds'] ?? 300) * 1000 });
       return;
