@@ -23,11 +23,11 @@ describe('admission gate (the adaptive limit)', () => {
     expect(gate.tryEnter()).toBeUndefined();
   });
 
-  it('shrinks by 30 % when a window p90 is above the target, never below 2', () => {
-    const { gate, advance } = gateAt();
-    for (const expected of [11, 7, 4, 2, 2]) {
+  it('shrinks by 30 % when a window p90 is above the target (more, in proportion, far above), never below 2', () => {
+    const { gate, advance } = gateAt(400);
+    for (const [ms, expected] of [[600, 10], [600, 6], [2_000, 3], [600, 2], [600, 2]] as const) {
       const tickets = Array.from({ length: gate.state().limit }, () => gate.tryEnter()!);
-      advance(600); // every decision took 600 ms > 250 ms
+      advance(ms); // every decision took `ms` > 400 ms: × 400/ms, at most × 0.7, at least × 0.5
       for (const ticket of tickets) ticket.leave();
       expect(gate.state().limit).toBe(expected);
     }

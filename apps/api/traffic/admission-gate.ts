@@ -5,7 +5,7 @@
  * Signals, both measured here: how many decisions are in flight, and how long decisions take (p90 of each
  * window). A slow worker, a Temporal backlog or a dead worker all show in the second within one window
  * (a decision that misses the sync deadline counts as the deadline). When the window's p90 is above the
- * target the limit shrinks by 30 %; below the starting limit a healthy (or idle) window doubles it back;
+ * target the limit shrinks by 30 % (up to 50 % in proportion, far above it); below the starting limit a healthy (or idle) window doubles it back;
  * above it, a window that ran at its limit and stayed under the target grows it by one. A request beyond the limit is refused at once (429 OVERLOADED, nothing written), so
  * the requests admitted keep their latency instead of every request queueing behind the excess.
  */
@@ -92,7 +92,8 @@ export class AdmissionGate {
     if (at - this.windowStartedAt < this.windowMs) return;
     if (this.samples.length > 0) {
       this.lastP90 = quantile(this.samples, 0.9);
-      if (this.lastP90 > this.opts.targetMs) this.limit = Math.max(MIN_LIMIT, Math.floor(this.limit * DECREASE));
+      // Far above the target, a deeper cut (in proportion, down to half): the queue behind it is longer.
+      if (this.lastP90 > this.opts.targetMs) this.limit = Math.max(MIN_LIMIT, Math.floor(this.limit * Math.max(0.5, Math.min(DECREASE, this.opts.targetMs / this.lastP90))));
       else if (this.limit < this.initialLimit) this.recover();
       else if (this.peakInFlight >= this.limit || this.shedInWindow > 0) this.limit = Math.min(this.opts.maxInFlight, this.limit + 1);
     } else if (this.inFlight >= this.limit) {
