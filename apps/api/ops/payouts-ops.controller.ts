@@ -69,7 +69,10 @@ export class PayoutsOpsController {
     if (stuck) clauses.push(`PayoutStuck = ${stuck}`);
     if (status) clauses.push(`PayoutStatus = '${status}'`);
     if (items.length < limit) {
-      for await (const execution of this.temporal.workflow.list({ query: clauses.join(' AND ') })) {
+      // One page of what is asked for: the server's default page (1,000 executions) made every listing
+      // read a thousand sagas in their return window, and it slowed with the load on Temporal.
+      const pageSize = Math.min(1_000, limit - items.length + failing.ids.size);
+      for await (const execution of this.temporal.workflow.list({ query: clauses.join(' AND '), pageSize })) {
         if (failing.ids.has(execution.workflowId)) continue;
         const attributes = execution.searchAttributes as Record<string, unknown[] | undefined>;
         items.push({
