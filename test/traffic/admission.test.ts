@@ -64,18 +64,28 @@ describe('admission gate (the adaptive limit)', () => {
       advance(600);
       for (const ticket of tickets) ticket.leave();
     }
-    advance(600); // the window the last slow decisions fell in
     expect(gate.state().limit).toBe(2);
     const ticket = gate.tryEnter()!;
     advance(50);
     ticket.leave();
     advance(500);
-    expect(gate.state().limit).toBe(4); // a healthy window
+    expect(gate.state().limit).toBe(4); // a quiet window since the last decision
     advance(600);
     expect(gate.state().limit).toBe(8); // an idle one
     advance(1_100);
     expect(gate.state().limit).toBe(16); // two idle windows, seen at once
     advance(600);
+    expect(gate.state().limit).toBe(16);
+  });
+
+  it('slow decisions followed by a long quiet spell: cut for the slowness, then restored for the quiet', () => {
+    const { gate, advance } = gateAt();
+    advance(600);
+    const tickets = Array.from({ length: 6 }, () => gate.tryEnter()!);
+    advance(400);
+    for (const ticket of tickets) ticket.leave(); // slow (400 ms), and nothing else for 30 s
+    advance(30_000);
+    expect(gate.tryEnter()).toBeDefined();
     expect(gate.state().limit).toBe(16);
   });
 

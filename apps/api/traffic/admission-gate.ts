@@ -43,6 +43,7 @@ export class AdmissionGate {
   private peakInFlight = 0;
   private shedInWindow = 0;
   private lastP90 = 0;
+  private lastSampleAt = 0;
   private readonly windowMs: number;
   private readonly now: () => number;
 
@@ -70,7 +71,8 @@ export class AdmissionGate {
         if (left) return;
         left = true;
         this.inFlight -= 1;
-        this.samples.push(this.now() - enteredAt);
+        this.lastSampleAt = this.now();
+        this.samples.push(this.lastSampleAt - enteredAt);
         this.advance();
       },
     };
@@ -99,9 +101,12 @@ export class AdmissionGate {
     } else if (this.inFlight >= this.limit) {
       // Full for a whole window and not one decision: decisions are stuck (worker or Temporal down).
       this.limit = Math.max(MIN_LIMIT, Math.floor(this.limit * DECREASE));
-    } else if (this.inFlight === 0) {
-      // Idle: nothing says the platform is still in trouble; each idle window (counted, as this runs lazily) doubles.
-      for (let idle = Math.floor((at - this.windowStartedAt) / this.windowMs); idle > 0 && this.limit < this.initialLimit; idle--) this.recover();
+    }
+    // Idle since the last decision: nothing says the platform is still in trouble. Each idle window doubles
+    // the limit back (counted here, as this runs lazily: a window's last samples may be long past).
+    if (this.inFlight === 0) {
+      const quietSince = this.samples.length > 0 ? this.lastSampleAt : this.windowStartedAt;
+      for (let idle = Math.floor((at - quietSince) / this.windowMs); idle > 0 && this.limit < this.initialLimit; idle--) this.recover();
     }
     this.windowStartedAt = at;
     this.samples = [];
