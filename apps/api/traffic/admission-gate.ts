@@ -5,9 +5,11 @@
  * Signals, both measured here: how many decisions are in flight, and how long decisions take (p90 of each
  * window). A slow worker, a Temporal backlog or a dead worker all show in the second within one window
  * (a decision that misses the sync deadline counts as the deadline). When the window's p90 is above the
- * target the limit shrinks by 30 % (up to 50 % in proportion, far above it); below the starting limit a healthy (or idle) window doubles it back;
- * above it, a window that ran at its limit and stayed under the target grows it by one. A request beyond the limit is refused at once (429 OVERLOADED, nothing written), so
- * the requests admitted keep their latency instead of every request queueing behind the excess.
+ * target the limit shrinks by 30 % (up to 50 % in proportion, far above it); a window that ran at its
+ * limit and stayed under the target grows it by one; each idle window (no decision pending) doubles it
+ * back towards its start (nothing says the platform is still in trouble). A request beyond the limit is
+ * refused at once (429 OVERLOADED, nothing written), so the requests admitted keep their latency instead
+ * of every request queueing behind the excess.
  */
 export interface AdmissionOptions {
   /** p90 decision latency the limit is steered under (ADMISSION_LATENCY_TARGET_MS). */
@@ -83,7 +85,7 @@ export class AdmissionGate {
     return { limit: this.limit, inFlight: this.inFlight, p90Ms: Math.round(this.lastP90) };
   }
 
-  /** After trouble, back to the starting limit quickly (doubling per healthy window), as TCP's slow start. */
+  /** After trouble, back to the starting limit quickly (doubling per idle window), as TCP's slow start. */
   private recover(): void {
     this.limit = Math.min(this.initialLimit, this.limit * 2);
   }
@@ -96,7 +98,6 @@ export class AdmissionGate {
       this.lastP90 = quantile(this.samples, 0.9);
       // Far above the target, a deeper cut (in proportion, down to half): the queue behind it is longer.
       if (this.lastP90 > this.opts.targetMs) this.limit = Math.max(MIN_LIMIT, Math.floor(this.limit * Math.max(0.5, Math.min(DECREASE, this.opts.targetMs / this.lastP90))));
-      else if (this.limit < this.initialLimit) this.recover();
       else if (this.peakInFlight >= this.limit || this.shedInWindow > 0) this.limit = Math.min(this.opts.maxInFlight, this.limit + 1);
     } else if (this.inFlight >= this.limit) {
       // Full for a whole window and not one decision: decisions are stuck (worker or Temporal down).
