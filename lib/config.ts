@@ -196,8 +196,8 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env, opts: Loa
 }
 
 /** The task queue of background work (TEMPORAL_BACKGROUND_TASK_QUEUE, derived from the main one when unset). */
-export function backgroundTaskQueue(config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_BACKGROUND_TASK_QUEUE'>, taskQueue = config.TEMPORAL_TASK_QUEUE): string {
-  return config.TEMPORAL_BACKGROUND_TASK_QUEUE ?? `${taskQueue}-background`;
+export function backgroundTaskQueue(config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_BACKGROUND_TASK_QUEUE'>): string {
+  return config.TEMPORAL_BACKGROUND_TASK_QUEUE ?? `${config.TEMPORAL_TASK_QUEUE}-background`;
 }
 
 /** The Postgres URL to use: DATABASE_URL, or the embedded server's. */

@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { createTemporalClient } from '../lib/temporal-client';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
@@ -39,7 +40,7 @@ export async function temporalClient(): Promise<{ client: Client; close: () => P
 
 /**
  * A real worker process's two pools (money path and background) on their own task queues (so test files
- * never steal each other's tasks); the background queue is derived from the main one, as the API derives it.
+ * never steal each other's tasks); the background queue is derived from the main one as the API derives it.
  */
 export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), config: Config = testConfig()) {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
@@ -48,7 +49,7 @@ export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), co
     pool,
     namespace: inject('temporalNamespace'),
     taskQueue,
-    backgroundTaskQueue: backgroundTaskQueue({ TEMPORAL_TASK_QUEUE: taskQueue, TEMPORAL_BACKGROUND_TASK_QUEUE: undefined }),
+    backgroundTaskQueue: backgroundTaskQueue({ ...config, TEMPORAL_TASK_QUEUE: taskQueue }),
     ...workerSettings(config),
     workflowBundle: { codePath: inject(config.TRACING_EXPORTER === 'off' ? 'workflowBundlePath' : 'tracedWorkflowBundlePath') },
   });
@@ -61,6 +62,23 @@ export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), co
       pools.shutdown();
       await running;
       await connection.close();
+    },
+  };
+}
+
+/** A database of its own on the test run's PostgreSQL, empty (the caller migrates it as far as it needs); `drop` removes it. */
+export async function scratchDatabase(prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const database = `${prefix}_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: inject('databaseUrl') });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${database}`);
+  const url = new URL(inject('databaseUrl'));
+  url.pathname = `/${database}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await admin.end();
     },
   };
 }

@@ -2,15 +2,14 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { runner } from 'node-pg-migrate';
-import pg from 'pg';
 import { aggregatorAt } from '../../activities/aggregator-client';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProviderActivities } from '../../activities/provider';
 import { repoRoot } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';
 import { createDestinationVault, DestinationKeyRing, DestinationUnreadable, type StoredDestination } from '../../lib/destination-vault';
 import { MIGRATIONS_DIR } from '../../lib/migrate';
-import { startTestWorker, uniqueId } from '../support';
+import { scratchDatabase, startTestWorker, uniqueId } from '../support';
 import { startSagaStack, type SagaStack } from './stack';
 
 const IBAN = 'GB82WEST12345698765432';
@@ -121,8 +120,7 @@ describe('payout destinations are encrypted at rest', () => {
 describe('destination key rotation and plaintext rows left from before encryption', () => {
   const oldRing = `old:${newKey()}`;
   const newCurrent = `new:${newKey()}`;
-  let admin: pg.Client;
-  let database: string;
+  let database: Awaited<ReturnType<typeof scratchDatabase>>;
   let databaseUrl: string;
   let pool: Pool;
 
@@ -139,13 +137,8 @@ describe('destination key rotation and plaintext rows left from before encryptio
 
   beforeAll(async () => {
     // A database of its own: the rewrap script works on the whole table, and other suites' rows are not its business.
-    database = `vault_${randomBytes(6).toString('hex')}`;
-    admin = new pg.Client({ connectionString: inject('databaseUrl') });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
-    const url = new URL(inject('databaseUrl'));
-    url.pathname = `/${database}`;
-    databaseUrl = url.toString();
+    database = await scratchDatabase('vault');
+    databaseUrl = database.url;
     // The schema as it was before encryption at rest (migrations up to 0009), with plaintext rows in it.
     await runner({ databaseUrl, dir: MIGRATIONS_DIR, direction: 'up', migrationsTable: 'pgmigrations', count: 9, checkOrder: true, singleTransaction: true, log: () => undefined });
     pool = createPool(databaseUrl, 4);
@@ -160,8 +153,7 @@ describe('destination key rotation and plaintext rows left from before encryptio
   });
   afterAll(async () => {
     await pool?.end();
-    await admin?.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin?.end();
+    await database?.drop();
   });
 
   it('the migrate step applies the new migration and seals the plaintext rows', async () => {

@@ -1,11 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { migrateUp } from '../../lib/migrate';
 import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
-import { uniqueId } from '../support';
+import { scratchDatabase, uniqueId } from '../support';
 import { bearer, countBy, secondApi, send, sendSignedWebhook } from './support';
 
 /**
@@ -13,30 +10,23 @@ import { bearer, countBy, secondApi, send, sendSignedWebhook } from './support';
  * switching it must not pause the other suites' payouts.
  */
 describe('degradation modes switched by staff at run time, across two API instances', () => {
-  let admin: pg.Client;
-  let database: string;
+  let database: Awaited<ReturnType<typeof scratchDatabase>>;
   let stack: SagaStack;
   let other: { url: string; app: NestFastifyApplication };
   let staff: string;
 
   beforeAll(async () => {
-    database = `modes_${randomBytes(6).toString('hex')}`;
-    admin = new pg.Client({ connectionString: inject('databaseUrl') });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
-    const url = new URL(inject('databaseUrl'));
-    url.pathname = `/${database}`;
-    await migrateUp(url.toString());
+    database = await scratchDatabase('modes');
+    await migrateUp(database.url);
     // A reversal window, so a payout is still in flight (held, not yet submitted) when the mode changes.
-    stack = await startSagaStack({ DATABASE_URL: url.toString(), PAYOUT_SUBMIT_DELAY_MS: '2500' });
+    stack = await startSagaStack({ DATABASE_URL: database.url, PAYOUT_SUBMIT_DELAY_MS: '2500' });
     other = await secondApi(stack);
     staff = await bearer('night-shift', 'staff', stack.config);
   });
   afterAll(async () => {
     await other?.app.close();
     await stack?.close();
-    await admin?.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin?.end();
+    await database?.drop();
   });
 
   async function switchTo(mode: string, reason: string) {

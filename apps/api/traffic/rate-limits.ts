@@ -31,7 +31,8 @@ export class RateLimits {
         storeClient: pool,
         tableName: 'rate_limits',
         tableCreated: true, // by migration 0015, UNLOGGED
-        clearExpiredByTimeout: true,
+        // The sweep of expired rows covers the whole table: one limiter runs it for all three.
+        clearExpiredByTimeout: keyPrefix === 'account',
         keyPrefix,
         points,
         duration: 60,

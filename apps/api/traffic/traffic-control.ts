@@ -10,7 +10,7 @@ import { RateLimits } from './rate-limits';
 import type { SagaAdmission } from '../common/saga-requests';
 
 /** Seconds a refused new payout is told to wait while the operator has paused them or made the platform read-only. */
-const MODE_RETRY_AFTER_SECONDS = 30;
+export const MODE_RETRY_AFTER_SECONDS = 30;
 
 /**
  * What decides whether a request may add load, in the order it is asked (each refusal writes nothing):

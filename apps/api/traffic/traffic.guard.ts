@@ -2,7 +2,7 @@ import { type CanActivate, type ExecutionContext, Injectable, SetMetadata } from
 import type { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { ProblemError } from '../common/problem';
-import type { TrafficControl } from './traffic-control';
+import { MODE_RETRY_AFTER_SECONDS, type TrafficControl } from './traffic-control';
 
 const OPEN_WHEN_READ_ONLY = 'traffic:open-when-read-only';
 /** The route still changes things in read-only mode: provider webhooks (money in flight) and the mode switch itself. */
@@ -25,7 +25,7 @@ export class TrafficGuard implements CanActivate {
     const request = context.switchToHttp().getRequest<FastifyRequest>();
     const open = this.reflector.getAllAndOverride<boolean>(OPEN_WHEN_READ_ONLY, [context.getHandler(), context.getClass()]);
     if (!READS.has(request.method) && !open && this.traffic.modes.mode === 'read-only') {
-      throw new ProblemError('READ_ONLY', 'The operator has made the platform read-only for now; retry later', {}, 30);
+      throw new ProblemError('READ_ONLY', 'The operator has made the platform read-only for now; retry later', {}, MODE_RETRY_AFTER_SECONDS);
     }
     if (request.principal) await this.traffic.rateLimits.consume('subject', request.principal.sub);
     return true;
