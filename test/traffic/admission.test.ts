@@ -90,12 +90,25 @@ describe('admission gate (the adaptive limit)', () => {
   });
 
   it('shrinks when full for a whole window without a single decision (worker or Temporal down)', () => {
-    const { gate, advance } = gateAt();
+    const { gate, advance } = gateAt(8_000); // a target beyond the window: the pending ones are not yet slow
     const tickets = Array.from({ length: 16 }, () => gate.tryEnter()!);
     advance(600);
     expect(gate.state().limit).toBe(11);
     expect(gate.state().inFlight).toBe(16);
     for (const ticket of tickets) ticket.leave();
+  });
+
+  it('counts decisions still pending and already older than the target, without waiting for them', () => {
+    const { gate, advance } = gateAt(250);
+    const slow = Array.from({ length: 4 }, () => gate.tryEnter()!);
+    advance(400);
+    const fast = Array.from({ length: 6 }, () => gate.tryEnter()!);
+    advance(50);
+    for (const ticket of fast) ticket.leave(); // six quick decisions (50 ms) and four pending for 450 ms
+    advance(100);
+    // p90 of [50 × 6, 550 × 4] is 550 ms: × max(0.5, 250/550) = × 0.5
+    expect(gate.state()).toMatchObject({ limit: 8, inFlight: 4, p90Ms: 550 });
+    for (const ticket of slow) ticket.leave();
   });
 });
 

@@ -3,8 +3,10 @@
  * requests awaiting their saga's first decision, in the manner of TCP's AIMD congestion control.
  *
  * Signals, both measured here: how many decisions are in flight, and how long decisions take (p90 of each
- * window). A slow worker, a Temporal backlog or a dead worker all show in the second within one window
- * (a decision that misses the sync deadline counts as the deadline). When the window's p90 is above the
+ * window). A slow worker, a Temporal backlog or a dead worker all show in the second within one window:
+ * a decision still pending at the window's end and already older than the target counts with its age so
+ * far (a lower bound, so the gate need not wait for the slow ones to return), and a decision that misses
+ * the sync deadline counts as the deadline. When the window's p90 is above the
  * target the limit shrinks by 30 % (up to 50 % in proportion, far above it); a window that ran at its
  * limit and stayed under the target grows it by one; each idle window (no decision pending) doubles it
  * back towards its start (nothing says the platform is still in trouble). A request beyond the limit is
@@ -40,6 +42,8 @@ export class AdmissionGate {
   private limit: number;
   private readonly initialLimit: number;
   private inFlight = 0;
+  /** When each pending decision entered: the pending ones already older than the target are samples too. */
+  private readonly pendingSince = new Set<{ at: number }>();
   private windowStartedAt: number;
   private samples: number[] = [];
   private peakInFlight = 0;
@@ -66,15 +70,17 @@ export class AdmissionGate {
     }
     this.inFlight += 1;
     this.peakInFlight = Math.max(this.peakInFlight, this.inFlight);
-    const enteredAt = this.now();
+    const entered = { at: this.now() };
+    this.pendingSince.add(entered);
     let left = false;
     return {
       leave: () => {
         if (left) return;
         left = true;
         this.inFlight -= 1;
+        this.pendingSince.delete(entered);
         this.lastSampleAt = this.now();
-        this.samples.push(this.lastSampleAt - enteredAt);
+        this.samples.push(this.lastSampleAt - entered.at);
         this.advance();
       },
     };
@@ -94,6 +100,7 @@ export class AdmissionGate {
   private advance(): void {
     const at = this.now();
     if (at - this.windowStartedAt < this.windowMs) return;
+    for (const entered of this.pendingSince) if (at - entered.at > this.opts.targetMs) this.samples.push(at - entered.at);
     if (this.samples.length > 0) {
       this.lastP90 = quantile(this.samples, 0.9);
       // Far above the target, a deeper cut (in proportion, down to half): the queue behind it is longer.
