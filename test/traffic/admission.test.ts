@@ -98,6 +98,17 @@ describe('admission gate (the adaptive limit)', () => {
     for (const ticket of tickets) ticket.leave();
   });
 
+  it('a decision slower than twice the target closes the window early, at most once per target interval', () => {
+    const { gate, advance } = gateAt(100);
+    const tickets = Array.from({ length: 4 }, () => gate.tryEnter()!);
+    advance(250); // pending for 250 ms > 2 × 100 ms, half-way through the 500 ms window
+    expect(gate.state()).toMatchObject({ limit: 8, p90Ms: 250 });
+    expect(gate.state().limit).toBe(8); // a new window has just begun: no second cut at once
+    advance(100);
+    expect(gate.state()).toMatchObject({ limit: 4, p90Ms: 350 });
+    for (const ticket of tickets) ticket.leave();
+  });
+
   it('counts decisions still pending and already older than the target, without waiting for them', () => {
     const { gate, advance } = gateAt(250);
     const slow = Array.from({ length: 4 }, () => gate.tryEnter()!);

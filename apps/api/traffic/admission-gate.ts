@@ -3,15 +3,17 @@
  * requests awaiting their saga's first decision, in the manner of TCP's AIMD congestion control.
  *
  * Signals, both measured here: how many decisions are in flight, and how long decisions take (p90 of each
- * window). A slow worker, a Temporal backlog or a dead worker all show in the second within one window:
- * a decision still pending at the window's end and already older than the target counts with its age so
- * far (a lower bound, so the gate need not wait for the slow ones to return), and a decision that misses
- * the sync deadline counts as the deadline. When the window's p90 is above the
- * target the limit shrinks by 30 % (up to 50 % in proportion, far above it); a window that ran at its
- * limit and stayed under the target grows it by one; each idle window (no decision pending) doubles it
- * back towards its start (nothing says the platform is still in trouble). A request beyond the limit is
- * refused at once (429 OVERLOADED, nothing written), so the requests admitted keep their latency instead
- * of every request queueing behind the excess.
+ * window). A slow worker, a Temporal backlog or a dead worker all show in it within one window:
+ * - a decision still pending at the window's end and already older than the target counts with its age so
+ *   far (a lower bound: the gate need not wait for the slow ones to return);
+ * - a decision that misses the sync deadline counts as the deadline;
+ * - one slower than twice the target (done or pending) closes the window early, once the target has passed
+ *   since the last one (at most one cut per round trip, as in TCP).
+ * When the window's p90 is above the target the limit shrinks by 30 % (up to 50 % in proportion, far above
+ * it); a full-length window that ran at its limit and stayed under the target grows it by one; each idle
+ * window (no decision pending) doubles it back towards its start (nothing says the platform is still in
+ * trouble). A request beyond the limit is refused at once (429 OVERLOADED, nothing written), so the
+ * requests admitted keep their latency instead of every request queueing behind the excess.
  */
 export interface AdmissionOptions {
   /** p90 decision latency the limit is steered under (ADMISSION_LATENCY_TARGET_MS). */
@@ -99,13 +101,14 @@ export class AdmissionGate {
   /** Closes the window once it is over and adapts the limit to what it measured. */
   private advance(): void {
     const at = this.now();
-    if (at - this.windowStartedAt < this.windowMs) return;
+    const early = this.slowerThan(2 * this.opts.targetMs, at) && at - this.windowStartedAt < this.windowMs;
+    if (at - this.windowStartedAt < (early ? this.opts.targetMs : this.windowMs)) return;
     for (const entered of this.pendingSince) if (at - entered.at > this.opts.targetMs) this.samples.push(at - entered.at);
     if (this.samples.length > 0) {
       this.lastP90 = quantile(this.samples, 0.9);
       // Far above the target, a deeper cut (in proportion, down to half): the queue behind it is longer.
       if (this.lastP90 > this.opts.targetMs) this.limit = Math.max(MIN_LIMIT, Math.floor(this.limit * Math.max(0.5, Math.min(DECREASE, this.opts.targetMs / this.lastP90))));
-      else if (this.peakInFlight >= this.limit || this.shedInWindow > 0) this.limit = Math.min(this.opts.maxInFlight, this.limit + 1);
+      else if (!early && (this.peakInFlight >= this.limit || this.shedInWindow > 0)) this.limit = Math.min(this.opts.maxInFlight, this.limit + 1);
     } else if (this.inFlight >= this.limit) {
       // Full for a whole window and not one decision: decisions are stuck (worker or Temporal down).
       this.limit = Math.max(MIN_LIMIT, Math.floor(this.limit * DECREASE));
@@ -120,6 +123,12 @@ export class AdmissionGate {
     this.samples = [];
     this.peakInFlight = this.inFlight;
     this.shedInWindow = 0;
+  }
+
+  private slowerThan(ms: number, at: number): boolean {
+    if (this.samples.some((sample) => sample > ms)) return true;
+    for (const entered of this.pendingSince) if (at - entered.at > ms) return true;
+    return false;
   }
 }
 
