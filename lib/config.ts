@@ -110,7 +110,7 @@ export const settings = {
 
   ADMISSION_LATENCY_TARGET_MS: setting(
     durationMs,
-    '150',
+    '120',
     'Decision latency (p90 of each half-second window) the admission gate keeps new payouts and deposits under: above it each API instance admits fewer at once, and the excess is answered 429 OVERLOADED at once.',
   ),
   ADMISSION_MAX_IN_FLIGHT: setting(z.coerce.number().int().min(2).max(10_000), '64', 'Most new payouts and deposits one API instance lets await their decision at once (the ceiling of the adaptive limit).'),
