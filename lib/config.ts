@@ -70,6 +70,7 @@ export const settings = {
   SANDBOX_WEBHOOK_URL: setting(url, 'http://127.0.0.1:3000/v1/webhooks/sandbox', 'Where the sandbox aggregator sends its webhooks.'),
   SANDBOX_API_TOKEN: setting(z.string().min(32).optional(), undefined, 'Bearer token the sandbox aggregator requires on its API and control endpoints, and the worker sends. Unset: no token (development and tests only; the sandbox refuses to start without one in production).'),
 
+  SANDBOX_DATABASE_URL: setting(url.optional(), undefined, 'PostgreSQL where the sandbox aggregator keeps its state (schema sandbox_aggregator). Unset: the platform\'s database.'),
   SANDBOX_CALLBACK_DELAY_MS: setting(z.coerce.number().int().min(0), '1000', 'How long the sandbox aggregator waits before resolving a payout or deposit and calling back.'),
   WEBHOOK_TOLERANCE_SECONDS: setting(z.coerce.number().int().min(1).max(3600), '300', 'Largest accepted age (or clock skew) of a webhook signature timestamp.'),
 

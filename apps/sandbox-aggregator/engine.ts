@@ -12,7 +12,7 @@ import {
 import { failureCodeOf, finalOutcomeOf, returnReasonOf, supportsDeposits } from './scenarios';
 import type { DepositRequest, PayoutRequest, ResolveDeposit, ResolvePayout, Scenario } from './schemas';
 import type { Scheduler } from './scheduler';
-import type { SandboxStore } from './store';
+import { inUnit, type Resource, type SandboxStore, type Unit } from './store';
 import type { WebhookDispatcher } from './webhooks';
 
 export interface EngineOptions {
@@ -23,8 +23,6 @@ export interface EngineOptions {
   now: () => Date;
   callbackDelayMs: number;
 }
-
-type Resource = { kind: 'payout'; object: Payout } | { kind: 'deposit'; object: Deposit };
 
 export type TransitionResult<T> = { ok: true; object: T } | { ok: false; object: T; message: string };
 
@@ -42,13 +40,27 @@ export interface SettlementItem {
 }
 
 /**
- * The aggregator's own lifecycle: creates payouts and deposits, plays each one's scenario on the scheduler,
- * and turns every status change into a webhook event (unless the scenario says to stay silent).
+ * How a step announces itself. once/twice: that many deliveries of the event (the second after the first's
+ * first attempt), and a third with a new id for twice_and_distinct; hold: kept back until a later step
+ * releases it behind its own event (out_of_order); then_held: this step's event, then the held one.
+ */
+type Send = 'none' | 'once' | 'twice' | 'twice_and_distinct' | 'hold' | 'then_held';
+
+/** One scripted change of a resource, stored with its due time. */
+type Step = { do: 'finish'; outcome: 'settle' | 'fail'; failure_code: string; send: Send } | { do: 'return'; return_reason: string; send: Send };
+
+/** A step whose turn has not come (an earlier one of its resource is still due) or whose store is unreachable waits this long. */
+const STEP_RETRY_MS = 200;
+
+/**
+ * The aggregator's own lifecycle: creates payouts and deposits, writes each one's scenario as steps due at a
+ * time, plays them on the scheduler, and turns every status change into a webhook delivery (unless the
+ * scenario says to stay silent). Steps and deliveries are in the database: a restart plays what was due.
  */
 export class SandboxEngine {
   constructor(private readonly opts: EngineOptions) {}
 
-  createPayout(request: PayoutRequest, scenario: Scenario): Payout {
+  async createPayout(unit: Unit, request: PayoutRequest, scenario: Scenario): Promise<Payout> {
     const at = this.nowIso();
     const payout: Payout = {
       id: randomId('po'),
@@ -61,27 +73,28 @@ export class SandboxEngine {
       created_at: at,
       updated_at: at,
     };
-    this.opts.store.payouts.add(payout);
-    this.opts.logger.info(
-      {
-        payout_id: payout.id,
-        reference: payout.reference,
-        amount: payout.amount,
-        destination_method: payout.destination.method,
-        destination_last4: payout.destination.last4,
-        scenario: scenario.scenario,
-      },
-      'sandbox payout created',
+    await this.opts.store.insert(unit, { kind: 'payout', object: payout });
+    await this.plan(unit, { kind: 'payout', object: payout }, scenario);
+    unit.afterCommit(() =>
+      this.opts.logger.info(
+        {
+          payout_id: payout.id,
+          reference: payout.reference,
+          amount: payout.amount,
+          destination_method: payout.destination.method,
+          destination_last4: payout.destination.last4,
+          scenario: scenario.scenario,
+        },
+        'sandbox payout created',
+      ),
     );
-    this.play({ kind: 'payout', object: payout }, scenario);
     return payout;
   }
 
-  createDeposit(request: DepositRequest, scenario: Scenario, baseUrl: string): Deposit {
+  async createDeposit(unit: Unit, request: DepositRequest, scenario: Scenario, baseUrl: string): Promise<Deposit> {
     const at = this.nowIso();
     const id = randomId('dp');
     const checkoutSecret = randomBytes(16).toString('hex');
-    this.opts.store.checkoutSecrets.set(id, checkoutSecret);
     const deposit: Deposit = {
       id,
       object: 'deposit',
@@ -93,9 +106,9 @@ export class SandboxEngine {
       created_at: at,
       updated_at: at,
     };
-    this.opts.store.deposits.add(deposit);
-    this.opts.logger.info({ deposit_id: id, reference: deposit.reference, amount: deposit.amount, scenario: scenario.scenario }, 'sandbox deposit created');
-    this.play({ kind: 'deposit', object: deposit }, scenario);
+    await this.opts.store.insert(unit, { kind: 'deposit', object: deposit }, checkoutSecret);
+    await this.plan(unit, { kind: 'deposit', object: deposit }, scenario);
+    unit.afterCommit(() => this.opts.logger.info({ deposit_id: id, reference: deposit.reference, amount: deposit.amount, scenario: scenario.scenario }, 'sandbox deposit created'));
     return deposit;
   }
 
@@ -103,157 +116,207 @@ export class SandboxEngine {
    * A scenario registered after submission re-scripts whatever is still pending under that reference.
    * Returns the ids it was applied to.
    */
-  rescript(reference: string, scenario: Scenario): { applied: string[]; refused: { id: string; message: string }[] } {
+  async rescript(unit: Unit, reference: string, scenario: Scenario): Promise<{ applied: string[]; refused: { id: string; message: string }[] }> {
     const applied: string[] = [];
     const refused: { id: string; message: string }[] = [];
-    const candidates: Resource[] = [];
-    const payout = this.opts.store.payouts.findByReference(reference);
-    const deposit = this.opts.store.deposits.findByReference(reference);
-    if (payout?.status === 'pending') candidates.push({ kind: 'payout', object: payout });
-    if (deposit?.status === 'pending') candidates.push({ kind: 'deposit', object: deposit });
-    for (const resource of candidates) {
+    const { rows } = await unit.tx.query<{ id: string }>("SELECT id FROM resources WHERE reference = $1 AND object->>'status' = 'pending' ORDER BY kind DESC", [reference]);
+    for (const { id } of rows) {
+      const resource = (await this.opts.store.resource(id, unit.tx, true))!;
+      if (resource.object.status !== 'pending') continue;
       // Submission-time behaviours (reject, slow, error_then_ok) are past for an existing resource; their outcome is not.
-      if (scenario.scenario === 'reject') refused.push({ id: resource.object.id, message: 'reject only applies to a submission' });
-      else if (resource.kind === 'deposit' && !supportsDeposits(scenario)) refused.push({ id: resource.object.id, message: `${scenario.scenario} is for payouts only` });
+      if (scenario.scenario === 'reject') refused.push({ id, message: 'reject only applies to a submission' });
+      else if (resource.kind === 'deposit' && !supportsDeposits(scenario)) refused.push({ id, message: `${scenario.scenario} is for payouts only` });
       else {
-        this.opts.scheduler.cancel(resource.object.id);
-        this.play(resource, scenario);
-        applied.push(resource.object.id);
+        await this.cancelPlan(unit, id);
+        await this.plan(unit, resource, scenario);
+        applied.push(id);
       }
     }
     return { applied, refused };
   }
 
-  resolvePayout(payout: Payout, command: ResolvePayout): TransitionResult<Payout> {
+  /** Staff-style control: settles, fails or returns a payout now; undefined when there is no such payout. */
+  async resolvePayout(unit: Unit, id: string, command: ResolvePayout): Promise<TransitionResult<Payout> | undefined> {
+    const resource = await this.opts.store.resource(id, unit.tx, true);
+    if (resource?.kind !== 'payout') return undefined;
+    const payout = resource.object;
     const expected = command.outcome === 'return' ? 'settled' : 'pending';
-    if (payout.status !== expected) {
-      return { ok: false, object: snapshot(payout), message: `cannot ${command.outcome} a payout that is ${payout.status}` };
-    }
-    this.opts.scheduler.cancel(payout.id);
-    const resource: Resource = { kind: 'payout', object: payout };
+    if (payout.status !== expected) return { ok: false, object: snapshot(payout), message: `cannot ${command.outcome} a payout that is ${payout.status}` };
+    await this.cancelPlan(unit, id);
     const event =
       command.outcome === 'return'
         ? this.returnPayout(payout, command.return_reason ?? 'account_closed')
         : this.finish(resource, command.outcome, command.failure_code ?? failureCodeOf({ scenario: 'fail' }, 'payout'));
-    if (command.send_webhook) this.opts.webhooks.send(event, payout.reference);
+    await this.opts.store.update(unit, payout);
+    if (command.send_webhook) await this.opts.webhooks.send(unit, event, payout.reference);
     return { ok: true, object: snapshot(payout) };
   }
 
-  resolveDeposit(deposit: Deposit, command: ResolveDeposit): TransitionResult<Deposit> {
+  async resolveDeposit(unit: Unit, id: string, command: ResolveDeposit): Promise<TransitionResult<Deposit> | undefined> {
+    const resource = await this.opts.store.resource(id, unit.tx, true);
+    if (resource?.kind !== 'deposit') return undefined;
+    const deposit = resource.object;
     if (deposit.status !== 'pending') return { ok: false, object: snapshot(deposit), message: `cannot resolve a deposit that is ${deposit.status}` };
-    this.opts.scheduler.cancel(deposit.id);
+    await this.cancelPlan(unit, id);
     const outcome = command.outcome === 'succeed' ? 'settle' : 'fail';
-    const event = this.finish({ kind: 'deposit', object: deposit }, outcome, command.failure_code ?? failureCodeOf({ scenario: 'fail' }, 'deposit'));
-    if (command.send_webhook) this.opts.webhooks.send(event, deposit.reference);
+    const event = this.finish(resource, outcome, command.failure_code ?? failureCodeOf({ scenario: 'fail' }, 'deposit'));
+    await this.opts.store.update(unit, deposit);
+    if (command.send_webhook) await this.opts.webhooks.send(unit, event, deposit.reference);
     return { ok: true, object: snapshot(deposit) };
   }
 
   /** Everything whose final state (or return) falls in [since, until). */
-  settlementReport(since: Date, until: Date): SettlementItem[] {
-    const inWindow = (iso: string | undefined) => iso !== undefined && Date.parse(iso) >= since.getTime() && Date.parse(iso) < until.getTime();
+  async settlementReport(since: Date, until: Date): Promise<SettlementItem[]> {
     const items: SettlementItem[] = [];
-    for (const p of this.opts.store.payouts.all()) {
-      const finalAt = p.settled_at ?? p.failed_at;
-      if (finalAt === undefined || !(inWindow(finalAt) || inWindow(p.returned_at))) continue;
-      items.push({
-        id: p.id,
-        kind: 'payout',
-        reference: p.reference,
-        amount: { ...p.amount },
-        status: p.status,
-        settled_at: finalAt,
-        ...(p.returned_at ? { returned_at: p.returned_at } : {}),
-        ...(p.failure_code ? { failure_code: p.failure_code } : {}),
-        ...(p.return_reason ? { return_reason: p.return_reason } : {}),
-      });
-    }
-    for (const d of this.opts.store.deposits.all()) {
-      const finalAt = d.succeeded_at ?? d.failed_at;
-      if (finalAt === undefined || !inWindow(finalAt)) continue;
-      items.push({
-        id: d.id,
-        kind: 'deposit',
-        reference: d.reference,
-        amount: { ...d.amount },
-        status: d.status,
-        settled_at: finalAt,
-        ...(d.failure_code ? { failure_code: d.failure_code } : {}),
-      });
+    for (const resource of await this.opts.store.finalBetween(since, until)) {
+      if (resource.kind === 'payout') {
+        const p = resource.object;
+        items.push({
+          id: p.id,
+          kind: 'payout',
+          reference: p.reference,
+          amount: { ...p.amount },
+          status: p.status,
+          settled_at: (p.settled_at ?? p.failed_at)!,
+          ...(p.returned_at ? { returned_at: p.returned_at } : {}),
+          ...(p.failure_code ? { failure_code: p.failure_code } : {}),
+          ...(p.return_reason ? { return_reason: p.return_reason } : {}),
+        });
+      } else {
+        const d = resource.object;
+        items.push({
+          id: d.id,
+          kind: 'deposit',
+          reference: d.reference,
+          amount: { ...d.amount },
+          status: d.status,
+          settled_at: (d.succeeded_at ?? d.failed_at)!,
+          ...(d.failure_code ? { failure_code: d.failure_code } : {}),
+        });
+      }
     }
     return items.sort((a, b) => a.settled_at.localeCompare(b.settled_at) || a.id.localeCompare(b.id));
   }
 
-  /** Schedules the scenario's outcome. Timers are owned by the resource id so they can be cancelled. */
-  private play(resource: Resource, scenario: Scenario): void {
-    const { scheduler, webhooks } = this.opts;
-    const owner = resource.object.id;
-    const reference = resource.object.reference;
+  /** After a restart: every step still due is scheduled again (those past due at once, in their order). */
+  async resume(): Promise<number> {
+    const steps = await this.opts.store.dueSteps<Step>();
+    const now = this.opts.now().getTime();
+    for (const step of steps) this.schedule(step.id, step.resourceId, Math.max(0, step.dueAt.getTime() - now));
+    return steps.length;
+  }
+
+  /** Writes the scenario's outcome as steps due from now. */
+  private async plan(unit: Unit, resource: Resource, scenario: Scenario): Promise<void> {
     const delayMs = scenario.callback_delay_ms ?? this.opts.callbackDelayMs;
     const outcome = finalOutcomeOf(scenario);
-    const failureCode = failureCodeOf(scenario, resource.kind);
-
+    const failure_code = failureCodeOf(scenario, resource.kind);
+    const returnDelayMs = 'return_delay_ms' in scenario && scenario.return_delay_ms !== undefined ? scenario.return_delay_ms : this.opts.callbackDelayMs;
+    const steps: [number, Step][] = [];
     switch (scenario.scenario) {
       case 'stay_pending':
       case 'reject':
-        return;
+        break;
       case 'never_callback':
         // The status endpoint moves on; the platform only learns by polling.
-        scheduler.after(delayMs, () => void this.finish(resource, outcome, failureCode), owner);
-        return;
+        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: 'none' }]);
+        break;
       case 'duplicate_callback':
-        scheduler.after(
-          delayMs,
-          () => {
-            const event = this.finish(resource, outcome, failureCode);
-            const first = webhooks.send(event, reference);
-            const second = webhooks.send(event, reference, { after: first });
-            if (scenario.also_distinct_id) webhooks.send({ ...snapshot(event), id: randomId('evt') }, reference, { after: second });
-          },
-          owner,
-        );
-        return;
+        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: scenario.also_distinct_id ? 'twice_and_distinct' : 'twice' }]);
+        break;
       case 'return_after_settlement':
-      case 'out_of_order': {
-        if (resource.kind !== 'payout') return; // refused at submission; kept total for the type checker
-        const payout = resource.object;
-        const returnDelayMs = scenario.return_delay_ms ?? this.opts.callbackDelayMs;
-        const inOrder = scenario.scenario === 'return_after_settlement';
-        scheduler.after(
-          delayMs,
-          () => {
-            const settled = this.finish(resource, 'settle', failureCode);
-            if (inOrder) webhooks.send(settled, reference);
-            scheduler.after(
-              returnDelayMs,
-              () => {
-                const returned = this.returnPayout(payout, returnReasonOf(scenario));
-                const first = webhooks.send(returned, reference);
-                // The later event arrives first; the older settled event (older created_at) follows it.
-                if (!inOrder) webhooks.send(settled, reference, { after: first });
-              },
-              owner,
-            );
-          },
-          owner,
-        );
-        return;
-      }
+        steps.push([delayMs, { do: 'finish', outcome: 'settle', failure_code, send: 'once' }]);
+        steps.push([delayMs + returnDelayMs, { do: 'return', return_reason: returnReasonOf(scenario), send: 'once' }]);
+        break;
+      case 'out_of_order':
+        // The later event arrives first; the older settled event (older created_at) follows it.
+        steps.push([delayMs, { do: 'finish', outcome: 'settle', failure_code, send: 'hold' }]);
+        steps.push([delayMs + returnDelayMs, { do: 'return', return_reason: returnReasonOf(scenario), send: 'then_held' }]);
+        break;
       case 'settle':
       case 'fail':
       case 'slow':
       case 'error_then_ok':
-        scheduler.after(
-          delayMs,
-          () => {
-            webhooks.send(this.finish(resource, outcome, failureCode), reference);
-          },
-          owner,
-        );
-        return;
+        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: 'once' }]);
+        break;
+    }
+    const from = this.opts.now().getTime();
+    for (const [afterMs, step] of steps) {
+      const id = await this.opts.store.insertStep(unit, resource.object.id, new Date(from + afterMs), step);
+      unit.afterCommit(() => this.schedule(id, resource.object.id, afterMs));
     }
   }
 
-  /** pending → final; returns the event announcing it (sending it is the caller's choice). */
+  private async cancelPlan(unit: Unit, resourceId: string): Promise<void> {
+    await this.opts.store.cancelSteps(unit, resourceId);
+    unit.afterCommit(() => this.opts.scheduler.cancel(resourceId));
+  }
+
+  private schedule(stepId: number, resourceId: string, delayMs: number): void {
+    this.opts.scheduler.after(delayMs, () => this.runStep(stepId, resourceId), resourceId);
+  }
+
+  /** Plays one step, in its resource's order, in one transaction with the deliveries it makes. */
+  private async runStep(stepId: number, resourceId: string): Promise<void> {
+    let retry = false;
+    try {
+      await inUnit(this.opts.store.pool, async (unit) => {
+        const resource = await this.opts.store.resource(resourceId, unit.tx, true);
+        const row = await this.opts.store.claimStep<Step>(unit, stepId);
+        if (!resource || !row) return; // cancelled or already played
+        const earlier = await unit.tx.query("SELECT 1 FROM steps WHERE resource_id = $1 AND state = 'due' AND (due_at, id) < ($2, $3)", [resourceId, row.dueAt, stepId]);
+        if (earlier.rowCount) {
+          retry = true;
+          return;
+        }
+        await this.apply(unit, resource, row.step);
+        await this.opts.store.completeStep(unit, stepId);
+      });
+    } catch (err) {
+      if (this.opts.scheduler.isClosed) return;
+      this.opts.logger.warn({ err, step_id: stepId, resource_id: resourceId }, 'sandbox store unavailable; step postponed');
+      retry = true;
+    }
+    if (retry) this.schedule(stepId, resourceId, STEP_RETRY_MS);
+  }
+
+  private async apply(unit: Unit, resource: Resource, step: Step): Promise<void> {
+    const { webhooks } = this.opts;
+    const { object } = resource;
+    let event: WebhookEvent;
+    if (step.do === 'finish') {
+      if (object.status !== 'pending') return;
+      event = this.finish(resource, step.outcome, step.failure_code);
+    } else {
+      if (resource.kind !== 'payout' || resource.object.status !== 'settled') return;
+      event = this.returnPayout(resource.object, step.return_reason);
+    }
+    await this.opts.store.update(unit, object);
+    switch (step.send) {
+      case 'none':
+        return;
+      case 'hold':
+        await webhooks.send(unit, event, object.reference, { held: true });
+        return;
+      case 'once':
+        await webhooks.send(unit, event, object.reference);
+        return;
+      case 'then_held': {
+        const first = await webhooks.send(unit, event, object.reference);
+        await webhooks.release(unit, object.id, first);
+        return;
+      }
+      case 'twice':
+      case 'twice_and_distinct': {
+        const first = await webhooks.send(unit, event, object.reference);
+        const second = await webhooks.send(unit, event, object.reference, { after: first });
+        if (step.send === 'twice_and_distinct') await webhooks.send(unit, { ...snapshot(event), id: randomId('evt') }, object.reference, { after: second });
+        return;
+      }
+    }
+  }
+
+  /** pending → final (changes the object; the caller stores it); returns the event announcing it. */
   private finish(resource: Resource, outcome: 'settle' | 'fail', failureCode: string): WebhookEvent {
     const at = this.nowIso();
     if (resource.kind === 'payout') {

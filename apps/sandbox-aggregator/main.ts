@@ -1,4 +1,4 @@
-import { loadConfigOrExit } from '../../lib/config';
+import { databaseUrl, loadConfigOrExit } from '../../lib/config';
 import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { createSandboxAggregator } from './server';
@@ -6,7 +6,10 @@ import { createSandboxAggregator } from './server';
 // Anyone who reaches an unauthenticated sandbox can settle, fail or return its payouts: production needs a token.
 const config = loadConfigOrExit(process.env, { requiredInProduction: ['SANDBOX_API_TOKEN'] });
 const logger = createLogger('sandbox-aggregator', config.LOG_LEVEL);
-const app = await createSandboxAggregator({ logger, webhookSecret: config.SANDBOX_WEBHOOK_SECRET, webhookUrl: config.SANDBOX_WEBHOOK_URL, callbackDelayMs: config.SANDBOX_CALLBACK_DELAY_MS, apiToken: config.SANDBOX_API_TOKEN });
+const app = await createSandboxAggregator({
+  logger,
+  databaseUrl: config.SANDBOX_DATABASE_URL ?? databaseUrl(config),
+  webhookSecret: config.SANDBOX_WEBHOOK_SECRET, webhookUrl: config.SANDBOX_WEBHOOK_URL, callbackDelayMs: config.SANDBOX_CALLBACK_DELAY_MS, apiToken: config.SANDBOX_API_TOKEN });
 await app.listen({ port: config.SANDBOX_PORT, host: config.SANDBOX_HOST });
 logger.info({ url: `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}` }, 'sandbox aggregator ready');
 

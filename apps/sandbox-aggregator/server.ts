@@ -23,11 +23,16 @@ import {
   settlementReportQuerySchema,
   type Scenario,
 } from './schemas';
-import { fingerprintOf, SandboxStore, type ProducedResponse } from './store';
+import { createSandboxPool, DEFAULT_SANDBOX_SCHEMA, ensureSandboxSchema } from './database';
+import { DuplicateReference, fingerprintOf, inUnit, SandboxStore, type ProducedResponse, type Unit } from './store';
 import { DEFAULT_WEBHOOK_RETRY, WebhookDispatcher, type WebhookRetryPolicy } from './webhooks';
 
 export interface SandboxOptions {
   logger: Logger;
+  /** PostgreSQL that keeps the sandbox's state (SANDBOX_DATABASE_URL, or the platform's database). */
+  databaseUrl: string;
+  /** Its schema there; each instance sharing one database needs its own. */
+  schema?: string;
   webhookSecret: string;
   webhookUrl: string;
   /** Delay before a scripted outcome happens, unless the scenario says otherwise. Default 1000 ms. */
@@ -112,9 +117,18 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     logController: new LogController({ disableRequestLogging: true }),
   });
 
-  const store = new SandboxStore();
+  const schema = opts.schema ?? DEFAULT_SANDBOX_SCHEMA;
+  const pool = createSandboxPool(opts.databaseUrl, schema);
+  try {
+    await ensureSandboxSchema(pool, schema);
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
+  const store = new SandboxStore(pool);
   const scheduler = new Scheduler(logger);
   const webhooks = new WebhookDispatcher({
+    pool,
     url: opts.webhookUrl,
     secret: opts.webhookSecret,
     retry: { ...DEFAULT_WEBHOOK_RETRY, ...opts.webhookRetry },
@@ -129,6 +143,12 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     scheduler.close();
     webhooks.close();
   });
+  app.addHook('onClose', async () => {
+    await pool.end();
+  });
+  // What was due when the sandbox last stopped: scripted outcomes and webhooks still to send.
+  const resumed = { steps: await engine.resume(), deliveries: await webhooks.resume() };
+  if (resumed.steps + resumed.deliveries > 0) logger.info(resumed, 'sandbox resumed what was still due');
 
   // JSON only: anything else is 415 rather than a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -163,15 +183,21 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody('not_found', `no route ${request.method} ${request.url}`)));
 
   /** Runs a submission under its Idempotency-Key (scoped per resource kind) and answers, replayed or fresh. */
-  async function idempotent(kind: 'payout' | 'deposit', key: string, rawBody: unknown, reply: FastifyReply, produce: () => Promise<ProducedResponse>) {
-    const result = await store.idempotency.execute(`${kind}:${key}`, fingerprintOf(rawBody), async () => {
-      try {
-        return await produce();
-      } catch (err) {
-        if (err instanceof SandboxHttpError) return err.toResponse();
-        throw err;
-      }
-    });
+  async function idempotent(kind: 'payout' | 'deposit', key: string, rawBody: unknown, reply: FastifyReply, produce: (unit: Unit) => Promise<ProducedResponse>) {
+    const result = await store.idempotency.execute(
+      `${kind}:${key}`,
+      fingerprintOf(rawBody),
+      async (unit) => {
+        try {
+          return await produce(unit);
+        } catch (err) {
+          if (err instanceof DuplicateReference) return duplicateReference(err).toResponse();
+          if (err instanceof SandboxHttpError) return err.toResponse();
+          throw err;
+        }
+      },
+      (ms) => scheduler.sleep(ms),
+    );
     if (result.outcome === 'mismatch') {
       throw new SandboxHttpError(422, 'idempotency_mismatch', 'this Idempotency-Key was already used with a different request body');
     }
@@ -179,19 +205,20 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     return reply.code(result.response.statusCode).send(result.response.body);
   }
 
+  function duplicateReference(err: DuplicateReference): SandboxHttpError {
+    return new SandboxHttpError(409, 'duplicate_reference', err.message, { error: { existing_id: err.existing.id }, body: { [err.existing.object]: err.existing } });
+  }
+
   /** error_then_ok: the first fail_attempts submissions under one key answer 503 and create nothing. */
-  function failTransiently(kind: string, key: string, scenario: Scenario): void {
+  async function failTransiently(unit: Unit, kind: string, key: string, scenario: Scenario): Promise<void> {
     if (scenario.scenario !== 'error_then_ok') return;
-    const scopedKey = `${kind}:${key}`;
-    const failedSoFar = store.transientFailures.get(scopedKey) ?? 0;
-    if (failedSoFar < (scenario.fail_attempts ?? 1)) {
-      store.transientFailures.set(scopedKey, failedSoFar + 1);
+    if (await store.countTransientFailure(unit, `${kind}:${key}`, scenario.fail_attempts ?? 1)) {
       throw new SandboxHttpError(503, 'temporarily_unavailable', 'the aggregator is temporarily unavailable, retry with the same Idempotency-Key');
     }
   }
 
-  async function holdIfSlow(scenario: Scenario): Promise<void> {
-    if (scenario.scenario === 'slow') await scheduler.sleep(scenario.delay_ms ?? DEFAULT_SLOW_DELAY_MS);
+  function holdOf(scenario: Scenario): number {
+    return scenario.scenario === 'slow' ? (scenario.delay_ms ?? DEFAULT_SLOW_DELAY_MS) : 0;
   }
 
   app.get('/health', PUBLIC, async () => ({ status: 'ok', service: 'sandbox-aggregator' }));
@@ -201,44 +228,37 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.post('/v1/payouts', async (request, reply) => {
     const key = idempotencyKeyOf(request);
     const body = parse(payoutRequestSchema, request.body, 'body');
-    return idempotent('payout', key, request.body, reply, async () => {
-      const existing = store.payouts.findByReference(body.reference);
-      if (existing) {
-        throw new SandboxHttpError(409, 'duplicate_reference', `a payout with reference ${body.reference} already exists`, {
-          error: { existing_id: existing.id },
-          body: { payout: snapshot(existing) },
-        });
-      }
+    return idempotent('payout', key, request.body, reply, async (unit) => {
+      const existing = await store.byReference('payout', body.reference, unit.tx);
+      if (existing) throw new DuplicateReference(existing);
       // An IBAN cannot carry a magic value, so metadata.sandbox_scenario works for payouts too.
       const scenario =
-        store.scenarios.get(body.reference) ??
+        (await store.scenario(body.reference, unit.tx)) ??
         scenarioOrThrow(scenarioFromDestination(body.destination)) ??
         scenarioOrThrow(scenarioFromMetadata(body.metadata)) ??
         DEFAULT_SCENARIO;
-      failTransiently('payout', key, scenario);
+      await failTransiently(unit, 'payout', key, scenario);
       if (scenario.scenario === 'reject') {
         return { statusCode: 422, body: errorBody('invalid_destination', 'the destination was refused by the provider'), remember: true };
       }
       if (body.destination.method === 'bank_transfer' && !isValidIban(body.destination.iban)) {
         return { statusCode: 422, body: errorBody('invalid_destination', 'the IBAN is not valid'), remember: true };
       }
-      const payout = engine.createPayout(body, scenario);
-      const response = { statusCode: 201, body: snapshot(payout), remember: true };
-      await holdIfSlow(scenario);
-      return response;
+      const payout = await engine.createPayout(unit, body, scenario);
+      return { statusCode: 201, body: snapshot(payout), remember: true, holdMs: holdOf(scenario) };
     });
   });
 
   app.get('/v1/payouts/:id', async (request) => {
     const { id } = parse(idParamsSchema, request.params, 'path');
-    const payout = store.payouts.get(id);
+    const payout = await store.payout(id);
     if (!payout) throw new SandboxHttpError(404, 'not_found', `no payout ${id}`);
     return payout;
   });
 
   app.get('/v1/payouts', async (request) => {
     const { reference } = parse(referenceQuerySchema, request.query, 'query');
-    const payout = store.payouts.findByReference(reference);
+    const payout = await store.byReference('payout', reference);
     if (!payout) throw new SandboxHttpError(404, 'not_found', `no payout with reference ${reference}`);
     return payout;
   });
@@ -248,37 +268,30 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.post('/v1/deposits', async (request, reply) => {
     const key = idempotencyKeyOf(request);
     const body = parse(depositRequestSchema, request.body, 'body');
-    return idempotent('deposit', key, request.body, reply, async () => {
-      const existing = store.deposits.findByReference(body.reference);
-      if (existing) {
-        throw new SandboxHttpError(409, 'duplicate_reference', `a deposit with reference ${body.reference} already exists`, {
-          error: { existing_id: existing.id },
-          body: { deposit: snapshot(existing) },
-        });
-      }
-      const scenario = store.scenarios.get(body.reference) ?? scenarioOrThrow(scenarioFromMetadata(body.metadata)) ?? DEFAULT_SCENARIO;
+    return idempotent('deposit', key, request.body, reply, async (unit) => {
+      const existing = await store.byReference('deposit', body.reference, unit.tx);
+      if (existing) throw new DuplicateReference(existing);
+      const scenario = (await store.scenario(body.reference, unit.tx)) ?? scenarioOrThrow(scenarioFromMetadata(body.metadata)) ?? DEFAULT_SCENARIO;
       if (!supportsDeposits(scenario)) throw new SandboxHttpError(400, 'invalid_scenario', `${scenario.scenario} is for payouts only`);
-      failTransiently('deposit', key, scenario);
+      await failTransiently(unit, 'deposit', key, scenario);
       if (scenario.scenario === 'reject') {
         return { statusCode: 422, body: errorBody('payment_refused', 'the deposit was refused by the provider'), remember: true };
       }
-      const deposit = engine.createDeposit(body, scenario, `${request.protocol}://${request.host}`);
-      const response = { statusCode: 201, body: snapshot(deposit), remember: true };
-      await holdIfSlow(scenario);
-      return response;
+      const deposit = await engine.createDeposit(unit, body, scenario, `${request.protocol}://${request.host}`);
+      return { statusCode: 201, body: snapshot(deposit), remember: true, holdMs: holdOf(scenario) };
     });
   });
 
   app.get('/v1/deposits/:id', async (request) => {
     const { id } = parse(idParamsSchema, request.params, 'path');
-    const deposit = store.deposits.get(id);
+    const deposit = await store.deposit(id);
     if (!deposit) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
     return deposit;
   });
 
   app.get('/v1/deposits', async (request) => {
     const { reference } = parse(referenceQuerySchema, request.query, 'query');
-    const deposit = store.deposits.findByReference(reference);
+    const deposit = await store.byReference('deposit', reference);
     if (!deposit) throw new SandboxHttpError(404, 'not_found', `no deposit with reference ${reference}`);
     return deposit;
   });
@@ -288,7 +301,7 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.get('/v1/reports/settlements', async (request) => {
     const query = parse(settlementReportQuerySchema, request.query, 'query');
     const until = query.until ? new Date(query.until) : now();
-    return { since: new Date(query.since).toISOString(), until: until.toISOString(), items: engine.settlementReport(new Date(query.since), until) };
+    return { since: new Date(query.since).toISOString(), until: until.toISOString(), items: await engine.settlementReport(new Date(query.since), until) };
   });
 
   // ---- control endpoints for tests and demos ----
@@ -296,31 +309,32 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.put('/sandbox/scenarios/:reference', async (request) => {
     const { reference } = parse(referenceParamsSchema, request.params, 'path');
     const scenario = parse(scenarioSchema, request.body, 'body');
-    store.scenarios.set(reference, scenario);
-    const { applied, refused } = engine.rescript(reference, scenario);
+    const { applied, refused } = await inUnit(pool, async (unit) => {
+      await store.setScenario(unit, reference, scenario);
+      return engine.rescript(unit, reference, scenario);
+    });
     logger.info({ reference, scenario: scenario.scenario, applied_to: applied }, 'sandbox scenario registered');
     return { reference, scenario, applied_to: applied, ...(refused.length > 0 ? { not_applied: refused } : {}) };
   });
 
   app.get('/sandbox/scenarios/:reference', async (request) => {
     const { reference } = parse(referenceParamsSchema, request.params, 'path');
-    const scenario = store.scenarios.get(reference);
+    const scenario = await store.scenario(reference);
     if (!scenario) throw new SandboxHttpError(404, 'not_found', `no scenario registered for ${reference}`);
     return { reference, scenario };
   });
 
   app.delete('/sandbox/scenarios/:reference', async (request, reply) => {
     const { reference } = parse(referenceParamsSchema, request.params, 'path');
-    store.scenarios.delete(reference);
+    await store.deleteScenario(reference);
     return reply.code(204).send();
   });
 
   app.post('/sandbox/payouts/:id/resolve', async (request) => {
     const { id } = parse(idParamsSchema, request.params, 'path');
     const command = parse(resolvePayoutSchema, request.body, 'body');
-    const payout = store.payouts.get(id);
-    if (!payout) throw new SandboxHttpError(404, 'not_found', `no payout ${id}`);
-    const result = engine.resolvePayout(payout, command);
+    const result = await inUnit(pool, (unit) => engine.resolvePayout(unit, id, command));
+    if (!result) throw new SandboxHttpError(404, 'not_found', `no payout ${id}`);
     if (!result.ok) throw new SandboxHttpError(409, 'invalid_transition', result.message, { body: { payout: result.object } });
     return result.object;
   });
@@ -328,17 +342,16 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.post('/sandbox/deposits/:id/resolve', async (request) => {
     const { id } = parse(idParamsSchema, request.params, 'path');
     const command = parse(resolveDepositSchema, request.body, 'body');
-    const deposit = store.deposits.get(id);
-    if (!deposit) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
-    const result = engine.resolveDeposit(deposit, command);
+    const result = await inUnit(pool, (unit) => engine.resolveDeposit(unit, id, command));
+    if (!result) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
     if (!result.ok) throw new SandboxHttpError(409, 'invalid_transition', result.message, { body: { deposit: result.object } });
     return result.object;
   });
 
   /** The deposit a checkout_url names, if its secret matches; 404 otherwise (a wrong secret reveals nothing). */
-  function checkoutDeposit(id: string, secret: string) {
-    const expected = store.checkoutSecrets.get(id);
-    const deposit = store.deposits.get(id);
+  async function checkoutDeposit(id: string, secret: string) {
+    const expected = await store.checkoutSecret(id);
+    const deposit = await store.deposit(id);
     if (!deposit || !expected || !sameSecret(secret, expected)) throw new SandboxHttpError(404, 'not_found', `no checkout ${id}`);
     return deposit;
   }
@@ -348,7 +361,7 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.get('/sandbox/checkout/:id', PUBLIC, async (request, reply) => {
     const { id } = parse(idParamsSchema, request.params, 'path');
     const { secret } = parse(checkoutQuerySchema, request.query, 'query');
-    const deposit = checkoutDeposit(id, secret);
+    const deposit = await checkoutDeposit(id, secret);
     const amount = `${deposit.amount.minor_units} ${deposit.amount.currency} (minor units)`;
     const buttons =
       deposit.status === 'pending'
@@ -373,15 +386,15 @@ async function resolve(outcome) {
   app.post('/sandbox/checkout/:id', PUBLIC, async (request) => {
     const { id } = parse(idParamsSchema, request.params, 'path');
     const { secret, outcome } = parse(checkoutActionSchema, request.body, 'body');
-    const deposit = checkoutDeposit(id, secret);
-    const result = engine.resolveDeposit(deposit, parse(resolveDepositSchema, { outcome }, 'body'));
+    const deposit = await checkoutDeposit(id, secret);
+    const result = (await inUnit(pool, (unit) => engine.resolveDeposit(unit, deposit.id, parse(resolveDepositSchema, { outcome }, 'body'))))!;
     if (!result.ok) throw new SandboxHttpError(409, 'invalid_transition', result.message, { body: { deposit: result.object } });
     return result.object;
   });
 
   app.get('/sandbox/events', async (request) => {
     const { reference } = parse(eventsQuerySchema, request.query, 'query');
-    return { items: webhooks.list(reference) };
+    return { items: await webhooks.list(reference) };
   });
 
   return app;

@@ -1,9 +1,11 @@
 import http from 'node:http';
 import https from 'node:https';
+import type pg from 'pg';
 import type { Logger } from '../../lib/logger';
+import { signWebhook } from '../../lib/webhook-signature';
 import type { WebhookEvent } from './objects';
 import type { Scheduler } from './scheduler';
-import { signWebhook } from '../../lib/webhook-signature';
+import { inUnit, type Unit } from './store';
 
 export interface WebhookRetryPolicy {
   /** Total delivery attempts per event, the first included. */
@@ -25,19 +27,11 @@ export interface DeliveryAttempt {
   duration_ms: number;
 }
 
-export type DeliveryState = 'scheduled' | 'in_flight' | 'retrying' | 'delivered' | 'exhausted' | 'cancelled';
-
-/** One delivery of one event. A duplicate callback is a second delivery of the same event (same event id). */
-export interface Delivery {
-  deliveryId: number;
-  event: WebhookEvent;
-  rawBody: string;
-  reference: string;
-  state: DeliveryState;
-  attempts: DeliveryAttempt[];
-  firstAttemptDone: Promise<void>;
-  markFirstAttemptDone: () => void;
-}
+/**
+ * held: an event kept back to follow a later one (out_of_order); waiting: its first attempt waits for
+ * another delivery's first attempt; then scheduled, retrying, and delivered or exhausted.
+ */
+export type DeliveryState = 'held' | 'waiting' | 'scheduled' | 'in_flight' | 'retrying' | 'delivered' | 'exhausted';
 
 export interface DeliveryView {
   delivery_id: number;
@@ -52,6 +46,7 @@ export interface DeliveryView {
 }
 
 export interface DispatcherOptions {
+  pool: pg.Pool;
   url: string;
   secret: string;
   retry: Required<WebhookRetryPolicy>;
@@ -60,9 +55,16 @@ export interface DispatcherOptions {
   now: () => Date;
 }
 
+/** If the sandbox's own database cannot record an attempt, the attempt is made again this much later. */
+const STORE_UNAVAILABLE_RETRY_MS = 1_000;
+
+/**
+ * Webhook deliveries, kept in the sandbox's database: each is written in the transaction that made its event,
+ * and every attempt is recorded, so a restarted sandbox sends what was still due (at least once, as real
+ * aggregators do: an attempt cut short by the restart is made again).
+ */
 export class WebhookDispatcher {
-  private readonly deliveries: Delivery[] = [];
-  private readonly inFlight = new Set<AbortController>();
+  private readonly inFlight = new Map<number, AbortController>();
   private readonly url: URL;
 
   constructor(private readonly opts: DispatcherOptions) {
@@ -70,101 +72,136 @@ export class WebhookDispatcher {
   }
 
   /**
-   * Queues a delivery. With `after`, the first attempt waits until that delivery's first attempt has
-   * finished, which is how a scenario makes events arrive in a chosen (possibly wrong) order.
+   * Queues a delivery of `event`, sent once the unit commits. With `after`, its first attempt waits until that
+   * delivery's first attempt has finished (how a scenario makes events arrive in a chosen, possibly wrong,
+   * order); `held` keeps it back until release().
    */
-  send(event: WebhookEvent, reference: string, options: { after?: Delivery } = {}): Delivery {
-    let markFirstAttemptDone!: () => void;
-    const firstAttemptDone = new Promise<void>((resolve) => (markFirstAttemptDone = resolve));
-    const delivery: Delivery = {
-      deliveryId: this.deliveries.length + 1,
-      event,
+  async send(unit: Unit, event: WebhookEvent, reference: string, options: { after?: number; held?: boolean } = {}): Promise<number> {
+    const state: DeliveryState = options.held ? 'held' : options.after !== undefined ? 'waiting' : 'scheduled';
+    const { rows } = await unit.tx.query<{ delivery_id: string }>(
+      `INSERT INTO deliveries (event_id, type, reference, object_id, event_created_at, raw_body, state, after_delivery_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING delivery_id`,
       // Serialised once: every attempt and every duplicate carries the very same bytes.
-      rawBody: JSON.stringify(event),
-      reference,
-      state: 'scheduled',
-      attempts: [],
-      firstAttemptDone,
-      markFirstAttemptDone,
-    };
-    this.deliveries.push(delivery);
-    const start = () => this.opts.scheduler.after(0, () => this.attempt(delivery), this.owner(delivery));
-    if (options.after) void options.after.firstAttemptDone.then(start);
-    else start();
-    return delivery;
+      [event.id, event.type, reference, event.data.object.id, event.created_at, JSON.stringify(event), state, options.after ?? null],
+    );
+    const deliveryId = Number(rows[0]!.delivery_id);
+    if (state === 'scheduled') unit.afterCommit(() => this.start(deliveryId, 0));
+    return deliveryId;
   }
 
-  list(reference?: string): DeliveryView[] {
-    return this.deliveries
-      .filter((d) => reference === undefined || d.reference === reference)
-      .map((d) => ({
-        delivery_id: d.deliveryId,
-        event_id: d.event.id,
-        type: d.event.type,
-        reference: d.reference,
-        object_id: d.event.data.object.id,
-        created_at: d.event.created_at,
-        state: d.state,
-        attempts: d.attempts.map((a) => ({ ...a })),
-        event: d.event,
-      }));
+  /** The held delivery of this object, now to follow `after`'s first attempt. */
+  async release(unit: Unit, objectId: string, after: number): Promise<void> {
+    await unit.tx.query("UPDATE deliveries SET state = 'waiting', after_delivery_id = $2 WHERE object_id = $1 AND state = 'held'", [objectId, after]);
   }
 
+  /** After a restart: everything still due is scheduled again. */
+  async resume(): Promise<number> {
+    const { rows } = await this.opts.pool.query<{ delivery_id: string; next_attempt_at: Date | null }>(
+      `SELECT d.delivery_id, d.next_attempt_at FROM deliveries d
+       WHERE d.state IN ('scheduled', 'retrying')
+          OR (d.state = 'waiting' AND EXISTS (SELECT 1 FROM deliveries p WHERE p.delivery_id = d.after_delivery_id AND (jsonb_array_length(p.attempts) > 0 OR p.state IN ('delivered', 'exhausted'))))
+       ORDER BY d.delivery_id`,
+    );
+    const now = this.opts.now().getTime();
+    for (const row of rows) this.start(Number(row.delivery_id), row.next_attempt_at ? Math.max(0, row.next_attempt_at.getTime() - now) : 0);
+    return rows.length;
+  }
+
+  async list(reference?: string): Promise<DeliveryView[]> {
+    const { rows } = await this.opts.pool.query(
+      `SELECT delivery_id, event_id, type, reference, object_id, event_created_at, raw_body, state, attempts FROM deliveries
+       WHERE $1::text IS NULL OR reference = $1 ORDER BY delivery_id`,
+      [reference ?? null],
+    );
+    return rows.map((row) => ({
+      delivery_id: Number(row.delivery_id),
+      event_id: row.event_id,
+      type: row.type,
+      reference: row.reference,
+      object_id: row.object_id,
+      created_at: row.event_created_at,
+      state: this.inFlight.has(Number(row.delivery_id)) ? 'in_flight' : row.state,
+      attempts: row.attempts,
+      event: JSON.parse(row.raw_body) as WebhookEvent,
+    }));
+  }
+
+  /** Stops sending; what was still due stays due in the database for the next start. */
   close(): void {
-    for (const controller of this.inFlight) controller.abort();
-    for (const d of this.deliveries) {
-      if (d.state === 'scheduled' || d.state === 'retrying' || d.state === 'in_flight') d.state = 'cancelled';
-      d.markFirstAttemptDone();
+    for (const controller of this.inFlight.values()) controller.abort();
+  }
+
+  private start(deliveryId: number, delayMs: number): void {
+    this.opts.scheduler.after(delayMs, () => this.attempt(deliveryId), `delivery:${deliveryId}`);
+  }
+
+  private async attempt(deliveryId: number): Promise<void> {
+    const { retry, logger, pool, scheduler } = this.opts;
+    if (scheduler.isClosed || this.inFlight.has(deliveryId)) return;
+    let delivery: { raw_body: string; event_id: string; type: string; reference: string; state: DeliveryState; attempts: DeliveryAttempt[] } | undefined;
+    try {
+      delivery = (await pool.query('SELECT raw_body, event_id, type, reference, state, attempts FROM deliveries WHERE delivery_id = $1', [deliveryId])).rows[0];
+    } catch (err) {
+      logger.warn({ err, delivery_id: deliveryId }, 'sandbox store unavailable; webhook attempt postponed');
+      this.start(deliveryId, STORE_UNAVAILABLE_RETRY_MS);
+      return;
     }
-  }
-
-  private owner(delivery: Delivery): string {
-    return `delivery:${delivery.deliveryId}`;
-  }
-
-  private async attempt(delivery: Delivery): Promise<void> {
-    if (this.opts.scheduler.isClosed) return;
-    const { retry, logger } = this.opts;
+    if (!delivery || (delivery.state !== 'scheduled' && delivery.state !== 'retrying')) return;
     const attempt = delivery.attempts.length + 1;
     const startedAt = this.opts.now();
     const started = performance.now();
-    delivery.state = 'in_flight';
     // Signed per attempt, like real aggregators: a late retry still passes the receiver's tolerance check.
-    const signature = signWebhook(this.opts.secret, delivery.rawBody, Math.floor(startedAt.getTime() / 1000));
+    const signature = signWebhook(this.opts.secret, delivery.raw_body, Math.floor(startedAt.getTime() / 1000));
     const controller = new AbortController();
-    this.inFlight.add(controller);
+    this.inFlight.set(deliveryId, controller);
     let statusCode: number | undefined;
     let error: string | undefined;
     try {
-      statusCode = await postJson(this.url, delivery.rawBody, signature, retry.timeoutMs, controller.signal);
+      statusCode = await postJson(this.url, delivery.raw_body, signature, retry.timeoutMs, controller.signal);
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);
     } finally {
-      this.inFlight.delete(controller);
+      this.inFlight.delete(deliveryId);
     }
-    if (this.opts.scheduler.isClosed) return;
+    if (scheduler.isClosed) return;
 
-    delivery.attempts.push({
+    const record: DeliveryAttempt = {
       attempt,
       at: startedAt.toISOString(),
       ...(statusCode !== undefined ? { status_code: statusCode } : {}),
       ...(error !== undefined ? { error } : {}),
       duration_ms: Math.round(performance.now() - started),
-    });
-    const context = { event_id: delivery.event.id, type: delivery.event.type, reference: delivery.reference, attempt, status_code: statusCode, error };
-    if (statusCode !== undefined && statusCode >= 200 && statusCode < 300) {
-      delivery.state = 'delivered';
-      logger.info(context, 'sandbox webhook delivered');
-    } else if (attempt >= retry.attempts) {
-      delivery.state = 'exhausted';
-      logger.error(context, 'sandbox webhook gave up after the last attempt');
-    } else {
-      delivery.state = 'retrying';
-      const delayMs = Math.min(retry.baseDelayMs * 2 ** (attempt - 1), retry.maxDelayMs);
-      logger.warn({ ...context, retry_in_ms: delayMs }, 'sandbox webhook attempt failed, will retry');
-      this.opts.scheduler.after(delayMs, () => this.attempt(delivery), this.owner(delivery));
+    };
+    const context = { event_id: delivery.event_id, type: delivery.type, reference: delivery.reference, attempt, status_code: statusCode, error };
+    const delivered = statusCode !== undefined && statusCode >= 200 && statusCode < 300;
+    const state: DeliveryState = delivered ? 'delivered' : attempt >= retry.attempts ? 'exhausted' : 'retrying';
+    const delayMs = Math.min(retry.baseDelayMs * 2 ** (attempt - 1), retry.maxDelayMs);
+    let released: number[];
+    try {
+      released = await inUnit(pool, async (unit) => {
+        await unit.tx.query('UPDATE deliveries SET attempts = attempts || $2::jsonb, state = $3, next_attempt_at = $4 WHERE delivery_id = $1', [
+          deliveryId,
+          JSON.stringify([record]),
+          state,
+          state === 'retrying' ? new Date(startedAt.getTime() + delayMs) : null,
+        ]);
+        if (attempt > 1) return [];
+        const waiting = await unit.tx.query<{ delivery_id: string }>("UPDATE deliveries SET state = 'scheduled' WHERE after_delivery_id = $1 AND state = 'waiting' RETURNING delivery_id", [deliveryId]);
+        return waiting.rows.map((row) => Number(row.delivery_id));
+      });
+    } catch (err) {
+      // The attempt happened but is not on record: it is made again (the receiver dedupes by event id).
+      logger.warn({ ...context, err }, 'sandbox store unavailable; webhook attempt not recorded, will be made again');
+      this.start(deliveryId, STORE_UNAVAILABLE_RETRY_MS);
+      return;
     }
-    if (attempt === 1) delivery.markFirstAttemptDone();
+    if (state === 'delivered') logger.info(context, 'sandbox webhook delivered');
+    else if (state === 'exhausted') logger.error(context, 'sandbox webhook gave up after the last attempt');
+    else {
+      logger.warn({ ...context, retry_in_ms: delayMs }, 'sandbox webhook attempt failed, will retry');
+      this.start(deliveryId, delayMs);
+    }
+    for (const next of released) this.start(next, 0);
   }
 }
 

@@ -6,6 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { expect } from 'vitest';
 import { createApiApp } from '../../apps/api/app';
 import { createSandboxAggregator } from '../../apps/sandbox-aggregator/server';
+import { sandboxSchema } from '../sandbox/harness';
 import { checkInvariants, createLedger, type Ledger } from '../../activities/ledger';
 import { repoRoot, type Config } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';
@@ -81,6 +82,8 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
 
   const sandbox = await createSandboxAggregator({
     logger: createLogger('sandbox-test', 'silent'),
+    databaseUrl: config.DATABASE_URL!,
+    schema: sandboxSchema(),
     webhookSecret: config.SANDBOX_WEBHOOK_SECRET,
     webhookUrl: `${apiUrl}/v1/webhooks/sandbox`,
     callbackDelayMs: 50,

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { aggregatorAt, submitToAggregator } from '../../activities/aggregator-client';
 import { repoRoot } from '../../lib/config';
 import { freePort } from '../../lib/wait';
@@ -144,7 +144,8 @@ describe('sandbox aggregator process', () => {
 
   it('starts in production with it, on loopback only by default', async () => {
     const port = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/sandbox-aggregator/main.ts'], { cwd: repoRoot, env: { ...productionEnv(), SANDBOX_PORT: String(port), SANDBOX_API_TOKEN: TOKEN } });
+    const env = { ...productionEnv(), SANDBOX_PORT: String(port), SANDBOX_API_TOKEN: TOKEN, SANDBOX_DATABASE_URL: inject('databaseUrl') };
+    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/sandbox-aggregator/main.ts'], { cwd: repoRoot, env });
     try {
       const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
         let out = '';

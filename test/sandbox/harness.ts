@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createLogger } from '../../lib/logger';
 import type { WebhookEvent } from '../../apps/sandbox-aggregator/objects';
 import { createSandboxAggregator, type SandboxOptions } from '../../apps/sandbox-aggregator/server';
+import { inject } from 'vitest';
 
 export const WEBHOOK_SECRET = 'sandbox-test-secret-0123456789';
 
@@ -58,10 +59,17 @@ export interface SandboxClientResponse<T = any> {
   body: T;
 }
 
-/** The sandbox in-process on a loopback port, with fast test timings, plus a tiny JSON client. */
+/** A schema of its own in the test database, for one sandbox's state (start another sandbox on it to restart it). */
+export function sandboxSchema(): string {
+  return `sandbox_${randomBytes(6).toString('hex')}`;
+}
+
+/** The sandbox in-process on a loopback port, with fast test timings and a store of its own, plus a tiny JSON client. */
 export async function startSandbox(options: Partial<SandboxOptions> & { webhookUrl: string }) {
   const app: FastifyInstance = await createSandboxAggregator({
     logger: createLogger('sandbox-test', 'silent'),
+    databaseUrl: inject('databaseUrl'),
+    schema: sandboxSchema(),
     webhookSecret: WEBHOOK_SECRET,
     callbackDelayMs: 30,
     webhookRetry: { attempts: 4, baseDelayMs: 20, maxDelayMs: 100, timeoutMs: 2_000 },
