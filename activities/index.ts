@@ -21,6 +21,8 @@ export interface ActivityDeps {
   destinationKeys: DestinationKeyRing;
   /** Bearer token the aggregator requires (SANDBOX_API_TOKEN), if any. */
   providerToken?: string;
+  /** CHAOS_BREAK: a deliberately broken build (tests of the chaos run only). */
+  chaosBreak?: 'submission-key';
 }
 
 /** Every activity the worker registers (payout and deposit sagas), bound to its dependencies. */
@@ -31,7 +33,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createSelfCheckActivities(deps.pool),
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.limits }),
     ...createPayoutLedgerActivities(ledger, deps.pool),
-    ...createProviderActivities({ aggregator, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys) }),
+    ...createProviderActivities({ aggregator, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys), chaosBreak: deps.chaosBreak }),
     ...createProviderIncidentActivities(deps.pool),
     ...createDepositActivities({ pool: deps.pool, ledger, aggregator, limits: deps.limits }),
     ...createReconciliationActivities({ pool: deps.pool, aggregator }),

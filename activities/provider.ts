@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
 import type { Pool } from '../lib/db';
 import { DestinationUnreadable, type DestinationVault, type StoredDestination } from '../lib/destination-vault';
 import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
@@ -41,7 +42,7 @@ function toProviderPayout(body: AggregatorPayoutBody): ProviderPayout {
 }
 
 /** The payout's calls to the aggregator (see aggregator-client.ts for idempotency and error classes). */
-export function createProviderActivities(deps: { aggregator: Aggregator; pool: Pool; destinations: DestinationVault }) {
+export function createProviderActivities(deps: { aggregator: Aggregator; pool: Pool; destinations: DestinationVault; chaosBreak?: 'submission-key' }) {
   const base = deps.aggregator;
 
   /**
@@ -65,7 +66,9 @@ export function createProviderActivities(deps: { aggregator: Aggregator; pool: P
     /** `destination` only from sagas started before destinations moved to PostgreSQL. */
     async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination?: PayoutDestination; record?: PayoutStateRecord }): Promise<ProviderPayout> {
       const destination = input.destination ?? (await destinationOf(input.payoutId));
-      const submitted = toProviderPayout((await submitToAggregator(base, 'payouts', input.payoutId, { amount: input.amount, destination })) as AggregatorPayoutBody);
+      // CHAOS_BREAK=submission-key (tests only): each attempt is a payout of its own, as a build that lost its key would send.
+      const reference = deps.chaosBreak === 'submission-key' ? `${input.payoutId}:${Context.current().info.attempt}` : input.payoutId;
+      const submitted = toProviderPayout((await submitToAggregator(base, 'payouts', reference, { amount: input.amount, destination })) as AggregatorPayoutBody);
       // The state the submission leads to (SUBMITTED), mirrored in the same activity once the provider has it.
       if (input.record) await writePayoutState(deps.pool, input.record);
       return submitted;

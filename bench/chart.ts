@@ -164,6 +164,54 @@ export function renderSoakChartPng(input: SoakChartInput, pngPath: string): Prom
   return screenshot(soakChartHtml(input), 3, pngPath);
 }
 
+export interface ChaosChartInput {
+  title: string;
+  subtitle: string;
+  perSecond: { second: number; accepted: number; retried: number }[];
+  faults: { kind: string; at_s: number; ended_s: number }[];
+}
+
+/** The chaos run's timeline: requests accepted and attempts that had to be retried, each second, faults as bands. */
+export function chaosChartHtml(input: ChaosChartInput): string {
+  const width = 2 * W + 16;
+  const height = H + 60;
+  const m = { left: 64, right: 16, top: 40, bottom: 110 };
+  const innerW = width - m.left - m.right;
+  const innerH = height - m.top - m.bottom;
+  const xMax = Math.max(10, ...input.perSecond.map((p) => p.second), ...input.faults.map((f) => f.ended_s)) * 1.01;
+  const yMax = Math.max(4, ...input.perSecond.flatMap((p) => [p.accepted, p.retried])) * 1.2;
+  const x = (v: number) => m.left + (v / xMax) * innerW;
+  const y = (v: number) => m.top + innerH - (v / yMax) * innerH;
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`;
+  svg += `<text x="${m.left}" y="22" font-size="15" font-weight="bold">Requests each second, with the faults inflicted</text>`;
+  input.faults.forEach((f, i) => {
+    const x0 = x(f.at_s);
+    const w = Math.max(2, x(f.ended_s) - x0);
+    svg += `<rect x="${x0}" y="${m.top}" width="${w}" height="${innerH}" fill="${i % 2 ? '#fde2e2' : '#fff0d6'}"/>`;
+    svg += `<text transform="translate(${x0 + 3} ${m.top + innerH + 22}) rotate(40)" font-size="11" fill="#a33">${f.kind}</text>`;
+  });
+  for (const t of niceTicks(yMax)) svg += `<line x1="${m.left}" x2="${width - m.right}" y1="${y(t)}" y2="${y(t)}" stroke="#e5e5e5"/><text x="${m.left - 6}" y="${y(t) + 4}" text-anchor="end">${t}</text>`;
+  for (const t of niceTicks(xMax)) svg += `<text x="${x(t)}" y="${m.top + innerH + 14}" text-anchor="middle" fill="#555">${t}</text>`;
+  svg += `<rect x="${m.left}" y="${m.top}" width="${innerW}" height="${innerH}" fill="none" stroke="#999"/>`;
+  svg += `<text x="${m.left + innerW / 2}" y="${height - 8}" text-anchor="middle">seconds into the run</text>`;
+  svg += `<text transform="translate(16 ${m.top + innerH / 2}) rotate(-90)" text-anchor="middle">per second</text>`;
+  const lines: [string, string, (p: ChaosChartInput['perSecond'][number]) => number][] = [
+    ['#1f6feb', 'accepted (201/202)', (p) => p.accepted],
+    ['#e8590c', 'attempts retried (timeout, reset, 5xx, 429)', (p) => p.retried],
+  ];
+  lines.forEach(([color, label, value], i) => {
+    svg += `<polyline points="${input.perSecond.map((p) => `${x(p.second).toFixed(1)},${y(value(p)).toFixed(1)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="1.8"/>`;
+    const ly = m.top + 14 + i * 16;
+    svg += `<line x1="${m.left + 10}" x2="${m.left + 34}" y1="${ly - 4}" y2="${ly - 4}" stroke="${color}" stroke-width="2.5"/><text x="${m.left + 40}" y="${ly}">${label}</text>`;
+  });
+  svg += '</svg>';
+  return page(input.title, input.subtitle, [svg]).replace(`width:${W}px`, `width:${width}px`);
+}
+
+export async function renderChaosChartPng(input: ChaosChartInput, pngPath: string): Promise<void> {
+  await screenshot(chaosChartHtml(input), 2, pngPath);
+}
+
 /** Debian's Chromium (apt-get install chromium), or the browser named by CHROMIUM_PATH (as test/browser does). */
 async function screenshot(html: string, panels: number, pngPath: string): Promise<void> {
   const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

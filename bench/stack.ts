@@ -25,7 +25,16 @@ export interface Stack {
 }
 
 /** Starts `apps/launcher/main.ts` as `npm start` does, in `dataDir`, on free ports; resolves once it says it is up. */
-export async function startStack(dataDir: string, log: (line: string) => void, opts: { cluster?: boolean } = {}): Promise<Stack> {
+export interface StackOptions {
+  cluster?: boolean;
+  /**
+   * Rewires the stack's connections (the chaos run puts a fault-injection proxy between worker and provider and
+   * between provider and API, and its receiver behind the outbox): given the ports chosen, extra settings.
+   */
+  wire?: (ports: { api: number; sandbox: number }) => Promise<NodeJS.ProcessEnv>;
+}
+
+export async function startStack(dataDir: string, log: (line: string) => void, opts: StackOptions = {}): Promise<Stack> {
   const [api, sandbox, pgPort, ui, metrics] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
   // The cluster's Temporal server takes 8 ports after its frontend's; further API instances and workers take
   // the ports after API_PORT and WORKER_METRICS_ADDRESS's, hence ranges.
@@ -45,6 +54,7 @@ export async function startStack(dataDir: string, log: (line: string) => void, o
   };
   // Only the ports and the data folder differ from a user's `npm start`: every other setting is its default,
   // whatever this shell has set.
+  Object.assign(ports, await opts.wire?.({ api: apiBase, sandbox: sandbox! }));
   const env: NodeJS.ProcessEnv = { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !(name in settings))), ...ports };
   const config = loadConfig(ports);
   const warnings: string[] = [];

@@ -70,6 +70,11 @@ export const settings = {
   SANDBOX_WEBHOOK_URL: setting(url, 'http://127.0.0.1:3000/v1/webhooks/sandbox', 'Where the sandbox aggregator sends its webhooks.'),
   SANDBOX_API_TOKEN: setting(z.string().min(32).optional(), undefined, 'Bearer token the sandbox aggregator requires on its API and control endpoints, and the worker sends. Unset: no token (development and tests only; the sandbox refuses to start without one in production).'),
 
+  CHAOS_BREAK: setting(
+    z.enum(['submission-key']).optional(),
+    undefined,
+    'Test only, refused in production: a deliberately broken build for the chaos run to catch. submission-key: every retried provider submission is sent as a new payout (its own key and reference).',
+  ),
   SANDBOX_DATABASE_URL: setting(url.optional(), undefined, 'PostgreSQL where the sandbox aggregator keeps its state (schema sandbox_aggregator). Unset: the platform\'s database.'),
   SANDBOX_CALLBACK_DELAY_MS: setting(z.coerce.number().int().min(0), '1000', 'How long the sandbox aggregator waits before resolving a payout or deposit and calling back.'),
   WEBHOOK_TOLERANCE_SECONDS: setting(z.coerce.number().int().min(1).max(3600), '300', 'Largest accepted age (or clock skew) of a webhook signature timestamp.'),
@@ -176,6 +181,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
     if (out.DESTINATION_KEYS instanceof DestinationKeyRing && out.DESTINATION_KEYS.sharesKeyWith(DestinationKeyRing.parse(DEV_DESTINATION_KEYS))) {
       problems.push({ setting: 'DESTINATION_KEYS', message: 'the dev key is refused in production' });
     }
+    if (out.CHAOS_BREAK !== undefined) problems.push({ setting: 'CHAOS_BREAK', message: 'a deliberately broken build is refused in production' });
     for (const name of opts.requiredInProduction ?? []) if (out[name] === undefined) problems.push({ setting: name, message: 'required in production' });
   }
   if (problems.length > 0) throw new ConfigError(problems);

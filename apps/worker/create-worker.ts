@@ -111,5 +111,6 @@ export function workerSettings(config: Config): Omit<ActivityDeps, 'pool'> & Pic
     limits: moneyLimits(config),
     destinationKeys: config.DESTINATION_KEYS,
     providerToken: config.SANDBOX_API_TOKEN,
+    chaosBreak: config.CHAOS_BREAK,
   };
 }

@@ -1,0 +1,323 @@
+/**
+ * `npm run chaos`: thousands of payouts through crashes, restarts and network faults, on the stack `npm start`
+ * runs (the launcher as a child process, default settings), with Toxiproxy between worker and provider and
+ * between provider and API. The verdict is computed from outside once everything has settled (chaos/verdict.ts).
+ *
+ *   npm run chaos                   short run: a few hundred payouts, every fault once (CI runs it)
+ *   npm run chaos -- --long         10,000 payouts, every fault several times
+ *   --payouts N --rate R            workload size and open-loop rate (payouts per second)
+ *   --broken submission-key         a deliberately broken build (CHAOS_BREAK): the run must fail, naming it
+ *
+ * Prints the report, saves it as bench/results/chaos[-long|-broken]-<date>.json and .png; exit code 0 only
+ * when nothing was lost, nothing happened twice, and the ledger, reconciliation and outbox are clean.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import pg from 'pg';
+import { startStack, type Stack } from '../bench/stack';
+import { renderChaosChartPng } from '../bench/chart';
+import { RECONCILIATION_SCHEDULE_ID } from '../temporal/schedules';
+import { repoRoot, settings } from '../lib/config';
+import { signToken } from '../lib/tokens';
+import { sleep } from '../lib/wait';
+import { FAULT_KINDS, inflict, PROVIDER_PROXY, WEBHOOK_PROXY, type FaultKind, type FaultRecord } from './faults';
+import { startOutboxReceiver } from './receiver';
+import { startToxiproxy, type Toxiproxy } from './toxiproxy';
+import { checkMoney, checkOutbox, stillOpen, type Failure } from './verdict';
+import { depositBody, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, send, type ClientOptions, type Request } from './workload';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const option = (name: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const long = flag('long');
+const broken = option('broken') as 'submission-key' | undefined;
+const payoutCount = Number(option('payouts') ?? (long ? 10_000 : 300));
+const rate = Number(option('rate') ?? (long ? 8 : 3));
+const faultRounds = long ? 4 : 1;
+/** The velocity limit allows 20 payouts per account per hour: 12 each leaves room. */
+const PAYOUTS_PER_ACCOUNT = 12;
+const FUNDING_MINOR = 1_000_000;
+const say = (msg: string) => process.stderr.write(`[chaos] ${msg}\n`);
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-chaos-'));
+  say(`data folder ${dataDir}; ${payoutCount} payouts at ${rate}/s, ${FAULT_KINDS.length} fault kinds × ${faultRounds}${broken ? `, broken build: ${broken}` : ''}`);
+  const toxiproxy = await startToxiproxy(dataDir, say);
+  const receiver = await startOutboxReceiver(settings.OUTBOX_WEBHOOK_SECRET.default!);
+  let sandboxDirect = '';
+  let stack: Stack | undefined;
+  try {
+    stack = await startStack(dataDir, () => undefined, {
+      wire: async (ports) => {
+        sandboxDirect = `http://127.0.0.1:${ports.sandbox}`;
+        const provider = await toxiproxy.proxy(PROVIDER_PROXY, `127.0.0.1:${ports.sandbox}`);
+        const webhooks = await toxiproxy.proxy(WEBHOOK_PROXY, `127.0.0.1:${ports.api}`);
+        return {
+          SANDBOX_URL: `http://${provider}`,
+          SANDBOX_WEBHOOK_URL: `http://${webhooks}/v1/webhooks/sandbox`,
+          OUTBOX_ENDPOINTS: receiver.url,
+          ...(broken ? { CHAOS_BREAK: broken } : {}),
+        };
+      },
+    });
+    say(`platform up at ${stack.apiUrl}; worker → provider and provider → API through Toxiproxy (${toxiproxy.apiUrl})`);
+    const report = await run(stack, toxiproxy, receiver, sandboxDirect, dataDir, startedAt);
+    const resultsDir = path.join(repoRoot, 'bench', 'results');
+    const name = `chaos${long ? '-long' : ''}${broken ? '-broken' : ''}-${startedAt.toISOString().slice(0, 10)}`;
+    fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
+    await renderChaosChartPng(
+      {
+        title: `Chaos run: ${report.workload.payouts} payouts and ${report.workload.deposits} deposits through ${report.faults.length} faults on the npm start stack`,
+        subtitle: `${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${os.cpus().length} cores · verdict: ${report.verdict.pass ? 'PASS' : 'FAIL'} · lost ${report.verdict.lost}, duplicated ${report.verdict.duplicated}`,
+        perSecond: report.per_second,
+        faults: report.faults,
+      },
+      path.join(resultsDir, `${name}.png`),
+    ).catch((err: unknown) => say(`chart not drawn: ${err instanceof Error ? err.message : String(err)}`));
+    printReport(report);
+    say(`saved bench/results/${name}.json and .png`);
+    process.exitCode = report.verdict.pass ? 0 : 1;
+  } finally {
+    await stack?.stop().catch(() => undefined);
+    await toxiproxy.stop();
+    await receiver.close();
+  }
+}
+
+async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnType<typeof startOutboxReceiver>>, sandboxDirect: string, dataDir: string, startedAt: Date) {
+  const token = await signToken({ sub: 'chaos-backend', role: 'service' }, stack.config.AUTH_JWT_SECRET);
+  const staff = await signToken({ sub: 'chaos-staff', role: 'staff' }, stack.config.AUTH_JWT_SECRET);
+  const client: ClientOptions = { apiUrl: stack.apiUrl, token, attemptTimeoutMs: 5_000, giveUpAfterMs: 180_000 };
+  const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
+  db.on('error', () => undefined);
+  try {
+    // Accounts, each funded by one deposit before the faults start.
+    const accounts = Array.from({ length: Math.ceil(payoutCount / PAYOUTS_PER_ACCOUNT) }, (_, i) => `chaos-${startedAt.getTime()}-${i}`);
+    const funded = new Map<string, number>();
+    const funding: Request[] = [];
+    for (let i = 0; i < accounts.length; i += 8) {
+      await Promise.all(
+        accounts.slice(i, i + 8).map(async (accountId) => {
+          const created = await send(client, 'POST', '/v1/accounts', { account_id: accountId, currency: 'EUR' }, undefined, []);
+          if (created?.status !== 201 && created?.status !== 200) throw new Error(`account ${accountId}: ${created?.status}`);
+          const deposit = newDeposit(accountId, false, FUNDING_MINOR);
+          const answer = await send(client, 'POST', '/v1/deposits', depositBody(deposit), deposit.key, deposit.attempts);
+          if (answer?.status !== 201 && answer?.status !== 202) throw new Error(`funding ${accountId}: ${answer?.status}`);
+          deposit.answer = { status: answer.status, at: Date.now() };
+          funding.push(deposit);
+        }),
+      );
+    }
+    for (let waited = 0; (await stillOpen(db, funding)).length > 0; waited++) {
+      if (waited > 240) throw new Error('funding deposits not credited within 2 minutes');
+      await sleep(500);
+    }
+    for (const d of funding) funded.set(d.accountId, FUNDING_MINOR);
+    say(`${accounts.length} accounts funded; workload and faults start`);
+
+    // The workload, open loop, and the fault schedule beside it.
+    const t0 = Date.now();
+    const clock = () => (Date.now() - t0) / 1000;
+    const requests: Request[] = [];
+    const inFlight: Promise<void>[] = [];
+    let payoutsSent = 0;
+    const sendPayout = (i: number) => {
+      const scenario = PAYOUT_SCENARIOS[i % PAYOUT_SCENARIOS.length]!;
+      const accountId = accounts[Math.floor(i / PAYOUTS_PER_ACCOUNT) % accounts.length]!;
+      const request = newPayout(accountId, scenario, 100 + ((i * 37) % 900));
+      requests.push(request);
+      inFlight.push(
+        (async () => {
+          const answer = await send(client, 'POST', '/v1/payouts', payoutBody(request, scenario.walletId), request.key, request.attempts);
+          request.answer = answer ? { status: answer.status, at: Date.now(), ...(answer.json?.code ? { code: answer.json.code } : {}) } : undefined;
+          // Some players change their mind at once.
+          if (answer && (answer.status === 201 || answer.status === 202) && i % 10 === 3) {
+            const cancelled = await send(client, 'POST', `/v1/payouts/${request.id}/cancel`, { reason: 'changed my mind' }, `${request.key}:cancel`, []);
+            request.cancel = cancelled ? { status: cancelled.status, ...(cancelled.json?.code ? { code: cancelled.json.code } : {}) } : undefined;
+          }
+        })(),
+      );
+    };
+    const sendDeposit = (i: number) => {
+      const accountId = accounts[i % accounts.length]!;
+      const request = newDeposit(accountId, i % 4 === 1, 5_000);
+      requests.push(request);
+      inFlight.push(
+        (async () => {
+          // The provider's outcome for this deposit, scripted before the platform submits it.
+          if (request.expected === 'FAILED') await fetch(`${sandboxDirect}/sandbox/scenarios/${request.id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ scenario: 'fail' }) });
+          const answer = await send(client, 'POST', '/v1/deposits', depositBody(request), request.key, request.attempts);
+          request.answer = answer ? { status: answer.status, at: Date.now(), ...(answer.json?.code ? { code: answer.json.code } : {}) } : undefined;
+        })(),
+      );
+    };
+    const burst = async () => {
+      for (let k = 0; k < 4; k++) sendPayout(payoutsSent++);
+      await sleep(40); // on the wire: sagas starting, no answer yet
+    };
+
+    const faults: FaultRecord[] = [];
+    const schedule: FaultKind[] = Array.from({ length: faultRounds }, () => [...FAULT_KINDS]).flat();
+    const gapS = Math.max(3, (payoutCount / rate - 15) / schedule.length - 6);
+    const faultsDone = (async () => {
+      await sleep(8_000);
+      for (const kind of schedule) {
+        try {
+          const record = await inflict(kind, { dataDir, toxiproxy, clock, burst, networkFaultMs: 5_000 });
+          faults.push(record);
+          say(`${record.at_s.toFixed(0)} s: ${record.detail}`);
+        } catch (err) {
+          faults.push({ kind, at_s: clock(), ended_s: clock(), detail: `could not inflict: ${err instanceof Error ? err.message : String(err)}` });
+        }
+        await sleep(gapS * 1000);
+      }
+    })();
+    let faultsOver = false;
+    void faultsDone.then(() => (faultsOver = true));
+    for (let i = 0; payoutsSent < payoutCount || !faultsOver; i++) {
+      const due = t0 + (i * 1000) / rate;
+      if (due > Date.now()) await sleep(due - Date.now());
+      if (i % 8 === 7) sendDeposit(i);
+      else sendPayout(payoutsSent++);
+    }
+    await faultsDone;
+    say(`${requests.length} requests sent in ${clock().toFixed(0)} s; waiting for the answers and for every saga to settle`);
+    await Promise.all(inFlight);
+    const drainStarted = Date.now();
+    let open = await stillOpen(db, requests);
+    while (open.length > 0 && Date.now() - drainStarted < 300_000) {
+      await sleep(2_000);
+      open = await stillOpen(db, requests);
+    }
+    say(`drained in ${((Date.now() - drainStarted) / 1000).toFixed(0)} s (${open.length} still open)`);
+
+    // From outside: money, provider record, ledger check, reconciliation, outbox.
+    const money = await checkMoney(db, requests, {
+      funded,
+      balance: async (accountId) => {
+        const answer = await send(client, 'GET', `/v1/accounts/${accountId}/balance`, undefined, undefined, []);
+        return answer!.json;
+      },
+    });
+    const failures: Failure[] = [...open.map((r) => ({ check: 'not settled', id: r.id, detail: `${r.kind}/${r.scenario} still open ${(Date.now() - drainStarted) / 1000} s after the run` })), ...money.failures];
+    const ledgerCheck = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/ledger-check.ts'], { cwd: repoRoot, env: { ...process.env, DATABASE_URL: stack.databaseUrl }, encoding: 'utf8' });
+    if (ledgerCheck.status !== 0) failures.push({ check: 'ledger:check', id: 'ledger', detail: `exit ${ledgerCheck.status}: ${(ledgerCheck.stdout + ledgerCheck.stderr).trim().slice(0, 600)}` });
+    const reconciliation = await reconcile(stack, staff);
+    if (reconciliation.status !== 'clean') failures.push({ check: 'reconciliation', id: reconciliation.run_id ?? 'none', detail: JSON.stringify(reconciliation.detail).slice(0, 600) });
+    const outboxStarted = Date.now();
+    let outbox = await checkOutbox(db, startedAt, receiver.received);
+    while (outbox.failures.length > 0 && Date.now() - outboxStarted < 60_000) {
+      await sleep(2_000);
+      outbox = await checkOutbox(db, startedAt, receiver.received);
+    }
+    failures.push(...outbox.failures);
+    if (receiver.badSignatures.length > 0) failures.push({ check: 'outbox signature', id: 'receiver', detail: `${receiver.badSignatures.length} deliveries with a bad signature` });
+
+    for (const fault of faults) fault.recovered_after_s = firstAcceptedAfter(requests, t0, fault.ended_s, fault.at_s);
+    const lost = failures.filter((f) => f.check === 'lost' || f.check === 'not settled').length;
+    const duplicated = failures.filter((f) => f.check === 'submitted twice' || f.check === 'ledger movements').length;
+    const retried = requests.filter((r) => r.attempts.length > 1);
+    return {
+      date: startedAt.toISOString(),
+      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
+      stack: { started: 'apps/launcher/main.ts as a child process, own DATA_DIR and free ports, default settings; Toxiproxy between worker and provider and between provider and API', broken: broken ?? null },
+      workload: {
+        payouts: requests.filter((r) => r.kind === 'payout').length,
+        deposits: requests.filter((r) => r.kind === 'deposit').length,
+        accounts: accounts.length,
+        rate_per_s: rate,
+        seconds: Math.round(clock()),
+        cancels: countBy(requests.filter((r) => r.cancel), (r) => `${r.cancel!.status} ${r.cancel!.code ?? ''}`.trim()),
+        answers: countBy(requests, (r) => (r.answer ? `${r.answer.status}${r.answer.code ? ` ${r.answer.code}` : ''}` : 'no answer')),
+        requests_retried: retried.length,
+        attempts_by_outcome: countBy(requests.flatMap((r) => r.attempts), (a) => `${a.status}${a.code ? ` ${a.code}` : ''}`),
+      },
+      outcomes: money.outcomes,
+      faults,
+      reconciliation: { run_id: reconciliation.run_id, status: reconciliation.status },
+      ledger_check: { exit: ledgerCheck.status },
+      outbox: { events: outbox.events, deliveries: outbox.deliveries, refused_first_deliveries: receiver.refused() },
+      verdict: { pass: failures.length === 0, lost, duplicated, failures: failures.slice(0, 200), failure_count: failures.length },
+      per_second: perSecond(requests, t0),
+    };
+  } finally {
+    await db.end();
+  }
+}
+
+/** Triggers the reconciliation schedule once the run has settled and waits for that run's result. */
+async function reconcile(stack: Stack, staff: string): Promise<{ run_id?: string; status: string; detail?: unknown }> {
+  const connection = await Connection.connect({ address: stack.temporalAddress });
+  try {
+    const client = new Client({ connection, namespace: stack.config.TEMPORAL_NAMESPACE });
+    const before = await latestReconciliation(stack, staff);
+    await client.schedule.getHandle(RECONCILIATION_SCHEDULE_ID).trigger();
+    for (let i = 0; i < 120; i++) {
+      await sleep(1_000);
+      const latest = await latestReconciliation(stack, staff);
+      if (latest && latest.run_id !== before?.run_id) return { run_id: latest.run_id, status: latest.status, detail: { by_kind: latest.by_kind, mismatches: latest.mismatches?.slice(0, 5), invariant_violations: latest.invariant_violations } };
+    }
+    return { status: 'no run within 2 minutes' };
+  } finally {
+    await connection.close();
+  }
+}
+
+async function latestReconciliation(stack: Stack, staff: string): Promise<any> {
+  const res = await fetch(`${stack.apiUrl}/v1/ops/reconciliation/latest`, { headers: { authorization: `Bearer ${staff}` } });
+  return res.ok ? res.json() : undefined;
+}
+
+/** Seconds from a fault's start to the first payout accepted that was sent after the fault ended. */
+function firstAcceptedAfter(requests: Request[], t0: number, endedS: number, atS: number): number | null {
+  const after = requests
+    .filter((r) => r.kind === 'payout' && (r.answer?.status === 201 || r.answer?.status === 202) && (r.sentAt - t0) / 1000 >= endedS)
+    .map((r) => (r.answer!.at - t0) / 1000);
+  return after.length ? Math.round((Math.min(...after) - atS) * 10) / 10 : null;
+}
+
+function perSecond(requests: Request[], t0: number) {
+  const seconds = new Map<number, { second: number; accepted: number; retried: number }>();
+  const at = (ms: number) => {
+    const second = Math.max(0, Math.floor((ms - t0) / 1000));
+    if (!seconds.has(second)) seconds.set(second, { second, accepted: 0, retried: 0 });
+    return seconds.get(second)!;
+  };
+  for (const r of requests) {
+    if (r.answer && (r.answer.status === 201 || r.answer.status === 202)) at(r.answer.at).accepted += 1;
+    for (const a of r.attempts) if (typeof a.status !== 'number' || a.status >= 500 || a.status === 429) at(a.at).retried += 1;
+  }
+  return [...seconds.values()].sort((a, b) => a.second - b.second);
+}
+
+function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const item of items) out[key(item)] = (out[key(item)] ?? 0) + 1;
+  return out;
+}
+
+function printReport(report: Awaited<ReturnType<typeof run>>): void {
+  const lines = [
+    `\nchaos: ${report.workload.payouts} payouts, ${report.workload.deposits} deposits on ${report.workload.accounts} accounts in ${report.workload.seconds} s; ${report.workload.requests_retried} requests retried by their client`,
+    `  answers ${JSON.stringify(report.workload.answers)}; cancels ${JSON.stringify(report.workload.cancels)}`,
+    ...Object.entries(report.outcomes).map(([scenario, counts]) => `  ${scenario.padEnd(42)} ${JSON.stringify(counts)}`),
+    '  faults:',
+    ...report.faults.map((f) => `    ${f.at_s.toFixed(0).padStart(5)} s  ${f.kind.padEnd(24)} over after ${(f.ended_s - f.at_s).toFixed(1)} s, first payout accepted ${f.recovered_after_s ?? '—'} s after it began  (${f.detail})`),
+    `  reconciliation ${report.reconciliation.status}; ledger:check exit ${report.ledger_check.exit}; outbox ${report.outbox.events} events, ${report.outbox.deliveries} deliveries (${report.outbox.refused_first_deliveries} refused once by the receiver)`,
+    `  verdict: ${report.verdict.pass ? 'PASS' : 'FAIL'}: lost ${report.verdict.lost}, duplicated ${report.verdict.duplicated}, ${report.verdict.failure_count} failure(s)`,
+    ...report.verdict.failures.slice(0, 20).map((f) => `    FAIL ${f.check}: ${f.id}: ${f.detail}`),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`[chaos] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 2;
+});

@@ -1,0 +1,108 @@
+/**
+ * The chaos run's clients: players' apps posting payouts (every sandbox scenario), deposits and cancels, open
+ * loop, each retrying with the same Idempotency-Key after a timeout, a reset connection, a 5xx or a 429 (honouring
+ * Retry-After), as the README tells an app to. Everything they were told is kept for the verdict.
+ */
+import { randomUUID } from 'node:crypto';
+import { resourceIdFor } from '../apps/api/common/idempotency';
+import { sleep } from '../lib/wait';
+
+/** What a scenario is expected to end as, when nothing cancelled it. */
+export interface PayoutScenario {
+  name: string;
+  /** The e-wallet id that selects it at the sandbox (its magic values). */
+  walletId: string;
+  expected: 'SETTLED' | 'FAILED' | 'RETURNED';
+}
+
+export const PAYOUT_SCENARIOS: PayoutScenario[] = [
+  { name: 'settle', walletId: 'wallet-chaos', expected: 'SETTLED' },
+  { name: 'settle', walletId: 'wallet-chaos', expected: 'SETTLED' },
+  { name: 'fail', walletId: 'sandbox:fail', expected: 'FAILED' },
+  { name: 'slow', walletId: 'sandbox:slow:2500', expected: 'SETTLED' },
+  { name: 'error_then_ok', walletId: 'sandbox:error_then_ok:2', expected: 'SETTLED' },
+  { name: 'duplicate_callback', walletId: 'sandbox:duplicate_callback', expected: 'SETTLED' },
+  { name: 'duplicate_callback_distinct_id', walletId: 'sandbox:duplicate_callback:distinct', expected: 'SETTLED' },
+  { name: 'out_of_order', walletId: 'sandbox:out_of_order', expected: 'RETURNED' },
+  { name: 'return_after_settlement', walletId: 'sandbox:return_after_settlement', expected: 'RETURNED' },
+  { name: 'never_callback', walletId: 'sandbox:never_callback', expected: 'SETTLED' },
+  { name: 'reject', walletId: 'sandbox:reject', expected: 'FAILED' },
+];
+
+export interface Attempt {
+  at: number;
+  ms: number;
+  status: number | 'timeout' | 'network';
+  code?: string;
+}
+
+export interface Request {
+  kind: 'payout' | 'deposit';
+  /** The resource id the platform derives from account and key (what a retry must find again). */
+  id: string;
+  accountId: string;
+  key: string;
+  amountMinor: number;
+  scenario: string;
+  expected: string;
+  sentAt: number;
+  attempts: Attempt[];
+  /** The last answer: 201/202 (accepted), another 4xx, or none after every retry. */
+  answer?: { status: number; at: number; code?: string };
+  cancel?: { status: number; code?: string };
+}
+
+export interface ClientOptions {
+  apiUrl: string;
+  token: string;
+  /** Per attempt; a client that waits longer than the sync deadline (3 s) and a bit. */
+  attemptTimeoutMs: number;
+  /** Total time a client keeps retrying one request. */
+  giveUpAfterMs: number;
+}
+
+const RETRYABLE = (status: number) => status >= 500 || status === 429 || status === 408;
+
+/** One logical request: attempts with the same key until an answer binds (2xx or a 4xx that is not 429). */
+export async function send(opts: ClientOptions, method: string, route: string, body: unknown, key: string | undefined, attempts: Attempt[]): Promise<{ status: number; json: any } | undefined> {
+  const started = Date.now();
+  for (let n = 0; ; n++) {
+    const at = Date.now();
+    let retryAfterMs = 0;
+    try {
+      const headers: Record<string, string> = { authorization: `Bearer ${opts.token}` };
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      if (key) headers['idempotency-key'] = key;
+      const res = await fetch(`${opts.apiUrl}${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(opts.attemptTimeoutMs) });
+      const text = await res.text();
+      const json = text ? JSON.parse(text) : undefined;
+      attempts.push({ at, ms: Date.now() - at, status: res.status, ...(json?.code ? { code: json.code } : {}) });
+      if (!RETRYABLE(res.status)) return { status: res.status, json };
+      retryAfterMs = Number(res.headers.get('retry-after') ?? 0) * 1000;
+    } catch (err) {
+      const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+      attempts.push({ at, ms: Date.now() - at, status: timedOut ? 'timeout' : 'network' });
+    }
+    if (Date.now() - started > opts.giveUpAfterMs) return undefined;
+    // Exponential backoff with full jitter, at least what Retry-After asked for.
+    await sleep(Math.max(retryAfterMs, Math.random() * Math.min(8_000, 250 * 2 ** n)));
+  }
+}
+
+export function newPayout(accountId: string, scenario: PayoutScenario, amountMinor: number): Request {
+  const key = randomUUID();
+  return { kind: 'payout', id: resourceIdFor('po', accountId, key), accountId, key, amountMinor, scenario: scenario.name, expected: scenario.expected, sentAt: Date.now(), attempts: [] };
+}
+
+export function newDeposit(accountId: string, fails: boolean, amountMinor: number): Request {
+  const key = randomUUID();
+  return { kind: 'deposit', id: resourceIdFor('dp', accountId, key), accountId, key, amountMinor, scenario: fails ? 'fail' : 'settle', expected: fails ? 'FAILED' : 'CREDITED', sentAt: Date.now(), attempts: [] };
+}
+
+export function payoutBody(request: Request, walletId: string) {
+  return { account_id: request.accountId, amount: { minor_units: request.amountMinor, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: walletId } };
+}
+
+export function depositBody(request: Request) {
+  return { account_id: request.accountId, amount: { minor_units: request.amountMinor, currency: 'EUR' } };
+}
