@@ -66,8 +66,9 @@ export function createProviderActivities(deps: { aggregator: Aggregator; pool: P
     /** `destination` only from sagas started before destinations moved to PostgreSQL. */
     async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination?: PayoutDestination; record?: PayoutStateRecord }): Promise<ProviderPayout> {
       const destination = input.destination ?? (await destinationOf(input.payoutId));
-      // CHAOS_BREAK=submission-key (tests only): each attempt is a payout of its own, as a build that lost its key would send.
-      const reference = deps.chaosBreak === 'submission-key' ? `${input.payoutId}:${Context.current().info.attempt}` : input.payoutId;
+      // CHAOS_BREAK=submission-key (tests only): a retried attempt is a payout of its own, as a build that lost its key would send.
+      const attempt = Context.current().info.attempt;
+      const reference = deps.chaosBreak === 'submission-key' && attempt > 1 ? `${input.payoutId}:${attempt}` : input.payoutId;
       const submitted = toProviderPayout((await submitToAggregator(base, 'payouts', reference, { amount: input.amount, destination })) as AggregatorPayoutBody);
       // The state the submission leads to (SUBMITTED), mirrored in the same activity once the provider has it.
       if (input.record) await writePayoutState(deps.pool, input.record);

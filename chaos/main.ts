@@ -7,6 +7,9 @@
  *   npm run chaos -- --long         10,000 payouts, every fault several times
  *   --payouts N --rate R            workload size and open-loop rate (payouts per second)
  *   --broken submission-key         a deliberately broken build (CHAOS_BREAK): the run must fail, naming it
+ *   --faults kill-worker,...|none   only these fault kinds (default: every kind)
+ *   --drain-s S                     how long to wait for every saga to settle after the workload (300)
+ *   --results DIR                   where the report goes (bench/results)
  *
  * Prints the report, saves it as bench/results/chaos[-long|-broken]-<date>.json and .png; exit code 0 only
  * when nothing was lost, nothing happened twice, and the ledger, reconciliation and outbox are clean.
@@ -39,16 +42,26 @@ const long = flag('long');
 const broken = option('broken') as 'submission-key' | undefined;
 const payoutCount = Number(option('payouts') ?? (long ? 10_000 : 300));
 const rate = Number(option('rate') ?? (long ? 8 : 3));
+/** How long to wait, after the workload, for every accepted request to reach its final state. */
+const drainS = Number(option('drain-s') ?? 300);
+const resultsDir = path.resolve(option('results') ?? path.join(repoRoot, 'bench', 'results'));
 const faultRounds = long ? 4 : 1;
+/** --faults a,b,c (or none): only these kinds, e.g. for the broken build's quick run. */
+const faultKinds: FaultKind[] = option('faults') === undefined ? [...FAULT_KINDS] : option('faults') === 'none' ? [] : (option('faults')!.split(',') as FaultKind[]);
+for (const kind of faultKinds) if (!FAULT_KINDS.includes(kind)) throw new Error(`unknown fault kind ${kind}; known: ${FAULT_KINDS.join(', ')}`);
 /** The velocity limit allows 20 payouts per account per hour: 12 each leaves room. */
 const PAYOUTS_PER_ACCOUNT = 12;
 const FUNDING_MINOR = 1_000_000;
+/** Failures listed most serious first (money twice, money lost), then the rest in check order. */
+const SEVERITY = ['submitted twice', 'ledger movements', 'ledger amount', 'balance', 'lost', 'provider record differs', 'final state', 'not settled', 'not submitted', 'ledger:check', 'reconciliation', 'outbox event', 'outbox delivery', 'outbox order', 'outbox signature'];
+/** Load before the first fault, so every fault hits payouts in flight. */
+const FAULT_LEAD_MS = 8_000;
 const say = (msg: string) => process.stderr.write(`[chaos] ${msg}\n`);
 
 async function main(): Promise<void> {
   const startedAt = new Date();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-chaos-'));
-  say(`data folder ${dataDir}; ${payoutCount} payouts at ${rate}/s, ${FAULT_KINDS.length} fault kinds × ${faultRounds}${broken ? `, broken build: ${broken}` : ''}`);
+  say(`data folder ${dataDir}; ${payoutCount} payouts at ${rate}/s, ${faultKinds.length} fault kinds × ${faultRounds}${broken ? `, broken build: ${broken}` : ''}`);
   const toxiproxy = await startToxiproxy(dataDir, say);
   const receiver = await startOutboxReceiver(settings.OUTBOX_WEBHOOK_SECRET.default!);
   let sandboxDirect = '';
@@ -69,7 +82,6 @@ async function main(): Promise<void> {
     });
     say(`platform up at ${stack.apiUrl}; worker → provider and provider → API through Toxiproxy (${toxiproxy.apiUrl})`);
     const report = await run(stack, toxiproxy, receiver, sandboxDirect, dataDir, startedAt);
-    const resultsDir = path.join(repoRoot, 'bench', 'results');
     const name = `chaos${long ? '-long' : ''}${broken ? '-broken' : ''}-${startedAt.toISOString().slice(0, 10)}`;
     fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
     await renderChaosChartPng(
@@ -82,7 +94,7 @@ async function main(): Promise<void> {
       path.join(resultsDir, `${name}.png`),
     ).catch((err: unknown) => say(`chart not drawn: ${err instanceof Error ? err.message : String(err)}`));
     printReport(report);
-    say(`saved bench/results/${name}.json and .png`);
+    say(`saved ${path.relative(process.cwd(), path.join(resultsDir, name))}.json and .png`);
     process.exitCode = report.verdict.pass ? 0 : 1;
   } finally {
     await stack?.stop().catch(() => undefined);
@@ -98,8 +110,13 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
   const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
   db.on('error', () => undefined);
   try {
-    // Accounts, each funded by one deposit before the faults start.
-    const accounts = Array.from({ length: Math.ceil(payoutCount / PAYOUTS_PER_ACCOUNT) }, (_, i) => `chaos-${startedAt.getTime()}-${i}`);
+    // The workload lasts until both the payouts are sent and the faults are over: as many payouts as that takes.
+    const schedule: FaultKind[] = Array.from({ length: faultRounds }, () => faultKinds).flat();
+    const gapS = schedule.length === 0 ? 0 : Math.max(3, (payoutCount / rate - 15) / schedule.length - 6);
+    const scheduleS = schedule.length === 0 ? 0 : FAULT_LEAD_MS / 1000 + schedule.length * (gapS + 4);
+    const plannedPayouts = Math.max(payoutCount, Math.ceil(rate * (scheduleS + 10)));
+    // Accounts, each funded by one deposit before the faults start; payouts go round robin over them.
+    const accounts = Array.from({ length: Math.ceil(plannedPayouts / PAYOUTS_PER_ACCOUNT) }, (_, i) => `chaos-${startedAt.getTime()}-${i}`);
     const funded = new Map<string, number>();
     const funding: Request[] = [];
     for (let i = 0; i < accounts.length; i += 8) {
@@ -130,7 +147,7 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     let payoutsSent = 0;
     const sendPayout = (i: number) => {
       const scenario = PAYOUT_SCENARIOS[i % PAYOUT_SCENARIOS.length]!;
-      const accountId = accounts[Math.floor(i / PAYOUTS_PER_ACCOUNT) % accounts.length]!;
+      const accountId = accounts[i % accounts.length]!;
       const request = newPayout(accountId, scenario, 100 + ((i * 37) % 900));
       requests.push(request);
       inFlight.push(
@@ -145,9 +162,11 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
         })(),
       );
     };
-    const sendDeposit = (i: number) => {
-      const accountId = accounts[i % accounts.length]!;
-      const request = newDeposit(accountId, i % 4 === 1, 5_000);
+    let depositsSent = 0;
+    const sendDeposit = () => {
+      const n = depositsSent++;
+      const accountId = accounts[(n * 7) % accounts.length]!;
+      const request = newDeposit(accountId, n % 4 === 1, 5_000);
       requests.push(request);
       inFlight.push(
         (async () => {
@@ -164,10 +183,8 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     };
 
     const faults: FaultRecord[] = [];
-    const schedule: FaultKind[] = Array.from({ length: faultRounds }, () => [...FAULT_KINDS]).flat();
-    const gapS = Math.max(3, (payoutCount / rate - 15) / schedule.length - 6);
     const faultsDone = (async () => {
-      await sleep(8_000);
+      await sleep(FAULT_LEAD_MS);
       for (const kind of schedule) {
         try {
           const record = await inflict(kind, { dataDir, toxiproxy, clock, burst, networkFaultMs: 5_000 });
@@ -184,7 +201,7 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     for (let i = 0; payoutsSent < payoutCount || !faultsOver; i++) {
       const due = t0 + (i * 1000) / rate;
       if (due > Date.now()) await sleep(due - Date.now());
-      if (i % 8 === 7) sendDeposit(i);
+      if (i % 8 === 7) sendDeposit();
       else sendPayout(payoutsSent++);
     }
     await faultsDone;
@@ -192,7 +209,7 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     await Promise.all(inFlight);
     const drainStarted = Date.now();
     let open = await stillOpen(db, requests);
-    while (open.length > 0 && Date.now() - drainStarted < 300_000) {
+    while (open.length > 0 && Date.now() - drainStarted < drainS * 1000) {
       await sleep(2_000);
       open = await stillOpen(db, requests);
     }
@@ -221,6 +238,7 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     if (receiver.badSignatures.length > 0) failures.push({ check: 'outbox signature', id: 'receiver', detail: `${receiver.badSignatures.length} deliveries with a bad signature` });
 
     for (const fault of faults) fault.recovered_after_s = firstAcceptedAfter(requests, t0, fault.ended_s, fault.at_s);
+    failures.sort((a, b) => SEVERITY.indexOf(a.check) - SEVERITY.indexOf(b.check));
     const lost = failures.filter((f) => f.check === 'lost' || f.check === 'not settled').length;
     const duplicated = failures.filter((f) => f.check === 'submitted twice' || f.check === 'ledger movements').length;
     const retried = requests.filter((r) => r.attempts.length > 1);

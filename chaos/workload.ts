@@ -20,6 +20,8 @@ export const PAYOUT_SCENARIOS: PayoutScenario[] = [
   { name: 'settle', walletId: 'wallet-chaos', expected: 'SETTLED' },
   { name: 'fail', walletId: 'sandbox:fail', expected: 'FAILED' },
   { name: 'slow', walletId: 'sandbox:slow:2500', expected: 'SETTLED' },
+  // Longer than the worker's 10 s HTTP timeout: the submission is retried and must find the first one.
+  { name: 'slow_past_timeout', walletId: 'sandbox:slow:12000', expected: 'SETTLED' },
   { name: 'error_then_ok', walletId: 'sandbox:error_then_ok:2', expected: 'SETTLED' },
   { name: 'duplicate_callback', walletId: 'sandbox:duplicate_callback', expected: 'SETTLED' },
   { name: 'duplicate_callback_distinct_id', walletId: 'sandbox:duplicate_callback:distinct', expected: 'SETTLED' },
