@@ -36,7 +36,7 @@ export interface FaultRecord {
   /** When the fault was over (the service back up, the toxic removed). */
   ended_s: number;
   detail: string;
-  /** Seconds from the fault's start to the first payout answered 201/202 after it ended. */
+  /** Seconds from the fault's start to the first payout answered 201/202 of those sent after it began. */
   recovered_after_s?: number | null;
 }
 

@@ -237,7 +237,7 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     failures.push(...outbox.failures);
     if (receiver.badSignatures.length > 0) failures.push({ check: 'outbox signature', id: 'receiver', detail: `${receiver.badSignatures.length} deliveries with a bad signature` });
 
-    for (const fault of faults) fault.recovered_after_s = firstAcceptedAfter(requests, t0, fault.ended_s, fault.at_s);
+    for (const fault of faults) fault.recovered_after_s = firstAcceptedAfter(requests, t0, fault.at_s);
     failures.sort((a, b) => SEVERITY.indexOf(a.check) - SEVERITY.indexOf(b.check));
     const lost = failures.filter((f) => f.check === 'lost' || f.check === 'not settled').length;
     const duplicated = failures.filter((f) => f.check === 'submitted twice' || f.check === 'ledger movements').length;
@@ -293,10 +293,10 @@ async function latestReconciliation(stack: Stack, staff: string): Promise<any> {
   return res.ok ? res.json() : undefined;
 }
 
-/** Seconds from a fault's start to the first payout accepted that was sent after the fault ended. */
-function firstAcceptedAfter(requests: Request[], t0: number, endedS: number, atS: number): number | null {
+/** Seconds from a fault's start to the first payout accepted (201/202) of those sent after it began. */
+function firstAcceptedAfter(requests: Request[], t0: number, atS: number): number | null {
   const after = requests
-    .filter((r) => r.kind === 'payout' && (r.answer?.status === 201 || r.answer?.status === 202) && (r.sentAt - t0) / 1000 >= endedS)
+    .filter((r) => r.kind === 'payout' && (r.answer?.status === 201 || r.answer?.status === 202) && (r.sentAt - t0) / 1000 >= atS)
     .map((r) => (r.answer!.at - t0) / 1000);
   return after.length ? Math.round((Math.min(...after) - atS) * 10) / 10 : null;
 }
@@ -327,7 +327,7 @@ function printReport(report: Awaited<ReturnType<typeof run>>): void {
     `  answers ${JSON.stringify(report.workload.answers)}; cancels ${JSON.stringify(report.workload.cancels)}`,
     ...Object.entries(report.outcomes).map(([scenario, counts]) => `  ${scenario.padEnd(42)} ${JSON.stringify(counts)}`),
     '  faults:',
-    ...report.faults.map((f) => `    ${f.at_s.toFixed(0).padStart(5)} s  ${f.kind.padEnd(24)} over after ${(f.ended_s - f.at_s).toFixed(1)} s, first payout accepted ${f.recovered_after_s ?? '—'} s after it began  (${f.detail})`),
+    ...report.faults.map((f) => `    ${f.at_s.toFixed(0).padStart(5)} s  ${f.kind.padEnd(24)} over after ${(f.ended_s - f.at_s).toFixed(1)} s, first payout sent after it accepted ${f.recovered_after_s ?? '—'} s after it began  (${f.detail})`),
     `  reconciliation ${report.reconciliation.status}; ledger:check exit ${report.ledger_check.exit}; outbox ${report.outbox.events} events, ${report.outbox.deliveries} deliveries (${report.outbox.refused_first_deliveries} refused once by the receiver)`,
     `  verdict: ${report.verdict.pass ? 'PASS' : 'FAIL'}: lost ${report.verdict.lost}, duplicated ${report.verdict.duplicated}, ${report.verdict.failure_count} failure(s)`,
     ...report.verdict.failures.slice(0, 20).map((f) => `    FAIL ${f.check}: ${f.id}: ${f.detail}`),
