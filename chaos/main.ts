@@ -5,6 +5,8 @@
  *
  *   npm run chaos                   short run: a few hundred payouts, every fault once (CI runs it)
  *   npm run chaos -- --long         10,000 payouts, every fault several times
+ *   --cluster                       on the production topology (npm start -- --cluster: Temporal server on
+ *                                   PostgreSQL, two workers, two API instances); the faults hit the first of each
  *   --payouts N --rate R            workload size and open-loop rate (payouts per second)
  *   --broken submission-key         a deliberately broken build (CHAOS_BREAK): the run must fail, naming it
  *   --faults kill-worker,...|none   only these fault kinds (default: every kind)
@@ -39,6 +41,7 @@ const option = (name: string) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const long = flag('long');
+const cluster = flag('cluster');
 const broken = option('broken') as 'submission-key' | undefined;
 const payoutCount = Number(option('payouts') ?? (long ? 10_000 : 300));
 const rate = Number(option('rate') ?? (long ? 8 : 3));
@@ -68,6 +71,7 @@ async function main(): Promise<void> {
   let stack: Stack | undefined;
   try {
     stack = await startStack(dataDir, () => undefined, {
+      cluster,
       wire: async (ports) => {
         sandboxDirect = `http://127.0.0.1:${ports.sandbox}`;
         const provider = await toxiproxy.proxy(PROVIDER_PROXY, `127.0.0.1:${ports.sandbox}`);
@@ -82,11 +86,11 @@ async function main(): Promise<void> {
     });
     say(`platform up at ${stack.apiUrl}; worker → provider and provider → API through Toxiproxy (${toxiproxy.apiUrl})`);
     const report = await run(stack, toxiproxy, receiver, sandboxDirect, dataDir, startedAt);
-    const name = `chaos${long ? '-long' : ''}${broken ? '-broken' : ''}-${startedAt.toISOString().slice(0, 10)}`;
+    const name = `chaos${cluster ? '-cluster' : ''}${long ? '-long' : ''}${broken ? '-broken' : ''}-${startedAt.toISOString().slice(0, 10)}`;
     fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
     await renderChaosChartPng(
       {
-        title: `Chaos run: ${report.workload.payouts} payouts and ${report.workload.deposits} deposits through ${report.faults.length} faults on the npm start stack`,
+        title: `Chaos run: ${report.workload.payouts} payouts and ${report.workload.deposits} deposits through ${report.faults.length} faults on the npm start${cluster ? ' -- --cluster' : ''} stack`,
         subtitle: `${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${os.cpus().length} cores · verdict: ${report.verdict.pass ? 'PASS' : 'FAIL'} · lost ${report.verdict.lost}, duplicated ${report.verdict.duplicated}`,
         perSecond: report.per_second,
         faults: report.faults,
@@ -106,7 +110,7 @@ async function main(): Promise<void> {
 async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnType<typeof startOutboxReceiver>>, sandboxDirect: string, dataDir: string, startedAt: Date) {
   const token = await signToken({ sub: 'chaos-backend', role: 'service' }, stack.config.AUTH_JWT_SECRET);
   const staff = await signToken({ sub: 'chaos-staff', role: 'staff' }, stack.config.AUTH_JWT_SECRET);
-  const client: ClientOptions = { apiUrl: stack.apiUrl, token, attemptTimeoutMs: 5_000, giveUpAfterMs: 180_000 };
+  const client: ClientOptions = { apiUrls: stack.apiUrls, token, attemptTimeoutMs: 5_000, giveUpAfterMs: 180_000 };
   const db = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
   db.on('error', () => undefined);
   try {
@@ -245,7 +249,11 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     return {
       date: startedAt.toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      stack: { started: 'apps/launcher/main.ts as a child process, own DATA_DIR and free ports, default settings; Toxiproxy between worker and provider and between provider and API', broken: broken ?? null },
+      stack: {
+        started: 'apps/launcher/main.ts as a child process, own DATA_DIR and free ports, default settings; Toxiproxy between worker and provider and between provider and API',
+        topology: cluster ? 'cluster: Temporal server on PostgreSQL, 2 workers, 2 API instances (faults hit the first of each)' : 'development: Temporal dev server, 1 worker, 1 API instance',
+        broken: broken ?? null,
+      },
       workload: {
         payouts: requests.filter((r) => r.kind === 'payout').length,
         deposits: requests.filter((r) => r.kind === 'deposit').length,

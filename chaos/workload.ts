@@ -55,7 +55,8 @@ export interface Request {
 }
 
 export interface ClientOptions {
-  apiUrl: string;
+  /** Every API instance: each attempt goes to the next one, as through a round-robin load balancer. */
+  apiUrls: string[];
   token: string;
   /** Per attempt; a client that waits longer than the sync deadline (3 s) and a bit. */
   attemptTimeoutMs: number;
@@ -64,6 +65,7 @@ export interface ClientOptions {
 }
 
 const RETRYABLE = (status: number) => status >= 500 || status === 429 || status === 408;
+let nextApi = 0;
 
 /** One logical request: attempts with the same key until an answer binds (2xx or a 4xx that is not 429). */
 export async function send(opts: ClientOptions, method: string, route: string, body: unknown, key: string | undefined, attempts: Attempt[]): Promise<{ status: number; json: any } | undefined> {
@@ -75,7 +77,8 @@ export async function send(opts: ClientOptions, method: string, route: string, b
       const headers: Record<string, string> = { authorization: `Bearer ${opts.token}` };
       if (body !== undefined) headers['content-type'] = 'application/json';
       if (key) headers['idempotency-key'] = key;
-      const res = await fetch(`${opts.apiUrl}${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(opts.attemptTimeoutMs) });
+      const apiUrl = opts.apiUrls[nextApi++ % opts.apiUrls.length]!;
+      const res = await fetch(`${apiUrl}${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(opts.attemptTimeoutMs) });
       const text = await res.text();
       const json = text ? JSON.parse(text) : undefined;
       attempts.push({ at, ms: Date.now() - at, status: res.status, ...(json?.code ? { code: json.code } : {}) });

@@ -1,0 +1,68 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FAULT_KINDS } from '../../chaos/faults';
+import { PAYOUT_SCENARIOS } from '../../chaos/workload';
+import { repoRoot } from '../../lib/config';
+
+/** `npm run chaos` as a user runs it (its own launched stack, Toxiproxy, receiver); answers its exit code, output and report. */
+function chaos(resultsDir: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; report: any }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'chaos/main.ts', '--results', resultsDir, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const file = fs.readdirSync(resultsDir).find((f) => f.endsWith('.json'));
+      resolve({ code, stdout, stderr, report: file ? JSON.parse(fs.readFileSync(path.join(resultsDir, file), 'utf8')) : undefined });
+    });
+  });
+}
+
+describe('chaos run (npm run chaos)', () => {
+  const dirs: string[] = [];
+  const resultsDir = () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-chaos-results-'));
+    dirs.push(dir);
+    return dir;
+  };
+  afterAll(() => {
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('short run: a few hundred payouts of every scenario through every fault kind; nothing lost, nothing twice, ledger, reconciliation and outbox clean', async () => {
+    const { code, stdout, stderr, report } = await chaos(resultsDir());
+    expect(code, `${stdout}\n${stderr.slice(-3000)}`).toBe(0);
+    expect(report.verdict).toMatchObject({ pass: true, lost: 0, duplicated: 0, failure_count: 0 });
+    // Every fault kind was inflicted (none failed to start), while the workload ran.
+    expect(report.faults.map((f: { kind: string }) => f.kind).sort()).toEqual([...FAULT_KINDS].sort());
+    expect(report.faults.filter((f: { detail: string }) => f.detail.startsWith('could not inflict'))).toEqual([]);
+    expect(report.workload.payouts).toBeGreaterThanOrEqual(300);
+    expect(report.workload.requests_retried).toBeGreaterThan(0); // the faults reached the clients
+    // Every scenario ran and ended as it implies (or cancelled, when a player's cancel got in before submission).
+    for (const scenario of new Set(PAYOUT_SCENARIOS.map((s) => s.name))) {
+      const expected = PAYOUT_SCENARIOS.find((s) => s.name === scenario)!.expected;
+      const ended = Object.keys(report.outcomes[`payout/${scenario}`] ?? {});
+      expect(ended, scenario).toContain(expected);
+      expect(ended.filter((state) => state !== expected && state !== 'CANCELLED'), scenario).toEqual([]);
+    }
+    expect(report.outcomes['deposit/settle']).toEqual({ CREDITED: expect.any(Number) });
+    expect(report.outcomes['deposit/fail']).toEqual({ FAILED: expect.any(Number) });
+    expect(report.reconciliation.status).toBe('clean');
+    expect(report.ledger_check.exit).toBe(0);
+    expect(report.outbox.deliveries).toBeGreaterThanOrEqual(report.outbox.events);
+  }, 900_000);
+
+  it('a deliberately broken build (retried provider submissions sent as new payouts) fails the run, naming the payouts paid twice', async () => {
+    const { code, stdout, report } = await chaos(resultsDir(), '--broken', 'submission-key', '--payouts', '40', '--faults', 'none', '--drain-s', '45');
+    expect(code).toBe(1);
+    expect(stdout).toMatch(/FAIL submitted twice: po_[0-9a-f]{32}: [2-9] provider submissions on the sandbox's record/);
+    expect(report.verdict.pass).toBe(false);
+    expect(report.verdict.duplicated).toBeGreaterThan(0);
+    expect(report.stack.broken).toBe('submission-key');
+  }, 600_000);
+});
