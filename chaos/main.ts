@@ -56,7 +56,7 @@ for (const kind of faultKinds) if (!FAULT_KINDS.includes(kind)) throw new Error(
 const PAYOUTS_PER_ACCOUNT = 12;
 const FUNDING_MINOR = 1_000_000;
 /** Failures listed most serious first (money twice, money lost), then the rest in check order. */
-const SEVERITY = ['submitted twice', 'ledger movements', 'ledger amount', 'balance', 'lost', 'provider record differs', 'final state', 'not settled', 'not submitted', 'ledger:check', 'reconciliation', 'outbox event', 'outbox delivery', 'outbox order', 'outbox signature'];
+const SEVERITY = ['submitted twice', 'ledger movements', 'ledger amount', 'balance', 'lost', 'provider record differs', 'final state', 'not settled', 'not submitted', 'ledger:check', 'reconciliation', 'outbox event', 'outbox delivery', 'outbox order', 'outbox signature', 'harness'];
 /** Load before the first fault, so every fault hits payouts in flight. */
 const FAULT_LEAD_MS = 8_000;
 const say = (msg: string) => process.stderr.write(`[chaos] ${msg}\n`);
@@ -149,12 +149,20 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     const requests: Request[] = [];
     const inFlight: Promise<void>[] = [];
     let payoutsSent = 0;
+    /** The harness's own calls must not crash it: whatever they throw is kept on the request. */
+    const track = (request: Request, work: Promise<void>) =>
+      inFlight.push(
+        work.catch((err: unknown) => {
+          request.harnessError = err instanceof Error ? err.message : String(err);
+        }),
+      );
     const sendPayout = (i: number) => {
       const scenario = PAYOUT_SCENARIOS[i % PAYOUT_SCENARIOS.length]!;
       const accountId = accounts[i % accounts.length]!;
       const request = newPayout(accountId, scenario, 100 + ((i * 37) % 900));
       requests.push(request);
-      inFlight.push(
+      track(
+        request,
         (async () => {
           const answer = await send(client, 'POST', '/v1/payouts', payoutBody(request, scenario.walletId), request.key, request.attempts);
           request.answer = answer ? { status: answer.status, at: Date.now(), ...(answer.json?.code ? { code: answer.json.code } : {}) } : undefined;
@@ -172,10 +180,12 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
       const accountId = accounts[(n * 7) % accounts.length]!;
       const request = newDeposit(accountId, n % 4 === 1, 5_000);
       requests.push(request);
-      inFlight.push(
+      track(
+        request,
         (async () => {
-          // The provider's outcome for this deposit, scripted before the platform submits it.
-          if (request.expected === 'FAILED') await fetch(`${sandboxDirect}/sandbox/scenarios/${request.id}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ scenario: 'fail' }) });
+          // The provider's outcome for this deposit, scripted before the platform submits it (the sandbox may be
+          // restarting: the control call is retried, the deposit waits for it).
+          if (request.expected === 'FAILED') await scriptSandbox(sandboxDirect, request.id, { scenario: 'fail' });
           const answer = await send(client, 'POST', '/v1/deposits', depositBody(request), request.key, request.attempts);
           request.answer = answer ? { status: answer.status, at: Date.now(), ...(answer.json?.code ? { code: answer.json.code } : {}) } : undefined;
         })(),
@@ -227,7 +237,11 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
         return answer!.json;
       },
     });
-    const failures: Failure[] = [...open.map((r) => ({ check: 'not settled', id: r.id, detail: `${r.kind}/${r.scenario} still open ${(Date.now() - drainStarted) / 1000} s after the run` })), ...money.failures];
+    const failures: Failure[] = [
+      // The harness failing on a request makes the run inconclusive, never a pass.
+      ...requests.filter((r) => r.harnessError).map((r) => ({ check: 'harness', id: r.id, detail: r.harnessError! })),
+      ...open.map((r) => ({ check: 'not settled', id: r.id, detail: `${r.kind}/${r.scenario} still open ${(Date.now() - drainStarted) / 1000} s after the run` })), ...money.failures,
+    ];
     const ledgerCheck = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/ledger-check.ts'], { cwd: repoRoot, env: { ...process.env, DATABASE_URL: stack.databaseUrl }, encoding: 'utf8' });
     if (ledgerCheck.status !== 0) failures.push({ check: 'ledger:check', id: 'ledger', detail: `exit ${ledgerCheck.status}: ${(ledgerCheck.stdout + ledgerCheck.stderr).trim().slice(0, 600)}` });
     const reconciliation = await reconcile(stack, staff);
@@ -275,6 +289,20 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     };
   } finally {
     await db.end();
+  }
+}
+
+/** Registers a scenario at the sandbox's control endpoint, retried while the sandbox restarts. */
+async function scriptSandbox(sandboxUrl: string, reference: string, scenario: Record<string, unknown>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await fetch(`${sandboxUrl}/sandbox/scenarios/${reference}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scenario), signal: AbortSignal.timeout(5_000) });
+      if (res.ok) return;
+    } catch {
+      // restarting: try again
+    }
+    if (attempt > 120) throw new Error(`the sandbox refused the scenario for ${reference} for a minute`);
+    await sleep(500);
   }
 }
 

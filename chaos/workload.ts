@@ -52,6 +52,8 @@ export interface Request {
   /** The last answer: 201/202 (accepted), another 4xx, or none after every retry. */
   answer?: { status: number; at: number; code?: string };
   cancel?: { status: number; code?: string };
+  /** The harness itself failed on this request (never the platform's answer). */
+  harnessError?: string;
 }
 
 export interface ClientOptions {
