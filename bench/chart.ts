@@ -184,10 +184,14 @@ export function chaosChartHtml(input: ChaosChartInput): string {
   const y = (v: number) => m.top + innerH - (v / yMax) * innerH;
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`;
   svg += `<text x="${m.left}" y="22" font-size="15" font-weight="bold">Requests each second, with the faults inflicted</text>`;
+  // Labels where there is room: in a long run the schedule repeats, and its first round names the kinds.
+  let lastLabelX = -Infinity;
   input.faults.forEach((f, i) => {
     const x0 = x(f.at_s);
     const w = Math.max(2, x(f.ended_s) - x0);
     svg += `<rect x="${x0}" y="${m.top}" width="${w}" height="${innerH}" fill="${i % 2 ? '#fde2e2' : '#fff0d6'}"/>`;
+    if (x0 - lastLabelX < 15) return;
+    lastLabelX = x0;
     svg += `<text transform="translate(${x0 + 3} ${m.top + innerH + 22}) rotate(40)" font-size="11" fill="#a33">${f.kind}</text>`;
   });
   for (const t of niceTicks(yMax)) svg += `<line x1="${m.left}" x2="${width - m.right}" y1="${y(t)}" y2="${y(t)}" stroke="#e5e5e5"/><text x="${m.left - 6}" y="${y(t) + 4}" text-anchor="end">${t}</text>`;
