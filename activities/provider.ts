@@ -67,8 +67,8 @@ export function createProviderActivities(deps: { aggregator: Aggregator; pool: P
     async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination?: PayoutDestination; record?: PayoutStateRecord }): Promise<ProviderPayout> {
       const destination = input.destination ?? (await destinationOf(input.payoutId));
       // CHAOS_BREAK=submission-key (tests only): a retried attempt is a payout of its own, as a build that lost its key would send.
-      const attempt = Context.current().info.attempt;
-      const reference = deps.chaosBreak === 'submission-key' && attempt > 1 ? `${input.payoutId}:${attempt}` : input.payoutId;
+      const attempt = deps.chaosBreak === 'submission-key' ? Context.current().info.attempt : 1;
+      const reference = attempt > 1 ? `${input.payoutId}:${attempt}` : input.payoutId;
       const submitted = toProviderPayout((await submitToAggregator(base, 'payouts', reference, { amount: input.amount, destination })) as AggregatorPayoutBody);
       // The state the submission leads to (SUBMITTED), mirrored in the same activity once the provider has it.
       if (input.record) await writePayoutState(deps.pool, input.record);

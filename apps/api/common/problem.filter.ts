@@ -30,6 +30,7 @@ export function toProblem(error: unknown): ProblemBody {
   if (fastifyCode && FASTIFY_CODES[fastifyCode]) return problemBody(FASTIFY_CODES[fastifyCode], (error as Error).message);
   if (error instanceof SyntaxError) return problemBody('MALFORMED_JSON', error.message);
   if (isUnavailable(error)) return problemBody('SERVICE_UNAVAILABLE', 'Temporal is unreachable or too slow; retry (with the same Idempotency-Key)');
+  if (isDatabaseUnavailable(error)) return problemBody('SERVICE_UNAVAILABLE', 'The database is unreachable (restarting?); retry with the same Idempotency-Key');
   // The update was delivered but its answer did not come in time: it may still apply, so say so.
   if ((error as Error)?.name === 'WorkflowUpdateRPCTimeoutOrCancelledError') {
     return problemBody('SERVICE_UNAVAILABLE', 'The saga did not answer in time; the action may still apply. Check the payout before retrying');
@@ -72,4 +73,17 @@ export class ProblemFilter implements ExceptionFilter {
 function isUnavailable(error: unknown): boolean {
   const code = grpcStatusOf(error);
   return (error as Error)?.name === 'ServiceError' && (code === 14 || code === 4);
+}
+
+/**
+ * PostgreSQL down, restarting or refusing connections (seen in the chaos run while it restarts): a dependency is
+ * down, not a bug. Network errors of the driver, the pool's connect timeout, and the server's shutdown and
+ * connection-failure SQLSTATEs (classes 08 and 57P).
+ */
+const DATABASE_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
+function isDatabaseUnavailable(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code === 'string' && DATABASE_DOWN_CODES.has(code)) return true;
+  const message = (error as Error)?.message ?? '';
+  return /^(Connection terminated|timeout exceeded when trying to connect)/.test(message);
 }
