@@ -43,7 +43,6 @@ const DECREASE = 0.7;
 export class AdmissionGate {
   private limit: number;
   private readonly initialLimit: number;
-  private inFlight = 0;
   /** When each pending decision entered: the pending ones already older than the target are samples too. */
   private readonly pendingSince = new Set<{ at: number }>();
   private windowStartedAt: number;
@@ -70,16 +69,14 @@ export class AdmissionGate {
       this.shedInWindow += 1;
       return undefined;
     }
-    this.inFlight += 1;
-    this.peakInFlight = Math.max(this.peakInFlight, this.inFlight);
     const entered = { at: this.now() };
     this.pendingSince.add(entered);
+    this.peakInFlight = Math.max(this.peakInFlight, this.inFlight);
     let left = false;
     return {
       leave: () => {
         if (left) return;
         left = true;
-        this.inFlight -= 1;
         this.pendingSince.delete(entered);
         this.lastSampleAt = this.now();
         this.samples.push(this.lastSampleAt - entered.at);
@@ -93,6 +90,10 @@ export class AdmissionGate {
     return { limit: this.limit, inFlight: this.inFlight, p90Ms: Math.round(this.lastP90) };
   }
 
+  private get inFlight(): number {
+    return this.pendingSince.size;
+  }
+
   /** After trouble, back to the starting limit quickly (doubling per idle window), as TCP's slow start. */
   private recover(): void {
     this.limit = Math.min(this.initialLimit, this.limit * 2);
@@ -101,8 +102,11 @@ export class AdmissionGate {
   /** Closes the window once it is over and adapts the limit to what it measured. */
   private advance(): void {
     const at = this.now();
-    const early = this.slowerThan(2 * this.opts.targetMs, at) && at - this.windowStartedAt < this.windowMs;
-    if (at - this.windowStartedAt < (early ? this.opts.targetMs : this.windowMs)) return;
+    const elapsed = at - this.windowStartedAt;
+    if (elapsed < Math.min(this.opts.targetMs, this.windowMs)) return;
+    // Before the window's end only a decision slower than twice the target closes it (looked for only then).
+    const early = elapsed < this.windowMs;
+    if (early && !this.slowerThan(2 * this.opts.targetMs, at)) return;
     for (const entered of this.pendingSince) if (at - entered.at > this.opts.targetMs) this.samples.push(at - entered.at);
     if (this.samples.length > 0) {
       this.lastP90 = quantile(this.samples, 0.9);
