@@ -119,10 +119,8 @@ export class SandboxEngine {
   async rescript(unit: Unit, reference: string, scenario: Scenario): Promise<{ applied: string[]; refused: { id: string; message: string }[] }> {
     const applied: string[] = [];
     const refused: { id: string; message: string }[] = [];
-    const { rows } = await unit.tx.query<{ id: string }>("SELECT id FROM resources WHERE reference = $1 AND object->>'status' = 'pending' ORDER BY kind DESC", [reference]);
-    for (const { id } of rows) {
-      const resource = (await this.opts.store.resource(id, unit.tx, true))!;
-      if (resource.object.status !== 'pending') continue;
+    for (const resource of await this.opts.store.pendingByReference(unit, reference)) {
+      const { id } = resource.object;
       // Submission-time behaviours (reject, slow, error_then_ok) are past for an existing resource; their outcome is not.
       if (scenario.scenario === 'reject') refused.push({ id, message: 'reject only applies to a submission' });
       else if (resource.kind === 'deposit' && !supportsDeposits(scenario)) refused.push({ id, message: `${scenario.scenario} is for payouts only` });
@@ -264,8 +262,7 @@ export class SandboxEngine {
         const resource = await this.opts.store.resource(resourceId, unit.tx, true);
         const row = await this.opts.store.claimStep<Step>(unit, stepId);
         if (!resource || !row) return; // cancelled or already played
-        const earlier = await unit.tx.query("SELECT 1 FROM steps WHERE resource_id = $1 AND state = 'due' AND (due_at, id) < ($2, $3)", [resourceId, row.dueAt, stepId]);
-        if (earlier.rowCount) {
+        if (await this.opts.store.hasEarlierDueStep(unit, row)) {
           retry = true;
           return;
         }

@@ -350,10 +350,9 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
 
   /** The deposit a checkout_url names, if its secret matches; 404 otherwise (a wrong secret reveals nothing). */
   async function checkoutDeposit(id: string, secret: string) {
-    const expected = await store.checkoutSecret(id);
-    const deposit = await store.deposit(id);
-    if (!deposit || !expected || !sameSecret(secret, expected)) throw new SandboxHttpError(404, 'not_found', `no checkout ${id}`);
-    return deposit;
+    const checkout = await store.depositCheckout(id);
+    if (!checkout || !sameSecret(secret, checkout.secret)) throw new SandboxHttpError(404, 'not_found', `no checkout ${id}`);
+    return checkout.deposit;
   }
 
   // The page a deposit's checkout_url points at: the player "pays" or declines here (demos and manual tests).

@@ -163,9 +163,17 @@ export class SandboxStore {
     return rows.map((row) => ({ kind: row.kind, object: row.object }));
   }
 
-  async checkoutSecret(id: string): Promise<string | undefined> {
-    const { rows } = await this.pool.query<{ checkout_secret: string | null }>('SELECT checkout_secret FROM resources WHERE id = $1', [id]);
-    return rows[0]?.checkout_secret ?? undefined;
+  /** The payouts and deposits under a reference still pending, locked (a payout first). */
+  async pendingByReference(unit: Unit, reference: string): Promise<Resource[]> {
+    const { rows } = await unit.tx.query("SELECT kind, object FROM resources WHERE reference = $1 AND object->>'status' = 'pending' ORDER BY kind DESC FOR UPDATE", [reference]);
+    return rows.map((row) => ({ kind: row.kind, object: row.object }));
+  }
+
+  /** A deposit and the secret of its checkout page. */
+  async depositCheckout(id: string): Promise<{ deposit: Deposit; secret: string } | undefined> {
+    const { rows } = await this.pool.query<{ object: Deposit; checkout_secret: string | null }>("SELECT object, checkout_secret FROM resources WHERE id = $1 AND kind = 'deposit'", [id]);
+    const row = rows[0];
+    return row?.checkout_secret ? { deposit: row.object, secret: row.checkout_secret } : undefined;
   }
 
   async scenario(reference: string, db: Queryable = this.pool): Promise<Scenario | undefined> {
@@ -206,6 +214,12 @@ export class SandboxStore {
   async claimStep<S>(unit: Unit, id: number): Promise<StepRow<S> | undefined> {
     const { rows } = await unit.tx.query("SELECT id, resource_id, due_at, step FROM steps WHERE id = $1 AND state = 'due' FOR UPDATE", [id]);
     return rows[0] ? { id: Number(rows[0].id), resourceId: rows[0].resource_id, dueAt: rows[0].due_at, step: rows[0].step } : undefined;
+  }
+
+  /** Whether an earlier step of the same resource is still due (steps of one resource play in their order). */
+  async hasEarlierDueStep<S>(unit: Unit, row: StepRow<S>): Promise<boolean> {
+    const earlier = await unit.tx.query("SELECT 1 FROM steps WHERE resource_id = $1 AND state = 'due' AND (due_at, id) < ($2, $3)", [row.resourceId, row.dueAt, row.id]);
+    return (earlier.rowCount ?? 0) > 0;
   }
 
   async completeStep(unit: Unit, id: number): Promise<void> {
