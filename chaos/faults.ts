@@ -3,8 +3,7 @@
  * supervisor starts it again, as a process manager would), an immediate PostgreSQL shutdown, and network faults
  * through Toxiproxy between worker and provider and between provider and the API's webhook endpoint.
  */
-import fs from 'node:fs';
-import path from 'node:path';
+import { launchedProcesses } from '../apps/launcher/supervisor';
 import { sleep, waitUntil } from '../lib/wait';
 import type { Toxic, Toxiproxy } from './toxiproxy';
 
@@ -72,22 +71,18 @@ const TOXIC: Partial<Record<FaultKind, { proxy: string; toxic: Toxic }>> = {
   'webhook-blackhole': { proxy: WEBHOOK_PROXY, toxic: { name: 'blackhole', type: 'timeout', attributes: { timeout: 0 } } },
 };
 
-function pids(dataDir: string): Record<string, number | null> {
-  return JSON.parse(fs.readFileSync(path.join(dataDir, 'processes.json'), 'utf8')) as Record<string, number | null>;
-}
-
 /** Inflicts one fault and waits until it is over; answers what happened. */
 export async function inflict(kind: FaultKind, ctx: FaultContext): Promise<FaultRecord> {
   const at = ctx.clock();
   const service = SERVICE[kind];
   if (service) {
-    const before = pids(ctx.dataDir)[service.name];
+    const before = launchedProcesses(ctx.dataDir)[service.name];
     if (!before) throw new Error(`no pid for ${service.name} in processes.json`);
     if (kind === 'kill-api-mid-request') await ctx.burst();
     process.kill(before, service.signal);
     let after = before;
     await waitUntil(`${service.name} started again`, async () => {
-      after = pids(ctx.dataDir)[service.name] ?? before;
+      after = launchedProcesses(ctx.dataDir)[service.name] ?? before;
       return after !== before;
     }, 180_000, 100);
     return { kind, at_s: at, ended_s: ctx.clock(), detail: `${service.signal} ${service.name} (pid ${before}), started again as pid ${after}` };

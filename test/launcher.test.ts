@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { launchedProcesses } from '../apps/launcher/supervisor';
 import { DEV_JWT_SECRET, repoRoot } from '../lib/config';
 import { signToken } from '../lib/tokens';
 import { freePort, isPortFree, waitUntil } from '../lib/wait';
@@ -88,7 +89,7 @@ describe('launcher (npm start)', () => {
 
     // The launcher supervises: a killed worker and a killed sandbox are started again, and the payout below
     // runs through them.
-    const pids = JSON.parse(fs.readFileSync(path.join(dataDir, 'processes.json'), 'utf8')) as Record<string, number>;
+    const pids = launchedProcesses(dataDir);
     for (const name of ['worker', 'sandbox-aggregator']) process.kill(pids[name]!, 'SIGKILL');
     await waitUntil('worker and sandbox restarted', async () => /worker restarted \(pid \d+\)/.test(output) && /sandbox-aggregator restarted \(pid \d+\)/.test(output), 60_000);
     expect(output).toMatch(/worker exited unexpectedly \(SIGKILL\)/);

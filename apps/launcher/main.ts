@@ -24,7 +24,7 @@ import { ensureTemporalCli, temporalCliVersion } from '../../temporal/cli';
 import { startTemporalDevServer } from '../../temporal/dev-server';
 import { clusterPorts, ensureTemporalServerTools, setupTemporalSchema, startTemporalServer, startTemporalUi, temporalPostgresOf, TEMPORAL_DATABASES, TEMPORAL_SERVER_VERSION } from '../../temporal/server';
 import { runSelfCheck } from './self-check';
-import { Supervisor, type Running } from './supervisor';
+import { processFile, Supervisor, type Running } from './supervisor';
 
 const { values: flags } = (() => {
   try {
@@ -55,7 +55,7 @@ function logFile(name: string): fs.WriteStream {
   return file;
 }
 
-const supervisor = new Supervisor({ say, pidFile: path.join(config.dataDirAbsolute, 'processes.json'), logOf: logPath });
+const supervisor = new Supervisor({ say, pidFile: processFile(config.dataDirAbsolute), logOf: logPath });
 /** The first instance keeps the plain name (`worker`, `api`), the next ones are numbered (`worker-2`). */
 const instanceName = (base: string, index: number) => (index === 0 ? base : `${base}-${index + 1}`);
 const hostPort = (address: string) => ({ host: address.split(':')[0]!, port: Number(address.split(':')[1]) });
@@ -239,7 +239,7 @@ async function main(): Promise<void> {
     ['Sandbox aggregator', sandboxUrl],
     ['Outbox webhooks', config.OUTBOX_ENDPOINTS || '(none: set OUTBOX_ENDPOINTS; events wait in the outbox)'],
     ['PostgreSQL', redactPassword(dbUrl!)],
-    ['Processes', path.join(config.dataDirAbsolute, 'processes.json')],
+    ['Processes', processFile(config.dataDirAbsolute)],
     ['Logs', logsDir],
   ];
   const width = Math.max(...rows.map(([k]) => k!.length));

@@ -1,5 +1,16 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { sleep } from '../../lib/wait';
+
+/** The file in DATA_DIR where the launcher's supervisor keeps each process's pid. */
+export function processFile(dataDir: string): string {
+  return path.join(dataDir, 'processes.json');
+}
+
+/** name → pid of each process the launcher in `dataDir` supervises (null while one is being started again). */
+export function launchedProcesses(dataDir: string): Record<string, number | null> {
+  return JSON.parse(fs.readFileSync(processFile(dataDir), 'utf8')) as Record<string, number | null>;
+}
 
 /** What the supervisor runs: a started process (or group) with its exit and a polite stop. */
 export interface Running {

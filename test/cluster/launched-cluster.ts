@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Connection, type Client } from '@temporalio/client';
 import { checkInvariants, createLedger, type Ledger } from '../../activities/ledger';
+import { launchedProcesses } from '../../apps/launcher/supervisor';
 import { DEV_JWT_SECRET, repoRoot } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';
 import { createTemporalClient } from '../../lib/temporal-client';
@@ -89,7 +90,7 @@ export async function launchCluster(settings: Record<string, string> = {}): Prom
   const ledger = createLedger(pool);
   const service = `Bearer ${await signToken({ sub: 'operator-backend', role: 'service' }, DEV_JWT_SECRET)}`;
   const apiUrls = [api, api + 1].map((port) => `http://127.0.0.1:${port}`);
-  const pids = () => JSON.parse(fs.readFileSync(path.join(dataDir, 'processes.json'), 'utf8')) as Record<string, number | null>;
+  const pids = () => launchedProcesses(dataDir);
 
   const cluster: LaunchedCluster = {
     dataDir,
