@@ -34,8 +34,9 @@ function accepted(request: Request): boolean {
 
 /** Accepted requests not yet where they will stay (a payout expected RETURNED passes through SETTLED). */
 export async function stillOpen(db: pg.Pool, requests: Request[]): Promise<Request[]> {
-  const states = await currentStates(db, requests.filter(accepted));
-  return requests.filter(accepted).filter((r) => {
+  const acceptedRequests = requests.filter(accepted);
+  const states = await currentStates(db, acceptedRequests);
+  return acceptedRequests.filter((r) => {
     const state = states.get(r.id);
     if (!state) return true;
     if (r.kind === 'deposit') return state !== 'CREDITED' && state !== 'FAILED';

@@ -21,6 +21,9 @@ export const modeChange = z.strictObject({
 export const modeView = z.object({ mode: z.enum(PLATFORM_MODES), reason: z.string(), changed_by: z.string(), changed_at: z.string() });
 export type ModeView = z.infer<typeof modeView>;
 
+type ModeRow = { mode: PlatformMode; reason: string; changed_by: string; changed_at: Date };
+const viewOf = (row: ModeRow): ModeView => ({ mode: row.mode, reason: row.reason, changed_by: row.changed_by, changed_at: row.changed_at.toISOString() });
+
 /**
  * The mode as this API instance knows it: read from PostgreSQL every PLATFORM_MODE_REFRESH_MS, so a change
  * made through any instance applies everywhere within that time. Until the first read it is `normal`;
@@ -58,9 +61,8 @@ export class PlatformModes {
   }
 
   async refresh(): Promise<ModeView> {
-    const { rows } = await this.pool.query<{ mode: PlatformMode; reason: string; changed_by: string; changed_at: Date }>('SELECT mode, reason, changed_by, changed_at FROM platform_mode');
-    const row = rows[0];
-    if (row) this.adopt({ mode: row.mode, reason: row.reason, changed_by: row.changed_by, changed_at: row.changed_at.toISOString() });
+    const { rows } = await this.pool.query<ModeRow>('SELECT mode, reason, changed_by, changed_at FROM platform_mode');
+    if (rows[0]) this.adopt(viewOf(rows[0]));
     return this.view();
   }
 
@@ -68,7 +70,7 @@ export class PlatformModes {
   async change(change: z.infer<typeof modeChange>, actor: string): Promise<ModeView> {
     const row = await inTransaction(this.pool, async (db) => {
       const before = await db.query<{ mode: PlatformMode }>('SELECT mode FROM platform_mode FOR UPDATE');
-      const { rows } = await db.query<{ mode: PlatformMode; reason: string; changed_by: string; changed_at: Date }>(
+      const { rows } = await db.query<ModeRow>(
         'UPDATE platform_mode SET mode = $1, reason = $2, changed_by = $3, changed_at = now() RETURNING mode, reason, changed_by, changed_at',
         [change.mode, change.reason, actor],
       );
@@ -80,7 +82,7 @@ export class PlatformModes {
       ]);
       return rows[0]!;
     });
-    this.adopt({ mode: row.mode, reason: row.reason, changed_by: row.changed_by, changed_at: row.changed_at.toISOString() });
+    this.adopt(viewOf(row));
     return this.view();
   }
 
