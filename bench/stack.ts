@@ -34,7 +34,23 @@ export interface StackOptions {
   wire?: (ports: { api: number; sandbox: number }) => Promise<NodeJS.ProcessEnv>;
 }
 
+/** Attempts at starting: another process may take a port between choosing it and the launcher binding it. */
+const START_ATTEMPTS = 3;
+
 export async function startStack(dataDir: string, log: (line: string) => void, opts: StackOptions = {}): Promise<Stack> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOnce(dataDir, log, opts);
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt === START_ATTEMPTS) throw err;
+      log(`[stack] ${err.message}; trying again with other ports`);
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startStackOnce(dataDir: string, log: (line: string) => void, opts: StackOptions): Promise<Stack> {
   const [api, sandbox, pgPort, ui, metrics] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
   // The cluster's Temporal server takes 8 ports after its frontend's; further API instances and workers take
   // the ports after API_PORT and WORKER_METRICS_ADDRESS's, hence ranges.
@@ -58,6 +74,7 @@ export async function startStack(dataDir: string, log: (line: string) => void, o
   const env: NodeJS.ProcessEnv = { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !(name in settings))), ...ports };
   const config = loadConfig(ports);
   const warnings: string[] = [];
+  const lastLines: string[] = [];
   let up: () => void;
   const isUp = new Promise<void>((resolve) => (up = resolve));
   const launcher: ManagedProcess = startProcess('launcher', process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts', ...(opts.cluster ? ['--cluster'] : [])], {
@@ -65,6 +82,8 @@ export async function startStack(dataDir: string, log: (line: string) => void, o
     env,
     onLine: (line) => {
       log(line);
+      lastLines.push(line);
+      if (lastLines.length > 20) lastLines.shift();
       if (/^\[(?!launcher)/.test(line)) warnings.push(line);
       if (line.includes('Payout platform is up')) up();
     },
@@ -72,7 +91,9 @@ export async function startStack(dataDir: string, log: (line: string) => void, o
   await Promise.race([
     isUp,
     launcher.exited.then((code) => {
-      throw new Error(`the launcher exited (${code}) before the platform was up; see ${path.join(dataDir, 'logs')}`);
+      const said = lastLines.join('\n');
+      if (said.includes('is already in use')) throw new PortTaken(`the launcher found a port taken: ${said}`);
+      throw new Error(`the launcher exited (${code}) before the platform was up; see ${path.join(dataDir, 'logs')}. It said last:\n${said}`);
     }),
     new Promise((_, reject) => setTimeout(() => reject(new Error('the platform was not up within 300 s')), 300_000).unref()),
   ]);

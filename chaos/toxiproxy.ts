@@ -52,6 +52,8 @@ export async function startToxiproxy(dataDir: string, log: (msg: string) => void
     apiUrl,
     async proxy(name, upstream) {
       const listen = `127.0.0.1:${await freePort()}`;
+      // Replaces a proxy of that name (the stack is wired again when its first ports were taken).
+      await fetch(`${apiUrl}/proxies/${name}`, { method: 'DELETE' });
       await call('POST', '/proxies', { name, listen, upstream, enabled: true });
       return listen;
     },
