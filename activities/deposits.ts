@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { inTransaction, type Pool } from '../lib/db';
 import { depositAmountRefusal, describeLimit, limitInMinorUnits, type MoneyLimits } from '../lib/limits';
 import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
-import { isLedgerError, type Ledger } from './ledger';
+import { isLedgerError, type Ledger } from '../ledger';
 
 /** The aggregator's deposit as the saga needs it. */
 export interface ProviderDeposit {

@@ -3,7 +3,7 @@ import { createDestinationVault, type DestinationKeyRing } from '../lib/destinat
 import type { MoneyLimits } from '../lib/limits';
 import { aggregatorAt } from './aggregator-client';
 import { createDepositActivities } from './deposits';
-import { createLedger } from './ledger';
+import { createLedger } from '../ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
 import { createPayoutActivities } from './payouts';
 import { createProviderActivities } from './provider';

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from '../lib/db';
-import type { PayoutStateRecord } from '../workflows/payout/definitions';
-import { isLedgerError, type Ledger, type TransferResult } from './ledger';
+import type { PayoutStateRecord } from '../contracts/payout';
+import { isLedgerError, type Ledger, type TransferResult } from '../ledger';
 import { writePayoutState } from './payout-state';
 
 /** What a saga step learns from the ledger: the transfer id, or a business refusal code. */

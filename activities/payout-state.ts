@@ -1,5 +1,5 @@
 import type { Pool } from '../lib/db';
-import type { PayoutStateRecord } from '../workflows/payout/definitions';
+import type { PayoutStateRecord } from '../contracts/payout';
 
 /** Mirrors a saga's state into the read model; a late (lower version) write changes nothing. */
 export async function writePayoutState(pool: Pool, record: PayoutStateRecord): Promise<void> {

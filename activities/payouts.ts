@@ -1,10 +1,10 @@
-import type { Ledger } from './ledger';
-import type { PayoutStateRecord } from '../workflows/payout/definitions';
+import type { Ledger } from '../ledger';
+import type { PayoutStateRecord } from '../contracts/payout';
 import { createPayoutLedgerActivities } from './payout-ledger';
 import { writePayoutState } from './payout-state';
 import type { Pool } from '../lib/db';
 import { inTransaction } from '../lib/db';
-import { currencyExponent } from './ledger';
+import { currencyExponent } from '../ledger';
 import { describeLimit, limitInMinorUnits, type MoneyLimits } from '../lib/limits';
 
 export interface AuthorizePayoutInput {

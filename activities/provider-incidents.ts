@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { log } from '@temporalio/activity';
 import type { Pool } from '../lib/db';
-import type { ProviderIncident } from '../workflows/provider-records';
+import type { ProviderIncident } from '../contracts/provider-records';
 
 /**
  * Claims and records the sagas refused to act on, written for staff (GET /v1/ops/incidents, the

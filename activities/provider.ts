@@ -3,9 +3,9 @@ import { Context } from '@temporalio/activity';
 import type { Pool } from '../lib/db';
 import { DestinationUnreadable, type DestinationVault, type StoredDestination } from '../lib/destination-vault';
 import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
-import type { MaskedDestination, PayoutDestination, PayoutStateRecord } from '../workflows/payout/definitions';
+import type { MaskedDestination, PayoutDestination, PayoutStateRecord } from '../contracts/payout';
 import { writePayoutState } from './payout-state';
-import type { RequestedTerms } from '../workflows/provider-records';
+import type { RequestedTerms } from '../contracts/provider-records';
 
 /** The aggregator's payout as the saga needs it. */
 export interface ProviderPayout {

@@ -7,9 +7,9 @@ import {
   type ReconciliationResult,
   type ReconciliationWindow,
   type SettlementComparison,
-} from '../workflows/reconciliation/definitions';
+} from '../contracts/reconciliation';
 import { findAtAggregator, type Aggregator } from './aggregator-client';
-import { checkInvariants, type InvariantReport, type InvariantViolation } from './ledger';
+import { checkInvariants, type InvariantReport, type InvariantViolation } from '../ledger';
 
 export type ItemKind = 'payout' | 'deposit';
 

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { createLedger, type Ledger } from '../activities/ledger';
+import { createLedger, type Ledger } from '../ledger';
 import { createPool } from '../lib/db';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../lib/embedded-postgres';
 import { migrateUp } from '../lib/migrate';

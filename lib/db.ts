@@ -21,6 +21,11 @@ export function createPool(connectionString: string, max = 10): pg.Pool {
 }
 
 /** Runs fn inside one transaction (opened with `begin`, e.g. a stricter isolation level); rolls back on any error. */
+/** A round trip to the database (the health probe). */
+export async function ping(pool: pg.Pool): Promise<void> {
+  await pool.query('SELECT 1');
+}
+
 export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
   const client = await pool.connect();
   // A connection killed while checked out emits 'error' on the client; unhandled, it would crash the process.

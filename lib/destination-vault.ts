@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes, timingSafeEqual } from 'node:crypto';
 import { inspect } from 'node:util';
 import { z } from 'zod';
-import type { PayoutDestination } from '../workflows/payout/definitions';
+import type { PayoutDestination } from '../contracts/payout';
 import { inTransaction, type Pool } from './db';
 
 /**

@@ -1,4 +1,4 @@
-import { CURRENCY_CODES, currencyExponent, formatMinorUnits } from '../activities/ledger/currency';
+import { CURRENCY_CODES, currencyExponent, formatMinorUnits } from '../ledger/currency';
 
 /**
  * Money limits are set once in EUR-equivalent major units (PAYOUT_MAX_AMOUNT, DEPOSIT_MAX_AMOUNT, ...)

@@ -96,8 +96,8 @@ export class WorkflowTaskFailureStore {
     return rows[0] ? toMark(rows[0]) : undefined;
   }
 
-  async listByType(workflowType: string, limit: number): Promise<WorkflowTaskFailureMark[]> {
-    const { rows } = await this.pool.query<MarkRow>('SELECT * FROM workflow_task_failures WHERE workflow_type = $1 ORDER BY failing_since LIMIT $2', [workflowType, limit]);
+  async listByTypes(workflowTypes: readonly string[], limit: number): Promise<WorkflowTaskFailureMark[]> {
+    const { rows } = await this.pool.query<MarkRow>('SELECT * FROM workflow_task_failures WHERE workflow_type = ANY($1) ORDER BY failing_since LIMIT $2', [workflowTypes, limit]);
     return rows.map(toMark);
   }
 

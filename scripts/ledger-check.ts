@@ -2,7 +2,7 @@
  * `npm run ledger:check`: verifies the ledger's money invariants on the configured database.
  * Prints each violation as one JSON line on stdout and exits 1 if there is any; exits 0 when clean.
  */
-import { checkInvariants, INVARIANT_RULES } from '../activities/ledger';
+import { checkInvariants, INVARIANT_RULES } from '../ledger';
 import { databaseUrl, loadConfigOrExit } from '../lib/config';
 import { createPool } from '../lib/db';
 

@@ -1,6 +1,6 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptionsStartWorkflowAction, type ScheduleSpec } from '@temporalio/client';
 import type { Workflow } from '@temporalio/common';
-import { RECONCILIATION_WORKFLOW_TYPE } from '../workflows/reconciliation/definitions';
+import { RECONCILIATION_WORKFLOW_TYPE } from '../contracts/reconciliation';
 
 export const RECONCILIATION_SCHEDULE_ID = 'reconciliation';
 

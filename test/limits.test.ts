@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CURRENCY_CODES } from '../activities/ledger';
+import { CURRENCY_CODES } from '../ledger';
 import { ConfigError, loadConfig } from '../lib/config';
 import { DEFAULT_LIMIT_RATES, limitInMinorUnits } from '../lib/limits';
 

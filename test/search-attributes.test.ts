@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
-import { SA } from '../workflows/shared';
+import { SA } from '../contracts/search-attributes';
 
 describe('custom search attributes', () => {
   it('the workflows upsert exactly the attributes the dev server and compose register, with their types', () => {

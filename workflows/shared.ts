@@ -1,33 +1,8 @@
 /**
- * What the sagas share: the search attribute keys staff filter on, and the activity options that
- * encode the platform's retry rules. Workflow-safe (no I/O); imported by every workflow.
+ * What the sagas share: the activity options that encode the platform's retry rules, and when a history is
+ * long enough to continue as new. Workflow-safe (no I/O); imported by every workflow.
  */
-import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
 import { workflowInfo, type ActivityOptions, type LocalActivityOptions } from '@temporalio/workflow';
-
-export const SA = {
-  PayoutStatus: defineSearchAttributeKey('PayoutStatus', SearchAttributeType.KEYWORD),
-  AccountId: defineSearchAttributeKey('AccountId', SearchAttributeType.KEYWORD),
-  Provider: defineSearchAttributeKey('Provider', SearchAttributeType.KEYWORD),
-  Currency: defineSearchAttributeKey('Currency', SearchAttributeType.KEYWORD),
-  AmountMinor: defineSearchAttributeKey('AmountMinor', SearchAttributeType.INT),
-  PayoutStuck: defineSearchAttributeKey('PayoutStuck', SearchAttributeType.BOOL),
-};
-
-/**
- * The search attributes a saga starts with: set by the API when it starts the saga (no history event of
- * their own); a saga started without them adds them itself.
- */
-export function startSearchAttributes(input: { accountId: string; provider: string; amount: { minor_units: number; currency: string } }): SearchAttributePair[] {
-  return [
-    { key: SA.AccountId, value: input.accountId },
-    { key: SA.Provider, value: input.provider },
-    { key: SA.Currency, value: input.amount.currency },
-    { key: SA.AmountMinor, value: input.amount.minor_units },
-    { key: SA.PayoutStatus, value: 'REQUESTED' },
-    { key: SA.PayoutStuck, value: false },
-  ];
-}
 
 /**
  * Ledger and database steps: short and idempotent, retried until they succeed; business refusals come

@@ -13,7 +13,7 @@ import type { Config } from '../../lib/config';
 import type { Pool } from '../../lib/db';
 import { createDestinationVault } from '../../lib/destination-vault';
 import type { Logger } from '../../lib/logger';
-import { createLedger, type Ledger } from '../../activities/ledger';
+import { createLedger, type Ledger } from '../../ledger';
 import { AccountsController, accountRoutes } from './accounts/accounts.controller';
 import { AuthGuard } from './auth/auth';
 import { AccountsOpsController, accountsOpsRoutes } from './ops/accounts-ops.controller';
@@ -37,7 +37,9 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, TRAFFIC, WORKFLOW_TASK_FAILURES } from './tokens';
+import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
+import { WebhookEventStore } from './webhooks/webhook-events.store';
+import { WebhookIntake } from './webhooks/webhook-intake.service';
 import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
 import { SagaRequests } from './common/saga-requests';
 import { TrafficControl } from './traffic/traffic-control';
@@ -86,6 +88,7 @@ class ApiModule {
         { provide: TRAFFIC, useValue: traffic },
         { provide: LEDGER, useValue: createLedger(deps.pool) },
         { provide: WORKFLOW_TASK_FAILURES, useValue: new WorkflowTaskFailureStore(deps.pool) },
+        { provide: WEBHOOK_INTAKE, useValue: new WebhookIntake(deps.config, new WebhookEventStore(deps.pool), deps.temporal, metrics, traffic) },
         {
           provide: SAGA_REQUESTS,
           useFactory: (ledger: Ledger) => new SagaRequests(deps.config, deps.temporal, ledger, deps.pool, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation }), traffic),

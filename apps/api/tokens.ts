@@ -9,3 +9,4 @@ export const DEPOSITS_SERVICE = Symbol('DEPOSITS_SERVICE');
 export const SAGA_REQUESTS = Symbol('SAGA_REQUESTS');
 export const WORKFLOW_TASK_FAILURES = Symbol('WORKFLOW_TASK_FAILURES');
 export const TRAFFIC = Symbol('TRAFFIC');
+export const WEBHOOK_INTAKE = Symbol('WEBHOOK_INTAKE');

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkInvariants, createLedger } from '../../activities/ledger';
+import { checkInvariants, createLedger } from '../../ledger';
 import { uniqueId } from '../support';
 import { startTestApi, type TestApi } from './support';
 

@@ -50,7 +50,7 @@ describe('finance staff find a stuck payout in the Temporal Web UI', () => {
     await page.goto(url);
     const row = page.getByText(payoutId).first();
     await row.waitFor({ state: 'visible', timeout: 30_000 });
-    await expect(page.getByText('payoutWorkflow').first().isVisible()).resolves.toBe(true);
+    await expect(page.getByText('payoutSaga').first().isVisible()).resolves.toBe(true);
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: false });
     expect(fs.statSync(SCREENSHOT).size).toBeGreaterThan(10_000);

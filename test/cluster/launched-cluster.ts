@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Connection, type Client } from '@temporalio/client';
-import { checkInvariants, createLedger, type Ledger } from '../../activities/ledger';
+import { checkInvariants, createLedger, type Ledger } from '../../ledger';
 import { launchedProcesses } from '../../apps/launcher/supervisor';
 import { DEV_JWT_SECRET, repoRoot } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';

@@ -28,7 +28,7 @@ describe('a failed workflow task is logged loudly (issue 9)', () => {
     const timings = { submitDelayMs: 0, pollInitialMs: 1_000, pollMaxMs: 1_000, stuckAfterMs: 60_000, returnWindowMs: 1_000, continueAsNewAfterEvents: 10_000 };
     const input = { payoutId: workflowId, accountId: 'player-x', amount: { minor_units: 100, currency: 'EUR' }, destination: { method: 'ewallet', last4: '0001' }, provider: 'sandbox', fingerprint: 'f', requestedAt: new Date().toISOString(), timings };
     await worker.runUntil(async () => {
-      await client.workflow.start('payoutWorkflow', { taskQueue, workflowId, args: [input] });
+      await client.workflow.start('payoutSaga', { taskQueue, workflowId, args: [input] });
       for (const giveUpAt = Date.now() + 20_000; Date.now() < giveUpAt && !lines.some((l) => l.alert === 'workflow_task_failed'); ) await new Promise((resolve) => setTimeout(resolve, 200));
       await client.workflow.getHandle(workflowId).terminate('test over');
     });

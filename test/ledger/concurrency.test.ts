@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Ledger, TransferResult } from '../../activities/ledger';
+import type { Ledger, TransferResult } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { testPool, uniqueId } from '../support';
 import { expectInvariantsHold, fundedPlayer, ledgerFixture, newAccount, transferOf } from './helpers';

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import type { Ledger, MovementInput } from '../../activities/ledger';
+import type { Ledger, MovementInput } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
 import { testPool, uniqueId } from '../support';

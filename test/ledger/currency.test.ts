@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CURRENCY_CODES, currencyExponent, formatMinorUnits, isKnownCurrency, toMinorUnits } from '../../activities/ledger';
+import { CURRENCY_CODES, currencyExponent, formatMinorUnits, isKnownCurrency, toMinorUnits } from '../../ledger';
 
 describe('ISO 4217 currency table', () => {
   it('knows the exponents the brief names', () => {

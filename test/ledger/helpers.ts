@@ -1,6 +1,6 @@
 import { expect } from 'vitest';
 import type { Pool } from '../../lib/db';
-import { checkInvariants, createLedger, type Ledger, type TransferResult } from '../../activities/ledger';
+import { checkInvariants, createLedger, type Ledger, type TransferResult } from '../../ledger';
 import { uniqueId } from '../support';
 
 export interface LedgerFixture {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Ledger, MovementInput, PostInput, RefundInput, Transfer, TransferResult, VoidInput } from '../../activities/ledger';
+import type { Ledger, MovementInput, PostInput, RefundInput, Transfer, TransferResult, VoidInput } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { testPool, uniqueId } from '../support';
 import { expectInvariantsHold, ledgerFixture } from './helpers';

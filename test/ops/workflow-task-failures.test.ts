@@ -109,7 +109,7 @@ describe('a saga whose workflow task keeps failing is marked for staff, and unma
     }
 
     const metrics = await (await fetch(`${stack.apiUrl}/metrics`)).text();
-    expect(metrics).toMatch(/sagas_workflow_task_failing\{workflow_type="payoutWorkflow",service="api"\} [1-9]/);
+    expect(metrics).toMatch(/sagas_workflow_task_failing\{workflow_type="payoutSaga",service="api"\} [1-9]/);
   });
 
   it('keeps the mark while Temporal keeps retrying the task, with the attempt it saw', async () => {
@@ -171,7 +171,7 @@ describe('a saga whose workflow task keeps failing is marked for staff, and unma
     expect(JSON.stringify(seen)).not.toMatch(INTERNAL);
 
     const metrics = await (await fetch(`${stack.apiUrl}/metrics`)).text();
-    expect(metrics).toMatch(/sagas_workflow_task_failing\{workflow_type="depositWorkflow",service="api"\} [1-9]/);
+    expect(metrics).toMatch(/sagas_workflow_task_failing\{workflow_type="depositSaga",service="api"\} [1-9]/);
 
     await stack.temporal.workflow.getHandle(depositId).terminate('test over');
     await eventually('the mark of the closed deposit removed', 15_000, async () => ((await staffGet(`/v1/deposits/${depositId}`)).workflow_task_failure ? undefined : true));
@@ -183,7 +183,7 @@ describe('a saga whose workflow task keeps failing is marked for staff, and unma
     expect(Array.isArray(rules.groups) && rules.groups.length > 0).toBe(true);
     const scraped = [await (await fetch(worker.metricsUrl)).text(), await (await fetch(`${stack.apiUrl}/metrics`)).text()].join('\n');
     // The failures above were counted by the SDK in the worker.
-    expect(scraped).toMatch(/^temporal_workflow_task_execution_failed\{[^}]*workflow_type="payoutWorkflow"[^}]*\} [1-9]/m);
+    expect(scraped).toMatch(/^temporal_workflow_task_execution_failed\{[^}]*workflow_type="payoutSaga"[^}]*\} [1-9]/m);
 
     const alerts: string[] = [];
     for (const group of rules.groups) {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createLedger, type Ledger } from '../../activities/ledger';
+import { createLedger, type Ledger } from '../../ledger';
 import { registerEndpoint } from '../../apps/outbox-publisher/publisher';
 import { repoRoot } from '../../lib/config';
 import type { Pool } from '../../lib/db';

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createLedger, type Ledger } from '../../activities/ledger';
+import { createLedger, type Ledger } from '../../ledger';
 import { backoffMs, outboxLag, type OutboxPublisher } from '../../apps/outbox-publisher/publisher';
 import { repoRoot } from '../../lib/config';
 import type { Pool } from '../../lib/db';

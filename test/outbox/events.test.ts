@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { checkInvariants, createLedger, type Ledger, type Transfer } from '../../activities/ledger';
+import { checkInvariants, createLedger, type Ledger, type Transfer } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
 import { expectInvariantsHold, transferOf } from '../ledger/helpers';

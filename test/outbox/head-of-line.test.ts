@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLedger, type Ledger } from '../../activities/ledger';
+import { createLedger, type Ledger } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
 import { expectInvariantsHold } from '../ledger/helpers';

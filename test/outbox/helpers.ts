@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
-import type { Ledger } from '../../activities/ledger';
+import type { Ledger } from '../../ledger';
 import { createOutboxPublisher, type OutboxPublisherOptions } from '../../apps/outbox-publisher/publisher';
 import type { Pool } from '../../lib/db';
 import { createLogger } from '../../lib/logger';

@@ -7,7 +7,7 @@ import { expect } from 'vitest';
 import { createApiApp } from '../../apps/api/app';
 import { createSandboxAggregator } from '../../apps/sandbox-aggregator/server';
 import { sandboxSchema } from '../sandbox/harness';
-import { checkInvariants, createLedger, type Ledger } from '../../activities/ledger';
+import { checkInvariants, createLedger, type Ledger } from '../../ledger';
 import { repoRoot, type Config } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';
 import { createLogger } from '../../lib/logger';

@@ -93,7 +93,7 @@ describe('staff text stays with staff; a saga that cannot answer is shown from t
     const accountId = await stack.fundedAccount(0); // an EUR account
     const depositId = `dp_${randomBytes(16).toString('hex')}`;
     // Started past the API's checks: the provider takes GBP that the EUR ledger account cannot be credited with.
-    const handle = await stack.temporal.workflow.start('depositWorkflow', {
+    const handle = await stack.temporal.workflow.start('depositSaga', {
       workflowId: depositId,
       taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
       args: [{ depositId, accountId, amount: { minor_units: 900, currency: 'GBP' }, provider: 'sandbox', fingerprint: 'x', requestedAt: new Date().toISOString(), timings: { pollInitialMs: 400, pollMaxMs: 1500, stuckAfterMs: 60_000 } }],

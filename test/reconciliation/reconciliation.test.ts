@@ -15,7 +15,7 @@ import { PG_POOL } from '../../apps/api/tokens';
 import { signToken } from '../../lib/tokens';
 import { recordHistory } from '../replay/histories';
 import { sleep } from '../../lib/wait';
-import type { ReconciliationInput, ReconciliationResult } from '../../workflows/reconciliation/definitions';
+import type { ReconciliationInput, ReconciliationResult } from '../../contracts/reconciliation';
 import type { reconciliationWorkflow } from '../../workflows/reconciliation/reconciliation.workflow';
 import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
 import { uniqueId } from '../support';

@@ -43,7 +43,7 @@ describe('telemetry', () => {
       if (names.some((n) => n.startsWith('RunWorkflow'))) break;
       await sleep(100);
     }
-    expect(names).toEqual(expect.arrayContaining(['POST /v1/payouts', 'RunWorkflow:payoutWorkflow', 'StartActivity:submitPayoutToProvider', 'RunActivity:submitPayoutToProvider']));
+    expect(names).toEqual(expect.arrayContaining(['POST /v1/payouts', 'RunWorkflow:payoutSaga', 'StartActivity:submitPayoutToProvider', 'RunActivity:submitPayoutToProvider']));
     expect(names.some((n) => n.includes('UpdateWithStart') || n.includes('StartWorkflow'))).toBe(true);
   });
 

@@ -1,7 +1,7 @@
 import { patched, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS } from '../shared';
-import { differingTerms, unconfirmedClaim } from '../provider-records';
+import { differingTerms, unconfirmedClaim } from '../../contracts/provider-records';
 
 const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
 // Asked until it answers: a return is refunded only once the provider's own record says returned.

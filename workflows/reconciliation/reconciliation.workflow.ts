@@ -1,6 +1,6 @@
 import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { DEFAULT_RECONCILIATION_GRACE_SECONDS, type ReconciliationInput, type ReconciliationResult } from './definitions';
+import { DEFAULT_RECONCILIATION_GRACE_SECONDS, type ReconciliationInput, type ReconciliationResult } from '../../contracts/reconciliation';
 
 // Database and provider reads, retried for a while; a run that cannot finish fails without recording
 // anything, so the next scheduled run covers its window too (windows start where the last recorded run ended).

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import { isLedgerError, type Account, type Ledger } from '../../../activities/ledger';
+import { isLedgerError, type Account, type Ledger } from '../../../ledger';
 import { assertMayActOnAccount } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';

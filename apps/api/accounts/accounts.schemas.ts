@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ACCOUNT_ID_PATTERN } from '../../../activities/ledger';
+import { ACCOUNT_ID_PATTERN } from '../../../ledger';
 import { currencySchema } from '../common/money';
 
 export const accountIdSchema = z

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isKnownCurrency } from '../../../activities/ledger';
+import { isKnownCurrency } from '../../../ledger';
 
 /** ISO 4217 alphabetic code of a currency the ledger knows (with its minor-unit exponent). */
 export const currencySchema = z

@@ -1,11 +1,11 @@
 import type { SearchAttributePair } from '@temporalio/common';
 import { WithStartWorkflowOperation, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
-import type { Ledger } from '../../../activities/ledger';
+import type { Ledger } from '../../../ledger';
 import type { Config } from '../../../lib/config';
 import type { Logger } from '../../../lib/logger';
 import { grpcStatusOf } from '../../../lib/temporal-client';
-import { IDEMPOTENCY_MISMATCH } from '../../../workflows/payout/definitions';
+import { IDEMPOTENCY_MISMATCH } from '../../../contracts/common';
 import { IdempotencyStore, requestFingerprint, resourceIdFor, type StoredAnswer } from './idempotency';
 import { ProblemError, type ProblemCode } from './problem';
 import type { AdmissionTicket } from '../traffic/admission-gate';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { timelineEntrySchema } from '../common/timeline';
 import { workflowTaskFailureBody } from '../ops/workflow-task-failures';
-import { DEPOSIT_STATUSES } from '../../../workflows/deposit/definitions';
+import { DEPOSIT_STATUSES } from '../../../contracts/deposit';
 import { accountIdSchema } from '../accounts/accounts.schemas';
 import { moneySchema } from '../common/money';
 

@@ -4,8 +4,8 @@ import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import { depositAmountRefusal, moneyLimits } from '../../../lib/limits';
-import { depositStatusQuery, intentUpdate, type DepositInput, type DepositView, type IntentDecision } from '../../../workflows/deposit/definitions';
-import { startSearchAttributes } from '../../../workflows/shared';
+import { DEPOSIT_SAGA_TYPE, depositStatusQuery, intentUpdate, type DepositInput, type DepositView, type IntentDecision } from '../../../contracts/deposit';
+import { startSearchAttributes } from '../../../contracts/search-attributes';
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../common/idempotency';
 import { problemBody, ProblemError } from '../common/problem';
@@ -74,7 +74,7 @@ export class DepositsService {
     return {
       operation: 'deposit',
       idPrefix: 'dp',
-      workflowType: 'depositWorkflow',
+      workflowType: DEPOSIT_SAGA_TYPE,
       decisionUpdate: intentUpdate,
       workflowInput: (depositId, fingerprint) => ({
         depositId,

@@ -2,7 +2,7 @@ import { Controller, Get, Inject, Res } from '@nestjs/common';
 import type { Client } from '@temporalio/client';
 import type { FastifyReply } from 'fastify';
 import type { Config } from '../../../lib/config';
-import type { Pool } from '../../../lib/db';
+import { ping, type Pool } from '../../../lib/db';
 import { Public } from '../auth/auth';
 import { CONFIG, PG_POOL, TEMPORAL_CLIENT, TRAFFIC } from '../tokens';
 import type { TrafficControl } from '../traffic/traffic-control';
@@ -46,7 +46,7 @@ export class HealthController {
   async health(@Res() reply: FastifyReply): Promise<void> {
     const timeout = this.config.HEALTH_TIMEOUT_MS;
     const [postgres, temporal] = await Promise.all([
-      probe(timeout, () => this.pool.query('SELECT 1')),
+      probe(timeout, () => ping(this.pool)),
       probe(timeout, () =>
         this.temporal.connection.withDeadline(Date.now() + timeout, () =>
           this.temporal.workflowService.describeNamespace({ namespace: this.config.TEMPORAL_NAMESPACE }),

@@ -1,6 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Pool } from '../../../lib/db';
 import { WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
+import { DEPOSIT_SAGA_TYPES } from '../../../contracts/deposit';
+import { PAYOUT_SAGA_TYPES } from '../../../contracts/payout';
 
 /** The API's Prometheus registry and the instruments features record into. */
 export class ApiMetrics {
@@ -103,8 +105,8 @@ export class ApiMetrics {
       });
       const taskFailures = new WorkflowTaskFailureStore(pool);
       this.scrapeSources.push(async (set) => {
-        // Both saga types always present (0 when healthy), so an alert rule sees the series.
-        const counts = new Map([['payoutWorkflow', 0], ['depositWorkflow', 0]]);
+        // Every saga type always present (0 when healthy), so an alert rule sees the series.
+        const counts = new Map<string, number>([...PAYOUT_SAGA_TYPES, ...DEPOSIT_SAGA_TYPES].map((type) => [type, 0]));
         for (const { workflowType, count } of await taskFailures.countByType()) counts.set(workflowType, count);
         for (const [workflowType, count] of counts) set('sagas_workflow_task_failing', { workflow_type: workflowType }, count);
       });

@@ -1,13 +1,14 @@
 import { Body, Controller, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Ledger } from '../../../activities/ledger';
+import type { Ledger } from '../../../ledger';
 import { inTransaction, type Pool } from '../../../lib/db';
 import { accountIdSchema } from '../accounts/accounts.schemas';
 import { Roles } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
 import { LEDGER, PG_POOL } from '../tokens';
+import { appendAudit, setAccountStatus } from './ops.stores';
 
 const statusChange = z.strictObject({ reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000) });
 const statusBody = z.object({ account_id: z.string(), status: z.enum(['active', 'frozen']), reason: z.string(), changed_by: z.string(), changed_at: z.string() });
@@ -42,21 +43,9 @@ export class AccountsOpsController {
     if (!(await this.ledger.getAccount(id))) throw new ProblemError('ACCOUNT_NOT_FOUND', `No account ${id}`);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     const row = await inTransaction(this.pool, async (db) => {
-      const { rows } = await db.query<{ account_id: string; status: 'active' | 'frozen'; reason: string; changed_by: string; changed_at: Date }>(
-        `INSERT INTO account_status (account_id, status, reason, changed_by) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (account_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason, changed_by = EXCLUDED.changed_by, changed_at = now()
-         RETURNING *`,
-        [id, status, reason, actor],
-      );
-      await db.query("INSERT INTO staff_audit_log (actor, action, target, reason, request, outcome, detail) VALUES ($1, $2, $3, $4, $5, 'applied', $6)", [
-        actor,
-        status === 'frozen' ? 'account:freeze' : 'account:unfreeze',
-        id,
-        reason,
-        JSON.stringify({ reason }),
-        `now ${status}`,
-      ]);
-      return rows[0]!;
+      const changed = await setAccountStatus(db, id, status, reason, actor);
+      await appendAudit(db, { actor, action: status === 'frozen' ? 'account:freeze' : 'account:unfreeze', target: id, reason, request: { reason }, outcome: 'applied', detail: `now ${status}` });
+      return changed;
     });
     return statusBody.parse({ ...row, changed_at: row.changed_at.toISOString() });
   }

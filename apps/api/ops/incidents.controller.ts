@@ -5,6 +5,7 @@ import { Roles } from '../auth/auth';
 import { parseOrProblem } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
 import { PG_POOL } from '../tokens';
+import { listIncidents } from './ops.stores';
 
 const INCIDENT_KINDS = ['record_mismatch', 'claim_not_confirmed', 'claim_contradicted'] as const;
 
@@ -36,12 +37,7 @@ export class IncidentsController {
   @Get()
   async list(@Query() query: unknown): Promise<z.infer<typeof incidentList>> {
     const { reference, kind, limit } = parseOrProblem(listQuery, query ?? {}, 'query');
-    const { rows } = await this.pool.query<Omit<z.infer<typeof incidentBody>, 'created_at' | 'id'> & { id: string; created_at: Date }>(
-      `SELECT id, saga_kind, reference, kind, fields, expected, observed, event_id, created_at FROM provider_incidents
-        WHERE ($1::text IS NULL OR reference = $1) AND ($2::text IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3`,
-      [reference ?? null, kind ?? null, limit],
-    );
-    return { items: rows.map((row) => ({ ...row, id: Number(row.id), created_at: row.created_at.toISOString() })) };
+    return { items: await listIncidents(this.pool, { ...(reference ? { reference } : {}), ...(kind ? { kind } : {}), limit }) };
   }
 }
 

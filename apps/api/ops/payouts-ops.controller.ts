@@ -3,7 +3,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Pool } from '../../../lib/db';
-import { PAYOUT_NOT_RESOLVABLE, PAYOUT_STATUSES, pollProviderNowSignal, staffResolveUpdate } from '../../../workflows/payout/definitions';
+import { PAYOUT_NOT_RESOLVABLE, PAYOUT_SAGA_TYPES, PAYOUT_STATUSES, pollProviderNowSignal, staffResolveUpdate } from '../../../contracts/payout';
 import { Roles } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
 import { failureOf, type SagaRequests } from '../common/saga-requests';
@@ -13,6 +13,7 @@ import { payoutBody, payoutIdSchema } from '../payouts/payouts.schemas';
 import { PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from '../tokens';
 import { staffViewOfMark, type WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 import { workflowTaskFailureBody } from './workflow-task-failures';
+import { appendAudit, auditTrail, payoutRows, type AuditOutcome } from './ops.stores';
 
 /** Marked sagas are few (a defect stops many at once, but an alert fires at the first): a bound, not a page. */
 const MAX_MARKS_LISTED = 1_000;
@@ -65,7 +66,7 @@ export class PayoutsOpsController {
     // worker's mark (and the read model), first, as stuck; `stuck=false` leaves it out.
     const failing = await this.failingPayouts(status);
     const items: z.infer<typeof listedPayout>[] = stuck === 'false' ? [] : failing.items.slice(0, limit);
-    const clauses = [`WorkflowType = 'payoutWorkflow'`, `ExecutionStatus = 'Running'`];
+    const clauses = [`WorkflowType IN (${PAYOUT_SAGA_TYPES.map((type) => `'${type}'`).join(', ')})`, `ExecutionStatus = 'Running'`];
     if (stuck) clauses.push(`PayoutStuck = ${stuck}`);
     if (status) clauses.push(`PayoutStatus = '${status}'`);
     if (items.length < limit) {
@@ -94,12 +95,8 @@ export class PayoutsOpsController {
 
   /** Payouts marked for a failing workflow task, with what the read model knows of them (nothing before authorization). */
   private async failingPayouts(status: string | undefined): Promise<{ items: z.infer<typeof listedPayout>[]; ids: Set<string> }> {
-    const marks = await this.taskFailures.listByType('payoutWorkflow', MAX_MARKS_LISTED);
-    const { rows } = await this.pool.query<{ payout_id: string; account_id: string; status: string; provider: string; amount_minor: number; currency: string; requested_at: Date }>(
-      'SELECT payout_id, account_id, status, provider, amount_minor, currency, requested_at FROM payouts WHERE payout_id = ANY($1)',
-      [marks.map((mark) => mark.workflowId)],
-    );
-    const byId = new Map(rows.map((row) => [row.payout_id, row]));
+    const marks = await this.taskFailures.listByTypes(PAYOUT_SAGA_TYPES, MAX_MARKS_LISTED);
+    const byId = await payoutRows(this.pool, marks.map((mark) => mark.workflowId));
     const items = marks
       .filter((mark) => !status || byId.get(mark.workflowId)?.status === status)
       .map((mark) => {
@@ -161,23 +158,11 @@ export class PayoutsOpsController {
   @Get(':payoutId/audit')
   async auditTrail(@Param('payoutId') payoutId: string) {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
-    const { rows } = await this.pool.query<z.infer<typeof auditEntry> & { at: Date; id: string | number }>(
-      'SELECT id, at, actor, action, target, reason, outcome, detail FROM staff_audit_log WHERE target = $1 ORDER BY id',
-      [id],
-    );
-    return { items: rows.map((row) => ({ ...row, id: Number(row.id), at: row.at.toISOString() })) };
+    return { items: await auditTrail(this.pool, id) };
   }
 
-  private async audit(actor: string, action: string, target: string, reason: string, request: unknown, outcome: 'applied' | 'refused' | 'error', detail: string): Promise<void> {
-    await this.pool.query('INSERT INTO staff_audit_log (actor, action, target, reason, request, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
-      actor,
-      action,
-      target,
-      reason,
-      JSON.stringify(request ?? {}),
-      outcome,
-      detail.slice(0, 2000),
-    ]);
+  private audit(actor: string, action: string, target: string, reason: string, request: unknown, outcome: AuditOutcome, detail: string): Promise<void> {
+    return appendAudit(this.pool, { actor, action, target, reason, request, outcome, detail });
   }
 }
 

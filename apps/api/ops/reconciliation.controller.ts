@@ -2,7 +2,7 @@ import { Controller, Get, Inject } from '@nestjs/common';
 import { z } from 'zod';
 import { latestReconciliation, type ReconciliationRun } from '../../../activities/reconciliation';
 import type { Pool } from '../../../lib/db';
-import { MISMATCH_KINDS } from '../../../workflows/reconciliation/definitions';
+import { MISMATCH_KINDS } from '../../../contracts/reconciliation';
 import { Roles } from '../auth/auth';
 import { ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';

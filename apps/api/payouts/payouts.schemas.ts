@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { isValidIban, normalizeIban } from '../../../lib/iban';
 import { accountIdSchema } from '../accounts/accounts.schemas';
 import { moneySchema } from '../common/money';
-import { PAYOUT_STATUSES } from '../../../workflows/payout/definitions';
+import { PAYOUT_STATUSES } from '../../../contracts/payout';
 import { timelineEntrySchema } from '../common/timeline';
 import { workflowTaskFailureBody } from '../ops/workflow-task-failures';
 

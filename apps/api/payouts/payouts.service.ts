@@ -5,6 +5,7 @@ import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import type { DestinationVault } from '../../../lib/destination-vault';
 import {
+  PAYOUT_SAGA_TYPE,
   authorizationUpdate,
   cancelUpdate,
   maskDestination,
@@ -13,8 +14,8 @@ import {
   type AuthorizationDecision,
   type PayoutInput,
   type PayoutView,
-} from '../../../workflows/payout/definitions';
-import { startSearchAttributes } from '../../../workflows/shared';
+} from '../../../contracts/payout';
+import { startSearchAttributes } from '../../../contracts/search-attributes';
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../common/idempotency';
 import { problemBody, ProblemError, type ProblemCode } from '../common/problem';
@@ -94,7 +95,7 @@ export class PayoutsService {
     return {
       operation: 'payout',
       idPrefix: 'po',
-      workflowType: 'payoutWorkflow',
+      workflowType: PAYOUT_SAGA_TYPE,
       decisionUpdate: authorizationUpdate,
       // The full destination goes to PostgreSQL, encrypted, never into the workflow history (IBANs, card tokens).
       beforeStart: async (payoutId) => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { inTransaction, type Pool } from '../../../lib/db';
 import type { Logger } from '../../../lib/logger';
+import { appendAudit } from '../ops/ops.stores';
 
 /**
  * Degradation modes staff switch at run time:
@@ -74,12 +75,7 @@ export class PlatformModes {
         'UPDATE platform_mode SET mode = $1, reason = $2, changed_by = $3, changed_at = now() RETURNING mode, reason, changed_by, changed_at',
         [change.mode, change.reason, actor],
       );
-      await db.query("INSERT INTO staff_audit_log (actor, action, target, reason, request, outcome, detail) VALUES ($1, 'platform:mode', 'platform', $2, $3, 'applied', $4)", [
-        actor,
-        change.reason,
-        JSON.stringify(change),
-        `${before.rows[0]?.mode ?? 'normal'} → ${change.mode}`,
-      ]);
+      await appendAudit(db, { actor, action: 'platform:mode', target: 'platform', reason: change.reason, request: change, outcome: 'applied', detail: `${before.rows[0]?.mode ?? 'normal'} → ${change.mode}` });
       return rows[0]!;
     });
     this.adopt(viewOf(row));

@@ -3,7 +3,8 @@
  * must agree with what the platform asked for, field by field. Pure and workflow-safe (no I/O): the
  * sagas call it on activity results, so the decision is recorded in, and replayed from, their history.
  */
-import type { MaskedDestination, MoneyAmount } from './payout/definitions';
+import type { MoneyAmount } from './common';
+import type { MaskedDestination } from './payout';
 
 /** What the platform asked the provider to do. */
 export interface RequestedTerms {

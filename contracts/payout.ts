@@ -4,16 +4,20 @@
  * so both the workflow bundle and ordinary Node code can load it.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { MoneyAmount } from './common';
+
+
+/**
+ * The payout saga's workflow type. Sagas started before it run on as `payoutWorkflow` (workflows/legacy),
+ * so listings and counts name both.
+ */
+export const PAYOUT_SAGA_TYPE = 'payoutSaga';
+export const PAYOUT_SAGA_TYPES = [PAYOUT_SAGA_TYPE, 'payoutWorkflow'] as const;
 
 export const PAYOUT_STATUSES = ['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED', 'DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'] as const;
 export type PayoutStatus = (typeof PAYOUT_STATUSES)[number];
 /** States from which nothing moves any more (RETURNED too: the refund is the last movement). */
 export const FINAL_PAYOUT_STATUSES: readonly PayoutStatus[] = ['DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'];
-
-export interface MoneyAmount {
-  minor_units: number;
-  currency: string;
-}
 
 export type PayoutDestination = { method: 'bank_transfer'; iban: string } | { method: 'card'; token: string } | { method: 'ewallet'; wallet_id: string };
 
@@ -161,6 +165,5 @@ export const staffResolveUpdate = defineUpdate<PayoutView, [StaffResolution]>('s
 /** Ask the saga to poll its provider now instead of at the next backoff step. */
 export const pollProviderNowSignal = defineSignal('pollProviderNow');
 
-export const IDEMPOTENCY_MISMATCH = 'IDEMPOTENCY_MISMATCH';
 export const PAYOUT_NOT_RESOLVABLE = 'PAYOUT_NOT_RESOLVABLE';
 export const PAYOUT_NOT_CANCELLABLE = 'PAYOUT_NOT_CANCELLABLE';

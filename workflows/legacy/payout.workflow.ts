@@ -1,3 +1,10 @@
+/**
+ * FROZEN. The payout saga as it ran before payoutSaga (workflows/payout/payout.saga.ts): every saga started since runs as that type, and this code
+ * only finishes the payouts started before it (and replays their recorded histories in CI). Its patch
+ * branches are the record of how those sagas evolved; change nothing here. Remove it once no execution of
+ * its type is open (`WorkflowType = 'payoutWorkflow' AND ExecutionStatus = 'Running'` finds none) and its
+ * recorded histories are retired.
+ */
 import {
   ApplicationFailure,
   ActivityFailure,
@@ -14,13 +21,13 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { ProviderPayout } from '../../activities/provider';
-import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA, startSearchAttributes } from '../shared';
-import { differingTerms, unconfirmedClaim, type ProviderIncident, type RequestedTerms } from '../provider-records';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong } from '../shared';
+import { SA, startSearchAttributes } from '../../contracts/search-attributes';
+import { differingTerms, unconfirmedClaim, type ProviderIncident, type RequestedTerms } from '../../contracts/provider-records';
 import {
   authorizationUpdate,
   cancelUpdate,
   FINAL_PAYOUT_STATUSES,
-  IDEMPOTENCY_MISMATCH,
   maskDestination,
   PAYOUT_NOT_CANCELLABLE,
   PAYOUT_NOT_RESOLVABLE,
@@ -38,7 +45,8 @@ import {
   type ProviderPayoutEvent,
   type StaffResolution,
   type TimelineEntry,
-} from './definitions';
+} from '../../contracts/payout';
+import { IDEMPOTENCY_MISMATCH } from '../../contracts/common';
 
 const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
 const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
@@ -192,7 +200,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
   function enter(next: PayoutStatus, note?: string, staffNote?: string): void {
     status = next;
     timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
-    upsertSearchAttributes([{ key: SA.PayoutStatus, value: next }]);
+    upsertSearchAttributes([{ key: SA.Status, value: next }]);
   }
 
   /** Enters a state and mirrors it into the read model. */
@@ -248,8 +256,8 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     details.providerPayoutId = input.resume.providerPayoutId;
     decision = { outcome: 'held', status: 'HELD', holdTransferId };
     upsertSearchAttributes([
-      { key: SA.PayoutStatus, value: status },
-      { key: SA.PayoutStuck, value: stuck },
+      { key: SA.Status, value: status },
+      { key: SA.Stuck, value: stuck },
     ]);
   } else if (leanSteps) {
     // 1-2. Authorize (account, currency, limits) and hold the money, in one step. Compensation: void the hold.
@@ -406,7 +414,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       if (decided()) break;
       if (!stuck && Date.now() >= stuckAt) {
         stuck = true;
-        upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
+        upsertSearchAttributes([{ key: SA.Stuck, value: true }]);
         await moveTo(status, 'awaiting_provider', `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
       }
       const onRequest = pollRequested || claim !== undefined;
@@ -420,7 +428,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
     }
     if (stuck) {
       stuck = false;
-      upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
+      upsertSearchAttributes([{ key: SA.Stuck, value: false }]);
     }
   }
 
@@ -468,7 +476,7 @@ export async function payoutWorkflow(input: PayoutInput): Promise<PayoutView> {
       await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });
       if (!stuck) {
         stuck = true;
-        upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
+        upsertSearchAttributes([{ key: SA.Stuck, value: true }]);
         await moveTo(status, 'awaiting_provider', `the provider's record differs from the payout (${fields.join(', ')}); not acted on`);
       }
       return;

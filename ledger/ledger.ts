@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Pool, PoolClient } from '../../lib/db';
+import type { Pool, PoolClient } from '../lib/db';
 import { isKnownCurrency, isValidMinorAmount } from './currency';
 import { runCommand } from './db';
 import { insertOutboxEvent } from './outbox-events';

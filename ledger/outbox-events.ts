@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { PoolClient } from '../../lib/db';
+import type { PoolClient } from '../lib/db';
 import type { Metadata, Transfer, TransferKind } from './types';
 
 /**

@@ -1,4 +1,4 @@
-import type { Pool, PoolClient } from '../../lib/db';
+import type { Pool, PoolClient } from '../lib/db';
 
 /** A pool or a checked-out client (inside a caller's transaction). */
 export type Queryable = Pool | PoolClient;

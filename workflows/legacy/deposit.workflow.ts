@@ -1,3 +1,10 @@
+/**
+ * FROZEN. The deposit saga as it ran before depositSaga (workflows/deposit/deposit.saga.ts): every saga started since runs as that type, and this code
+ * only finishes the deposits started before it (and replays their recorded histories in CI). Its patch
+ * branches are the record of how those sagas evolved; change nothing here. Remove it once no execution of
+ * its type is open (`WorkflowType = 'depositWorkflow' AND ExecutionStatus = 'Running'` finds none) and its
+ * recorded histories are retired.
+ */
 import {
   ActivityFailure,
   ApplicationFailure,
@@ -13,9 +20,10 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
-import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong, SA, startSearchAttributes } from '../shared';
-import { IDEMPOTENCY_MISMATCH } from '../payout/definitions';
-import { differingTerms, unconfirmedClaim, type ProviderIncident } from '../provider-records';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS, historyIsLong } from '../shared';
+import { SA, startSearchAttributes } from '../../contracts/search-attributes';
+import { IDEMPOTENCY_MISMATCH } from '../../contracts/common';
+import { differingTerms, unconfirmedClaim, type ProviderIncident } from '../../contracts/provider-records';
 import type { ProviderDeposit, RecordDepositStateInput } from '../../activities/deposits';
 import {
   depositEventSignal,
@@ -28,7 +36,7 @@ import {
   type DepositView,
   type IntentDecision,
   type ProviderDepositEvent,
-} from './definitions';
+} from '../../contracts/deposit';
 
 const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
 const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
@@ -129,7 +137,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
   function enter(next: DepositStatus, note?: string, staffNote?: string): void {
     status = next;
     timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
-    upsertSearchAttributes([{ key: SA.PayoutStatus, value: next }]);
+    upsertSearchAttributes([{ key: SA.Status, value: next }]);
   }
 
   /** Enters a state and mirrors it into the read model. */
@@ -153,8 +161,8 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     Object.assign(details, { checkoutUrl: input.resume.checkoutUrl, providerDepositId: input.resume.providerDepositId });
     decision = { outcome: 'created', status: 'PENDING', checkoutUrl: input.resume.checkoutUrl, providerDepositId: input.resume.providerDepositId };
     upsertSearchAttributes([
-      { key: SA.PayoutStatus, value: status },
-      { key: SA.PayoutStuck, value: stuck },
+      { key: SA.Status, value: status },
+      { key: SA.Stuck, value: stuck },
     ]);
   } else {
     // 0. Limits (per deposit, per day, balance ceiling), under the account's lock: a refused deposit never reaches the provider.
@@ -230,7 +238,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     // (stuck for staff, in the read model too), never as a deposit still pending at the provider.
     if (patchedSince('deposit-credit-refusal-shown')) {
       stuck = true;
-      upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
+      upsertSearchAttributes([{ key: SA.Stuck, value: true }]);
       await moveTo(status, 'credit_refused', `the ledger refused the credit: ${err instanceof ActivityFailure && err.cause ? err.cause.message : String(err)}`);
     }
     throw err;
@@ -250,7 +258,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
       if (await condition(() => decided() || claim !== undefined, wait) && decided()) break;
       if (!stuck && Date.now() - waitingSince >= timings.stuckAfterMs) {
         stuck = true;
-        upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
+        upsertSearchAttributes([{ key: SA.Stuck, value: true }]);
         await moveTo(status, 'awaiting_provider', `no provider outcome after ${Math.round(timings.stuckAfterMs / 1000)}s`);
       }
       if (claim) {
@@ -264,7 +272,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
     }
     if (stuck) {
       stuck = false;
-      upsertSearchAttributes([{ key: SA.PayoutStuck, value: false }]);
+      upsertSearchAttributes([{ key: SA.Stuck, value: false }]);
     }
   }
 
@@ -296,7 +304,7 @@ export async function depositWorkflow(input: DepositInput): Promise<DepositView>
       await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });
       if (!stuck) {
         stuck = true;
-        upsertSearchAttributes([{ key: SA.PayoutStuck, value: true }]);
+        upsertSearchAttributes([{ key: SA.Stuck, value: true }]);
         await moveTo(status, 'awaiting_provider', `the provider's record differs from the deposit (${fields.join(', ')}); not acted on`);
       }
       return;

@@ -4,14 +4,17 @@
  * so both the workflow bundle and ordinary Node code can load it.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { MoneyAmount } from '../payout/definitions';
+import type { MoneyAmount } from './common';
 
-export type { MoneyAmount };
 
 /**
  * No EXPIRED: the aggregator owns the checkout's lifetime and reports an abandoned one as deposit.failed.
  * A deposit the provider never decides stays PENDING, is polled, and is marked stuck (PayoutStuck) for staff.
  */
+/** The deposit saga's workflow type; sagas started before it run on as `depositWorkflow` (workflows/legacy). */
+export const DEPOSIT_SAGA_TYPE = 'depositSaga';
+export const DEPOSIT_SAGA_TYPES = [DEPOSIT_SAGA_TYPE, 'depositWorkflow'] as const;
+
 export const DEPOSIT_STATUSES = ['REQUESTED', 'PENDING', 'CREDITED', 'FAILED'] as const;
 export type DepositStatus = (typeof DEPOSIT_STATUSES)[number];
 export const FINAL_DEPOSIT_STATUSES: readonly DepositStatus[] = ['CREDITED', 'FAILED'];

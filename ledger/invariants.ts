@@ -1,4 +1,4 @@
-import { inTransaction, type PoolClient } from '../../lib/db';
+import { inTransaction, type PoolClient } from '../lib/db';
 import { isPool, type Queryable } from './db';
 
 export interface InvariantViolation {

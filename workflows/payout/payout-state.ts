@@ -1,0 +1,165 @@
+/**
+ * What a payout saga knows, and what its handlers do with it: the saga's story (payout.saga.ts) reads and
+ * moves this state; queries, signals and update validators are one-line calls into it.
+ */
+import { ApplicationFailure, condition, upsertSearchAttributes } from '@temporalio/workflow';
+import { IDEMPOTENCY_MISMATCH } from '../../contracts/common';
+import {
+  FINAL_PAYOUT_STATUSES,
+  maskDestination,
+  PAYOUT_NOT_CANCELLABLE,
+  PAYOUT_NOT_RESOLVABLE,
+  type AuthorizationDecision,
+  type CancelRequest,
+  type MaskedDestination,
+  type PayoutInput,
+  type PayoutStateRecord,
+  type PayoutStatus,
+  type PayoutView,
+  type ProviderPayoutEvent,
+  type StaffResolution,
+  type TimelineEntry,
+} from '../../contracts/payout';
+import type { RequestedTerms } from '../../contracts/provider-records';
+import { SA } from '../../contracts/search-attributes';
+import { isNews } from '../provider-wait';
+
+const PROVIDER_RANK = { pending: 0, settled: 1, failed: 1, returned: 2 } as const;
+
+export class PayoutState {
+  status: PayoutStatus = 'REQUESTED';
+  readonly timeline: TimelineEntry[];
+  readonly terms: RequestedTerms;
+  readonly destination: MaskedDestination;
+  decision?: AuthorizationDecision;
+  cancelRequest?: CancelRequest;
+  submissionStarted = false;
+  /** The outcome as the provider's record (or staff) gives it: only news counts. */
+  providerView?: ProviderPayoutEvent;
+  /** A webhook not yet confirmed by the provider's own record: a claim, never acted on by itself. */
+  claim?: ProviderPayoutEvent;
+  pollRequested = false;
+  stuck = false;
+  resolution?: StaffResolution;
+  resolving = false;
+  holdTransferId: number;
+  readonly details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
+
+  constructor(readonly input: PayoutInput) {
+    this.destination = maskDestination(input.destination);
+    this.terms = { amount: input.amount, destination: this.destination };
+    this.timeline = [{ at: input.requestedAt, status: 'REQUESTED' }];
+    this.holdTransferId = input.resume?.holdTransferId ?? 0;
+  }
+
+  view(): PayoutView {
+    const { input } = this;
+    return {
+      payoutId: input.payoutId,
+      accountId: input.accountId,
+      amount: input.amount,
+      destination: this.destination,
+      provider: input.provider,
+      status: this.status,
+      ...this.details,
+      cancellable: this.cancellable(),
+      stuck: this.stuck,
+      requestedAt: input.requestedAt,
+      timeline: [...this.timeline],
+    };
+  }
+
+  cancellable(): boolean {
+    return !this.submissionStarted && (this.status === 'REQUESTED' || this.status === 'AUTHORIZED' || this.status === 'HELD');
+  }
+
+  /** The provider (or staff) has decided: settled, failed or returned. */
+  decided(): boolean {
+    return this.providerView !== undefined && this.providerView.providerStatus !== 'pending';
+  }
+
+  returned(): boolean {
+    return this.providerView?.providerStatus === 'returned';
+  }
+
+  /** The read-model row of the state `next`, once entered (its version is its place in the timeline). */
+  record(next: PayoutStatus): PayoutStateRecord {
+    return { payoutId: this.input.payoutId, version: this.timeline.length + 1, status: next, ...this.details, stuck: this.stuck };
+  }
+
+  /** Enters a state. `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
+  enter(next: PayoutStatus, note?: string, staffNote?: string): void {
+    this.status = next;
+    this.timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
+    upsertSearchAttributes([{ key: SA.Status, value: next }]);
+  }
+
+  markStuck(stuck: boolean): void {
+    this.stuck = stuck;
+    upsertSearchAttributes([{ key: SA.Stuck, value: stuck }]);
+  }
+
+  // ---- handlers ----
+
+  checkFingerprint(fingerprint: string): void {
+    if (fingerprint !== this.input.fingerprint) throw ApplicationFailure.nonRetryable('Idempotency-Key reused with a different request', IDEMPOTENCY_MISMATCH);
+  }
+
+  async decisionWhenKnown(): Promise<AuthorizationDecision> {
+    await condition(() => this.decision !== undefined);
+    return this.decision!;
+  }
+
+  checkCancellable(): void {
+    if (!this.cancellable()) throw ApplicationFailure.nonRetryable(`Payout is ${this.status}${this.submissionStarted ? ' and submitted to the provider' : ''}`, PAYOUT_NOT_CANCELLABLE);
+  }
+
+  async cancel(request: CancelRequest): Promise<PayoutView> {
+    this.cancelRequest ??= request;
+    await condition(() => this.status === 'CANCELLED' || this.submissionStarted || FINAL_PAYOUT_STATUSES.includes(this.status));
+    return this.view();
+  }
+
+  /** A webhook is a claim: the saga asks the provider and acts on its record; polls and staff are learned. */
+  receive(event: ProviderPayoutEvent): void {
+    if (event.source === 'webhook') this.claim = event;
+    else this.learn(event);
+  }
+
+  learn(event: ProviderPayoutEvent): void {
+    if (isNews(PROVIDER_RANK, event, this.providerView, 'pending')) this.providerView = event;
+  }
+
+  requestPoll(): void {
+    this.pollRequested = true;
+  }
+
+  /** Exactly once: only a saga still awaiting its provider, with no outcome known, can be resolved by staff. */
+  checkResolvable(request: StaffResolution): void {
+    if (!this.awaitingProvider() || this.resolving) {
+      throw ApplicationFailure.nonRetryable(`${this.describe()}; only a payout awaiting its provider can be resolved`, PAYOUT_NOT_RESOLVABLE);
+    }
+    if (!request.reason.trim()) throw ApplicationFailure.nonRetryable('a reason is required', PAYOUT_NOT_RESOLVABLE);
+  }
+
+  awaitingProvider(): boolean {
+    return this.status === 'SUBMITTED' && (!this.providerView || this.providerView.providerStatus === 'pending');
+  }
+
+  describe(): string {
+    return `Payout is ${this.status}${this.providerView ? ` (provider: ${this.providerView.providerStatus})` : ''}`;
+  }
+
+  /** Staff's outcome, applied as if the provider had said it. */
+  applyResolution(request: StaffResolution): void {
+    this.resolution = request;
+    this.claim = undefined;
+    this.providerView = {
+      eventId: `staff:${request.actor}`,
+      source: 'staff',
+      providerStatus: request.outcome === 'settle' ? 'settled' : 'failed',
+      ...(request.outcome === 'fail' ? { failureCode: 'resolved_by_staff' } : {}),
+      occurredAt: new Date().toISOString(),
+    };
+  }
+}

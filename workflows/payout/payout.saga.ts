@@ -1,0 +1,329 @@
+import { ActivityFailure, ApplicationFailure, allHandlersFinished, condition, continueAsNew, proxyActivities, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../../activities';
+import type { ProviderPayout } from '../../activities/provider';
+import {
+  authorizationUpdate,
+  cancelUpdate,
+  PAYOUT_NOT_RESOLVABLE,
+  payoutStatusQuery,
+  pollProviderNowSignal,
+  providerEventSignal,
+  staffResolveUpdate,
+  type PayoutInput,
+  type PayoutResume,
+  type PayoutStateRecord,
+  type PayoutStatus,
+  type PayoutView,
+  type ProviderPayoutEvent,
+  type StaffResolution,
+} from '../../contracts/payout';
+import { differingTerms, unconfirmedClaim, type ProviderIncident } from '../../contracts/provider-records';
+import { SA, startSearchAttributes } from '../../contracts/search-attributes';
+import { awaitProviderOutcome, eventFromRecord, readProviderRecord, type WaitingSaga } from '../provider-wait';
+import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS } from '../shared';
+import { PayoutState } from './payout-state';
+
+const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
+const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
+const lookups = proxyLocalActivities<Activities>(PROVIDER_LOOKUP_OPTIONS);
+
+/**
+ * A player's withdrawal: authorize and hold → reversal window → submit → await the provider → settle or
+ * fail → return window. Each money step stands beside what undoes it (`moneySteps`): a failed or cancelled
+ * payout voids its hold; money returned after settlement is refunded to the player.
+ */
+export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
+  const saga = new PayoutState(input);
+  const money = moneySteps(saga);
+  const ask = providerChecks(saga);
+  setHandler(payoutStatusQuery, () => saga.view());
+  setHandler(authorizationUpdate, () => saga.decisionWhenKnown(), { validator: (fingerprint) => saga.checkFingerprint(fingerprint) });
+  setHandler(cancelUpdate, (request) => saga.cancel(request), { validator: (_request) => saga.checkCancellable() });
+  setHandler(providerEventSignal, (event) => saga.receive(event));
+  setHandler(pollProviderNowSignal, () => saga.requestPoll());
+  setHandler(staffResolveUpdate, (request) => resolveByStaff(saga, ask, request), { validator: (request) => saga.checkResolvable(request) });
+  // Set by the API when it starts the saga; a saga started another way adds them itself.
+  if (workflowInfo().typedSearchAttributes.get(SA.AccountId) === undefined) upsertSearchAttributes(startSearchAttributes(input));
+
+  if (input.resume) {
+    resumeWaiting(saga, input.resume);
+  } else {
+    // 1-2. Authorize (account, currency, limits) and hold the money.
+    if (!(await money.authorizeAndHold())) return finish(saga);
+    // 3. Reversal window: the player may still cancel.
+    if (input.timings.submitDelayMs > 0) await condition(() => saga.cancelRequest !== undefined, input.timings.submitDelayMs);
+    if (saga.cancelRequest) {
+      const { requestedBy, reason } = saga.cancelRequest;
+      await money.voidHold('CANCELLED', 'cancelled', `cancelled by ${requestedBy}${reason ? `: ${reason}` : ''}`);
+      return finish(saga);
+    }
+    // 4. Submit to the provider. A refusal the provider's record bears out voids the hold.
+    const refusal = await submit(saga, ask);
+    if (refusal) {
+      saga.details.failureCode = refusal;
+      await money.voidHold('FAILED', refusal);
+      return finish(saga);
+    }
+  }
+
+  // 5. Await the provider: its callback (checked against its record), staff, or our polls. Never assumed failed.
+  await awaitProviderOutcome(waiting(saga, ask), input.timings, input.resume);
+  const outcome = saga.providerView!;
+  saga.details.providerPayoutId ??= outcome.providerPayoutId;
+  const { resolution } = saga;
+  const resolvedBy = resolution ? `resolved by ${resolution.actor}: ${resolution.reason}` : undefined;
+
+  // 6a. Failed: the player's money is available again.
+  if (outcome.providerStatus === 'failed') {
+    saga.details.failureCode = outcome.failureCode ?? 'provider_failed';
+    await money.voidHold('FAILED', resolution ? 'resolved_by_staff' : saga.details.failureCode, resolvedBy);
+    return finish(saga);
+  }
+
+  // 6b. Settled: the hold is posted, the money paid.
+  const postTransferId = await money.postHold(resolution ? 'resolved_by_staff' : undefined, resolvedBy);
+
+  // 7. Return window: a return claimed by webhook is refunded once the provider's record says returned.
+  for (const closesAt = Date.now() + input.timings.returnWindowMs; !saga.returned(); ) {
+    if (!(await condition(() => saga.returned() || saga.claim !== undefined, Math.max(1, closesAt - Date.now())))) break;
+    if (saga.claim) await ask.check({ scheduled: false, settled: () => saga.returned() });
+  }
+  if (saga.returned()) {
+    saga.details.returnReason = saga.providerView!.returnReason ?? 'returned';
+    await money.refund(postTransferId, saga.details.returnReason);
+  }
+  return finish(saga);
+}
+
+/** Returns the saga's view once every handler in progress has answered. */
+async function finish(saga: PayoutState): Promise<PayoutView> {
+  await condition(allHandlersFinished);
+  return saga.view();
+}
+
+/** Enters a state and mirrors it into the read model (for states no ledger step leads to). */
+async function moveTo(saga: PayoutState, next: PayoutStatus, note?: string, staffNote?: string): Promise<void> {
+  const record = saga.record(next);
+  saga.enter(next, note, staffNote);
+  await steps.recordPayoutState(record);
+}
+
+/**
+ * The saga's money steps, each beside what undoes it (two-phase: a hold is later posted or voided). Every
+ * step is a local activity keyed by the payout, and writes the read-model state it leads to in the same step.
+ */
+function moneySteps(saga: PayoutState) {
+  const { payoutId } = saga.input;
+  async function moveWith<T>(next: PayoutStatus, step: (record: PayoutStateRecord) => Promise<T>, note?: string, staffNote?: string): Promise<T> {
+    const result = await step(saga.record(next));
+    saga.enter(next, note, staffNote);
+    return result;
+  }
+  return {
+    /** Authorize and hold in one step; false when declined (the decision is then known, nothing held). Undone by `voidHold`. */
+    async authorizeAndHold(): Promise<boolean> {
+      const { input } = saga;
+      const admission = await steps.admitPayout({
+        payoutId,
+        accountId: input.accountId,
+        amountMinor: input.amount.minor_units,
+        currency: input.amount.currency,
+        destinationMethod: saga.destination.method,
+        destinationLast4: saga.destination.last4,
+        provider: input.provider,
+        requestedAt: input.requestedAt,
+        holdIdempotencyKey: `${payoutId}:hold`,
+        version: saga.timeline.length + 2,
+      });
+      if (admission.outcome === 'declined') {
+        if (admission.stage === 'hold') saga.timeline.push({ at: new Date().toISOString(), status: 'AUTHORIZED' });
+        saga.details.declineCode = admission.code;
+        saga.decision = { outcome: 'declined', status: 'DECLINED', code: admission.code, detail: admission.detail };
+        saga.enter('DECLINED', admission.code);
+        return false;
+      }
+      saga.holdTransferId = admission.holdTransferId;
+      saga.timeline.push({ at: new Date().toISOString(), status: 'AUTHORIZED' });
+      saga.enter('HELD');
+      saga.decision = { outcome: 'held', status: 'HELD', holdTransferId: saga.holdTransferId };
+      return true;
+    },
+    /** Undoes the hold and ends in `next` (FAILED, CANCELLED): the player's money is available again. */
+    voidHold: (next: PayoutStatus, note?: string, staffNote?: string) =>
+      moveWith(next, (record) => steps.voidPayoutHold({ idempotencyKey: `${payoutId}:void`, payoutId, holdTransferId: saga.holdTransferId, record }), note, staffNote),
+    /** Posts the hold (SETTLED) and answers its transfer id. Undone after a return by `refund`. */
+    async postHold(note?: string, staffNote?: string): Promise<number> {
+      const post = await moveWith('SETTLED', (record) => steps.postPayoutHold({ idempotencyKey: `${payoutId}:post`, payoutId, holdTransferId: saga.holdTransferId, record }), note, staffNote);
+      if (!post.ok) throw ApplicationFailure.nonRetryable('settled payout has no posted transfer', 'LedgerInconsistency');
+      return post.transferId;
+    },
+    /** Undoes a post (RETURNED): the player is refunded with a new transfer. */
+    refund: (postTransferId: number, note: string) =>
+      moveWith('RETURNED', (record) => steps.refundReturnedPayout({ idempotencyKey: `${payoutId}:refund`, payoutId, postTransferId, record }), note),
+  };
+}
+
+/**
+ * Step 4: submits the payout (the submission writes SUBMITTED itself). Answers the refusal code when the
+ * provider refused and its own record confirms it has no such payout (or failed it); otherwise the payout is
+ * SUBMITTED, its record adopted only if it agrees with the request.
+ */
+async function submit(saga: PayoutState, ask: ProviderChecks): Promise<string | undefined> {
+  const { payoutId, amount, timings } = saga.input;
+  saga.submissionStarted = true;
+  let submitted: ProviderPayout;
+  try {
+    submitted = await provider.submitPayoutToProvider({ payoutId, amount, record: saga.record('SUBMITTED') });
+    saga.enter('SUBMITTED');
+  } catch (err) {
+    if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure)) throw err;
+    // A destination that cannot be read (missing, or its encrypted row does not authenticate) is never sent.
+    const unreadable = err.cause.type === 'DestinationUndecryptable' || err.cause.type === 'DestinationMissing';
+    if (err.cause.type !== 'ProviderRejected' && !unreadable) throw err;
+    const refusal = unreadable ? 'destination_unreadable' : String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+    // A refusal of a retried submission can hide an accepted first attempt: ask the provider, until it answers.
+    let known = await ask.record(false);
+    for (let delay = timings.pollInitialMs; known === 'unknown'; delay = Math.min(delay * 2, timings.pollMaxMs)) {
+      await sleep(delay);
+      known = await ask.record(false);
+    }
+    if (known === 'none' || known.status === 'failed') return refusal;
+    submitted = known; // the provider has it after all: wait for its outcome like any submitted payout
+    await moveTo(saga, 'SUBMITTED');
+  }
+  await ask.judge(submitted);
+  return undefined;
+}
+
+/** A later run of a saga that was awaiting its provider (continue-as-new): pick up where the last one stopped. */
+function resumeWaiting(saga: PayoutState, resume: PayoutResume): void {
+  saga.timeline.splice(0, saga.timeline.length, ...resume.timeline);
+  saga.status = 'SUBMITTED';
+  saga.submissionStarted = true;
+  saga.stuck = resume.stuck;
+  saga.details.providerPayoutId = resume.providerPayoutId;
+  saga.decision = { outcome: 'held', status: 'HELD', holdTransferId: saga.holdTransferId };
+  upsertSearchAttributes([
+    { key: SA.Status, value: saga.status },
+    { key: SA.Stuck, value: saga.stuck },
+  ]);
+}
+
+/** Step 5's view of the saga, for the shared provider wait. */
+function waiting(saga: PayoutState, ask: ProviderChecks): WaitingSaga {
+  return {
+    get stuck() {
+      return saga.stuck;
+    },
+    decided: () => saga.decided(),
+    nudged: () => saga.pollRequested || saga.claim !== undefined,
+    check: (scheduled) => ask.check({ scheduled, settled: () => saga.decided() }),
+    markStuck: (staffNote) => stick(saga, staffNote),
+    clearStuck: () => saga.markStuck(false),
+    async continueAsNew(position) {
+      const { input } = saga;
+      const resume: PayoutResume = {
+        timeline: [...saga.timeline],
+        holdTransferId: saga.holdTransferId,
+        ...(saga.details.providerPayoutId ? { providerPayoutId: saga.details.providerPayoutId } : {}),
+        ...position,
+        stuck: saga.stuck,
+        runs: (input.resume?.runs ?? 1) + 1,
+      };
+      await continueAsNew<typeof payoutSaga>({ ...input, resume });
+    },
+  };
+}
+
+/** Marks the saga stuck for staff (search attribute and read model), with why. */
+async function stick(saga: PayoutState, staffNote: string): Promise<void> {
+  saga.markStuck(true);
+  await moveTo(saga, saga.status, 'awaiting_provider', staffNote);
+}
+
+type ProviderChecks = ReturnType<typeof providerChecks>;
+
+/** Asking the provider for its record, and what its record means for the saga. */
+function providerChecks(saga: PayoutState) {
+  const { payoutId, pollTaskQueue, timings } = saga.input;
+  // Scheduled polls of a silent provider are background work, on the background task queue.
+  const scheduledPolls = pollTaskQueue ? proxyActivities<Activities>({ ...PROVIDER_POLL_OPTIONS, taskQueue: pollTaskQueue }) : lookups;
+
+  /** The provider's record: 'none' when it has never seen the payout, 'unknown' when it cannot be asked. */
+  async function record(scheduled: boolean): Promise<ProviderPayout | 'none' | 'unknown'> {
+    try {
+      return (await (scheduled ? scheduledPolls : lookups).fetchProviderPayout({ payoutId })) ?? 'none';
+    } catch {
+      return 'unknown';
+    }
+  }
+
+  const observedOf = (seen: ProviderPayout) => ({ status: seen.status, providerPayoutId: seen.providerPayoutId, amount: seen.amount ?? null, destination: seen.destination ?? null });
+  const reportIncident = ({ claimedStatus, ...incident }: Pick<ProviderIncident, 'kind' | 'fields' | 'observed' | 'eventId'> & { claimedStatus?: string }) =>
+    steps.recordProviderIncident({ sagaKind: 'payout', reference: payoutId, expected: { ...saga.terms, ...(claimedStatus ? { status: claimedStatus } : {}) }, ...incident });
+
+  /** The event the saga learns from a record (the webhook's own when the record bears its claim out). */
+  const eventOf = (seen: ProviderPayout, claimed?: ProviderPayoutEvent): ProviderPayoutEvent => ({
+    ...eventFromRecord(seen.status, claimed),
+    providerPayoutId: seen.providerPayoutId,
+    failureCode: seen.failureCode,
+    returnReason: seen.returnReason,
+  });
+
+  /**
+   * The record's status is learned only when it agrees with the request (amount, currency, destination): one
+   * that differs is an incident for staff and the saga waits, stuck. A webhook claim it does not bear out is
+   * written for staff too.
+   */
+  async function judge(seen: ProviderPayout | 'none', claimed?: ProviderPayoutEvent): Promise<void> {
+    const fields = seen === 'none' ? [] : differingTerms(saga.terms, seen);
+    if (seen !== 'none' && fields.length > 0) {
+      await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });
+      if (!saga.stuck) await stick(saga, `the provider's record differs from the payout (${fields.join(', ')}); not acted on`);
+      return;
+    }
+    if (seen !== 'none') {
+      saga.details.providerPayoutId = seen.providerPayoutId;
+      if (seen.status !== 'pending') saga.learn(eventOf(seen, claimed));
+    }
+    const unconfirmed = claimed && unconfirmedClaim(claimed, seen === 'none' ? { status: 'none' } : observedOf(seen));
+    if (unconfirmed) await reportIncident(unconfirmed);
+  }
+
+  return {
+    record,
+    judge,
+    eventOf,
+    agrees: (seen: ProviderPayout) => differingTerms(saga.terms, seen).length === 0,
+    /** A check: the webhook claim waiting (if any), a requested poll, or a `scheduled` one. */
+    async check(opts: { scheduled: boolean; settled: () => boolean }): Promise<void> {
+      const claimed = saga.claim;
+      saga.claim = undefined;
+      saga.pollRequested = false;
+      const seen = await readProviderRecord(record, { ...opts, forClaim: claimed !== undefined, pollMaxMs: timings.pollMaxMs });
+      if (seen !== 'unknown') await judge(seen, claimed);
+    },
+  };
+}
+
+/** Staff settle or fail a payout its provider leaves undecided; failing it first asks the provider. */
+async function resolveByStaff(saga: PayoutState, ask: ProviderChecks, request: StaffResolution): Promise<PayoutView> {
+  saga.resolving = true;
+  if (request.outcome === 'fail') {
+    // A payout the provider has paid is settled, not failed.
+    const seen = await ask.record(false);
+    if (seen === 'unknown') {
+      saga.resolving = false;
+      throw ApplicationFailure.nonRetryable('The provider cannot be asked right now; a payout it may have paid is not failed blind. Retry shortly.', PAYOUT_NOT_RESOLVABLE);
+    }
+    if (seen !== 'none' && (seen.status === 'settled' || seen.status === 'returned') && ask.agrees(seen)) {
+      saga.learn(ask.eventOf(seen));
+      throw ApplicationFailure.nonRetryable(`The provider reports this payout ${seen.status}; it is settled, not failed`, PAYOUT_NOT_RESOLVABLE);
+    }
+    // The provider may have answered while we asked: news that arrived meanwhile wins over staff.
+    if (!saga.awaitingProvider()) throw ApplicationFailure.nonRetryable(`${saga.describe()}; it was decided while staff resolved it`, PAYOUT_NOT_RESOLVABLE);
+  }
+  saga.applyResolution(request);
+  await condition(() => saga.status !== 'SUBMITTED');
+  return saga.view();
+}
