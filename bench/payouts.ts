@@ -57,7 +57,7 @@ const { values: flags } = parseArgs({
     'overload-seconds': { type: 'string', default: '60' },
   },
 });
-const RATES = flags.rates ? flags.rates.split(',').map(Number) : flags.quick ? [2, 6] : [1, 2, 4, 8, 12, 16, 20, 24];
+const RATES = flags.rates ? flags.rates.split(',').map(Number) : flags.quick ? [2, 6] : [1, 2, 4, 8, 12, 16, 20, 24, 28, 32];
 const STEP_SECONDS = Number(flags['step-seconds'] ?? (flags.quick ? 10 : 40));
 const DRAIN_MS = Number(flags['drain-seconds'] ?? (flags.quick ? 30 : 60)) * 1000;
 /** Deposits: a smaller ladder after the payouts, one deposit per fresh account (the daily limits are per account). */
