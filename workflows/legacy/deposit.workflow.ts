@@ -1,9 +1,9 @@
 /**
- * FROZEN. The deposit saga as it ran before depositSaga (workflows/deposit/deposit.saga.ts): every saga started since runs as that type, and this code
- * only finishes the deposits started before it (and replays their recorded histories in CI). Its patch
- * branches are the record of how those sagas evolved; change nothing here. Remove it once no execution of
- * its type is open (`WorkflowType = 'depositWorkflow' AND ExecutionStatus = 'Running'` finds none) and its
- * recorded histories are retired.
+ * FROZEN. The deposit saga as it ran before depositSaga (workflows/deposit/deposit.saga.ts).
+ * Every saga started since runs as that type; this code only finishes the deposits started before it, and
+ * replays their recorded histories in CI (`*.v1.json` … `*.v4.json`). Its patch branches are the record of
+ * how those sagas evolved: change nothing here. Remove it once no execution of its type is open
+ * (`WorkflowType = 'depositWorkflow' AND ExecutionStatus = 'Running'` finds none) and its histories are retired.
  */
 import {
   ActivityFailure,
