@@ -6,7 +6,7 @@ import { repoRoot } from '../../lib/config';
 import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
-import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 /** Debian's Chromium (apt-get install chromium), or the browser named by CHROMIUM_PATH. */
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

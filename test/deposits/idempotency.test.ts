@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
 import { uniqueId } from '../support';
 import { expectOneAnswer, storm, type StormKind } from '../payouts/duplicate-storm';
-import { depositRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 const deposits: StormKind = {
   prefix: 'dp',

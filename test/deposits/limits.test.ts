@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
-import { depositRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('deposit limits: per deposit, per day, balance ceiling (EUR-equivalent, per currency)', () => {
   let stack: SagaStack;

@@ -4,7 +4,7 @@ import { signWebhook } from '../../lib/webhook-signature';
 import { sleep } from '../../lib/wait';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
-import { depositRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 const statuses = (view: { timeline: { status: string }[] }) => view.timeline.map((t) => t.status);
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../activities';
 import { workerSettings } from '../../apps/worker/create-worker';
 import { ensureTemporalCli } from '../../temporal/cli';
-import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 import { HISTORIES_DIR, recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { boundariesAfterLocalActivities, bundle, replay, splitTaskBefore, type JsonHistory } from './task-boundaries';

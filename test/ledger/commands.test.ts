@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { checkInvariants, type Ledger, type MovementInput, type TransferResult } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { testPool, uniqueId } from '../support';
-import { expectInvariantsHold, fundedPlayer, ledgerFixture, newAccount, transferOf } from './helpers';
+import { expectInvariantsHold, fundedPlayer, ledgerFixture, newAccount, transferOf } from '../support/ledger';
 
 let pool: Pool;
 let ledger: Ledger;

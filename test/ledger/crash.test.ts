@@ -5,7 +5,7 @@ import type { Ledger, MovementInput } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
 import { testPool, uniqueId } from '../support';
-import { expectInvariantsHold, fundedPlayer, ledgerFixture, newAccount, transferOf } from './helpers';
+import { expectInvariantsHold, fundedPlayer, ledgerFixture, newAccount, transferOf } from '../support/ledger';
 
 /**
  * A command's transaction is killed mid-flight (pg_terminate_backend from another connection while it

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Ledger, MovementInput, PostInput, RefundInput, Transfer, TransferResult, VoidInput } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { testPool, uniqueId } from '../support';
-import { expectInvariantsHold, ledgerFixture } from './helpers';
+import { expectInvariantsHold, ledgerFixture } from '../support/ledger';
 
 /**
  * Random sequences of ledger commands, with retries, reused keys, invalid input and references to

@@ -4,7 +4,7 @@ import { signToken } from '../../lib/tokens';
 import { sleep } from '../../lib/wait';
 import { recordHistory } from '../replay/histories';
 import { startTestWorker, uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('finance staff: stuck payouts, resolution with audit, poll now', () => {
   let stack: SagaStack;

@@ -7,7 +7,7 @@ import { repoRoot } from '../../lib/config';
 import { signToken } from '../../lib/tokens';
 import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { depositRequest, payoutRequest, spawnWorkerProcess, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, payoutRequest, spawnWorkerProcess, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 /** How often the worker under test re-checks its marks (the default is 30 s). */
 const RECHECK_MS = 1_000;

@@ -5,7 +5,7 @@ import { repoRoot } from '../../lib/config';
 import type { Pool } from '../../lib/db';
 import { startProcess, type ManagedProcess } from '../../lib/processes';
 import { sleep, waitUntil } from '../../lib/wait';
-import { expectInvariantsHold } from '../ledger/helpers';
+import { expectInvariantsHold } from '../support/ledger';
 import { testPool } from '../support';
 import { createPlayers, eventsPerRun, firstArrivalOrder, orderByAccount, OUTBOX_SECRET, outboxEventsOf, sagaLikeRun, startReceiver } from './helpers';
 

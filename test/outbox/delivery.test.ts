@@ -5,7 +5,7 @@ import { backoffMs, outboxLag, type OutboxPublisher } from '../../apps/outbox-pu
 import { repoRoot } from '../../lib/config';
 import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
-import { expectInvariantsHold } from '../ledger/helpers';
+import { expectInvariantsHold } from '../support/ledger';
 import { testPool } from '../support';
 import { createPlayers, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, startReceiver, testPublisher, type Receiver } from './helpers';
 

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { checkInvariants, createLedger, type Ledger, type Transfer } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
-import { expectInvariantsHold, transferOf } from '../ledger/helpers';
+import { expectInvariantsHold, transferOf } from '../support/ledger';
 import { testPool, uniqueId } from '../support';
 import { createPlayers, outboxEventsOf } from './helpers';
 

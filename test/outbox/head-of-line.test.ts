@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLedger, type Ledger } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
-import { expectInvariantsHold } from '../ledger/helpers';
+import { expectInvariantsHold } from '../support/ledger';
 import { testPool } from '../support';
 import { createPlayers, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, startReceiver, testPublisher } from './helpers';
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 import { firstArrivalOrder, orderByAccount, outboxEventsOf, startReceiver, testPublisher, type Receiver } from './helpers';
 
 /** The outbox fed by real sagas (deposits and payouts through the API, worker and sandbox), delivered once each. */

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('cancelling a payout (reversal window before submission)', () => {
   let stack: SagaStack;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../../lib/wait';
 import { signWebhook } from '../../lib/webhook-signature';
 import { startTestWorker, uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 /** A claim that cannot be checked is not acted on: the saga asks again until the provider answers. */
 describe('a webhook claim while the provider cannot be asked', () => {

@@ -10,7 +10,7 @@ import { createPool, type Pool } from '../../lib/db';
 import { createDestinationVault, DestinationKeyRing, DestinationUnreadable, type StoredDestination } from '../../lib/destination-vault';
 import { MIGRATIONS_DIR } from '../../lib/migrate';
 import { scratchDatabase, startTestWorker, uniqueId } from '../support';
-import { startSagaStack, type SagaStack } from './stack';
+import { startSagaStack, type SagaStack } from '../support/saga-stack';
 
 const IBAN = 'GB82WEST12345698765432';
 const CARD_TOKEN = 'tok_visa_4242_secret_9f8e7d';

@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
 import { sleep } from '../../lib/wait';
-import type { SagaStack } from './stack';
+import type { SagaStack } from '../support/saga-stack';
 
 type Answer = Awaited<ReturnType<SagaStack['postPayout']>>;
 

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
 import { isValidIban } from '../../lib/iban';
 import { uniqueId } from '../support';
-import { startSagaStack, type SagaStack } from './stack';
+import { startSagaStack, type SagaStack } from '../support/saga-stack';
 
 /**
  * Each of these has a correct mod-97 checksum, so the old check accepted (and paid) it; each breaks its

@@ -4,7 +4,7 @@ import { IdempotencyStore, requestFingerprint, resourceIdFor } from '../../apps/
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { expectOneAnswer, storm, type StormKind } from './duplicate-storm';
-import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 const payouts: StormKind = {
   prefix: 'po',

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('payout limits per currency (EUR-equivalent, converted with LIMIT_CURRENCY_RATES)', () => {
   let stack: SagaStack;

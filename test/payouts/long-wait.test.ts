@@ -3,7 +3,7 @@ import { sleep } from '../../lib/wait';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { resourceIdFor } from '../../apps/api/common/idempotency';
-import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('a provider silent for a long time', () => {
   let stack: SagaStack;

@@ -4,7 +4,7 @@ import { signWebhook } from '../../lib/webhook-signature';
 import { sleep } from '../../lib/wait';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
-import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 /**
  * A webhook is a claim and a provider's answer is a claim: money moves only when the provider's own

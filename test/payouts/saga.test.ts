@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { recordHistory } from '../replay/histories';
 import { startTestWorker, uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('payout saga end to end (API → Temporal → worker → ledger → sandbox aggregator → webhook)', () => {
   let stack: SagaStack;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signToken } from '../../lib/tokens';
 import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 const STAFF_REASON = 'internal: AML case 4711, do not tell customer';
 

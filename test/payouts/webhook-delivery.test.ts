@@ -6,7 +6,7 @@ import { createTemporalClient } from '../../lib/temporal-client';
 import { freePort } from '../../lib/wait';
 import { signWebhook } from '../../lib/webhook-signature';
 import { uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('a webhook that cannot be signalled', () => {
   let stack: SagaStack;

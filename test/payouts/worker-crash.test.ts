@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { payoutRequest, spawnWorkerProcess, startSagaStack, type SagaStack } from './stack';
+import { payoutRequest, spawnWorkerProcess, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 /** The worker as a real separate process, so it can be killed with SIGKILL mid-saga. */
 const spawnWorker = (stack: SagaStack) => spawnWorkerProcess(stack);

@@ -17,7 +17,7 @@ import { recordHistory } from '../replay/histories';
 import { sleep } from '../../lib/wait';
 import type { ReconciliationInput, ReconciliationResult } from '../../contracts/reconciliation';
 import type { reconciliationWorkflow } from '../../workflows/reconciliation/reconciliation.workflow';
-import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 import { uniqueId } from '../support';
 
 const fakePayoutId = () => `po_${randomBytes(16).toString('hex')}`;

@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { aggregatorAt, submitToAggregator } from '../../activities/aggregator-client';
 import { repoRoot } from '../../lib/config';
 import { freePort } from '../../lib/wait';
-import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 import { uniqueId } from '../support';
-import { depositBody, payoutBody, startReceiver, startSandbox, type Receiver, type Sandbox } from './harness';
+import { depositBody, payoutBody, startReceiver, startSandbox, type Receiver, type Sandbox } from '../support/sandbox';
 
 const TOKEN = 'sandbox-api-token-for-tests-0123456789abcdef';
 

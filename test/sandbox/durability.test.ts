@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { payoutBody, sandboxSchema, sleep, startReceiver, startSandbox, type Receiver, type Sandbox } from './harness';
+import { payoutBody, sandboxSchema, sleep, startReceiver, startSandbox, type Receiver, type Sandbox } from '../support/sandbox';
 
 const waitOpts = { timeout: 5_000, interval: 20 };
 

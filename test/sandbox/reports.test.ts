@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { depositBody, payoutBody, startReceiver, startSandbox, wallet, type Receiver, type Sandbox } from './harness';
+import { depositBody, payoutBody, startReceiver, startSandbox, wallet, type Receiver, type Sandbox } from '../support/sandbox';
 
 const waitOpts = { timeout: 3_000, interval: 10 };
 

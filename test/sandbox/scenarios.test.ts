@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { verifyWebhookSignature } from '../../lib/webhook-signature';
-import { depositBody, payoutBody, sleep, startReceiver, startSandbox, wallet, WEBHOOK_SECRET, type Receiver, type Sandbox } from './harness';
+import { depositBody, payoutBody, sleep, startReceiver, startSandbox, wallet, WEBHOOK_SECRET, type Receiver, type Sandbox } from '../support/sandbox';
 
 const waitOpts = { timeout: 3_000, interval: 10 };
 

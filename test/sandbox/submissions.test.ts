@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { depositBody, payoutBody, startReceiver, startSandbox, VALID_IBAN, wallet, type Receiver, type Sandbox } from './harness';
+import { depositBody, payoutBody, startReceiver, startSandbox, VALID_IBAN, wallet, type Receiver, type Sandbox } from '../support/sandbox';
 
 describe('sandbox submissions: validation and idempotency', () => {
   let receiver: Receiver;

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { verifyWebhookSignature } from '../../lib/webhook-signature';
 import { freePort } from '../../lib/wait';
-import { payoutBody, sleep, startReceiver, startSandbox, wallet, WEBHOOK_SECRET, type Receiver, type Sandbox } from './harness';
+import { payoutBody, sleep, startReceiver, startSandbox, wallet, WEBHOOK_SECRET, type Receiver, type Sandbox } from '../support/sandbox';
 
 const waitOpts = { timeout: 3_000, interval: 10 };
 

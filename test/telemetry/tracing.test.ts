@@ -6,7 +6,7 @@ import { createLogger } from '../../lib/logger';
 import { initTracing } from '../../lib/tracing';
 import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 // Installed before the stack so the API, the Temporal client and the worker all report here.
 const spans = new InMemorySpanExporter();

@@ -1,7 +1,7 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrateUp } from '../../lib/migrate';
-import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 import { scratchDatabase, uniqueId } from '../support';
 import { bearer, countBy, secondApi, send, sendSignedWebhook } from './support';
 

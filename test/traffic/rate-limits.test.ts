@@ -1,6 +1,6 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { payoutRequest, startSagaStack, type SagaStack } from '../payouts/stack';
+import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 import { uniqueId } from '../support';
 import { bearer, countBy, secondApi, send } from './support';
 

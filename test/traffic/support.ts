@@ -5,7 +5,7 @@ import type { Config } from '../../lib/config';
 import { createLogger } from '../../lib/logger';
 import { signToken } from '../../lib/tokens';
 import { signWebhook } from '../../lib/webhook-signature';
-import type { SagaStack } from '../payouts/stack';
+import type { SagaStack } from '../support/saga-stack';
 
 /** Another API instance beside the stack's own: same PostgreSQL, Temporal and task queue, its own process state. */
 export async function secondApi(stack: SagaStack, overrides: Partial<Config> = {}): Promise<{ url: string; app: NestFastifyApplication }> {

@@ -1,14 +1,14 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { createTemporalClient } from '../lib/temporal-client';
+import { createTemporalClient } from '../../lib/temporal-client';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { workerSettings, createWorkerPools } from '../apps/worker/create-worker';
-import { backgroundTaskQueue, loadConfig, type Config } from '../lib/config';
-import { createPool, type Pool } from '../lib/db';
-import { createLogger } from '../lib/logger';
-import { installTemporalRuntime } from '../lib/temporal-runtime';
+import { workerSettings, createWorkerPools } from '../../apps/worker/create-worker';
+import { backgroundTaskQueue, loadConfig, type Config } from '../../lib/config';
+import { createPool, type Pool } from '../../lib/db';
+import { createLogger } from '../../lib/logger';
+import { installTemporalRuntime } from '../../lib/temporal-runtime';
 
 // SDK logs at WARN and above, as JSON on stderr, so a failing test shows what the worker saw.
 installTemporalRuntime(createLogger('test-worker', 'warn'), 'WARN');

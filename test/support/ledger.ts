@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
 import type { Pool } from '../../lib/db';
 import { checkInvariants, createLedger, type Ledger, type TransferResult } from '../../ledger';
-import { uniqueId } from '../support';
+import { uniqueId } from './index';
 
 export interface LedgerFixture {
   pool: Pool;

@@ -6,14 +6,14 @@ import { Client, Connection } from '@temporalio/client';
 import { expect } from 'vitest';
 import { createApiApp } from '../../apps/api/app';
 import { createSandboxAggregator } from '../../apps/sandbox-aggregator/server';
-import { sandboxSchema } from '../sandbox/harness';
+import { sandboxSchema } from './sandbox';
 import { checkInvariants, createLedger, type Ledger } from '../../ledger';
 import { repoRoot, type Config } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';
 import { createLogger } from '../../lib/logger';
 import { signToken } from '../../lib/tokens';
 import { freePort, sleep } from '../../lib/wait';
-import { startTestWorker, testConfig, uniqueId } from '../support';
+import { startTestWorker, testConfig, uniqueId } from './index';
 
 /** Saga timings shrunk so that every branch (polling, stuck marker, return window) runs in seconds. */
 export const FAST_SAGA_SETTINGS: Record<string, string> = {
