@@ -2,27 +2,24 @@
  * What a deposit saga knows, and what its handlers do with it: the saga's story (deposit.saga.ts) reads and
  * moves this state; the query, the signal and the update are one-line calls into it.
  */
-import { ApplicationFailure, condition, upsertSearchAttributes } from '@temporalio/workflow';
 import type { RecordDepositStateInput } from '../../activities/deposits';
-import { IDEMPOTENCY_MISMATCH } from '../../contracts/common';
 import type { DepositInput, DepositStatus, DepositTimelineEntry, DepositView, IntentDecision, ProviderDepositEvent } from '../../contracts/deposit';
-import { SA } from '../../contracts/search-attributes';
 import { isNews } from '../provider-wait';
+import { SagaState } from '../saga-state';
 
 /** The first final outcome wins; later ones are stale. */
 const PROVIDER_RANK = { pending: 0, succeeded: 1, failed: 1 } as const;
 
-export class DepositState {
+export class DepositState extends SagaState<DepositStatus, IntentDecision> {
   status: DepositStatus = 'REQUESTED';
   readonly timeline: DepositTimelineEntry[];
-  decision?: IntentDecision;
   providerView?: ProviderDepositEvent;
   /** A webhook not yet confirmed by the provider's own record: a claim, never acted on by itself. */
   claim?: ProviderDepositEvent;
-  stuck = false;
   readonly details: Pick<DepositView, 'checkoutUrl' | 'providerDepositId' | 'failureCode' | 'creditTransferId'> = {};
 
   constructor(readonly input: DepositInput) {
+    super(input.fingerprint);
     this.timeline = [{ at: input.requestedAt, status: 'REQUESTED' }];
   }
 
@@ -62,28 +59,7 @@ export class DepositState {
     };
   }
 
-  /** Enters a state. `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
-  enter(next: DepositStatus, note?: string, staffNote?: string): void {
-    this.status = next;
-    this.timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
-    upsertSearchAttributes([{ key: SA.Status, value: next }]);
-  }
-
-  markStuck(stuck: boolean): void {
-    this.stuck = stuck;
-    upsertSearchAttributes([{ key: SA.Stuck, value: stuck }]);
-  }
-
   // ---- handlers ----
-
-  checkFingerprint(fingerprint: string): void {
-    if (fingerprint !== this.input.fingerprint) throw ApplicationFailure.nonRetryable('Idempotency-Key reused with a different request', IDEMPOTENCY_MISMATCH);
-  }
-
-  async decisionWhenKnown(): Promise<IntentDecision> {
-    await condition(() => this.decision !== undefined);
-    return this.decision!;
-  }
 
   /** A callback may arrive before the intent step has returned: it is kept and checked after. */
   receive(event: ProviderDepositEvent): void {

@@ -2,8 +2,7 @@
  * What a payout saga knows, and what its handlers do with it: the saga's story (payout.saga.ts) reads and
  * moves this state; queries, signals and update validators are one-line calls into it.
  */
-import { ApplicationFailure, condition, upsertSearchAttributes } from '@temporalio/workflow';
-import { IDEMPOTENCY_MISMATCH } from '../../contracts/common';
+import { ApplicationFailure, condition } from '@temporalio/workflow';
 import {
   FINAL_PAYOUT_STATUSES,
   maskDestination,
@@ -21,17 +20,16 @@ import {
   type TimelineEntry,
 } from '../../contracts/payout';
 import type { RequestedTerms } from '../../contracts/provider-records';
-import { SA } from '../../contracts/search-attributes';
 import { isNews } from '../provider-wait';
+import { SagaState } from '../saga-state';
 
 const PROVIDER_RANK = { pending: 0, settled: 1, failed: 1, returned: 2 } as const;
 
-export class PayoutState {
+export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision> {
   status: PayoutStatus = 'REQUESTED';
   readonly timeline: TimelineEntry[];
   readonly terms: RequestedTerms;
   readonly destination: MaskedDestination;
-  decision?: AuthorizationDecision;
   cancelRequest?: CancelRequest;
   submissionStarted = false;
   /** The outcome as the provider's record (or staff) gives it: only news counts. */
@@ -39,13 +37,13 @@ export class PayoutState {
   /** A webhook not yet confirmed by the provider's own record: a claim, never acted on by itself. */
   claim?: ProviderPayoutEvent;
   pollRequested = false;
-  stuck = false;
   resolution?: StaffResolution;
   resolving = false;
   holdTransferId: number;
   readonly details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
 
   constructor(readonly input: PayoutInput) {
+    super(input.fingerprint);
     this.destination = maskDestination(input.destination);
     this.terms = { amount: input.amount, destination: this.destination };
     this.timeline = [{ at: input.requestedAt, status: 'REQUESTED' }];
@@ -87,28 +85,7 @@ export class PayoutState {
     return { payoutId: this.input.payoutId, version: this.timeline.length + 1, status: next, ...this.details, stuck: this.stuck };
   }
 
-  /** Enters a state. `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
-  enter(next: PayoutStatus, note?: string, staffNote?: string): void {
-    this.status = next;
-    this.timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
-    upsertSearchAttributes([{ key: SA.Status, value: next }]);
-  }
-
-  markStuck(stuck: boolean): void {
-    this.stuck = stuck;
-    upsertSearchAttributes([{ key: SA.Stuck, value: stuck }]);
-  }
-
   // ---- handlers ----
-
-  checkFingerprint(fingerprint: string): void {
-    if (fingerprint !== this.input.fingerprint) throw ApplicationFailure.nonRetryable('Idempotency-Key reused with a different request', IDEMPOTENCY_MISMATCH);
-  }
-
-  async decisionWhenKnown(): Promise<AuthorizationDecision> {
-    await condition(() => this.decision !== undefined);
-    return this.decision!;
-  }
 
   checkCancellable(): void {
     if (!this.cancellable()) throw ApplicationFailure.nonRetryable(`Payout is ${this.status}${this.submissionStarted ? ' and submitted to the provider' : ''}`, PAYOUT_NOT_CANCELLABLE);
