@@ -226,6 +226,7 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
   app.enableShutdownHooks();
   await traffic.modes.start(deps.config.PLATFORM_MODE_REFRESH_MS);
   fastify.addHook('onClose', async () => traffic.modes.stop());
+  fastify.addHook('onClose', async () => app.get<SagaRequests>(SAGA_REQUESTS).settle());
   await app.init();
   return app;
 }

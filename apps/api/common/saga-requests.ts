@@ -69,6 +69,8 @@ export class SagaRequests {
   private readonly inFlight = new Map<string, Promise<unknown>>();
   /** ...and one admission slot: the gate counts sagas being decided, not the requests waiting on them. */
   private readonly admitted = new Map<string, { ticket: AdmissionTicket; holders: number }>();
+  /** Temporal calls in progress, including those whose caller stopped waiting (see settle). */
+  private readonly outstanding = new Set<Promise<unknown>>();
 
   constructor(
     private readonly config: Config,
@@ -286,7 +288,19 @@ export class SagaRequests {
 
   /** A Temporal call that gives up in seconds (then 503 through the problem filter) instead of retrying for long. */
   bounded<T>(fn: () => Promise<T>, ms = TEMPORAL_CALL_DEADLINE_MS): Promise<T> {
-    return this.temporal.connection.withDeadline(Date.now() + ms, fn);
+    const call = this.temporal.connection.withDeadline(Date.now() + ms, fn);
+    this.outstanding.add(call);
+    const forget = () => this.outstanding.delete(call);
+    call.then(forget, forget);
+    return call;
+  }
+
+  /**
+   * Waits for every Temporal call still running, answered or not (a query a failing saga never answers is
+   * left behind at its deadline): closing the connection under one makes the client's retry throw.
+   */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.outstanding]);
   }
 }
 
