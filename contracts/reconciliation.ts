@@ -55,3 +55,26 @@ export interface ReconciliationResult {
   byKind: Record<MismatchKind, number>;
   invariantViolations: number;
 }
+
+export type ItemKind = 'payout' | 'deposit';
+
+/** The provider's view of one payout or deposit: an item of its settlement report, or a lookup by reference. */
+export interface ProviderItem {
+  id: string;
+  kind: ItemKind;
+  reference: string;
+  amount: { minor_units: number; currency: string };
+  /** payout: settled | failed | returned; deposit: succeeded | failed; `pending` only from a lookup. */
+  status: string;
+  /** When it became final (settled, succeeded or failed); absent while pending. */
+  settled_at?: string;
+  returned_at?: string;
+  failure_code?: string;
+  return_reason?: string;
+  source: 'report' | 'lookup';
+}
+
+/** A count per mismatch kind, every kind present. */
+export function emptyMismatchCounts(): Record<MismatchKind, number> {
+  return Object.fromEntries(MISMATCH_KINDS.map((k) => [k, 0])) as Record<MismatchKind, number>;
+}

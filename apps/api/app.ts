@@ -20,7 +20,7 @@ import { AccountsOpsController, accountsOpsRoutes } from './ops/accounts-ops.con
 import { PayoutsOpsController, payoutsOpsRoutes } from './ops/payouts-ops.controller';
 import { ReconciliationController, reconciliationRoutes } from './ops/reconciliation.controller';
 import { IncidentsController, incidentRoutes } from './ops/incidents.controller';
-import { reconciliationSummary } from '../../activities/reconciliation';
+import { reconciliationSummary } from '../../lib/reconciliation-runs';
 import { outboxLag } from '../outbox-publisher/publisher';
 import { WebhooksController, webhookRoutes } from './webhooks/webhooks.controller';
 import { PayoutsController } from './payouts/payouts.controller';

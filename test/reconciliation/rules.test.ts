@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { evaluateReference, type LedgerFact, type ProviderItem } from '../../activities/reconciliation';
+import { evaluateReference, type LedgerFact } from '../../activities/reconciliation';
+import type { ProviderItem } from '../../contracts/reconciliation';
 
 const CUTOFF = Date.parse('2030-01-01T12:00:00.000Z');
 const at = (secondsFromCutoff: number) => new Date(CUTOFF + secondsFromCutoff * 1000).toISOString();

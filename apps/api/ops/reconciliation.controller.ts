@@ -1,6 +1,6 @@
 import { Controller, Get, Inject } from '@nestjs/common';
 import { z } from 'zod';
-import { latestReconciliation, type ReconciliationRun } from '../../../activities/reconciliation';
+import { latestReconciliation, type ReconciliationRun } from '../../../lib/reconciliation-runs';
 import type { Pool } from '../../../lib/db';
 import { MISMATCH_KINDS } from '../../../contracts/reconciliation';
 import { Roles } from '../auth/auth';
