@@ -19,7 +19,7 @@ import { Client, Connection, WithStartWorkflowOperation } from '@temporalio/clie
 import pg from 'pg';
 import { sleep } from '../lib/wait';
 import { decisionUpdate, type referenceSaga } from './reference/workflow';
-import { resourceIdFor } from '../apps/api/common/idempotency';
+import { resourceIdFor } from '../apps/api/sagas/idempotency';
 
 export interface StackAddresses {
   /** One or more API instances: requests go to each in turn, as through a round-robin load balancer. */

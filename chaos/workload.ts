@@ -4,7 +4,7 @@
  * Retry-After), as the README tells an app to. Everything they were told is kept for the verdict.
  */
 import { randomUUID } from 'node:crypto';
-import { resourceIdFor } from '../apps/api/common/idempotency';
+import { resourceIdFor } from '../apps/api/sagas/idempotency';
 import { sleep } from '../lib/wait';
 
 /** What a scenario is expected to end as, when nothing cancelled it. */

@@ -37,11 +37,12 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
+import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, IDEMPOTENT_START, SAGA_CALLS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
 import { WebhookEventStore } from './webhooks/webhook-events.store';
 import { WebhookIntake } from './webhooks/webhook-intake.service';
 import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
-import { SagaRequests } from './common/saga-requests';
+import { IdempotentStart } from './sagas/idempotent-start';
+import { SagaCalls } from './sagas/saga-calls';
 import { TrafficControl } from './traffic/traffic-control';
 import { TrafficGuard } from './traffic/traffic.guard';
 import { ModeController, modeRoutes } from './traffic/mode.controller';
@@ -89,20 +90,21 @@ class ApiModule {
         { provide: LEDGER, useValue: createLedger(deps.pool) },
         { provide: WORKFLOW_TASK_FAILURES, useValue: new WorkflowTaskFailureStore(deps.pool) },
         { provide: WEBHOOK_INTAKE, useValue: new WebhookIntake(deps.config, new WebhookEventStore(deps.pool), deps.temporal, metrics, traffic) },
+        { provide: SAGA_CALLS, useValue: new SagaCalls(deps.temporal, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation })) },
         {
-          provide: SAGA_REQUESTS,
-          useFactory: (ledger: Ledger) => new SagaRequests(deps.config, deps.temporal, ledger, deps.pool, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation }), traffic),
-          inject: [LEDGER],
+          provide: IDEMPOTENT_START,
+          useFactory: (ledger: Ledger, calls: SagaCalls) => new IdempotentStart(deps.config, calls, ledger, deps.pool, deps.logger, traffic),
+          inject: [LEDGER, SAGA_CALLS],
         },
         {
           provide: PAYOUTS_SERVICE,
-          useFactory: (sagas: SagaRequests) => new PayoutsService(deps.config, deps.temporal, sagas, deps.pool, createDestinationVault(deps.config.DESTINATION_KEYS)),
-          inject: [SAGA_REQUESTS],
+          useFactory: (starts: IdempotentStart, calls: SagaCalls) => new PayoutsService(deps.config, starts, calls, deps.pool, createDestinationVault(deps.config.DESTINATION_KEYS)),
+          inject: [IDEMPOTENT_START, SAGA_CALLS],
         },
         {
           provide: DEPOSITS_SERVICE,
-          useFactory: (sagas: SagaRequests) => new DepositsService(deps.config, deps.temporal, sagas, deps.pool),
-          inject: [SAGA_REQUESTS],
+          useFactory: (starts: IdempotentStart, calls: SagaCalls) => new DepositsService(deps.config, starts, calls, deps.pool),
+          inject: [IDEMPOTENT_START, SAGA_CALLS],
         },
         {
           provide: APP_GUARD,
@@ -226,7 +228,7 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
   app.enableShutdownHooks();
   await traffic.modes.start(deps.config.PLATFORM_MODE_REFRESH_MS);
   fastify.addHook('onClose', async () => traffic.modes.stop());
-  fastify.addHook('onClose', async () => app.get<SagaRequests>(SAGA_REQUESTS).settle());
+  fastify.addHook('onClose', async () => app.get<SagaCalls>(SAGA_CALLS).settle());
   await app.init();
   return app;
 }

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { repoRoot } from '../../lib/config';
 import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 /** Debian's Chromium (apt-get install chromium), or the browser named by CHROMIUM_PATH. */

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { DEV_JWT_SECRET } from '../../lib/config';
 import { signToken } from '../../lib/tokens';
 import { isPortFree, sleep, waitUntil } from '../../lib/wait';

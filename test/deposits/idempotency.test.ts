@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { uniqueId } from '../support';
 import { expectOneAnswer, storm, type StormKind } from '../payouts/duplicate-storm';
 import { depositRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
@@ -11,7 +11,7 @@ const deposits: StormKind = {
   transferKinds: async (stack, depositId) => (await stack.depositTransfersOf(depositId)).map((t) => t.kind),
 };
 
-/** Deposits share the payouts' claim (SagaRequests): the same storm, so a race there shows here too. */
+/** Deposits share the payouts' claim (IdempotentStart): the same storm, so a race there shows here too. */
 const STORM_ROUNDS = 20;
 const STORM_SIZE = 60;
 

@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { depositRequest, startSagaStack, type SagaStack } from '../support/saga-stack';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { signWebhook } from '../../lib/webhook-signature';
 import { sleep } from '../../lib/wait';
 import { recordHistory } from '../replay/histories';

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { sleep } from '../../lib/wait';
 import type { SagaStack } from '../support/saga-stack';
 

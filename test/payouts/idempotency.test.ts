@@ -1,6 +1,6 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IdempotencyStore, requestFingerprint, resourceIdFor } from '../../apps/api/common/idempotency';
+import { IdempotencyStore, requestFingerprint, resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
 import { expectOneAnswer, storm, type StormKind } from './duplicate-storm';

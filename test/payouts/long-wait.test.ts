@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../../lib/wait';
 import { recordHistory } from '../replay/histories';
 import { uniqueId } from '../support';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('a provider silent for a long time', () => {

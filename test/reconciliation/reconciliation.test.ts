@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReconciliationActivities } from '../../activities/reconciliation';
 import { reconciliationSummary } from '../../lib/reconciliation-runs';
 import { AuthGuard } from '../../apps/api/auth/auth';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { ProblemFilter } from '../../apps/api/common/problem.filter';
 import { buildOpenApiDocument } from '../../apps/api/docs/openapi';
 import { ReconciliationController, reconciliationRoutes } from '../../apps/api/ops/reconciliation.controller';

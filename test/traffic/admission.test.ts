@@ -1,7 +1,7 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdmissionGate } from '../../apps/api/traffic/admission-gate';
-import { resourceIdFor } from '../../apps/api/common/idempotency';
+import { resourceIdFor } from '../../apps/api/sagas/idempotency';
 import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 import { startTestWorker, uniqueId } from '../support';
 import { bearer, countBy, send, sendSignedWebhook } from './support';

@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assertMayActOnAccount } from '../auth/auth';
-import { readIdempotencyKey, sendAnswer } from '../common/idempotency';
+import { readIdempotencyKey, sendAnswer } from '../sagas/idempotency';
 import { parseOrProblem, ProblemError } from '../common/problem';
 import { DEPOSITS_SERVICE, WORKFLOW_TASK_FAILURES } from '../tokens';
 import type { WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';

@@ -6,11 +6,11 @@ import type { Pool } from '../../../lib/db';
 import { PAYOUT_NOT_RESOLVABLE, PAYOUT_SAGA_TYPES, PAYOUT_STATUSES, pollProviderNowSignal, staffResolveUpdate } from '../../../contracts/payout';
 import { Roles } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
-import { failureOf, type SagaRequests } from '../common/saga-requests';
+import { failureOf, type SagaCalls } from '../sagas/saga-calls';
 import type { RouteDoc } from '../docs/openapi';
 import { toPayoutBody } from '../payouts/payouts.service';
 import { payoutBody, payoutIdSchema } from '../payouts/payouts.schemas';
-import { PG_POOL, SAGA_REQUESTS, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from '../tokens';
+import { PG_POOL, SAGA_CALLS, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from '../tokens';
 import { staffViewOfMark, type WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 import { workflowTaskFailureBody } from './workflow-task-failures';
 import { appendAudit, auditTrail, payoutRows, type AuditOutcome } from './ops.stores';
@@ -55,7 +55,7 @@ export class PayoutsOpsController {
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
-    @Inject(SAGA_REQUESTS) private readonly sagas: SagaRequests,
+    @Inject(SAGA_CALLS) private readonly sagas: SagaCalls,
     @Inject(WORKFLOW_TASK_FAILURES) private readonly taskFailures: WorkflowTaskFailureStore,
   ) {}
 

@@ -1,27 +1,18 @@
 import { backgroundTaskQueue } from '../../../lib/config';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import type { DestinationVault } from '../../../lib/destination-vault';
-import {
-  PAYOUT_SAGA_TYPE,
-  authorizationUpdate,
-  cancelUpdate,
-  maskDestination,
-  PAYOUT_NOT_CANCELLABLE,
-  payoutStatusQuery,
-  type AuthorizationDecision,
-  type PayoutInput,
-  type PayoutView,
-} from '../../../contracts/payout';
-import { startSearchAttributes } from '../../../contracts/search-attributes';
+import { cancelUpdate, maskDestination, PAYOUT_NOT_CANCELLABLE, payoutStatusQuery, type PayoutView } from '../../../contracts/payout';
 import type { Principal } from '../auth/auth';
-import type { StoredAnswer } from '../common/idempotency';
-import { problemBody, ProblemError, type ProblemCode } from '../common/problem';
-import { failureType, SagaRequests, type SagaRequestKind } from '../common/saga-requests';
+import type { StoredAnswer } from '../sagas/idempotency';
+import { ProblemError } from '../common/problem';
 import { timelineFor } from '../common/timeline';
-import type { CreatePayoutRequest, payoutAcceptedBody, payoutBody } from './payouts.schemas';
+import type { IdempotentStart } from '../sagas/idempotent-start';
+import { failureType, type SagaCalls } from '../sagas/saga-calls';
+import { PAYOUT_SAGA, payoutViewOfRow, type PayoutRow } from './payout-saga-kind';
+import type { CreatePayoutRequest, payoutBody } from './payouts.schemas';
 
 export const PROVIDER = 'sandbox';
 
@@ -32,27 +23,47 @@ export interface PayoutAnswer {
   payoutId: string;
 }
 
-const DECLINE_PROBLEMS: Record<string, ProblemCode> = {
-  INSUFFICIENT_FUNDS: 'INSUFFICIENT_FUNDS',
-  ACCOUNT_NOT_FOUND: 'ACCOUNT_NOT_FOUND',
-  ACCOUNT_NOT_ACTIVE: 'ACCOUNT_NOT_ACTIVE',
-  CURRENCY_MISMATCH: 'CURRENCY_MISMATCH',
-  LIMIT_EXCEEDED: 'LIMIT_EXCEEDED',
-  VELOCITY_LIMIT_EXCEEDED: 'VELOCITY_LIMIT_EXCEEDED',
-};
-
-/** Payout requests (idempotency by SagaRequests), status, and cancellation before submission. */
+/** Payout requests (one saga and one answer per key: IdempotentStart), status, and cancellation before submission. */
 export class PayoutsService {
   constructor(
     private readonly config: Config,
-    private readonly temporal: Client,
-    private readonly sagas: SagaRequests,
+    private readonly starts: IdempotentStart,
+    private readonly sagas: SagaCalls,
     private readonly pool: Pool,
     private readonly destinations: DestinationVault,
   ) {}
 
   async create(request: CreatePayoutRequest, key: string, requestId: string): Promise<PayoutAnswer> {
-    const { answer, replayed, resourceId } = await this.sagas.submit(this.kind(request, requestId), request, key, requestId);
+    const c = this.config;
+    const { answer, replayed, resourceId } = await this.starts.start(PAYOUT_SAGA, {
+      request,
+      key,
+      requestId,
+      input: {
+        accountId: request.account_id,
+        amount: request.amount,
+        destination: maskDestination(request.destination),
+        provider: PROVIDER,
+        requestedAt: new Date().toISOString(),
+        timings: {
+          submitDelayMs: c.PAYOUT_SUBMIT_DELAY_MS,
+          pollInitialMs: c.PAYOUT_POLL_INITIAL_MS,
+          pollMaxMs: c.PAYOUT_POLL_MAX_MS,
+          stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS,
+          returnWindowMs: c.PAYOUT_RETURN_WINDOW_MS,
+          continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS,
+        },
+        pollTaskQueue: backgroundTaskQueue(c),
+      },
+      // The full destination goes to PostgreSQL, encrypted, never into the workflow history (IBANs, card tokens).
+      beforeStart: async (payoutId) => {
+        const sealed = this.destinations.seal(payoutId, request.destination);
+        await this.pool.query(
+          'INSERT INTO payout_destinations (payout_id, method, key_id, wrapped_key, ciphertext) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payout_id) DO NOTHING',
+          [payoutId, request.destination.method, sealed.key_id, sealed.wrapped_key, sealed.ciphertext],
+        );
+      },
+    });
     return { answer, replayed, payoutId: resourceId };
   }
 
@@ -77,7 +88,7 @@ export class PayoutsService {
     if (current.status === 'CANCELLED') return current; // a retried cancel
     if (!current.cancellable) throw new ProblemError('PAYOUT_NOT_CANCELLABLE', `Payout is ${current.status}; it can be cancelled only before submission to the provider`);
     try {
-      return await this.sagas.bounded(() => this.temporal.workflow.getHandle(payoutId).executeUpdate(cancelUpdate, {
+      return await this.sagas.bounded(() => this.sagas.handle(payoutId).executeUpdate(cancelUpdate, {
         args: [{ requestedBy: `${principal.role}:${principal.sub}`, ...(reason ? { reason } : {}) }],
       }));
     } catch (err) {
@@ -89,70 +100,6 @@ export class PayoutsService {
       throw err;
     }
   }
-
-  private kind(request: CreatePayoutRequest, requestId: string): SagaRequestKind<AuthorizationDecision, PayoutInput> {
-    const c = this.config;
-    return {
-      operation: 'payout',
-      idPrefix: 'po',
-      workflowType: PAYOUT_SAGA_TYPE,
-      decisionUpdate: authorizationUpdate,
-      // The full destination goes to PostgreSQL, encrypted, never into the workflow history (IBANs, card tokens).
-      beforeStart: async (payoutId) => {
-        const sealed = this.destinations.seal(payoutId, request.destination);
-        await this.pool.query(
-          'INSERT INTO payout_destinations (payout_id, method, key_id, wrapped_key, ciphertext) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payout_id) DO NOTHING',
-          [payoutId, request.destination.method, sealed.key_id, sealed.wrapped_key, sealed.ciphertext],
-        );
-      },
-      workflowInput: (payoutId, fingerprint) => ({
-        payoutId,
-        accountId: request.account_id,
-        amount: request.amount,
-        destination: maskDestination(request.destination),
-        provider: PROVIDER,
-        fingerprint,
-        requestedAt: new Date().toISOString(),
-        timings: {
-          submitDelayMs: c.PAYOUT_SUBMIT_DELAY_MS,
-          pollInitialMs: c.PAYOUT_POLL_INITIAL_MS,
-          pollMaxMs: c.PAYOUT_POLL_MAX_MS,
-          stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS,
-          returnWindowMs: c.PAYOUT_RETURN_WINDOW_MS,
-          continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS,
-        },
-        pollTaskQueue: backgroundTaskQueue(c),
-      }),
-      searchAttributes: startSearchAttributes,
-      decisionOfClosedSaga: async (payoutId) => decisionFromView(await this.temporal.workflow.getHandle(payoutId).query(payoutStatusQuery)),
-      answerFor: (decision, payoutId) => answerFor(decision, request, payoutId, requestId),
-      accepted: (payoutId) => ({ status: 202, body: JSON.stringify(summary(request, payoutId, 'REQUESTED')) }),
-      answerFromReadModel: async (payoutId) => {
-        const row = await this.readModel(payoutId);
-        if (!row) return undefined;
-        if (row.status === 'DECLINED') return answerFor({ outcome: 'declined', status: 'DECLINED', code: row.decline_code ?? 'DECLINED', detail: 'declined at authorization' }, request, payoutId, requestId);
-        if (row.status === 'AUTHORIZED') return { status: 202, body: JSON.stringify(summary(request, payoutId, 'REQUESTED')) };
-        return { status: 201, body: JSON.stringify(summary(request, payoutId, 'HELD')) };
-      },
-    };
-  }
-}
-
-interface PayoutRow {
-  payout_id: string;
-  account_id: string;
-  amount_minor: number;
-  currency: string;
-  destination_method: PayoutView['destination']['method'];
-  destination_last4: string;
-  provider: string;
-  status: PayoutView['status'];
-  provider_payout_id: string | null;
-  decline_code: string | null;
-  failure_code: string | null;
-  stuck: boolean;
-  requested_at: Date;
-  updated_at: Date;
 }
 
 /**
@@ -166,39 +113,7 @@ function merge(live: PayoutView | undefined, row: PayoutRow | undefined): Payout
     }
     return live;
   }
-  if (!row) return undefined;
-  return {
-    payoutId: row.payout_id,
-    accountId: row.account_id,
-    amount: { minor_units: row.amount_minor, currency: row.currency },
-    destination: { method: row.destination_method, last4: row.destination_last4 },
-    provider: row.provider,
-    status: row.status,
-    ...(row.provider_payout_id ? { providerPayoutId: row.provider_payout_id } : {}),
-    ...(row.failure_code ? { failureCode: row.failure_code } : {}),
-    ...(row.decline_code ? { declineCode: row.decline_code } : {}),
-    cancellable: false,
-    stuck: row.stuck,
-    requestedAt: row.requested_at.toISOString(),
-    timeline: [{ at: row.updated_at.toISOString(), status: row.status, note: 'read_model', staffNote: 'from the read model (the saga itself could not be read, or its history is no longer retained)' }],
-  };
-}
-
-function decisionFromView(view: PayoutView): AuthorizationDecision | undefined {
-  if (view.status === 'DECLINED') return { outcome: 'declined', status: 'DECLINED', code: view.declineCode ?? 'DECLINED', detail: 'declined at authorization' };
-  if (view.status === 'REQUESTED' || view.status === 'AUTHORIZED') return undefined;
-  return { outcome: 'held', status: 'HELD', holdTransferId: 0 };
-}
-
-function summary(request: CreatePayoutRequest, payoutId: string, status: z.infer<typeof payoutAcceptedBody>['status']): z.infer<typeof payoutAcceptedBody> {
-  return { payout_id: payoutId, account_id: request.account_id, amount: request.amount, destination: maskDestination(request.destination), status };
-}
-
-function answerFor(decision: AuthorizationDecision, request: CreatePayoutRequest, payoutId: string, requestId: string): StoredAnswer {
-  if (decision.outcome === 'held') return { status: 201, body: JSON.stringify(summary(request, payoutId, 'HELD')) };
-  const code = DECLINE_PROBLEMS[decision.code] ?? 'PAYOUT_DECLINED';
-  const problem = { ...problemBody(code, decision.detail, { payout_id: payoutId, payout_status: 'DECLINED' }), instance: '/v1/payouts', request_id: requestId };
-  return { status: problem.status, body: JSON.stringify(problem) };
+  return row ? payoutViewOfRow(row) : undefined;
 }
 
 /** The payout as `reader` may see it (staff notes for staff only). */

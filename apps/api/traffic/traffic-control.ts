@@ -7,7 +7,7 @@ import { ProblemError } from '../common/problem';
 import { AdmissionGate, type AdmissionTicket } from './admission-gate';
 import { PLATFORM_MODES, PlatformModes } from './platform-mode';
 import { RateLimits } from './rate-limits';
-import type { SagaAdmission } from '../common/saga-requests';
+import type { SagaAdmission } from '../sagas/idempotent-start';
 
 /** Seconds a refused new payout is told to wait while the operator has paused them or made the platform read-only. */
 export const MODE_RETRY_AFTER_SECONDS = 30;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from '../../../lib/db';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { PROBLEM_CONTENT_TYPE, ProblemError } from './problem';
+import { PROBLEM_CONTENT_TYPE, ProblemError } from '../common/problem';
 
 /** 1-255 printable ASCII characters (after the IETF Idempotency-Key draft and Stripe). */
 const KEY_PATTERN = /^[\x20-\x7e]{1,255}$/;
