@@ -1,10 +1,13 @@
 /**
- * The double-entry ledger: the only code that moves money. Used by activities (commands) and by the
- * API's read paths (getBalance, getAccount, getTransfer). See ledger.ts for the concurrency design.
+ * The double-entry ledger: the only code that moves money. Commands (commands.ts: accounts, transfer,
+ * hold, post, void, refund; its concurrency design is written there) are used by the activities; reads
+ * (reads.ts: accounts, balances, totals, transfers) by the API, the scripts and the benchmarks. Refusals
+ * are values with result codes in precedence order (TRANSFER_ERROR_CODES), and a key reused for another
+ * command is told which field differs first (the exists_with_different_* family, as for accounts).
  *
  * Guarantees, each with what enforces it (migrations/0002_ledger.sql unless named):
  * - A transfer happens once per idempotency key: UNIQUE `ledger_transfers_idempotency_key_unique`; a repeat
- *   with other parameters is refused by the stored `request_fingerprint`.
+ *   with other parameters is refused (exists_with_different_*) by the stored `request_fingerprint`.
  * - A hold is posted or voided at most once: UNIQUE INDEX `ledger_transfers_resolved_once` on `pending_id`.
  * - A player account never goes below zero, pending debits included: CHECK `ledger_balances_no_overdraft`
  *   on its single balance row (`ledger_balances_single_slot_if_must_not_overdraw`), and

@@ -108,19 +108,27 @@ export interface RefundInput extends CommandBase {
 
 // ---- results ---------------------------------------------------------------------------------------
 
+/**
+ * Every refusal of a transfer command, in precedence order (after TigerBeetle): when several apply, the
+ * first in this list is the one returned. Checks of the command alone come first, then the idempotency
+ * key (a repeat is answered before anything about the current state), then accounts, holds, refunds, funds.
+ */
 export const TRANSFER_ERROR_CODES = [
-  'idempotency_mismatch',
   'invalid_idempotency_key',
-  'invalid_amount',
   'invalid_metadata',
-  'unknown_currency',
   'same_account',
+  'invalid_amount',
+  'unknown_currency',
+  'exists_with_different_kind',
+  'exists_with_different_debit_account_id',
+  'exists_with_different_credit_account_id',
+  'exists_with_different_pending_id',
+  'exists_with_different_refund_of_id',
+  'exists_with_different_amount',
+  'exists_with_different_currency',
   'debit_account_not_found',
   'credit_account_not_found',
   'currency_mismatch',
-  'insufficient_funds',
-  'overflows_debits',
-  'overflows_credits',
   'pending_transfer_not_found',
   'pending_transfer_not_pending',
   'pending_transfer_already_posted',
@@ -129,6 +137,9 @@ export const TRANSFER_ERROR_CODES = [
   'transfer_not_found',
   'transfer_not_refundable',
   'refund_exceeds_original',
+  'insufficient_funds',
+  'overflows_debits',
+  'overflows_credits',
 ] as const;
 export type TransferErrorCode = (typeof TRANSFER_ERROR_CODES)[number];
 
@@ -139,7 +150,10 @@ export interface LedgerError<C extends string = TransferErrorCode> {
   detail: string;
 }
 
-/** 'ok': this call moved the money. 'exists': an earlier call with this key and these parameters did; nothing moved now. */
+/**
+ * 'ok': this call moved the money. 'exists': an earlier call with this key and these parameters did; nothing
+ * moved now. 'exists_with_different_*': the key was used for another command; nothing moved.
+ */
 export type TransferResult = { result: 'ok' | 'exists'; transfer: Transfer } | LedgerError;
 
 export type CreateAccountErrorCode = 'unknown_currency' | 'invalid_account_id' | 'invalid_account_kind' | 'invalid_flags';

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { checkInvariants, type Ledger, type MovementInput, type TransferResult } from '../../ledger';
+import { checkInvariants, TRANSFER_ERROR_CODES, type Ledger, type MovementInput, type TransferErrorCode, type TransferResult } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { testPool, uniqueId } from '../support';
 import { expectInvariantsHold, fundedPlayer, ledgerFixture, newAccount, transferOf } from '../support/ledger';
@@ -77,22 +77,24 @@ describe('transfer', () => {
     expect(await ledger.getTransfer(input.idempotencyKey)).toEqual(first);
   });
 
-  it('refuses a repeat with other parameters (IDEMPOTENCY_MISMATCH), whatever differs, and changes nothing', async () => {
+  it('refuses a repeat with other parameters, naming the first field that differs (exists_with_different_*), and changes nothing', async () => {
     const { player } = await fundedPlayer(ledger, 'EUR', 1_000);
     const fees = await newAccount(ledger, 'fees', 'EUR');
     const other = await newAccount(ledger, 'fees', 'EUR');
     const input: MovementInput = { idempotencyKey: uniqueId('k'), debitAccountId: player, creditAccountId: fees, amount: 100, currency: 'EUR' };
     const original = transferOf(await ledger.transfer(input));
 
-    const variants: Promise<TransferResult>[] = [
-      ledger.transfer({ ...input, amount: 101 }),
-      ledger.transfer({ ...input, creditAccountId: other }),
-      ledger.hold(input),
-      ledger.void({ idempotencyKey: input.idempotencyKey, pendingId: original.id }),
-      ledger.refund({ idempotencyKey: input.idempotencyKey, transferId: original.id }),
+    const variants: [Promise<TransferResult>, string][] = [
+      [ledger.transfer({ ...input, amount: 101 }), 'exists_with_different_amount'],
+      [ledger.transfer({ ...input, creditAccountId: other }), 'exists_with_different_credit_account_id'],
+      [ledger.transfer({ ...input, debitAccountId: other, creditAccountId: player }), 'exists_with_different_debit_account_id'],
+      [ledger.transfer({ ...input, creditAccountId: other, amount: 1 }), 'exists_with_different_credit_account_id'],
+      [ledger.hold(input), 'exists_with_different_kind'],
+      [ledger.void({ idempotencyKey: input.idempotencyKey, pendingId: original.id }), 'exists_with_different_kind'],
+      [ledger.refund({ idempotencyKey: input.idempotencyKey, transferId: original.id }), 'exists_with_different_kind'],
     ];
-    for (const outcome of await Promise.all(variants)) {
-      expect(outcome).toMatchObject({ result: 'idempotency_mismatch', code: 'IDEMPOTENCY_MISMATCH' });
+    for (const [outcome, result] of variants) {
+      expect(await outcome).toMatchObject({ result, code: result.toUpperCase() });
     }
     expect(await ledger.getBalance(player)).toMatchObject({ available: 900, held: 0 });
     expect(await ledger.getBalance(other)).toMatchObject({ posted: 0 });
@@ -186,6 +188,44 @@ describe('transfer', () => {
   });
 });
 
+describe('result codes', () => {
+  it('when several refusals apply, the one first in TRANSFER_ERROR_CODES is returned (precedence order), and nothing is written', async () => {
+    const { player, funding } = await fundedPlayer(ledger, 'EUR', 1_000);
+    const usdPlayer = await newAccount(ledger, 'player', 'USD');
+    const inFlight = await newAccount(ledger, 'payouts_in_flight', 'EUR');
+    const valid: MovementInput = { idempotencyKey: 'replaced', debitAccountId: player, creditAccountId: inFlight, amount: 10, currency: 'EUR' };
+    const usedKey = uniqueId('used');
+    transferOf(await ledger.transfer({ ...valid, idempotencyKey: usedKey }));
+    const held = transferOf(await ledger.hold({ ...valid, idempotencyKey: uniqueId('h'), amount: 100 }));
+    const posted = transferOf(await ledger.post({ idempotencyKey: uniqueId('p'), pendingId: held.id }));
+    // The player spends all but 5: a refund of the payout could not be taken back from it.
+    transferOf(await ledger.transfer({ ...valid, idempotencyKey: uniqueId('spend'), amount: 885 }));
+
+    const cases: [string, () => Promise<TransferResult>, TransferErrorCode[]][] = [
+      ['bad key and bad amount', () => ledger.transfer({ ...valid, idempotencyKey: '', amount: -1 }), ['invalid_amount', 'invalid_idempotency_key']],
+      ['bad metadata on one account', () => ledger.transfer({ ...valid, idempotencyKey: uniqueId('k'), creditAccountId: player, metadata: [] as never }), ['same_account', 'invalid_metadata']],
+      ['one account and a bad amount', () => ledger.hold({ ...valid, idempotencyKey: uniqueId('k'), creditAccountId: player, amount: 0 }), ['invalid_amount', 'same_account']],
+      ['a bad amount in an unknown currency', () => ledger.transfer({ ...valid, idempotencyKey: uniqueId('k'), amount: 1.5, currency: 'XXX' }), ['unknown_currency', 'invalid_amount']],
+      ['a used key, another amount the player cannot afford', () => ledger.transfer({ ...valid, idempotencyKey: usedKey, amount: 5_000 }), ['insufficient_funds', 'exists_with_different_amount']],
+      ['a used key, another currency the accounts do not hold', () => ledger.transfer({ ...valid, idempotencyKey: usedKey, currency: 'USD' }), ['currency_mismatch', 'exists_with_different_currency']],
+      ['a used key, another debit account and amount', () => ledger.transfer({ ...valid, idempotencyKey: usedKey, debitAccountId: funding, amount: 11 }), ['exists_with_different_amount', 'exists_with_different_debit_account_id']],
+      ['a used key for a post of a hold that does not exist', () => ledger.post({ idempotencyKey: usedKey, pendingId: 2 ** 40 }), ['pending_transfer_not_found', 'exists_with_different_kind']],
+      ['an unknown debit account in another currency', () => ledger.transfer({ ...valid, idempotencyKey: uniqueId('k'), debitAccountId: uniqueId('nobody'), creditAccountId: usdPlayer }), ['currency_mismatch', 'debit_account_not_found']],
+      ['another currency, more than the player has', () => ledger.hold({ ...valid, idempotencyKey: uniqueId('k'), creditAccountId: usdPlayer, amount: 5_000 }), ['insufficient_funds', 'currency_mismatch']],
+      ['a posted hold, posted again for more', () => ledger.post({ idempotencyKey: uniqueId('k'), pendingId: held.id, amount: 500 }), ['exceeds_pending_transfer_amount', 'pending_transfer_already_posted']],
+      ['a refund beyond the original the player cannot cover', () => ledger.refund({ idempotencyKey: uniqueId('k'), transferId: posted.id, amount: 101 }), ['insufficient_funds', 'refund_exceeds_original']],
+      ['a refund of a hold', () => ledger.refund({ idempotencyKey: uniqueId('k'), transferId: held.id, amount: 1 }), ['transfer_not_refundable']],
+    ];
+    const rank = (code: TransferErrorCode) => TRANSFER_ERROR_CODES.indexOf(code);
+    for (const [name, command, applicable] of cases) {
+      const first = [...applicable].sort((a, b) => rank(a) - rank(b))[0];
+      expect([name, (await command()).result]).toEqual([name, first]);
+    }
+    expect(await ledger.getBalance(player)).toMatchObject({ available: 5, held: 0, posted: 5 });
+    expect(await ledger.getBalance(usdPlayer)).toMatchObject({ posted: 0 });
+  });
+});
+
 describe('hold, post and void', () => {
   async function holdFor(amount: number, funds = 1_000) {
     const { player } = await fundedPlayer(ledger, 'BHD', funds);
@@ -205,7 +245,9 @@ describe('hold, post and void', () => {
     const posted = transferOf(await ledger.post({ idempotencyKey: postKey, pendingId: held.id }));
     expect(posted).toMatchObject({ kind: 'post', state: 'posted', pendingId: held.id, amount: 700, debitAccountId: player, creditAccountId: inFlight });
     expect(await ledger.post({ idempotencyKey: postKey, pendingId: held.id })).toEqual({ result: 'exists', transfer: posted });
-    expect(await ledger.post({ idempotencyKey: postKey, pendingId: held.id, amount: 700 })).toMatchObject({ result: 'idempotency_mismatch' });
+    expect(await ledger.post({ idempotencyKey: postKey, pendingId: held.id, amount: 700 })).toMatchObject({ result: 'exists_with_different_amount' });
+    expect(await ledger.post({ idempotencyKey: postKey, pendingId: held.id + 1 })).toMatchObject({ result: 'exists_with_different_pending_id' });
+    expect(await ledger.post({ idempotencyKey: postKey, pendingId: -1 })).toMatchObject({ result: 'exists_with_different_pending_id' });
     expect(await ledger.post({ idempotencyKey: uniqueId('post'), pendingId: held.id })).toMatchObject({ result: 'pending_transfer_already_posted', code: 'PENDING_TRANSFER_ALREADY_POSTED' });
     expect(await ledger.void({ idempotencyKey: uniqueId('void'), pendingId: held.id })).toMatchObject({ result: 'pending_transfer_already_posted' });
 
@@ -260,7 +302,8 @@ describe('refund', () => {
     const first = transferOf(await ledger.refund({ idempotencyKey: key, transferId: settled.id, amount: 200 }));
     expect(first).toMatchObject({ kind: 'refund', refundOfId: settled.id, debitAccountId: inFlight, creditAccountId: player, amount: 200, state: 'posted' });
     expect(await ledger.refund({ idempotencyKey: key, transferId: settled.id, amount: 200 })).toEqual({ result: 'exists', transfer: first });
-    expect(await ledger.refund({ idempotencyKey: key, transferId: settled.id, amount: 300 })).toMatchObject({ result: 'idempotency_mismatch' });
+    expect(await ledger.refund({ idempotencyKey: key, transferId: settled.id, amount: 300 })).toMatchObject({ result: 'exists_with_different_amount' });
+    expect(await ledger.refund({ idempotencyKey: key, transferId: held.id, amount: 200 })).toMatchObject({ result: 'exists_with_different_refund_of_id' });
     expect((await ledger.refund({ idempotencyKey: uniqueId('refund'), transferId: settled.id, amount: 400 })).result).toBe('ok');
     expect(await ledger.refund({ idempotencyKey: uniqueId('refund'), transferId: settled.id, amount: 1 })).toMatchObject({ result: 'refund_exceeds_original', code: 'REFUND_EXCEEDS_ORIGINAL' });
     expect(await ledger.getBalance(player)).toMatchObject({ available: 1_000, posted: 1_000, held: 0 });

@@ -87,7 +87,7 @@ describe('concurrent commands', () => {
     const outcomes = await Promise.all(
       Array.from({ length: 20 }, (_, i) => ledger.transfer({ idempotencyKey: key, debitAccountId: player, creditAccountId: fees, amount: 100 + i, currency: 'EUR' })),
     );
-    expect(countResults(outcomes)).toEqual({ ok: 1, idempotency_mismatch: 19 });
+    expect(countResults(outcomes)).toEqual({ ok: 1, exists_with_different_amount: 19 });
     const winner = outcomes.findIndex((o) => o.result === 'ok');
     expect(await ledger.getBalance(fees)).toMatchObject({ posted: 100 + winner });
   });

@@ -152,7 +152,7 @@ interface ModelTransfer {
 class Model {
   readonly balances = new Map<string, ModelBalance>();
   readonly transfers = new Map<number, ModelTransfer>();
-  readonly byKey = new Map<string, { params: string; id: number }>();
+  readonly byKey = new Map<string, { params: string; id: number; issued: Issued }>();
 
   constructor(private readonly world: World) {
     for (const id of [...world.players, world.funding, world.fees, world.inFlight]) {
@@ -167,7 +167,7 @@ class Model {
     if ('debitAccountId' in input && input.debitAccountId === input.creditAccountId) return { result: 'same_account' };
     if (amount !== undefined && !(Number.isSafeInteger(amount) && amount > 0)) return { result: 'invalid_amount' };
     const earlier = this.byKey.get(input.idempotencyKey);
-    if (earlier) return earlier.params === paramsOf(issued) ? { result: 'exists', id: earlier.id } : { result: 'idempotency_mismatch' };
+    if (earlier) return earlier.params === paramsOf(issued) ? { result: 'exists', id: earlier.id } : { result: firstDifference(earlier.issued, issued) };
     switch (issued.command) {
       case 'transfer':
       case 'hold':
@@ -196,7 +196,7 @@ class Model {
   }
 
   apply(issued: Issued, transfer: Transfer): void {
-    this.byKey.set(issued.input.idempotencyKey, { params: paramsOf(issued), id: transfer.id });
+    this.byKey.set(issued.input.idempotencyKey, { params: paramsOf(issued), id: transfer.id, issued });
     const modelled: ModelTransfer = { id: transfer.id, kind: transfer.kind, debit: transfer.debitAccountId, credit: transfer.creditAccountId, amount: transfer.amount, refunded: 0 };
     this.transfers.set(transfer.id, modelled);
     const debit = this.balances.get(modelled.debit)!;
@@ -231,6 +231,24 @@ class Model {
     const b = this.balances.get(account)!;
     return b.creditsPosted - b.debitsPosted - b.debitsPending;
   }
+}
+
+/** How a repeat differs from the first command with its key: the first differing field, in the ledger's precedence. */
+function firstDifference(first: Issued, repeat: Issued): string {
+  if (first.command !== repeat.command) return 'exists_with_different_kind';
+  const a = first.input as Partial<MovementInput & PostInput & RefundInput>;
+  const b = repeat.input as Partial<MovementInput & PostInput & RefundInput>;
+  for (const [field, result] of [
+    ['debitAccountId', 'debit_account_id'],
+    ['creditAccountId', 'credit_account_id'],
+    ['pendingId', 'pending_id'],
+    ['transferId', 'refund_of_id'],
+    ['amount', 'amount'],
+    ['currency', 'currency'],
+  ] as const) {
+    if (a[field] !== b[field]) return `exists_with_different_${result}`;
+  }
+  throw new Error('a repeat with other parameters differs in some field');
 }
 
 function paramsOf(issued: Issued): string {

@@ -126,7 +126,7 @@ describe('every ledger command writes its event', () => {
     const before = await countEvents([player]);
 
     expect((await ledger.hold(input)).result).toBe('exists');
-    expect((await ledger.hold({ ...input, amount: 61 })).result).toBe('idempotency_mismatch');
+    expect((await ledger.hold({ ...input, amount: 61 })).result).toBe('exists_with_different_amount');
     expect((await ledger.hold({ ...input, idempotencyKey: uniqueId('hold') })).result).toBe('insufficient_funds');
     expect((await ledger.transfer({ ...input, idempotencyKey: uniqueId('t'), currency: 'USD' })).result).toBe('currency_mismatch');
     expect((await ledger.post({ idempotencyKey: uniqueId('post'), pendingId: 2 ** 40 })).result).toBe('pending_transfer_not_found');
