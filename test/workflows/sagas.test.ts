@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, type QueryDefinition } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ProviderDeposit } from '../../activities/deposits';
@@ -133,13 +133,16 @@ const refusal = (message: RegExp, type?: string) => ({ cause: expect.objectConta
 
 const webhook = (status: 'settled' | 'failed' | 'returned') => ({ eventId: `evt_${randomUUID()}`, source: 'webhook' as const, providerStatus: status, occurredAt: new Date().toISOString() });
 
-async function statusBecomes(handle: WorkflowHandle, wanted: (view: PayoutView) => boolean): Promise<PayoutView> {
+/** Polls a saga's view query until `wanted` holds (15 s at most). */
+async function viewBecomes<View>(handle: WorkflowHandle, query: QueryDefinition<View>, wanted: (view: View) => boolean): Promise<View> {
   for (const giveUpAt = Date.now() + 15_000; ; await new Promise((resolve) => setTimeout(resolve, 50))) {
-    const view = await handle.query(payoutStatusQuery);
+    const view = await handle.query(query);
     if (wanted(view)) return view;
     if (Date.now() > giveUpAt) throw new Error(`not reached; last view ${JSON.stringify(view)}`);
   }
 }
+
+const statusBecomes = (handle: WorkflowHandle, wanted: (view: PayoutView) => boolean) => viewBecomes(handle, payoutStatusQuery, wanted);
 
 describe('payout saga (fast tier: mocked activities, real Temporal)', () => {
   it('answers held, submits once, and settles once on a webhook the provider record bears out', async () => {
@@ -283,13 +286,7 @@ async function startDeposit(fake: (id: string) => Omit<Fake, 'calls'> = () => ({
 
 const depositWebhook = (status: 'succeeded' | 'failed') => ({ eventId: `evt_${randomUUID()}`, source: 'webhook' as const, providerStatus: status, occurredAt: new Date().toISOString() });
 
-async function depositBecomes(handle: WorkflowHandle, wanted: (view: DepositView) => boolean): Promise<DepositView> {
-  for (const giveUpAt = Date.now() + 15_000; ; await new Promise((resolve) => setTimeout(resolve, 50))) {
-    const view = await handle.query(depositStatusQuery);
-    if (wanted(view)) return view;
-    if (Date.now() > giveUpAt) throw new Error(`not reached; last view ${JSON.stringify(view)}`);
-  }
-}
+const depositBecomes = (handle: WorkflowHandle, wanted: (view: DepositView) => boolean) => viewBecomes(handle, depositStatusQuery, wanted);
 
 describe('deposit saga (fast tier: mocked activities, real Temporal)', () => {
   it('answers the checkout, and credits once when the provider record bears the webhook out', async () => {

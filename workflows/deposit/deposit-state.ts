@@ -4,22 +4,18 @@
  */
 import type { RecordDepositStateInput } from '../../activities/deposits';
 import type { DepositInput, DepositStatus, DepositTimelineEntry, DepositView, IntentDecision, ProviderDepositEvent } from '../../contracts/deposit';
-import { isNews } from '../provider-wait';
 import { SagaState } from '../saga-state';
 
 /** The first final outcome wins; later ones are stale. */
 const PROVIDER_RANK = { pending: 0, succeeded: 1, failed: 1 } as const;
 
-export class DepositState extends SagaState<DepositStatus, IntentDecision> {
+export class DepositState extends SagaState<DepositStatus, IntentDecision, ProviderDepositEvent> {
   status: DepositStatus = 'REQUESTED';
   readonly timeline: DepositTimelineEntry[];
-  providerView?: ProviderDepositEvent;
-  /** A webhook not yet confirmed by the provider's own record: a claim, never acted on by itself. */
-  claim?: ProviderDepositEvent;
   readonly details: Pick<DepositView, 'checkoutUrl' | 'providerDepositId' | 'failureCode' | 'creditTransferId'> = {};
 
   constructor(readonly input: DepositInput) {
-    super(input.fingerprint);
+    super(input.fingerprint, PROVIDER_RANK);
     this.timeline = [{ at: input.requestedAt, status: 'REQUESTED' }];
   }
 
@@ -38,10 +34,6 @@ export class DepositState extends SagaState<DepositStatus, IntentDecision> {
     };
   }
 
-  decided(): boolean {
-    return this.providerView !== undefined && this.providerView.providerStatus !== 'pending';
-  }
-
   /** The read-model row of the current state, or of `next` once entered (its version is its place in the timeline). */
   record(next?: DepositStatus): RecordDepositStateInput {
     const { input } = this;
@@ -57,17 +49,5 @@ export class DepositState extends SagaState<DepositStatus, IntentDecision> {
       ...this.details,
       stuck: this.stuck,
     };
-  }
-
-  // ---- handlers ----
-
-  /** A callback may arrive before the intent step has returned: it is kept and checked after. */
-  receive(event: ProviderDepositEvent): void {
-    if (event.source === 'webhook') this.claim = event;
-    else this.learn(event);
-  }
-
-  learn(event: ProviderDepositEvent): void {
-    if (isNews(PROVIDER_RANK, event, this.providerView, 'pending')) this.providerView = event;
   }
 }

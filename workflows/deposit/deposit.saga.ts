@@ -2,9 +2,8 @@ import { ActivityFailure, ApplicationFailure, allHandlersFinished, condition, co
 import type { Activities } from '../../activities';
 import type { ProviderDeposit } from '../../activities/deposits';
 import { depositEventSignal, depositStatusQuery, intentUpdate, type DepositInput, type DepositResume, type DepositStatus, type DepositView, type ProviderDepositEvent } from '../../contracts/deposit';
-import { differingTerms, unconfirmedClaim, type ProviderIncident } from '../../contracts/provider-records';
 import { SA, startSearchAttributes } from '../../contracts/search-attributes';
-import { awaitProviderOutcome, eventFromRecord, readProviderRecord, type WaitingSaga } from '../provider-wait';
+import { awaitProviderOutcome, eventFromRecord, providerRecordChecks, waitingSaga, type WaitingSaga } from '../provider-wait';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS } from '../shared';
 import { DepositState } from './deposit-state';
 
@@ -111,41 +110,17 @@ async function credit(saga: DepositState): Promise<void> {
 
 /** A later run of a deposit that was awaiting its provider (continue-as-new): pick up where the last one stopped. */
 function resumeWaiting(saga: DepositState, resume: DepositResume): void {
-  saga.timeline.splice(0, saga.timeline.length, ...resume.timeline);
-  saga.status = 'PENDING';
-  saga.stuck = resume.stuck;
   Object.assign(saga.details, { checkoutUrl: resume.checkoutUrl, providerDepositId: resume.providerDepositId });
   saga.decision = { outcome: 'created', status: 'PENDING', checkoutUrl: resume.checkoutUrl, providerDepositId: resume.providerDepositId };
-  upsertSearchAttributes([
-    { key: SA.Status, value: saga.status },
-    { key: SA.Stuck, value: saga.stuck },
-  ]);
+  saga.resumeFrom(resume, 'PENDING');
 }
 
-/** Step 3's view of the saga, for the shared provider wait. */
+/** Step 3's view of the saga, for the shared provider wait: a new run resumes with the provider's intent. */
 function waiting(saga: DepositState, ask: ProviderChecks): WaitingSaga {
-  return {
-    get stuck() {
-      return saga.stuck;
-    },
-    decided: () => saga.decided(),
-    nudged: () => saga.claim !== undefined,
-    check: (scheduled) => ask.check(scheduled),
-    markStuck: (staffNote) => stick(saga, staffNote),
-    clearStuck: () => saga.markStuck(false),
-    async continueAsNew(position) {
-      const { input } = saga;
-      const resume: DepositResume = {
-        timeline: [...saga.timeline],
-        checkoutUrl: saga.details.checkoutUrl!,
-        providerDepositId: saga.details.providerDepositId!,
-        ...position,
-        stuck: saga.stuck,
-        runs: (input.resume?.runs ?? 1) + 1,
-      };
-      await continueAsNew<typeof depositSaga>({ ...input, resume });
-    },
-  };
+  return waitingSaga(saga, ask, (staffNote) => stick(saga, staffNote), saga.input.resume?.runs, async ({ timeline, ...position }) => {
+    const resume: DepositResume = { timeline, checkoutUrl: saga.details.checkoutUrl!, providerDepositId: saga.details.providerDepositId!, ...position };
+    await continueAsNew<typeof depositSaga>({ ...saga.input, resume });
+  });
 }
 
 async function stick(saga: DepositState, staffNote: string): Promise<void> {
@@ -155,50 +130,19 @@ async function stick(saga: DepositState, staffNote: string): Promise<void> {
 
 type ProviderChecks = ReturnType<typeof providerChecks>;
 
-/** Asking the provider for its record, and what its record means for the deposit. */
+/** Asking the provider for its record of the deposit, and what its record means for the saga. */
 function providerChecks(saga: DepositState) {
   const { depositId, pollTaskQueue, timings, amount } = saga.input;
   // Scheduled polls of a silent provider are background work, on the background task queue.
   const scheduledPolls = pollTaskQueue ? proxyActivities<Activities>({ ...PROVIDER_POLL_OPTIONS, taskQueue: pollTaskQueue }) : lookups;
-
-  async function record(scheduled: boolean): Promise<ProviderDeposit | 'none' | 'unknown'> {
-    try {
-      return (await (scheduled ? scheduledPolls : lookups).fetchProviderDeposit({ depositId })) ?? 'none';
-    } catch {
-      return 'unknown'; // the aggregator is unreachable: keep waiting, ask again later
-    }
-  }
-
-  const observedOf = (seen: ProviderDeposit) => ({ status: seen.status, providerDepositId: seen.providerDepositId, amount: seen.amount ?? null });
-  const reportIncident = ({ claimedStatus, ...incident }: Pick<ProviderIncident, 'kind' | 'fields' | 'observed' | 'eventId'> & { claimedStatus?: string }) =>
-    steps.recordProviderIncident({ sagaKind: 'deposit', reference: depositId, expected: { amount, ...(claimedStatus ? { status: claimedStatus } : {}) }, ...incident });
-
-  /**
-   * The record's status is learned only when it agrees with the request (amount, currency): one that differs
-   * is an incident for staff and the deposit waits, stuck. A webhook claim it does not bear out is written too.
-   */
-  async function judge(seen: ProviderDeposit | 'none', claimed?: ProviderDepositEvent): Promise<void> {
-    const fields = seen === 'none' ? [] : differingTerms({ amount }, seen);
-    if (seen !== 'none' && fields.length > 0) {
-      await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });
-      if (!saga.stuck) await stick(saga, `the provider's record differs from the deposit (${fields.join(', ')}); not acted on`);
-      return;
-    }
-    if (seen !== 'none' && seen.status !== 'pending') {
-      saga.learn({ ...eventFromRecord(seen.status, claimed), providerDepositId: seen.providerDepositId, failureCode: seen.failureCode });
-    }
-    const unconfirmed = claimed && unconfirmedClaim(claimed, seen === 'none' ? { status: 'none' } : observedOf(seen));
-    if (unconfirmed) await reportIncident(unconfirmed);
-  }
-
-  return {
-    judge,
-    /** A check: the webhook claim waiting (if any), or a `scheduled` poll. */
-    async check(scheduled: boolean): Promise<void> {
-      const claimed = saga.claim;
-      saga.claim = undefined;
-      const seen = await readProviderRecord(record, { scheduled, forClaim: claimed !== undefined, settled: () => saga.decided(), pollMaxMs: timings.pollMaxMs });
-      if (seen !== 'unknown') await judge(seen, claimed);
-    },
-  };
+  return providerRecordChecks<DepositStatus, ProviderDepositEvent, ProviderDeposit>(saga, {
+    sagaKind: 'deposit',
+    reference: depositId,
+    terms: { amount },
+    fetch: (scheduled) => (scheduled ? scheduledPolls : lookups).fetchProviderDeposit({ depositId }),
+    observedOf: (seen) => ({ status: seen.status, providerDepositId: seen.providerDepositId, amount: seen.amount ?? null }),
+    eventOf: (seen, claimed) => ({ ...eventFromRecord(seen.status, claimed), providerDepositId: seen.providerDepositId, failureCode: seen.failureCode }),
+    stick: (staffNote) => stick(saga, staffNote),
+    pollMaxMs: timings.pollMaxMs,
+  });
 }

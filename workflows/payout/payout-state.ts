@@ -20,30 +20,24 @@ import {
   type TimelineEntry,
 } from '../../contracts/payout';
 import type { RequestedTerms } from '../../contracts/provider-records';
-import { isNews } from '../provider-wait';
 import { SagaState } from '../saga-state';
 
 const PROVIDER_RANK = { pending: 0, settled: 1, failed: 1, returned: 2 } as const;
 
-export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision> {
+export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision, ProviderPayoutEvent> {
   status: PayoutStatus = 'REQUESTED';
   readonly timeline: TimelineEntry[];
   readonly terms: RequestedTerms;
   readonly destination: MaskedDestination;
   cancelRequest?: CancelRequest;
   submissionStarted = false;
-  /** The outcome as the provider's record (or staff) gives it: only news counts. */
-  providerView?: ProviderPayoutEvent;
-  /** A webhook not yet confirmed by the provider's own record: a claim, never acted on by itself. */
-  claim?: ProviderPayoutEvent;
-  pollRequested = false;
   resolution?: StaffResolution;
   resolving = false;
   holdTransferId: number;
   readonly details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
 
   constructor(readonly input: PayoutInput) {
-    super(input.fingerprint);
+    super(input.fingerprint, PROVIDER_RANK);
     this.destination = maskDestination(input.destination);
     this.terms = { amount: input.amount, destination: this.destination };
     this.timeline = [{ at: input.requestedAt, status: 'REQUESTED' }];
@@ -71,11 +65,6 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision> 
     return !this.submissionStarted && (this.status === 'REQUESTED' || this.status === 'AUTHORIZED' || this.status === 'HELD');
   }
 
-  /** The provider (or staff) has decided: settled, failed or returned. */
-  decided(): boolean {
-    return this.providerView !== undefined && this.providerView.providerStatus !== 'pending';
-  }
-
   returned(): boolean {
     return this.providerView?.providerStatus === 'returned';
   }
@@ -95,20 +84,6 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision> 
     this.cancelRequest ??= request;
     await condition(() => this.status === 'CANCELLED' || this.submissionStarted || FINAL_PAYOUT_STATUSES.includes(this.status));
     return this.view();
-  }
-
-  /** A webhook is a claim: the saga asks the provider and acts on its record; polls and staff are learned. */
-  receive(event: ProviderPayoutEvent): void {
-    if (event.source === 'webhook') this.claim = event;
-    else this.learn(event);
-  }
-
-  learn(event: ProviderPayoutEvent): void {
-    if (isNews(PROVIDER_RANK, event, this.providerView, 'pending')) this.providerView = event;
-  }
-
-  requestPoll(): void {
-    this.pollRequested = true;
   }
 
   /** Exactly once: only a saga still awaiting its provider, with no outcome known, can be resolved by staff. */

@@ -17,9 +17,8 @@ import {
   type ProviderPayoutEvent,
   type StaffResolution,
 } from '../../contracts/payout';
-import { differingTerms, unconfirmedClaim, type ProviderIncident } from '../../contracts/provider-records';
 import { SA, startSearchAttributes } from '../../contracts/search-attributes';
-import { awaitProviderOutcome, eventFromRecord, readProviderRecord, type WaitingSaga } from '../provider-wait';
+import { awaitProviderOutcome, eventFromRecord, providerRecordChecks, waitingSaga, type WaitingSaga } from '../provider-wait';
 import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PROVIDER_POLL_OPTIONS } from '../shared';
 import { PayoutState } from './payout-state';
 
@@ -86,7 +85,7 @@ export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
   // 7. Return window: a return claimed by webhook is refunded once the provider's record says returned.
   for (const closesAt = Date.now() + input.timings.returnWindowMs; !saga.returned(); ) {
     if (!(await condition(() => saga.returned() || saga.claim !== undefined, Math.max(1, closesAt - Date.now())))) break;
-    if (saga.claim) await ask.check({ scheduled: false, settled: () => saga.returned() });
+    if (saga.claim) await ask.check(false, () => saga.returned());
   }
   if (saga.returned()) {
     saga.details.returnReason = saga.providerView!.returnReason ?? 'returned';
@@ -197,42 +196,19 @@ async function submit(saga: PayoutState, ask: ProviderChecks): Promise<string | 
 
 /** A later run of a saga that was awaiting its provider (continue-as-new): pick up where the last one stopped. */
 function resumeWaiting(saga: PayoutState, resume: PayoutResume): void {
-  saga.timeline.splice(0, saga.timeline.length, ...resume.timeline);
-  saga.status = 'SUBMITTED';
   saga.submissionStarted = true;
-  saga.stuck = resume.stuck;
   saga.details.providerPayoutId = resume.providerPayoutId;
   saga.decision = { outcome: 'held', status: 'HELD', holdTransferId: saga.holdTransferId };
-  upsertSearchAttributes([
-    { key: SA.Status, value: saga.status },
-    { key: SA.Stuck, value: saga.stuck },
-  ]);
+  saga.resumeFrom(resume, 'SUBMITTED');
 }
 
-/** Step 5's view of the saga, for the shared provider wait. */
+/** Step 5's view of the saga, for the shared provider wait: a new run resumes with the hold and the provider's id. */
 function waiting(saga: PayoutState, ask: ProviderChecks): WaitingSaga {
-  return {
-    get stuck() {
-      return saga.stuck;
-    },
-    decided: () => saga.decided(),
-    nudged: () => saga.pollRequested || saga.claim !== undefined,
-    check: (scheduled) => ask.check({ scheduled, settled: () => saga.decided() }),
-    markStuck: (staffNote) => stick(saga, staffNote),
-    clearStuck: () => saga.markStuck(false),
-    async continueAsNew(position) {
-      const { input } = saga;
-      const resume: PayoutResume = {
-        timeline: [...saga.timeline],
-        holdTransferId: saga.holdTransferId,
-        ...(saga.details.providerPayoutId ? { providerPayoutId: saga.details.providerPayoutId } : {}),
-        ...position,
-        stuck: saga.stuck,
-        runs: (input.resume?.runs ?? 1) + 1,
-      };
-      await continueAsNew<typeof payoutSaga>({ ...input, resume });
-    },
-  };
+  return waitingSaga(saga, ask, (staffNote) => stick(saga, staffNote), saga.input.resume?.runs, async ({ timeline, ...position }) => {
+    const { holdTransferId, details } = saga;
+    const resume: PayoutResume = { timeline, holdTransferId, ...(details.providerPayoutId ? { providerPayoutId: details.providerPayoutId } : {}), ...position };
+    await continueAsNew<typeof payoutSaga>({ ...saga.input, resume });
+  });
 }
 
 /** Marks the saga stuck for staff (search attribute and read model), with why. */
@@ -243,67 +219,24 @@ async function stick(saga: PayoutState, staffNote: string): Promise<void> {
 
 type ProviderChecks = ReturnType<typeof providerChecks>;
 
-/** Asking the provider for its record, and what its record means for the saga. */
+/** Asking the provider for its record of the payout, and what its record means for the saga. */
 function providerChecks(saga: PayoutState) {
   const { payoutId, pollTaskQueue, timings } = saga.input;
   // Scheduled polls of a silent provider are background work, on the background task queue.
   const scheduledPolls = pollTaskQueue ? proxyActivities<Activities>({ ...PROVIDER_POLL_OPTIONS, taskQueue: pollTaskQueue }) : lookups;
-
-  /** The provider's record: 'none' when it has never seen the payout, 'unknown' when it cannot be asked. */
-  async function record(scheduled: boolean): Promise<ProviderPayout | 'none' | 'unknown'> {
-    try {
-      return (await (scheduled ? scheduledPolls : lookups).fetchProviderPayout({ payoutId })) ?? 'none';
-    } catch {
-      return 'unknown';
-    }
-  }
-
-  const observedOf = (seen: ProviderPayout) => ({ status: seen.status, providerPayoutId: seen.providerPayoutId, amount: seen.amount ?? null, destination: seen.destination ?? null });
-  const reportIncident = ({ claimedStatus, ...incident }: Pick<ProviderIncident, 'kind' | 'fields' | 'observed' | 'eventId'> & { claimedStatus?: string }) =>
-    steps.recordProviderIncident({ sagaKind: 'payout', reference: payoutId, expected: { ...saga.terms, ...(claimedStatus ? { status: claimedStatus } : {}) }, ...incident });
-
-  /** The event the saga learns from a record (the webhook's own when the record bears its claim out). */
-  const eventOf = (seen: ProviderPayout, claimed?: ProviderPayoutEvent): ProviderPayoutEvent => ({
-    ...eventFromRecord(seen.status, claimed),
-    providerPayoutId: seen.providerPayoutId,
-    failureCode: seen.failureCode,
-    returnReason: seen.returnReason,
-  });
-
-  /**
-   * The record's status is learned only when it agrees with the request (amount, currency, destination): one
-   * that differs is an incident for staff and the saga waits, stuck. A webhook claim it does not bear out is
-   * written for staff too.
-   */
-  async function judge(seen: ProviderPayout | 'none', claimed?: ProviderPayoutEvent): Promise<void> {
-    const fields = seen === 'none' ? [] : differingTerms(saga.terms, seen);
-    if (seen !== 'none' && fields.length > 0) {
-      await reportIncident({ kind: 'record_mismatch', fields, observed: observedOf(seen), ...(claimed ? { eventId: claimed.eventId } : {}) });
-      if (!saga.stuck) await stick(saga, `the provider's record differs from the payout (${fields.join(', ')}); not acted on`);
-      return;
-    }
-    if (seen !== 'none') {
+  return providerRecordChecks<PayoutStatus, ProviderPayoutEvent, ProviderPayout>(saga, {
+    sagaKind: 'payout',
+    reference: payoutId,
+    terms: saga.terms,
+    fetch: (scheduled) => (scheduled ? scheduledPolls : lookups).fetchProviderPayout({ payoutId }),
+    observedOf: (seen) => ({ status: seen.status, providerPayoutId: seen.providerPayoutId, amount: seen.amount ?? null, destination: seen.destination ?? null }),
+    eventOf: (seen, claimed) => ({ ...eventFromRecord(seen.status, claimed), providerPayoutId: seen.providerPayoutId, failureCode: seen.failureCode, returnReason: seen.returnReason }),
+    adopt: (seen) => {
       saga.details.providerPayoutId = seen.providerPayoutId;
-      if (seen.status !== 'pending') saga.learn(eventOf(seen, claimed));
-    }
-    const unconfirmed = claimed && unconfirmedClaim(claimed, seen === 'none' ? { status: 'none' } : observedOf(seen));
-    if (unconfirmed) await reportIncident(unconfirmed);
-  }
-
-  return {
-    record,
-    judge,
-    eventOf,
-    agrees: (seen: ProviderPayout) => differingTerms(saga.terms, seen).length === 0,
-    /** A check: the webhook claim waiting (if any), a requested poll, or a `scheduled` one. */
-    async check(opts: { scheduled: boolean; settled: () => boolean }): Promise<void> {
-      const claimed = saga.claim;
-      saga.claim = undefined;
-      saga.pollRequested = false;
-      const seen = await readProviderRecord(record, { ...opts, forClaim: claimed !== undefined, pollMaxMs: timings.pollMaxMs });
-      if (seen !== 'unknown') await judge(seen, claimed);
     },
-  };
+    stick: (staffNote) => stick(saga, staffNote),
+    pollMaxMs: timings.pollMaxMs,
+  });
 }
 
 /** Staff settle or fail a payout its provider leaves undecided; failing it first asks the provider. */
