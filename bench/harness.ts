@@ -68,7 +68,7 @@ export function describeRun(stack: Stack, attached: boolean) {
     stack: {
       started: attached ? 'attached to a running stack' : `apps/launcher/main.ts${stack.cluster ? ' --cluster' : ''} as a child process, own DATA_DIR and free ports, default settings`,
       topology: stack.cluster ? 'cluster: Temporal server on PostgreSQL (SQL visibility), 2 workers, 2 API instances' : 'development: Temporal dev server (SQLite file), 1 worker, 1 API instance',
-      settings: { PAYOUT_SYNC_DEADLINE_MS: c.PAYOUT_SYNC_DEADLINE_MS, PAYOUT_RETURN_WINDOW_MS: c.PAYOUT_RETURN_WINDOW_MS, SANDBOX_CALLBACK_DELAY_MS: c.SANDBOX_CALLBACK_DELAY_MS, PG_POOL_MAX: c.PG_POOL_MAX },
+      settings: { SAGA_SYNC_DEADLINE_MS: c.SAGA_SYNC_DEADLINE_MS, PAYOUT_RETURN_WINDOW_MS: c.PAYOUT_RETURN_WINDOW_MS, SANDBOX_CALLBACK_DELAY_MS: c.SANDBOX_CALLBACK_DELAY_MS, PG_POOL_MAX: c.PG_POOL_MAX },
       warnings_printed: stack.warnings.length,
       warnings_sample: stack.warnings.slice(0, 10),
     },

@@ -51,7 +51,7 @@ export async function runOverload({ stack, addresses, attached, startedAt, resul
     seconds,
     accounts: funded.accounts,
     payoutMinor: PAYOUT_MINOR,
-    syncDeadlineMs: c.PAYOUT_SYNC_DEADLINE_MS,
+    syncDeadlineMs: c.SAGA_SYNC_DEADLINE_MS,
     drainTimeoutMs: 300_000,
     staffToken,
     idleSamples: 10,

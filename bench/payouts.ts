@@ -208,7 +208,7 @@ async function main() {
         const backlog = await waitUntilQuiet(db, temporal, `bench-${runId}-`, payoutsSent);
         say(`${name}: ${rate}/s for ${STEP_SECONDS}s...`);
         const before = cpuSnapshot(stack.launcherPid, extra);
-        const common = { ...addresses, rate, seconds: STEP_SECONDS, syncDeadlineMs: c.PAYOUT_SYNC_DEADLINE_MS, drainTimeoutMs: DRAIN_MS, historySamples: HISTORY_SAMPLES };
+        const common = { ...addresses, rate, seconds: STEP_SECONDS, syncDeadlineMs: c.SAGA_SYNC_DEADLINE_MS, drainTimeoutMs: DRAIN_MS, historySamples: HISTORY_SAMPLES };
         const figures =
           name === 'platform'
             ? await runLoadGenerator<StepFigures>({ ...common, kind: 'platform', accounts: funded.accounts, firstAccount: nextAccount, payoutMinor: PAYOUT_MINOR })

@@ -161,7 +161,7 @@ export async function runSoak({ stack, addresses, attached, startedAt, resultsDi
     process.stdout.write(`${tableRow(window)}\n`);
   };
   const result = await runLoadGenerator<{ windows: LoadWindow[]; per_minute: unknown[]; reconciliation_runs: { started_min: number; seconds: number; provider_items: number; ledger_movements: number }[]; totals: LoadWindow & { settled: number; not_settled: number; statuses: Record<string, number> }; not_final_after_drain: number; without_payout_id: number }>(
-    { ...addresses, kind: 'soak', rate: plan.rate, windows: plan.windows, perWindow: plan.perWindow, accounts: funded.accounts, payoutMinor: PAYOUT_MINOR, syncDeadlineMs: c.PAYOUT_SYNC_DEADLINE_MS, windowGraceMs: WINDOW_GRACE_MS, drainTimeoutMs: drainMs },
+    { ...addresses, kind: 'soak', rate: plan.rate, windows: plan.windows, perWindow: plan.perWindow, accounts: funded.accounts, payoutMinor: PAYOUT_MINOR, syncDeadlineMs: c.SAGA_SYNC_DEADLINE_MS, windowGraceMs: WINDOW_GRACE_MS, drainTimeoutMs: drainMs },
     (event) => {
       if (event.event === 'started') {
         // The boundaries are taken on this process's clock at the load generator's window edges.

@@ -21,10 +21,12 @@ interface Setting<T extends z.ZodType> {
   description: string;
   /** A bad value is not echoed in the configuration error. */
   secret?: boolean;
+  /** The setting's earlier name, still read when the new one is not set. */
+  formerly?: string;
 }
 
-function setting<T extends z.ZodType>(schema: T, def: string | undefined, description: string, opts: { secret?: boolean } = {}): Setting<T> {
-  return { schema, default: def, description, ...opts };
+function setting<T extends z.ZodType>(schema: T, def: string | undefined, description: string, opts: { secret?: boolean; formerly?: string } = {}): Setting<T> {
+  return { schema, default: def, description: opts.formerly ? `${description} Formerly \`${opts.formerly}\`, still read.` : description, ...opts };
 }
 
 export const settings = {
@@ -79,12 +81,12 @@ export const settings = {
   SANDBOX_CALLBACK_DELAY_MS: setting(z.coerce.number().int().min(0), '1000', 'How long the sandbox aggregator waits before resolving a payout or deposit and calling back.'),
   WEBHOOK_TOLERANCE_SECONDS: setting(z.coerce.number().int().min(1).max(3600), '300', 'Largest accepted age (or clock skew) of a webhook signature timestamp.'),
 
-  PAYOUT_SYNC_DEADLINE_MS: setting(durationMs, '3000', 'How long POST /v1/payouts waits for the authorization decision before answering 202.'),
+  SAGA_SYNC_DEADLINE_MS: setting(durationMs, '3000', 'How long POST /v1/payouts and /v1/deposits wait for the saga\'s first decision (funds held, checkout created) before answering 202.', { formerly: 'PAYOUT_SYNC_DEADLINE_MS' }),
   PAYOUT_SUBMIT_DELAY_MS: setting(z.coerce.number().int().min(0), '0', 'Reversal window after the hold, before submission, in which a payout can be cancelled.'),
-  PAYOUT_POLL_INITIAL_MS: setting(durationMs, '30000', 'First provider status poll when no callback came; doubles each time.'),
-  PAYOUT_POLL_MAX_MS: setting(durationMs, '600000', 'Longest interval between provider status polls.'),
-  PAYOUT_STUCK_AFTER_MS: setting(durationMs, '3600000', 'A payout waiting on its provider longer than this is marked stuck (PayoutStuck) for staff.'),
-  PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS: setting(z.coerce.number().int().min(50), '10000', 'A saga awaiting its provider continues as a new run past this many history events (bounded history).'),
+  PROVIDER_POLL_INITIAL_MS: setting(durationMs, '30000', 'First provider status poll of a payout or deposit when no callback came; doubles each time.', { formerly: 'PAYOUT_POLL_INITIAL_MS' }),
+  PROVIDER_POLL_MAX_MS: setting(durationMs, '600000', 'Longest interval between provider status polls.', { formerly: 'PAYOUT_POLL_MAX_MS' }),
+  PROVIDER_STUCK_AFTER_MS: setting(durationMs, '3600000', 'A payout or deposit waiting on its provider longer than this is marked stuck (search attribute PayoutStuck) for staff.', { formerly: 'PAYOUT_STUCK_AFTER_MS' }),
+  SAGA_CONTINUE_AS_NEW_AFTER_EVENTS: setting(z.coerce.number().int().min(50), '10000', 'A saga awaiting its provider continues as a new run past this many history events (bounded history).', { formerly: 'PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS' }),
   PAYOUT_RETURN_WINDOW_MS: setting(durationMs, '604800000', 'How long a settled payout saga stays open to refund a provider return.'),
   PAYOUT_MAX_AMOUNT: setting(z.coerce.number().positive(), '10000', 'Largest single payout, in EUR-equivalent major units (converted per currency with LIMIT_CURRENCY_RATES).'),
   PAYOUT_DAILY_MAX_AMOUNT: setting(z.coerce.number().positive(), '50000', 'Largest total of one account\'s payouts in 24 hours, in EUR-equivalent major units.'),
@@ -169,7 +171,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
   const problems: { setting: string; message: string }[] = [];
   const out: Record<string, unknown> = {};
   for (const [name, s] of Object.entries(settings) as [SettingName, Setting<z.ZodType>][]) {
-    const raw = env[name] === '' ? undefined : env[name];
+    const given = (key: string | undefined) => (key === undefined || env[key] === '' ? undefined : env[key]);
+    const raw = given(name) ?? given(s.formerly);
+    if (s.formerly && given(name) !== undefined && given(s.formerly) !== undefined && given(name) !== given(s.formerly)) {
+      problems.push({ setting: name, message: `set differently under its former name ${s.formerly}; keep one` });
+    }
     const result = s.schema.safeParse(raw ?? s.default);
     if (result.success) out[name] = result.data;
     else problems.push({ setting: name, message: `${s.secret ? '(value not shown)' : JSON.stringify(raw)} is not valid: ${result.error.issues.map((i) => i.message).join('; ')}` });

@@ -20,6 +20,13 @@ describe('configuration', () => {
     });
   });
 
+  it('reads a renamed setting under its former name too, and refuses the two names set differently', () => {
+    expect(loadConfig({ PAYOUT_POLL_INITIAL_MS: '1234', PAYOUT_SYNC_DEADLINE_MS: '900' })).toMatchObject({ PROVIDER_POLL_INITIAL_MS: 1234, SAGA_SYNC_DEADLINE_MS: 900 });
+    expect(loadConfig({ PROVIDER_STUCK_AFTER_MS: '5000', PAYOUT_STUCK_AFTER_MS: '5000' })).toMatchObject({ PROVIDER_STUCK_AFTER_MS: 5000 });
+    expect(() => loadConfig({ SAGA_CONTINUE_AS_NEW_AFTER_EVENTS: '500', PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS: '600' })).toThrow(/SAGA_CONTINUE_AS_NEW_AFTER_EVENTS: set differently under its former name PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS/);
+    expect(() => loadConfig({ PAYOUT_POLL_MAX_MS: 'often' })).toThrow(/PROVIDER_POLL_MAX_MS: "often" is not valid/);
+  });
+
   it('names every bad setting in one error', () => {
     try {
       loadConfig({ API_PORT: 'eighty', TEMPORAL_ADDRESS: 'no-port', AUTH_JWT_SECRET: 'short' });

@@ -18,7 +18,7 @@ describe('finance staff find a stuck payout in the Temporal Web UI', () => {
   beforeAll(async () => {
     expect(inject('temporalUiUrl'), 'the Temporal Web UI of the test server (set TEST_TEMPORAL_UI_URL with TEST_TEMPORAL_ADDRESS)').not.toBe('');
     expect(fs.existsSync(CHROMIUM), `Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`).toBe(true);
-    stack = await startSagaStack({ PAYOUT_STUCK_AFTER_MS: '1000', PAYOUT_POLL_INITIAL_MS: '60000', PAYOUT_POLL_MAX_MS: '60000' });
+    stack = await startSagaStack({ PROVIDER_STUCK_AFTER_MS: '1000', PROVIDER_POLL_INITIAL_MS: '60000', PROVIDER_POLL_MAX_MS: '60000' });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,

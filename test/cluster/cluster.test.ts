@@ -21,9 +21,9 @@ describe('cluster mode (npm start -- --cluster)', () => {
     cluster = await launchCluster({
       // Sagas wait on the provider long enough for the faults below to land while they are in flight.
       SANDBOX_CALLBACK_DELAY_MS: '4000',
-      PAYOUT_POLL_INITIAL_MS: '1000',
-      PAYOUT_POLL_MAX_MS: '2000',
-      PAYOUT_STUCK_AFTER_MS: '3000',
+      PROVIDER_POLL_INITIAL_MS: '1000',
+      PROVIDER_POLL_MAX_MS: '2000',
+      PROVIDER_STUCK_AFTER_MS: '3000',
       RECONCILIATION_INTERVAL_SECONDS: '10',
       PAYOUT_HOURLY_MAX_COUNT: '1000',
     });

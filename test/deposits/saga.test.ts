@@ -183,7 +183,7 @@ describe('deposit saga end to end (API → Temporal → worker → sandbox inten
 describe('deposit saga when the intent is not created within the sync deadline', () => {
   let stack: SagaStack;
   beforeAll(async () => {
-    stack = await startSagaStack({ PAYOUT_SYNC_DEADLINE_MS: '300' });
+    stack = await startSagaStack({ SAGA_SYNC_DEADLINE_MS: '300' });
   });
   afterAll(async () => {
     await stack?.assertLedgerClean();

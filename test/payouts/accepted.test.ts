@@ -5,7 +5,7 @@ import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-s
 describe('a decision not known within the sync deadline', () => {
   let stack: SagaStack;
   beforeAll(async () => {
-    stack = await startSagaStack({ PAYOUT_SYNC_DEADLINE_MS: '1' });
+    stack = await startSagaStack({ SAGA_SYNC_DEADLINE_MS: '1' });
   });
   afterAll(async () => {
     await stack?.assertLedgerClean();

@@ -15,7 +15,7 @@ describe('a webhook claim while the provider cannot be asked', () => {
 
   beforeAll(async () => {
     // Regular polls far apart: what settles the payout here is the re-asked claim.
-    stack = await startSagaStack({ PAYOUT_POLL_INITIAL_MS: '60000', PAYOUT_POLL_MAX_MS: '60000' }, { worker: false });
+    stack = await startSagaStack({ PROVIDER_POLL_INITIAL_MS: '60000', PROVIDER_POLL_MAX_MS: '60000' }, { worker: false });
     // The worker reaches the provider through a proxy that can cut it off (503 to everything).
     proxy = http.createServer(async (req, res) => {
       if (req.method === 'GET' && req.url?.startsWith('/v1/payouts?reference=')) statusAsks++;

@@ -50,7 +50,7 @@ describe('payout destinations are encrypted at rest', () => {
 
   beforeAll(async () => {
     // No worker at first: the destination rows are written (by the API) and changed before any saga submits.
-    stack = await startSagaStack({ PAYOUT_SYNC_DEADLINE_MS: '300' }, { worker: false });
+    stack = await startSagaStack({ SAGA_SYNC_DEADLINE_MS: '300' }, { worker: false });
     proxy = http.createServer(async (req, res) => {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);

@@ -9,7 +9,7 @@ describe('a provider silent for a long time', () => {
   let stack: SagaStack;
   beforeAll(async () => {
     // Polls every 50 ms and a tiny history budget: the saga must continue as new runs while it waits.
-    stack = await startSagaStack({ PAYOUT_POLL_INITIAL_MS: '50', PAYOUT_POLL_MAX_MS: '50', PAYOUT_STUCK_AFTER_MS: '300', PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS: '60' });
+    stack = await startSagaStack({ PROVIDER_POLL_INITIAL_MS: '50', PROVIDER_POLL_MAX_MS: '50', PROVIDER_STUCK_AFTER_MS: '300', SAGA_CONTINUE_AS_NEW_AFTER_EVENTS: '60' });
   });
   afterAll(async () => {
     await stack?.assertLedgerClean();

@@ -11,7 +11,7 @@ import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-s
 describe('a webhook that cannot be signalled', () => {
   let stack: SagaStack;
   beforeAll(async () => {
-    stack = await startSagaStack({ PAYOUT_POLL_INITIAL_MS: '60000', PAYOUT_POLL_MAX_MS: '60000' });
+    stack = await startSagaStack({ PROVIDER_POLL_INITIAL_MS: '60000', PROVIDER_POLL_MAX_MS: '60000' });
   });
   afterAll(async () => {
     await stack?.assertLedgerClean();
@@ -125,7 +125,7 @@ describe('returns and odd webhooks', () => {
   it('with Temporal unreachable, a payout request fails fast with 503 (retry with the same key) and nothing moves', async () => {
     const accountId = await stack.fundedAccount(1_000);
     const deadTemporal = Connection.lazy({ address: `127.0.0.1:${await freePort()}`, connectTimeout: 500 });
-    const cutOff = await createApiApp({ config: { ...stack.config, PAYOUT_SYNC_DEADLINE_MS: 1_000 }, pool: stack.pool, temporal: createTemporalClient(deadTemporal, 'default'), logger: createLogger('api-cut-off', 'silent') });
+    const cutOff = await createApiApp({ config: { ...stack.config, SAGA_SYNC_DEADLINE_MS: 1_000 }, pool: stack.pool, temporal: createTemporalClient(deadTemporal, 'default'), logger: createLogger('api-cut-off', 'silent') });
     await cutOff.listen({ port: 0, host: '127.0.0.1' });
     try {
       const started = Date.now();

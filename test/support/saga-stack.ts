@@ -17,11 +17,11 @@ import { startTestWorker, testConfig, uniqueId } from './index';
 
 /** Saga timings shrunk so that every branch (polling, stuck marker, return window) runs in seconds. */
 export const FAST_SAGA_SETTINGS: Record<string, string> = {
-  PAYOUT_SYNC_DEADLINE_MS: '8000',
+  SAGA_SYNC_DEADLINE_MS: '8000',
   PAYOUT_SUBMIT_DELAY_MS: '0',
-  PAYOUT_POLL_INITIAL_MS: '400',
-  PAYOUT_POLL_MAX_MS: '1500',
-  PAYOUT_STUCK_AFTER_MS: '2000',
+  PROVIDER_POLL_INITIAL_MS: '400',
+  PROVIDER_POLL_MAX_MS: '1500',
+  PROVIDER_STUCK_AFTER_MS: '2000',
   PAYOUT_RETURN_WINDOW_MS: '1500',
   PAYOUT_MAX_AMOUNT: '10000000',
   PAYOUT_DAILY_MAX_AMOUNT: '1000000000',

@@ -130,7 +130,7 @@ describe('admission control on the running stack (no worker: decisions cannot co
   beforeAll(async () => {
     // The gate's ceiling at 4 and a short sync deadline; without a worker nothing is decided, so the
     // first four requests hold the four slots until the deadline (202), as a stalled platform would.
-    stack = await startSagaStack({ ADMISSION_MAX_IN_FLIGHT: String(LIMIT), PAYOUT_SYNC_DEADLINE_MS: '2000' }, { worker: false });
+    stack = await startSagaStack({ ADMISSION_MAX_IN_FLIGHT: String(LIMIT), SAGA_SYNC_DEADLINE_MS: '2000' }, { worker: false });
   });
   afterAll(async () => {
     await stack?.close();

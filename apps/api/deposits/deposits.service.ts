@@ -42,7 +42,7 @@ export class DepositsService {
         provider: PROVIDER,
         requestedAt: new Date().toISOString(),
         // The payout's provider-wait settings apply to deposits too: one aggregator, one polling policy.
-        timings: { pollInitialMs: c.PAYOUT_POLL_INITIAL_MS, pollMaxMs: c.PAYOUT_POLL_MAX_MS, stuckAfterMs: c.PAYOUT_STUCK_AFTER_MS, continueAsNewAfterEvents: c.PAYOUT_CONTINUE_AS_NEW_AFTER_EVENTS },
+        timings: { pollInitialMs: c.PROVIDER_POLL_INITIAL_MS, pollMaxMs: c.PROVIDER_POLL_MAX_MS, stuckAfterMs: c.PROVIDER_STUCK_AFTER_MS, continueAsNewAfterEvents: c.SAGA_CONTINUE_AS_NEW_AFTER_EVENTS },
         pollTaskQueue: backgroundTaskQueue(c),
       },
       refusal: depositAmountRefusal(moneyLimits(c), request.amount.minor_units, request.amount.currency),

@@ -193,7 +193,7 @@ export class IdempotentStart {
     resourceId: string,
     fingerprint: string,
   ): Promise<Decision | undefined> {
-    const deadlineAt = Date.now() + this.config.PAYOUT_SYNC_DEADLINE_MS;
+    const deadlineAt = Date.now() + this.config.SAGA_SYNC_DEADLINE_MS;
     const startOptions = {
       workflowId: resourceId,
       taskQueue: this.config.TEMPORAL_TASK_QUEUE,
