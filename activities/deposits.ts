@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { inTransaction, type Pool } from '../lib/db';
-import { depositAmountRefusal, describeLimit, limitInMinorUnits, type MoneyLimits } from '../lib/limits';
+import { limitsOfAccount } from '../lib/account-limits';
+import { depositAmountRefusal, describeLimit, type MoneyLimits } from '../lib/limits';
 import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
 import { isLedgerError, type Ledger } from '../ledger';
 
@@ -127,7 +128,9 @@ export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggr
         );
         if (decided[0]) return decided[0].approved ? { approved: true } : { approved: false, code: decided[0].decline_code!, detail: decided[0].decline_detail ?? '' };
 
-        let refusal = depositAmountRefusal(limits, input.amountMinor, input.currency);
+        // The account's own limits where staff set them, else the defaults (in its currency).
+        const accountLimits = await limitsOfAccount(db, limits, input.accountId, input.currency);
+        let refusal = depositAmountRefusal(accountLimits.deposit_max, input.amountMinor, input.currency);
         if (!refusal) {
           const { rows } = await db.query<{ day_total: string; uncredited: string }>(
             `SELECT coalesce(sum(a.amount_minor) FILTER (WHERE a.requested_at > $2::timestamptz - interval '1 day'), 0)::text AS day_total,
@@ -138,8 +141,7 @@ export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggr
           );
           const posted = (await ledger.getTotals(input.accountId))?.posted ?? 0n;
           const amount = BigInt(input.amountMinor);
-          const dailyMax = limitInMinorUnits(limits.depositDailyMaxAmount, input.currency, limits.rates);
-          const balanceMax = limitInMinorUnits(limits.accountMaxBalance, input.currency, limits.rates);
+          const { deposit_daily_max: dailyMax, max_balance: balanceMax } = accountLimits;
           if (BigInt(rows[0]!.day_total) + amount > BigInt(dailyMax)) {
             refusal = { code: 'LIMIT_EXCEEDED', detail: `Deposits may total at most ${describeLimit(dailyMax, input.currency)} a day` };
           } else if (posted + BigInt(rows[0]!.uncredited) + amount > BigInt(balanceMax)) {

@@ -5,7 +5,8 @@ import { writePayoutState } from './payout-state';
 import type { Pool } from '../lib/db';
 import { inTransaction } from '../lib/db';
 import { currencyExponent } from '../ledger';
-import { describeLimit, limitInMinorUnits, type MoneyLimits } from '../lib/limits';
+import { limitsOfAccount } from '../lib/account-limits';
+import { describeLimit, type MoneyLimits } from '../lib/limits';
 
 export interface AuthorizePayoutInput {
   payoutId: string;
@@ -42,15 +43,15 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
       const exponent = currencyExponent(input.currency);
       const { rows: statusRows } = await pool.query<{ status: string }>('SELECT status FROM account_status WHERE account_id = $1', [input.accountId]);
       const frozen = statusRows[0]?.status === 'frozen';
+      // The account's own limits where staff set them, else the defaults (in its currency).
+      const accountLimits = account && exponent !== undefined && account.currency === input.currency ? await limitsOfAccount(pool, limits, input.accountId, input.currency) : undefined;
       let refusal: { code: string; detail: string } | undefined;
       if (!account || account.kind !== 'player') refusal = { code: 'ACCOUNT_NOT_FOUND', detail: `No player account ${input.accountId}` };
       // The staff reason for a freeze stays in account_status (staff views): the player sees a neutral answer.
       else if (frozen) refusal = { code: 'ACCOUNT_NOT_ACTIVE', detail: 'This account cannot make payouts at the moment' };
       else if (account.currency !== input.currency) refusal = { code: 'CURRENCY_MISMATCH', detail: `Account ${input.accountId} holds ${account.currency}, not ${input.currency}` };
       else if (exponent === undefined) refusal = { code: 'UNKNOWN_CURRENCY', detail: input.currency };
-      else if (input.amountMinor > limitInMinorUnits(limits.payoutMaxAmount, input.currency, limits.rates)) {
-        refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${describeLimit(limitInMinorUnits(limits.payoutMaxAmount, input.currency, limits.rates), input.currency)}` };
-      }
+      else if (input.amountMinor > accountLimits!.payout_max) refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${describeLimit(accountLimits!.payout_max, input.currency)}` };
 
       return inTransaction(pool, async (db) => {
         await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`payout-limits:${input.accountId}`]);
@@ -68,11 +69,11 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
             [input.accountId, COUNTED_STATUSES, input.requestedAt],
           );
           const { day_total, hour_count } = rows[0]!;
-          const dailyMax = limitInMinorUnits(limits.payoutDailyMaxAmount, input.currency, limits.rates);
+          const { payout_daily_max: dailyMax, payout_hourly_max_count: hourlyMax } = accountLimits!;
           if (day_total + input.amountMinor > dailyMax) {
             refusal = { code: 'LIMIT_EXCEEDED', detail: `Payouts may total at most ${describeLimit(dailyMax, input.currency)} a day` };
-          } else if (hour_count >= limits.payoutHourlyMaxCount) {
-            refusal = { code: 'VELOCITY_LIMIT_EXCEEDED', detail: `At most ${limits.payoutHourlyMaxCount} payouts an hour` };
+          } else if (hour_count >= hourlyMax) {
+            refusal = { code: 'VELOCITY_LIMIT_EXCEEDED', detail: `At most ${hourlyMax} payouts an hour` };
           }
         }
         await db.query(

@@ -166,9 +166,9 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
         (async () => {
           const answer = await send(client, 'POST', '/v1/payouts', payoutBody(request, scenario.walletId), request.key, request.attempts);
           request.answer = answer ? { status: answer.status, at: Date.now(), ...(answer.json?.code ? { code: answer.json.code } : {}) } : undefined;
-          // Some players change their mind at once.
+          // Some players change their mind at once and ask support, who cancel (reverse withdrawals are staff-only by default).
           if (answer && (answer.status === 201 || answer.status === 202) && i % 10 === 3) {
-            const cancelled = await send(client, 'POST', `/v1/payouts/${request.id}/cancel`, { reason: 'changed my mind' }, `${request.key}:cancel`, []);
+            const cancelled = await send({ ...client, token: staff }, 'POST', `/v1/ops/payouts/${request.id}/cancel`, { reason: 'player asked support to cancel' }, undefined, []);
             request.cancel = cancelled ? { status: cancelled.status, ...(cancelled.json?.code ? { code: cancelled.json.code } : {}) } : undefined;
           }
         })(),

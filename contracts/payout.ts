@@ -156,8 +156,11 @@ export const cancelUpdate = defineUpdate<PayoutView, [CancelRequest]>('cancel');
 /** Finance staff settle or fail a payout the provider leaves undecided; recorded with who and why. */
 export interface StaffResolution {
   outcome: 'settle' | 'fail';
+  /** Who asked for it. */
   actor: string;
   reason: string;
+  /** Under four eyes: the other staff member who approved it. */
+  approvedBy?: string;
 }
 
 /** Accepted only while the saga awaits its provider (SUBMITTED); answers with the resolved view. */

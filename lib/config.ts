@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { DestinationKeyRing, destinationKeyRingSchema, DEV_DESTINATION_KEYS } from './destination-vault';
+import { APPROVAL_ACTIONS } from '../contracts/approvals';
 import { parseLimitRates } from './limits';
 
 /**
@@ -82,6 +83,19 @@ export const settings = {
   WEBHOOK_TOLERANCE_SECONDS: setting(z.coerce.number().int().min(1).max(3600), '300', 'Largest accepted age (or clock skew) of a webhook signature timestamp.'),
 
   SAGA_SYNC_DEADLINE_MS: setting(durationMs, '3000', 'How long POST /v1/payouts and /v1/deposits wait for the saga\'s first decision (funds held, checkout created) before answering 202.', { formerly: 'PAYOUT_SYNC_DEADLINE_MS' }),
+  FOUR_EYES_ACTIONS: setting(
+    z
+      .string()
+      .transform((text) => (text.trim() === 'none' ? [] : text.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')))
+      .pipe(z.array(z.enum(APPROVAL_ACTIONS))),
+    APPROVAL_ACTIONS.join(','),
+    `Manual money actions that need a second staff member's approval before they take effect (comma-separated; \`none\`: staff act alone): ${APPROVAL_ACTIONS.join(', ')}. Requests are listed at GET /v1/ops/approvals.`,
+  ),
+  REVERSE_WITHDRAWALS: setting(
+    z.enum(['forbidden', 'allowed']),
+    'forbidden',
+    'Whether a player (or the operator\'s backend on its behalf) may cancel its own payout before submission. `forbidden`, the regulated-market rule (UK Gambling Commission, 2020): their cancel is 403 REVERSE_WITHDRAWAL_FORBIDDEN and the payout goes on; staff still cancel, with a reason, at POST /v1/ops/payouts/{id}/cancel (audited).',
+  ),
   PAYOUT_SUBMIT_DELAY_MS: setting(z.coerce.number().int().min(0), '0', 'Reversal window after the hold, before submission, in which a payout can be cancelled.'),
   PROVIDER_POLL_INITIAL_MS: setting(durationMs, '30000', 'First provider status poll of a payout or deposit when no callback came; doubles each time.', { formerly: 'PAYOUT_POLL_INITIAL_MS' }),
   PROVIDER_POLL_MAX_MS: setting(durationMs, '600000', 'Longest interval between provider status polls.', { formerly: 'PAYOUT_POLL_MAX_MS' }),

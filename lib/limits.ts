@@ -111,8 +111,7 @@ export function moneyLimits(config: {
   };
 }
 
-/** The per-deposit cap, checked by the API (nothing written) and again by the saga's first step. */
-export function depositAmountRefusal(limits: MoneyLimits, amountMinor: number, currency: string): { code: 'LIMIT_EXCEEDED'; detail: string } | undefined {
-  const max = limitInMinorUnits(limits.depositMaxAmount, currency, limits.rates);
-  return amountMinor > max ? { code: 'LIMIT_EXCEEDED', detail: `A deposit may be at most ${describeLimit(max, currency)}` } : undefined;
+/** The per-deposit cap (`maxMinor`, the account's), checked by the API (nothing written) and again by the saga's first step. */
+export function depositAmountRefusal(maxMinor: number, amountMinor: number, currency: string): { code: 'LIMIT_EXCEEDED'; detail: string } | undefined {
+  return amountMinor > maxMinor ? { code: 'LIMIT_EXCEEDED', detail: `A deposit may be at most ${describeLimit(maxMinor, currency)}` } : undefined;
 }

@@ -27,6 +27,13 @@ describe('configuration', () => {
     expect(() => loadConfig({ PAYOUT_POLL_MAX_MS: 'often' })).toThrow(/PROVIDER_POLL_MAX_MS: "often" is not valid/);
   });
 
+  it('FOUR_EYES_ACTIONS: every manual money action by default, a list, or none; an unknown action is refused', () => {
+    expect(loadConfig({}).FOUR_EYES_ACTIONS).toEqual(['payout_resolve', 'account_unfreeze']);
+    expect(loadConfig({ FOUR_EYES_ACTIONS: 'account_unfreeze' }).FOUR_EYES_ACTIONS).toEqual(['account_unfreeze']);
+    expect(loadConfig({ FOUR_EYES_ACTIONS: 'none' }).FOUR_EYES_ACTIONS).toEqual([]);
+    expect(() => loadConfig({ FOUR_EYES_ACTIONS: 'payout_resolve,refund' })).toThrow(/FOUR_EYES_ACTIONS/);
+  });
+
   it('names every bad setting in one error', () => {
     try {
       loadConfig({ API_PORT: 'eighty', TEMPORAL_ADDRESS: 'no-port', AUTH_JWT_SECRET: 'short' });

@@ -37,12 +37,15 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, IDEMPOTENT_START, SAGA_CALLS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
+import { APPROVALS, PAYOUT_RESOLUTION, CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, IDEMPOTENT_START, SAGA_CALLS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
 import { WebhookEventStore } from './webhooks/webhook-events.store';
 import { WebhookIntake } from './webhooks/webhook-intake.service';
 import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
 import { IdempotentStart } from './sagas/idempotent-start';
 import { SagaCalls } from './sagas/saga-calls';
+import { ApprovalsController, approvalRoutes } from './ops/approvals.controller';
+import { Approvals } from './ops/approvals.service';
+import { PayoutResolution } from './ops/payout-resolution';
 import { TrafficControl } from './traffic/traffic-control';
 import { TrafficGuard } from './traffic/traffic.guard';
 import { ModeController, modeRoutes } from './traffic/mode.controller';
@@ -73,14 +76,14 @@ export function routesOf(app: NestFastifyApplication): { method: string; url: st
   return servedRoutes.get(app) ?? [];
 }
 
-export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...modeRoutes];
+export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...approvalRoutes, ...modeRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics, traffic: TrafficControl): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ModeController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ApprovalsController, ModeController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
@@ -91,6 +94,8 @@ class ApiModule {
         { provide: WORKFLOW_TASK_FAILURES, useValue: new WorkflowTaskFailureStore(deps.pool) },
         { provide: WEBHOOK_INTAKE, useValue: new WebhookIntake(deps.config, new WebhookEventStore(deps.pool), deps.temporal, metrics, traffic) },
         { provide: SAGA_CALLS, useValue: new SagaCalls(deps.temporal, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation })) },
+        { provide: PAYOUT_RESOLUTION, useFactory: (calls: SagaCalls) => new PayoutResolution(calls), inject: [SAGA_CALLS] },
+        { provide: APPROVALS, useFactory: (resolution: PayoutResolution) => new Approvals(deps.config, deps.pool, resolution), inject: [PAYOUT_RESOLUTION] },
         {
           provide: IDEMPOTENT_START,
           useFactory: (ledger: Ledger, calls: SagaCalls) => new IdempotentStart(deps.config, calls, ledger, deps.pool, deps.logger, traffic),

@@ -11,3 +11,5 @@ export const IDEMPOTENT_START = Symbol('IDEMPOTENT_START');
 export const WORKFLOW_TASK_FAILURES = Symbol('WORKFLOW_TASK_FAILURES');
 export const TRAFFIC = Symbol('TRAFFIC');
 export const WEBHOOK_INTAKE = Symbol('WEBHOOK_INTAKE');
+export const APPROVALS = Symbol('APPROVALS');
+export const PAYOUT_RESOLUTION = Symbol('PAYOUT_RESOLUTION');

@@ -11,7 +11,8 @@ describe('finance staff: stuck payouts, resolution with audit, poll now', () => 
   let staff: string;
   beforeAll(async () => {
     // Polls far apart, so only staff (or the provider) can move a stuck payout in this suite.
-    stack = await startSagaStack({ PROVIDER_STUCK_AFTER_MS: '1500', PROVIDER_POLL_INITIAL_MS: '60000', PROVIDER_POLL_MAX_MS: '60000' });
+    // Staff act alone here (four eyes off): the two-person flow is test/ops/four-eyes.test.ts.
+    stack = await startSagaStack({ PROVIDER_STUCK_AFTER_MS: '1500', PROVIDER_POLL_INITIAL_MS: '60000', PROVIDER_POLL_MAX_MS: '60000', FOUR_EYES_ACTIONS: 'none' });
     staff = `Bearer ${await (await import('../../lib/tokens')).signToken({ sub: 'alice', role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
   });
   afterAll(async () => {
@@ -154,7 +155,7 @@ describe('staff fail while the provider cannot be asked', () => {
   let proxy: http.Server;
   let providerDown = false;
   beforeAll(async () => {
-    stack = await startSagaStack({ PROVIDER_STUCK_AFTER_MS: '500', PROVIDER_POLL_INITIAL_MS: '60000', PROVIDER_POLL_MAX_MS: '60000' }, { worker: false });
+    stack = await startSagaStack({ PROVIDER_STUCK_AFTER_MS: '500', PROVIDER_POLL_INITIAL_MS: '60000', PROVIDER_POLL_MAX_MS: '60000', FOUR_EYES_ACTIONS: 'none' }, { worker: false });
     // In front of the sandbox: status look-ups can be made to fail (503), as during a provider outage.
     proxy = http.createServer(async (req, res) => {
       const chunks: Buffer[] = [];

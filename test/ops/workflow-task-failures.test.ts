@@ -52,7 +52,7 @@ describe('a saga whose workflow task keeps failing is marked for staff, and unma
   let accountId: string;
 
   beforeAll(async () => {
-    stack = await startSagaStack({}, { worker: false });
+    stack = await startSagaStack({ FOUR_EYES_ACTIONS: 'none' }, { worker: false }); // staff resolve alone here; four eyes: test/ops/four-eyes.test.ts
     worker = await spawnWorker(stack);
     staff = `Bearer ${await signToken({ sub: 'finance-9', role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
   });

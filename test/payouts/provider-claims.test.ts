@@ -14,7 +14,7 @@ describe('provider claims are checked against the provider record before money m
   let stack: SagaStack;
   beforeAll(async () => {
     // A return window long enough to send a forged return while the saga still waits for one.
-    stack = await startSagaStack({ PAYOUT_RETURN_WINDOW_MS: '60000' });
+    stack = await startSagaStack({ PAYOUT_RETURN_WINDOW_MS: '60000', FOUR_EYES_ACTIONS: 'none' }); // staff resolve alone here; four eyes: test/ops/four-eyes.test.ts
   });
   afterAll(async () => {
     await stack?.assertLedgerClean();

@@ -11,7 +11,7 @@ describe('staff text stays with staff; a saga that cannot answer is shown from t
   let stack: SagaStack;
   let staff: string;
   beforeAll(async () => {
-    stack = await startSagaStack();
+    stack = await startSagaStack({ FOUR_EYES_ACTIONS: 'none' }); // staff resolve alone here; four eyes: test/ops/four-eyes.test.ts
     staff = `Bearer ${await signToken({ sub: 'finance-7', role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
   });
   afterAll(async () => {

@@ -1,3 +1,4 @@
+import { signToken } from '../../lib/tokens';
 import { Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiApp } from '../../apps/api/app';
@@ -117,7 +118,8 @@ describe('returns and odd webhooks', () => {
     const accountId = await stack.fundedAccount(100);
     const declined = await stack.postPayout(payoutRequest(accountId, 500), uniqueId('key'));
     expect(declined.status).toBe(422);
-    const res = await fetch(`${stack.apiUrl}/v1/payouts/${declined.json.payout_id}/cancel`, { method: 'POST', headers: { authorization: stack.service, 'content-type': 'application/json' }, body: '{}' });
+    const staff = `Bearer ${await signToken({ sub: 'dave', role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
+    const res = await fetch(`${stack.apiUrl}/v1/ops/payouts/${declined.json.payout_id}/cancel`, { method: 'POST', headers: { authorization: staff, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'player asked support' }) });
     expect(res.status).toBe(409);
     expect(await res.json()).toMatchObject({ code: 'PAYOUT_NOT_CANCELLABLE' });
   });

@@ -70,7 +70,7 @@ export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
   const outcome = saga.providerView!;
   saga.details.providerPayoutId ??= outcome.providerPayoutId;
   const { resolution } = saga;
-  const resolvedBy = resolution ? `resolved by ${resolution.actor}: ${resolution.reason}` : undefined;
+  const resolvedBy = resolution ? `resolved by ${resolution.actor}${resolution.approvedBy ? `, approved by ${resolution.approvedBy}` : ''}: ${resolution.reason}` : undefined;
 
   // 6a. Failed: the player's money is available again.
   if (outcome.providerStatus === 'failed') {

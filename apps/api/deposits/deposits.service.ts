@@ -2,6 +2,7 @@ import { backgroundTaskQueue } from '../../../lib/config';
 import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
+import { limitsOfAccount } from '../../../lib/account-limits';
 import { depositAmountRefusal, moneyLimits } from '../../../lib/limits';
 import { depositStatusQuery, type DepositView } from '../../../contracts/deposit';
 import type { Principal } from '../auth/auth';
@@ -45,7 +46,7 @@ export class DepositsService {
         timings: { pollInitialMs: c.PROVIDER_POLL_INITIAL_MS, pollMaxMs: c.PROVIDER_POLL_MAX_MS, stuckAfterMs: c.PROVIDER_STUCK_AFTER_MS, continueAsNewAfterEvents: c.SAGA_CONTINUE_AS_NEW_AFTER_EVENTS },
         pollTaskQueue: backgroundTaskQueue(c),
       },
-      refusal: depositAmountRefusal(moneyLimits(c), request.amount.minor_units, request.amount.currency),
+      refusal: depositAmountRefusal((await limitsOfAccount(this.pool, moneyLimits(c), request.account_id, request.amount.currency)).deposit_max, request.amount.minor_units, request.amount.currency),
     });
     return { answer, replayed, depositId: resourceId };
   }

@@ -4,7 +4,8 @@
  */
 import type { Pool, PoolClient } from '../../../lib/db';
 
-export type AuditOutcome = 'applied' | 'refused' | 'error';
+/** 'requested' and 'rejected': the steps of a four-eyes request (migrations/0017). */
+export type AuditOutcome = 'applied' | 'refused' | 'error' | 'requested' | 'rejected';
 
 export interface AuditEntry {
   actor: string;
@@ -44,6 +45,11 @@ export interface AccountStatusRow {
   reason: string;
   changed_by: string;
   changed_at: Date;
+}
+
+export async function accountStatus(db: Pool | PoolClient, accountId: string): Promise<AccountStatusRow | undefined> {
+  const { rows } = await db.query<AccountStatusRow>('SELECT * FROM account_status WHERE account_id = $1', [accountId]);
+  return rows[0];
 }
 
 /** Table `account_status`: a frozen account's new payouts are declined at authorization. */

@@ -1,16 +1,18 @@
-import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Pool } from '../../../lib/db';
-import { PAYOUT_NOT_RESOLVABLE, PAYOUT_SAGA_TYPES, PAYOUT_STATUSES, pollProviderNowSignal, staffResolveUpdate } from '../../../contracts/payout';
+import { PAYOUT_SAGA_TYPES, PAYOUT_STATUSES, pollProviderNowSignal } from '../../../contracts/payout';
 import { Roles } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
-import { failureOf, type SagaCalls } from '../sagas/saga-calls';
 import type { RouteDoc } from '../docs/openapi';
-import { toPayoutBody } from '../payouts/payouts.service';
+import { toPayoutBody, type PayoutsService } from '../payouts/payouts.service';
 import { payoutBody, payoutIdSchema } from '../payouts/payouts.schemas';
-import { PG_POOL, SAGA_CALLS, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from '../tokens';
+import { APPROVALS, PAYOUT_RESOLUTION, PAYOUTS_SERVICE, PG_POOL, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from '../tokens';
+import type { Approvals } from './approvals.service';
+import { approvalBody } from './approvals.service';
+import type { PayoutResolution } from './payout-resolution';
 import { staffViewOfMark, type WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 import { workflowTaskFailureBody } from './workflow-task-failures';
 import { appendAudit, auditTrail, payoutRows, type AuditOutcome } from './ops.stores';
@@ -23,6 +25,7 @@ const resolveBody = z.strictObject({
   reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000),
 });
 const pollBody = z.strictObject({ reason: z.string().trim().min(3).max(1000).optional() });
+const cancelBody = z.strictObject({ reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000) });
 const listQuery = z.strictObject({
   stuck: z.enum(['true', 'false']).optional(),
   status: z.enum(PAYOUT_STATUSES).optional(),
@@ -55,8 +58,10 @@ export class PayoutsOpsController {
   constructor(
     @Inject(PG_POOL) private readonly pool: Pool,
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
-    @Inject(SAGA_CALLS) private readonly sagas: SagaCalls,
     @Inject(WORKFLOW_TASK_FAILURES) private readonly taskFailures: WorkflowTaskFailureStore,
+    @Inject(PAYOUTS_SERVICE) private readonly payouts: PayoutsService,
+    @Inject(APPROVALS) private readonly approvals: Approvals,
+    @Inject(PAYOUT_RESOLUTION) private readonly resolution: PayoutResolution,
   ) {}
 
   @Get()
@@ -112,28 +117,52 @@ export class PayoutsOpsController {
     return { items, ids: new Set(marks.map((mark) => mark.workflowId)) };
   }
 
-  /** Settles or fails a payout still awaiting its provider (money posted or released exactly once). */
+  /**
+   * Settles or fails a payout still awaiting its provider (money posted or released exactly once). Under four
+   * eyes (the default) this opens a request that another staff member approves at /v1/ops/approvals: 202.
+   */
   @Post(':payoutId/resolve')
   @HttpCode(200)
-  async resolve(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest) {
+  async resolve(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
     const input = parseOrProblem(resolveBody, body);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
+    const action = `resolve:${input.outcome}`;
     try {
-      // An update to a saga whose workflow task keeps failing would wait its whole deadline: refuse now.
-      if (await this.sagas.taskIsFailing(id)) throw this.sagas.unavailable(id, 'staff_resolve', 'workflow task failing');
-      // Long enough for a staff fail, which first asks the provider (its status check retries once).
-      const view = await this.temporal.connection.withDeadline(Date.now() + 45_000, () =>
-        this.temporal.workflow.getHandle(id).executeUpdate(staffResolveUpdate, { args: [{ outcome: input.outcome, actor, reason: input.reason }] }),
-      );
-      await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, 'applied', `now ${view.status}`);
+      if (this.approvals.needsApproval('payout_resolve')) {
+        await this.resolution.checkResolvable(id);
+        const approval = await this.approvals.request('payout_resolve', id, input, input.reason, actor, action);
+        void reply.status(202);
+        return approval;
+      }
+      const view = await this.resolution.apply(id, input, actor);
+      await this.audit(actor, action, id, input.reason, input, 'applied', `now ${view.status}`);
       return toPayoutBody(view, 'staff');
     } catch (err) {
-      const refusal = refusalOf(err);
-      await this.audit(actor, `resolve:${input.outcome}`, id, input.reason, input, refusal ? 'refused' : 'error', refusal ?? String(err));
-      if (err instanceof WorkflowNotFoundError) throw new ProblemError('PAYOUT_NOT_FOUND', `No running payout saga ${id}`);
-      if (refusal) throw new ProblemError('PAYOUT_NOT_RESOLVABLE', refusal);
-      throw this.sagas.unavailableIfTaskFailing(err, id, 'staff_resolve');
+      const refused = err instanceof ProblemError && err.status < 500;
+      await this.audit(actor, action, id, input.reason, input, refused ? 'refused' : 'error', refused ? `${err.code}: ${err.message}` : String(err));
+      throw err;
+    }
+  }
+
+  /**
+   * Staff cancel a payout before its submission (the hold is voided), with a reason: the one way to reverse
+   * a withdrawal where players may not (REVERSE_WITHDRAWALS=forbidden). Audited, applied or refused.
+   */
+  @Post(':payoutId/cancel')
+  @HttpCode(200)
+  async cancel(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest) {
+    const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
+    const { reason } = parseOrProblem(cancelBody, body);
+    const actor = `${request.principal!.role}:${request.principal!.sub}`;
+    try {
+      const view = await this.payouts.cancel(id, request.principal!, reason);
+      await this.audit(actor, 'cancel', id, reason, { reason }, 'applied', `now ${view.status}`);
+      return toPayoutBody(view, 'staff');
+    } catch (err) {
+      const refused = err instanceof ProblemError;
+      await this.audit(actor, 'cancel', id, reason, { reason }, refused ? 'refused' : 'error', refused ? err.code : String(err));
+      throw err;
     }
   }
 
@@ -166,10 +195,6 @@ export class PayoutsOpsController {
   }
 }
 
-function refusalOf(err: unknown): string | undefined {
-  const failure = failureOf(err);
-  return failure?.type === PAYOUT_NOT_RESOLVABLE ? failure.message : undefined;
-}
 
 export const payoutsOpsRoutes: RouteDoc[] = [
   {
@@ -183,11 +208,25 @@ export const payoutsOpsRoutes: RouteDoc[] = [
   {
     method: 'post',
     path: '/v1/ops/payouts/:payoutId/resolve',
-    summary: 'Settle or fail a payout awaiting its provider, with a reason (audited)',
+    summary: 'Settle or fail a payout awaiting its provider, with a reason (audited). Under four eyes (FOUR_EYES_ACTIONS, the default) a request another staff member approves',
     tag: 'ops',
     auth: ['staff'],
     body: resolveBody,
-    responses: { 200: { description: 'Resolved', schema: payoutBody }, 404: { description: 'PAYOUT_NOT_FOUND' }, 409: { description: 'PAYOUT_NOT_RESOLVABLE: not awaiting its provider (already decided)' } },
+    responses: {
+      200: { description: 'Resolved (four eyes off for payout_resolve)', schema: payoutBody },
+      202: { description: 'An approval request, decided at POST /v1/ops/approvals/{approval_id} by another staff member', schema: approvalBody },
+      404: { description: 'PAYOUT_NOT_FOUND' },
+      409: { description: 'PAYOUT_NOT_RESOLVABLE: not awaiting its provider (already decided); APPROVAL_PENDING: another request for it is open' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/ops/payouts/:payoutId/cancel',
+    summary: 'Cancel a payout before its submission to the provider, with a reason (audited): how a withdrawal is reversed where players may not',
+    tag: 'ops',
+    auth: ['staff'],
+    body: cancelBody,
+    responses: { 200: { description: 'Cancelled (its hold voided)', schema: payoutBody }, 404: { description: 'PAYOUT_NOT_FOUND' }, 409: { description: 'PAYOUT_NOT_CANCELLABLE: already submitted, or ended' } },
   },
   {
     method: 'post',

@@ -1,6 +1,6 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { assertMayActOnAccount } from '../auth/auth';
+import { assertMayActOnAccount, Roles } from '../auth/auth';
 import { readIdempotencyKey, sendAnswer } from '../sagas/idempotency';
 import { parseOrProblem, ProblemError } from '../common/problem';
 import { PAYOUTS_SERVICE, WORKFLOW_TASK_FAILURES } from '../tokens';
@@ -36,9 +36,13 @@ export class PayoutsController {
     return { ...body, ...(await workflowTaskFailureFor(this.taskFailures, id, request.principal.role)) };
   }
 
-  /** Cancels before submission to the provider (the hold is voided); 409 PAYOUT_NOT_CANCELLABLE after. */
+  /**
+   * A player's cancel before submission (the hold is voided); 409 PAYOUT_NOT_CANCELLABLE after, 403
+   * REVERSE_WITHDRAWAL_FORBIDDEN where reverse withdrawals are forbidden. Staff cancel at the audited ops route.
+   */
   @Post(':payoutId/cancel')
   @HttpCode(200)
+  @Roles('player', 'service')
   async cancel(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest) {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
     const { reason } = parseOrProblem(cancelPayoutBody, body ?? {});

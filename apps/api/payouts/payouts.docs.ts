@@ -34,10 +34,15 @@ export const payoutRoutes: RouteDoc[] = [
   {
     method: 'post',
     path: '/v1/payouts/:payoutId/cancel',
-    summary: 'Cancel a payout before it is submitted to the provider (its hold is voided)',
+    summary: 'A player cancels its payout before it is submitted to the provider (its hold is voided), where reverse withdrawals are allowed (REVERSE_WITHDRAWALS)',
     tag: 'payouts',
-    auth: 'any',
+    auth: ['player', 'service'],
     body: cancelPayoutBody,
-    responses: { 200: { description: 'Cancelled', schema: payoutBody }, 404: { description: 'PAYOUT_NOT_FOUND' }, 409: { description: 'PAYOUT_NOT_CANCELLABLE' } },
+    responses: {
+      200: { description: 'Cancelled', schema: payoutBody },
+      403: { description: 'REVERSE_WITHDRAWAL_FORBIDDEN: reverse withdrawals are forbidden (the default); staff may cancel at /v1/ops/payouts/{payoutId}/cancel' },
+      404: { description: 'PAYOUT_NOT_FOUND' },
+      409: { description: 'PAYOUT_NOT_CANCELLABLE' },
+    },
   },
 ];

@@ -83,8 +83,15 @@ export class PayoutsService {
     return rows[0];
   }
 
+  /**
+   * Cancels before submission (the hold is voided). Where reverse withdrawals are forbidden only staff may
+   * (through the audited ops route); a player's own request, or its backend's, is refused and the payout goes on.
+   */
   async cancel(payoutId: string, principal: Principal, reason: string | undefined): Promise<PayoutView> {
     const current = await this.get(payoutId, principal);
+    if (principal.role !== 'staff' && this.config.REVERSE_WITHDRAWALS === 'forbidden') {
+      throw new ProblemError('REVERSE_WITHDRAWAL_FORBIDDEN', 'A requested withdrawal cannot be cancelled by the player; contact support');
+    }
     if (current.status === 'CANCELLED') return current; // a retried cancel
     if (!current.cancellable) throw new ProblemError('PAYOUT_NOT_CANCELLABLE', `Payout is ${current.status}; it can be cancelled only before submission to the provider`);
     try {
