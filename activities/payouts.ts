@@ -1,5 +1,5 @@
 import type { Ledger } from '../ledger';
-import type { PayoutStateRecord } from '../contracts/payout';
+import type { PayoutStateRecord, ReviewReason } from '../contracts/payout';
 import { createPayoutLedgerActivities } from './payout-ledger';
 import { writePayoutState } from './payout-state';
 import type { Pool } from '../lib/db';
@@ -17,12 +17,14 @@ export interface AuthorizePayoutInput {
   destinationLast4: string;
   provider: string;
   requestedAt: string;
+  /** 'review': over the daily or hourly limit, the payout is sent to staff review rather than declined. */
+  limitBreach?: 'review';
 }
 
-export type AuthorizationResult = { approved: true } | { approved: false; code: string; detail: string };
+export type AuthorizationResult = { approved: true; review?: ReviewReason } | { approved: false; code: string; detail: string };
 
 /** Authorization and hold as one step: the payout is held, or declined with the code of the step that refused. */
-export type Admission = { outcome: 'held'; holdTransferId: number } | { outcome: 'declined'; stage: 'authorization' | 'hold'; code: string; detail: string };
+export type Admission = { outcome: 'held'; holdTransferId: number; review?: ReviewReason } | { outcome: 'declined'; stage: 'authorization' | 'hold'; code: string; detail: string };
 
 /** Statuses whose money is (or was) on its way out: they count against the daily and hourly limits. */
 const COUNTED_STATUSES = ['AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED'];
@@ -55,11 +57,13 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
 
       return inTransaction(pool, async (db) => {
         await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`payout-limits:${input.accountId}`]);
-        const existing = await db.query<{ status: string; decline_code: string | null }>('SELECT status, decline_code FROM payouts WHERE payout_id = $1', [input.payoutId]);
+        const existing = await db.query<{ status: string; decline_code: string | null; review_reason: ReviewReason | null }>('SELECT status, decline_code, review_reason FROM payouts WHERE payout_id = $1', [input.payoutId]);
         if (existing.rows[0]) {
           const row = existing.rows[0];
-          return row.status === 'DECLINED' ? { approved: false, code: row.decline_code ?? 'DECLINED', detail: 'declined at authorization' } : { approved: true };
+          if (row.status === 'DECLINED') return { approved: false, code: row.decline_code ?? 'DECLINED', detail: 'declined at authorization' };
+          return row.review_reason ? { approved: true, review: row.review_reason } : { approved: true };
         }
+        let review: ReviewReason | undefined;
         if (!refusal) {
           const { rows } = await db.query<{ day_total: number; hour_count: number }>(
             `SELECT coalesce(sum(amount_minor), 0)::bigint AS day_total,
@@ -75,13 +79,19 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
           } else if (hour_count >= hourlyMax) {
             refusal = { code: 'VELOCITY_LIMIT_EXCEEDED', detail: `At most ${hourlyMax} payouts an hour` };
           }
+          // Where limits send to review, staff decide instead: the payout is held and waits for them.
+          if (refusal && input.limitBreach === 'review') {
+            review = refusal.code as ReviewReason;
+            refusal = undefined;
+          }
         }
         await db.query(
-          `INSERT INTO payouts (payout_id, account_id, amount_minor, currency, destination_method, destination_last4, provider, status, decline_code, version, requested_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)`,
-          [input.payoutId, input.accountId, input.amountMinor, input.currency, input.destinationMethod, input.destinationLast4, input.provider, refusal ? 'DECLINED' : 'AUTHORIZED', refusal?.code ?? null, input.requestedAt],
+          `INSERT INTO payouts (payout_id, account_id, amount_minor, currency, destination_method, destination_last4, provider, status, decline_code, version, requested_at, review_reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)`,
+          [input.payoutId, input.accountId, input.amountMinor, input.currency, input.destinationMethod, input.destinationLast4, input.provider, refusal ? 'DECLINED' : 'AUTHORIZED', refusal?.code ?? null, input.requestedAt, review ?? null],
         );
-        return refusal ? { approved: false, ...refusal } : { approved: true };
+        if (refusal) return { approved: false, ...refusal };
+        return review ? { approved: true, review } : { approved: true };
       });
     },
 
@@ -109,7 +119,7 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
         return { outcome: 'declined', stage: 'hold', code: hold.code, detail: hold.detail };
       }
       await writePayoutState(pool, { ...state, status: 'HELD' });
-      return { outcome: 'held', holdTransferId: hold.transferId };
+      return { outcome: 'held', holdTransferId: hold.transferId, ...(authorized.review ? { review: authorized.review } : {}) };
     },
   };
   return activities;

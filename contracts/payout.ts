@@ -14,7 +14,7 @@ import type { MoneyAmount } from './common';
 export const PAYOUT_SAGA_TYPE = 'payoutSaga';
 export const PAYOUT_SAGA_TYPES = [PAYOUT_SAGA_TYPE, 'payoutWorkflow'] as const;
 
-export const PAYOUT_STATUSES = ['REQUESTED', 'AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED', 'DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'] as const;
+export const PAYOUT_STATUSES = ['REQUESTED', 'AUTHORIZED', 'HELD', 'PENDING_REVIEW', 'SUBMITTED', 'SETTLED', 'DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'] as const;
 export type PayoutStatus = (typeof PAYOUT_STATUSES)[number];
 /** States from which nothing moves any more (RETURNED too: the refund is the last movement). */
 export const FINAL_PAYOUT_STATUSES: readonly PayoutStatus[] = ['DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'];
@@ -80,6 +80,37 @@ export interface PayoutInput {
   pollTaskQueue?: string;
   /** Set only by the saga itself when it continues as new while awaiting its provider. */
   resume?: PayoutResume;
+  /** When staff review payouts before they are paid (absent: sagas started before reviews, never reviewed). */
+  review?: ReviewPolicy;
+}
+
+/**
+ * Which payouts wait for a staff review once held (PENDING_REVIEW), set by the API at the start from its
+ * settings: approve and the saga goes on to submit, reject and the hold is voided (DECLINED).
+ */
+export interface ReviewPolicy {
+  /** A payout above this (minor units of its currency) is reviewed. */
+  aboveMinor: number;
+  /** This payout's approval takes two different staff members (above the dual-approval threshold, under four eyes). */
+  dualApproval: boolean;
+  /** A review waiting longer than this marks the saga stuck for staff (it keeps waiting). */
+  slaMs: number;
+  /** 'review': a payout over the daily or hourly limit is reviewed instead of declined. */
+  onLimitBreach: 'decline' | 'review';
+}
+
+/** Why a payout waits for review: its amount, or a limit it would break (where limits send to review). */
+export type ReviewReason = 'amount' | 'LIMIT_EXCEEDED' | 'VELOCITY_LIMIT_EXCEEDED';
+
+/** A staff review of a payout in PENDING_REVIEW. */
+export interface ReviewDecision {
+  decision: 'approve' | 'reject';
+  reviewer: string;
+  reason: string;
+  /** A rejection's stable code, the payout's decline code (what the player sees). */
+  reasonCode?: string;
+  /** Under dual approval: the second staff member, never the reviewer. */
+  approvedBy?: string;
 }
 
 /**
@@ -127,6 +158,8 @@ export interface PayoutView {
   stuck: boolean;
   requestedAt: string;
   timeline: TimelineEntry[];
+  /** A payout held for staff review: why, and whether its approval takes two staff members. */
+  review?: { reason: ReviewReason; dualApproval: boolean };
 }
 
 /** A provider's view of the payout, from a webhook or from polling. */
@@ -162,6 +195,10 @@ export interface StaffResolution {
   /** Under four eyes: the other staff member who approved it. */
   approvedBy?: string;
 }
+
+/** Accepted only in PENDING_REVIEW, once (with a second staff member under dual approval); answers with the view after it. */
+export const reviewUpdate = defineUpdate<PayoutView, [ReviewDecision]>('review');
+export const PAYOUT_NOT_REVIEWABLE = 'PAYOUT_NOT_REVIEWABLE';
 
 /** Accepted only while the saga awaits its provider (SUBMITTED); answers with the resolved view. */
 export const staffResolveUpdate = defineUpdate<PayoutView, [StaffResolution]>('staffResolve');

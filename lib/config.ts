@@ -2,7 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { DestinationKeyRing, destinationKeyRingSchema, DEV_DESTINATION_KEYS } from './destination-vault';
 import { APPROVAL_ACTIONS } from '../contracts/approvals';
-import { parseLimitRates } from './limits';
+import { parseLimitRates, parseThreshold } from './limits';
 
 /**
  * Every setting of the platform: one env var, one documented default, one zod rule.
@@ -14,6 +14,12 @@ export const DEV_SANDBOX_WEBHOOK_SECRET = 'dev-only-sandbox-webhook-secret';
 const port = z.coerce.number().int().min(1).max(65535);
 const url = z.string().url();
 const durationMs = z.coerce.number().int().min(1);
+const threshold = z.string().transform((text, ctx) => {
+  const parsed = parseThreshold(text);
+  if ('threshold' in parsed) return parsed.threshold;
+  for (const message of parsed.problems) ctx.addIssue({ code: 'custom', message });
+  return z.NEVER;
+});
 
 interface Setting<T extends z.ZodType> {
   schema: T;
@@ -96,6 +102,14 @@ export const settings = {
     'forbidden',
     'Whether a player (or the operator\'s backend on its behalf) may cancel its own payout before submission. `forbidden`, the regulated-market rule (UK Gambling Commission, 2020): their cancel is 403 REVERSE_WITHDRAWAL_FORBIDDEN and the payout goes on; staff still cancel, with a reason, at POST /v1/ops/payouts/{id}/cancel (audited).',
   ),
+  PAYOUT_REVIEW_ABOVE: setting(
+    threshold,
+    '2000',
+    'A payout above this is held and waits for a staff review (PENDING_REVIEW) before it is submitted: EUR-equivalent major units (converted with LIMIT_CURRENCY_RATES), optionally followed by amounts per currency in its own major units (`2000,GBP:1700`); `none`: no reviews.',
+  ),
+  PAYOUT_DUAL_APPROVAL_ABOVE: setting(threshold, '5000', 'Above this a review\'s decision takes two different staff members (under four eyes: FOUR_EYES_ACTIONS has payout_review); same format as PAYOUT_REVIEW_ABOVE.'),
+  PAYOUT_REVIEW_SLA_MS: setting(durationMs, '86400000', 'A payout waiting for review longer than this is marked stuck (PayoutStuck) for staff; it keeps waiting.'),
+  PAYOUT_LIMIT_BREACH: setting(z.enum(['decline', 'review']), 'decline', 'A payout over the daily amount or the hourly count: `decline` it (LIMIT_EXCEEDED, VELOCITY_LIMIT_EXCEEDED), or send it to staff review.'),
   PAYOUT_SUBMIT_DELAY_MS: setting(z.coerce.number().int().min(0), '0', 'Reversal window after the hold, before submission, in which a payout can be cancelled.'),
   PROVIDER_POLL_INITIAL_MS: setting(durationMs, '30000', 'First provider status poll of a payout or deposit when no callback came; doubles each time.', { formerly: 'PAYOUT_POLL_INITIAL_MS' }),
   PROVIDER_POLL_MAX_MS: setting(durationMs, '600000', 'Longest interval between provider status polls.', { formerly: 'PAYOUT_POLL_MAX_MS' }),

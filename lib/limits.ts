@@ -115,3 +115,35 @@ export function moneyLimits(config: {
 export function depositAmountRefusal(maxMinor: number, amountMinor: number, currency: string): { code: 'LIMIT_EXCEEDED'; detail: string } | undefined {
   return amountMinor > maxMinor ? { code: 'LIMIT_EXCEEDED', detail: `A deposit may be at most ${describeLimit(maxMinor, currency)}` } : undefined;
 }
+
+/**
+ * A threshold in major units: `2000` (EUR-equivalent, converted with the limit rates), optionally followed by
+ * per-currency amounts in that currency's own major units (`2000,GBP:1700,JPY:300000`); `none`: no threshold.
+ */
+export interface Threshold {
+  eurMajor: number;
+  perCurrency: Readonly<Record<string, number>>;
+}
+
+export function parseThreshold(text: string): { threshold: Threshold | undefined } | { problems: string[] } {
+  if (text.trim() === 'none') return { threshold: undefined };
+  const [base = '', ...entries] = text.split(',').map((e) => e.trim());
+  const problems: string[] = [];
+  if (!/^\d+(\.\d+)?$/.test(base) || !(Number(base) > 0)) problems.push(`"${base}" is not a positive amount (EUR-equivalent major units)`);
+  const perCurrency: Record<string, number> = {};
+  for (const entry of entries.filter((e) => e !== '')) {
+    const match = /^([A-Z]{3}):(\d+(?:\.\d+)?)$/.exec(entry);
+    if (!match) problems.push(`"${entry}" is not CUR:amount (e.g. GBP:1700)`);
+    else if (currencyExponent(match[1]!) === undefined) problems.push(`${match[1]} is not a known currency`);
+    else if (!(Number(match[2]) > 0)) problems.push(`${match[1]}: the amount must be positive`);
+    else perCurrency[match[1]!] = Number(match[2]);
+  }
+  return problems.length > 0 ? { problems } : { threshold: { eurMajor: Number(base), perCurrency: Object.freeze(perCurrency) } };
+}
+
+/** A threshold in integer minor units of `currency`: its own amount when given, else the EUR-equivalent converted. */
+export function thresholdInMinorUnits(threshold: Threshold, currency: string, rates: LimitRates): number {
+  const own = threshold.perCurrency[currency];
+  if (own === undefined) return limitInMinorUnits(threshold.eurMajor, currency, rates);
+  return Math.min(Number.MAX_SAFE_INTEGER, Math.round(own * 10 ** (currencyExponent(currency) ?? 0)));
+}

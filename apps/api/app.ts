@@ -37,7 +37,7 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { APPROVALS, PAYOUT_RESOLUTION, CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, IDEMPOTENT_START, SAGA_CALLS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
+import { APPROVALS, PAYOUT_STAFF_ACTIONS, CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, IDEMPOTENT_START, SAGA_CALLS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
 import { WebhookEventStore } from './webhooks/webhook-events.store';
 import { WebhookIntake } from './webhooks/webhook-intake.service';
 import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
@@ -45,7 +45,7 @@ import { IdempotentStart } from './sagas/idempotent-start';
 import { SagaCalls } from './sagas/saga-calls';
 import { ApprovalsController, approvalRoutes } from './ops/approvals.controller';
 import { Approvals } from './ops/approvals.service';
-import { PayoutResolution } from './ops/payout-resolution';
+import { PayoutStaffActions } from './ops/payout-staff-actions';
 import { TrafficControl } from './traffic/traffic-control';
 import { TrafficGuard } from './traffic/traffic.guard';
 import { ModeController, modeRoutes } from './traffic/mode.controller';
@@ -94,8 +94,8 @@ class ApiModule {
         { provide: WORKFLOW_TASK_FAILURES, useValue: new WorkflowTaskFailureStore(deps.pool) },
         { provide: WEBHOOK_INTAKE, useValue: new WebhookIntake(deps.config, new WebhookEventStore(deps.pool), deps.temporal, metrics, traffic) },
         { provide: SAGA_CALLS, useValue: new SagaCalls(deps.temporal, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation })) },
-        { provide: PAYOUT_RESOLUTION, useFactory: (calls: SagaCalls) => new PayoutResolution(calls), inject: [SAGA_CALLS] },
-        { provide: APPROVALS, useFactory: (resolution: PayoutResolution) => new Approvals(deps.config, deps.pool, resolution), inject: [PAYOUT_RESOLUTION] },
+        { provide: PAYOUT_STAFF_ACTIONS, useFactory: (calls: SagaCalls) => new PayoutStaffActions(calls), inject: [SAGA_CALLS] },
+        { provide: APPROVALS, useFactory: (resolution: PayoutStaffActions) => new Approvals(deps.config, deps.pool, resolution), inject: [PAYOUT_STAFF_ACTIONS] },
         {
           provide: IDEMPOTENT_START,
           useFactory: (ledger: Ledger, calls: SagaCalls) => new IdempotentStart(deps.config, calls, ledger, deps.pool, deps.logger, traffic),

@@ -12,4 +12,4 @@ export const WORKFLOW_TASK_FAILURES = Symbol('WORKFLOW_TASK_FAILURES');
 export const TRAFFIC = Symbol('TRAFFIC');
 export const WEBHOOK_INTAKE = Symbol('WEBHOOK_INTAKE');
 export const APPROVALS = Symbol('APPROVALS');
-export const PAYOUT_RESOLUTION = Symbol('PAYOUT_RESOLUTION');
+export const PAYOUT_STAFF_ACTIONS = Symbol('PAYOUT_STAFF_ACTIONS');

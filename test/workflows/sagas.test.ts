@@ -17,6 +17,8 @@ import {
   PAYOUT_SAGA_TYPE,
   payoutStatusQuery,
   providerEventSignal,
+  pollProviderNowSignal,
+  reviewUpdate,
   staffResolveUpdate,
   type PayoutInput,
   type PayoutTimings,
@@ -111,7 +113,7 @@ afterAll(async () => {
 });
 
 /** Starts a saga on the fake provider `fake` (given the payout id, for records that name it). */
-async function startPayout(fake: (id: string) => Omit<Fake, 'calls'> = () => ({}), timings: Partial<PayoutTimings> = {}): Promise<{ id: string; handle: WorkflowHandle }> {
+async function startPayout(fake: (id: string) => Omit<Fake, 'calls'> = () => ({}), timings: Partial<PayoutTimings> = {}, extra: Partial<PayoutInput> = {}): Promise<{ id: string; handle: WorkflowHandle }> {
   const id = `po_${randomUUID().replaceAll('-', '')}`;
   fakes.set(id, { ...fake(id), calls: [] });
   const input: PayoutInput = {
@@ -123,6 +125,7 @@ async function startPayout(fake: (id: string) => Omit<Fake, 'calls'> = () => ({}
     fingerprint: 'fp',
     requestedAt: new Date().toISOString(),
     timings: { ...TIMINGS, ...timings },
+    ...extra,
   };
   const handle = await client.workflow.start(PAYOUT_SAGA_TYPE, { taskQueue, workflowId: id, args: [input] });
   return { id, handle };
@@ -143,6 +146,47 @@ async function viewBecomes<View>(handle: WorkflowHandle, query: QueryDefinition<
 }
 
 const statusBecomes = (handle: WorkflowHandle, wanted: (view: PayoutView) => boolean) => viewBecomes(handle, payoutStatusQuery, wanted);
+
+describe('payout saga review (fast tier)', () => {
+  const reviewed = { review: { aboveMinor: 500, dualApproval: true, slaMs: 60_000, onLimitBreach: 'decline' as const } };
+
+  it('above the threshold it waits in PENDING_REVIEW; dual approval refuses the reviewer alone or approving itself; approved by another, it is paid once', async () => {
+    const { id, handle } = await startPayout(() => ({}), {}, reviewed);
+    await expect(handle.executeUpdate(authorizationUpdate, { args: ['fp'] })).resolves.toMatchObject({ outcome: 'held', status: 'PENDING_REVIEW' });
+    await statusBecomes(handle, (view) => view.status === 'PENDING_REVIEW');
+    const approve = { decision: 'approve' as const, reviewer: 'staff:alice', reason: 'documented' };
+    await expect(handle.executeUpdate(reviewUpdate, { args: [approve] })).rejects.toMatchObject(refusal(/second staff member/, 'PAYOUT_NOT_REVIEWABLE'));
+    await expect(handle.executeUpdate(reviewUpdate, { args: [{ ...approve, approvedBy: 'staff:alice' }] })).rejects.toMatchObject(refusal(/second staff member/, 'PAYOUT_NOT_REVIEWABLE'));
+    expect(called(id, 'submitPayoutToProvider')).toHaveLength(0);
+    const after = await handle.executeUpdate(reviewUpdate, { args: [{ ...approve, approvedBy: 'staff:bob' }] });
+    expect(after.timeline.at(-1)).toMatchObject({ status: 'HELD', note: 'review_approved', staffNote: 'approved at review by staff:alice, approved by staff:bob: documented' });
+    await expect(handle.executeUpdate(reviewUpdate, { args: [{ ...approve, approvedBy: 'staff:carol' }] })).rejects.toMatchObject(refusal(/only a payout pending review/, 'PAYOUT_NOT_REVIEWABLE'));
+    await statusBecomes(handle, (view) => view.status === 'SUBMITTED');
+    fakeOf(id).record = record(id, 'settled');
+    await handle.signal(pollProviderNowSignal);
+    await statusBecomes(handle, (view) => view.status === 'SETTLED');
+    expect(called(id, 'submitPayoutToProvider')).toHaveLength(1);
+    expect(called(id, 'postPayoutHold')).toHaveLength(1);
+    expect(called(id, 'recordPayoutState').map((call) => call.input.status)).toEqual(['PENDING_REVIEW', 'HELD']);
+  });
+
+  it('a review past its SLA is marked stuck and still waits; rejected, the hold is voided once and it ends DECLINED with the code', async () => {
+    const { id, handle } = await startPayout(() => ({}), {}, { review: { ...reviewed.review, dualApproval: false, slaMs: 300 } });
+    await statusBecomes(handle, (view) => view.stuck && view.status === 'PENDING_REVIEW');
+    const rejected = await handle.executeUpdate(reviewUpdate, { args: [{ decision: 'reject', reviewer: 'staff:alice', reason: 'third-party card', reasonCode: 'source_of_funds' }] });
+    expect(rejected).toMatchObject({ status: 'DECLINED', declineCode: 'source_of_funds', stuck: false });
+    expect(called(id, 'voidPayoutHold')).toHaveLength(1);
+    expect(called(id, 'submitPayoutToProvider')).toHaveLength(0);
+    expect(await handle.result()).toMatchObject({ status: 'DECLINED' });
+  });
+
+  it('at or below the threshold it is not reviewed', async () => {
+    const { handle } = await startPayout(() => ({}), {}, { review: { ...reviewed.review, aboveMinor: 1_000 } });
+    await expect(handle.executeUpdate(authorizationUpdate, { args: ['fp'] })).resolves.toMatchObject({ outcome: 'held', status: 'HELD' });
+    await statusBecomes(handle, (view) => view.status === 'SUBMITTED');
+    await handle.terminate('test done');
+  });
+});
 
 describe('payout saga (fast tier: mocked activities, real Temporal)', () => {
   it('answers held, submits once, and settles once on a webhook the provider record bears out', async () => {

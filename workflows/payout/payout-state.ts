@@ -8,6 +8,7 @@ import {
   maskDestination,
   PAYOUT_NOT_CANCELLABLE,
   PAYOUT_NOT_RESOLVABLE,
+  PAYOUT_NOT_REVIEWABLE,
   type AuthorizationDecision,
   type CancelRequest,
   type MaskedDestination,
@@ -16,6 +17,8 @@ import {
   type PayoutStatus,
   type PayoutView,
   type ProviderPayoutEvent,
+  type ReviewDecision,
+  type ReviewReason,
   type StaffResolution,
   type TimelineEntry,
 } from '../../contracts/payout';
@@ -34,6 +37,10 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision, 
   resolution?: StaffResolution;
   resolving = false;
   holdTransferId: number;
+  /** Why this payout waits for staff review, once held (undefined: it is not reviewed). */
+  reviewReason?: ReviewReason;
+  /** The review, once staff gave it. */
+  review?: ReviewDecision;
   readonly details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
 
   constructor(readonly input: PayoutInput) {
@@ -58,11 +65,12 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision, 
       stuck: this.stuck,
       requestedAt: input.requestedAt,
       timeline: [...this.timeline],
+      ...(this.reviewReason ? { review: { reason: this.reviewReason, dualApproval: input.review?.dualApproval ?? false } } : {}),
     };
   }
 
   cancellable(): boolean {
-    return !this.submissionStarted && (this.status === 'REQUESTED' || this.status === 'AUTHORIZED' || this.status === 'HELD');
+    return !this.submissionStarted && (this.status === 'REQUESTED' || this.status === 'AUTHORIZED' || this.status === 'HELD' || this.status === 'PENDING_REVIEW');
   }
 
   returned(): boolean {
@@ -83,6 +91,21 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision, 
   async cancel(request: CancelRequest): Promise<PayoutView> {
     this.cancelRequest ??= request;
     await condition(() => this.status === 'CANCELLED' || this.submissionStarted || FINAL_PAYOUT_STATUSES.includes(this.status));
+    return this.view();
+  }
+
+  /** Once, in PENDING_REVIEW, with a reason; under dual approval only with a second staff member's approval. */
+  checkReviewable(review: ReviewDecision): void {
+    if (this.status !== 'PENDING_REVIEW' || this.review || this.cancelRequest) throw ApplicationFailure.nonRetryable(`Payout is ${this.status}; only a payout pending review can be reviewed`, PAYOUT_NOT_REVIEWABLE);
+    if (!review.reason.trim()) throw ApplicationFailure.nonRetryable('a reason is required', PAYOUT_NOT_REVIEWABLE);
+    if (this.input.review?.dualApproval && (!review.approvedBy || review.approvedBy === review.reviewer)) {
+      throw ApplicationFailure.nonRetryable('this payout needs the approval of a second staff member', PAYOUT_NOT_REVIEWABLE);
+    }
+  }
+
+  async applyReview(review: ReviewDecision): Promise<PayoutView> {
+    this.review = review;
+    await condition(() => this.status !== 'PENDING_REVIEW');
     return this.view();
   }
 

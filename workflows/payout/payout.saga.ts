@@ -8,6 +8,7 @@ import {
   payoutStatusQuery,
   pollProviderNowSignal,
   providerEventSignal,
+  reviewUpdate,
   staffResolveUpdate,
   type PayoutInput,
   type PayoutResume,
@@ -41,6 +42,7 @@ export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
   setHandler(providerEventSignal, (event) => saga.receive(event));
   setHandler(pollProviderNowSignal, () => saga.requestPoll());
   setHandler(staffResolveUpdate, (request) => resolveByStaff(saga, ask, request), { validator: (request) => saga.checkResolvable(request) });
+  setHandler(reviewUpdate, (review) => saga.applyReview(review), { validator: (review) => saga.checkReviewable(review) });
   // Set by the API when it starts the saga; a saga started another way adds them itself.
   if (workflowInfo().typedSearchAttributes.get(SA.AccountId) === undefined) upsertSearchAttributes(startSearchAttributes(input));
 
@@ -49,6 +51,8 @@ export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
   } else {
     // 1-2. Authorize (account, currency, limits) and hold the money.
     if (!(await money.authorizeAndHold())) return finish(saga);
+    // 2b. Review: a large payout (or one over a limit, where limits send to review) waits for staff; rejected, its hold is voided.
+    if (saga.reviewReason && !(await awaitReview(saga, money))) return finish(saga);
     // 3. Reversal window: the player may still cancel.
     if (input.timings.submitDelayMs > 0) await condition(() => saga.cancelRequest !== undefined, input.timings.submitDelayMs);
     if (saga.cancelRequest) {
@@ -133,6 +137,7 @@ function moneySteps(saga: PayoutState) {
         requestedAt: input.requestedAt,
         holdIdempotencyKey: `${payoutId}:hold`,
         version: saga.timeline.length + 2,
+        ...(input.review?.onLimitBreach === 'review' ? { limitBreach: 'review' as const } : {}),
       });
       if (admission.outcome === 'declined') {
         if (admission.stage === 'hold') saga.timeline.push({ at: new Date().toISOString(), status: 'AUTHORIZED' });
@@ -144,7 +149,10 @@ function moneySteps(saga: PayoutState) {
       saga.holdTransferId = admission.holdTransferId;
       saga.timeline.push({ at: new Date().toISOString(), status: 'AUTHORIZED' });
       saga.enter('HELD');
-      saga.decision = { outcome: 'held', status: 'HELD', holdTransferId: saga.holdTransferId };
+      const review = input.review;
+      saga.reviewReason = admission.review ?? (review && input.amount.minor_units > review.aboveMinor ? 'amount' : undefined);
+      if (saga.reviewReason) await moveTo(saga, 'PENDING_REVIEW', 'pending_review');
+      saga.decision = { outcome: 'held', status: saga.status, holdTransferId: saga.holdTransferId };
       return true;
     },
     /** Undoes the hold and ends in `next` (FAILED, CANCELLED): the player's money is available again. */
@@ -160,6 +168,31 @@ function moneySteps(saga: PayoutState) {
     refund: (postTransferId: number, note: string) =>
       moveWith('RETURNED', (record) => steps.refundReturnedPayout({ idempotencyKey: `${payoutId}:refund`, payoutId, postTransferId, record }), note),
   };
+}
+
+/**
+ * Step 2b: waits for staff to review the held payout (marked stuck past its SLA, still waiting). Approved:
+ * back to HELD, on to the window and the submission. Rejected: the hold is voided, DECLINED with the
+ * reviewer's code. A cancel meanwhile is left to the window's cancel path. False when it ended here.
+ */
+async function awaitReview(saga: PayoutState, money: ReturnType<typeof moneySteps>): Promise<boolean> {
+  const decided = () => saga.review !== undefined || saga.cancelRequest !== undefined;
+  const { slaMs } = saga.input.review!;
+  if (!(await condition(decided, slaMs))) {
+    await stick(saga, `no review after ${Math.round(slaMs / 60_000)} min`, 'awaiting_review');
+    await condition(decided);
+  }
+  if (saga.stuck) saga.markStuck(false);
+  const { review } = saga;
+  if (!review) return true;
+  const by = `${review.reviewer}${review.approvedBy ? `, approved by ${review.approvedBy}` : ''}: ${review.reason}`;
+  if (review.decision === 'reject') {
+    saga.details.declineCode = review.reasonCode ?? 'review_rejected';
+    await money.voidHold('DECLINED', saga.details.declineCode, `rejected at review by ${by}`);
+    return false;
+  }
+  await moveTo(saga, 'HELD', 'review_approved', `approved at review by ${by}`);
+  return true;
 }
 
 /**
@@ -212,9 +245,9 @@ function waiting(saga: PayoutState, ask: ProviderChecks): WaitingSaga {
 }
 
 /** Marks the saga stuck for staff (search attribute and read model), with why. */
-async function stick(saga: PayoutState, staffNote: string): Promise<void> {
+async function stick(saga: PayoutState, staffNote: string, note: 'awaiting_provider' | 'awaiting_review' = 'awaiting_provider'): Promise<void> {
   saga.markStuck(true);
-  await moveTo(saga, saga.status, 'awaiting_provider', staffNote);
+  await moveTo(saga, saga.status, note, staffNote);
 }
 
 type ProviderChecks = ReturnType<typeof providerChecks>;

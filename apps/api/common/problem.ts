@@ -40,6 +40,7 @@ export const PROBLEM_CODES = {
   PAYOUT_NOT_CANCELLABLE: { status: 409, title: 'The payout can no longer be cancelled' },
   REVERSE_WITHDRAWAL_FORBIDDEN: { status: 403, title: 'A withdrawal, once requested, cannot be reversed by the player' },
   PAYOUT_NOT_RESOLVABLE: { status: 409, title: 'The payout is not awaiting its provider' },
+  PAYOUT_NOT_REVIEWABLE: { status: 409, title: 'The payout is not pending review' },
   APPROVAL_NOT_FOUND: { status: 404, title: 'No such approval request' },
   APPROVER_IS_REQUESTER: { status: 403, title: 'A request must be decided by another staff member than its requester' },
   APPROVAL_DECIDED: { status: 409, title: 'The approval request has already been decided' },

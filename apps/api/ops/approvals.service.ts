@@ -7,7 +7,7 @@ import { canonicalJson } from '../sagas/idempotency';
 import { toPayoutBody } from '../payouts/payouts.service';
 import { claimDecision, finishApproval, getApproval, listApprovals, openApproval, type ApprovalRow, type ApprovalStatus } from './approvals.store';
 import { appendAudit, setAccountStatus } from './ops.stores';
-import type { PayoutResolution, ResolutionRequest } from './payout-resolution';
+import type { PayoutStaffActions, ResolutionRequest, ReviewRequest } from './payout-staff-actions';
 
 export const approvalBody = z.object({
   approval_id: z.number(),
@@ -44,11 +44,15 @@ export class Approvals {
   constructor(
     private readonly config: Config,
     private readonly pool: Pool,
-    resolution: PayoutResolution,
+    payouts: PayoutStaffActions,
   ) {
     this.apply = {
       payout_resolve: async (row, approvedBy) => {
-        const view = await resolution.apply(row.target, row.payload as unknown as ResolutionRequest, row.requested_by, { id: row.id, by: approvedBy });
+        const view = await payouts.resolve(row.target, row.payload as unknown as ResolutionRequest, row.requested_by, { id: row.id, by: approvedBy });
+        return { detail: `now ${view.status}`, result: toPayoutBody(view, 'staff') };
+      },
+      payout_review: async (row, approvedBy) => {
+        const view = await payouts.review(row.target, row.payload as unknown as ReviewRequest, row.requested_by, { id: row.id, by: approvedBy });
         return { detail: `now ${view.status}`, result: toPayoutBody(view, 'staff') };
       },
       account_unfreeze: async (row) => {

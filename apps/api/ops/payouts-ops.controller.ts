@@ -9,10 +9,10 @@ import { parseOrProblem, ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
 import { toPayoutBody, type PayoutsService } from '../payouts/payouts.service';
 import { payoutBody, payoutIdSchema } from '../payouts/payouts.schemas';
-import { APPROVALS, PAYOUT_RESOLUTION, PAYOUTS_SERVICE, PG_POOL, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from '../tokens';
+import { APPROVALS, PAYOUT_STAFF_ACTIONS, PAYOUTS_SERVICE, PG_POOL, TEMPORAL_CLIENT, WORKFLOW_TASK_FAILURES } from '../tokens';
 import type { Approvals } from './approvals.service';
 import { approvalBody } from './approvals.service';
-import type { PayoutResolution } from './payout-resolution';
+import type { PayoutStaffActions } from './payout-staff-actions';
 import { staffViewOfMark, type WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 import { workflowTaskFailureBody } from './workflow-task-failures';
 import { appendAudit, auditTrail, payoutRows, type AuditOutcome } from './ops.stores';
@@ -25,6 +25,15 @@ const resolveBody = z.strictObject({
   reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000),
 });
 const pollBody = z.strictObject({ reason: z.string().trim().min(3).max(1000).optional() });
+const reviewBody = z.strictObject({
+  decision: z.enum(['approve', 'reject']),
+  reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000),
+  reason_code: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{2,39}$/, 'a stable code: lower-case letters, digits and _ (e.g. source_of_funds)')
+    .optional()
+    .describe("a rejection's code, the payout's decline_code (what the player sees); default review_rejected"),
+});
 const cancelBody = z.strictObject({ reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000) });
 const listQuery = z.strictObject({
   stuck: z.enum(['true', 'false']).optional(),
@@ -61,7 +70,7 @@ export class PayoutsOpsController {
     @Inject(WORKFLOW_TASK_FAILURES) private readonly taskFailures: WorkflowTaskFailureStore,
     @Inject(PAYOUTS_SERVICE) private readonly payouts: PayoutsService,
     @Inject(APPROVALS) private readonly approvals: Approvals,
-    @Inject(PAYOUT_RESOLUTION) private readonly resolution: PayoutResolution,
+    @Inject(PAYOUT_STAFF_ACTIONS) private readonly staffActions: PayoutStaffActions,
   ) {}
 
   @Get()
@@ -130,14 +139,43 @@ export class PayoutsOpsController {
     const action = `resolve:${input.outcome}`;
     try {
       if (this.approvals.needsApproval('payout_resolve')) {
-        await this.resolution.checkResolvable(id);
+        await this.staffActions.checkResolvable(id);
         const approval = await this.approvals.request('payout_resolve', id, input, input.reason, actor, action);
         void reply.status(202);
         return approval;
       }
-      const view = await this.resolution.apply(id, input, actor);
+      const view = await this.staffActions.resolve(id, input, actor);
       await this.audit(actor, action, id, input.reason, input, 'applied', `now ${view.status}`);
       return toPayoutBody(view, 'staff');
+    } catch (err) {
+      const refused = err instanceof ProblemError && err.status < 500;
+      await this.audit(actor, action, id, input.reason, input, refused ? 'refused' : 'error', refused ? `${err.code}: ${err.message}` : String(err));
+      throw err;
+    }
+  }
+
+  /**
+   * Reviews a payout held for review (PENDING_REVIEW): approve and it is submitted, reject and its hold is
+   * voided (DECLINED with the reason code). A payout under dual approval takes a second staff member: this
+   * opens the request they approve at /v1/ops/approvals (202).
+   */
+  @Post(':payoutId/review')
+  @HttpCode(200)
+  async review(@Param('payoutId') payoutId: string, @Body() body: unknown, @Req() request: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply) {
+    const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
+    const input = parseOrProblem(reviewBody, body);
+    const actor = `${request.principal!.role}:${request.principal!.sub}`;
+    const action = `review:${input.decision}`;
+    try {
+      const view = await this.staffActions.checkReviewable(id);
+      if (view.review?.dualApproval) {
+        const approval = await this.approvals.request('payout_review', id, input, input.reason, actor, action);
+        void reply.status(202);
+        return approval;
+      }
+      const reviewed = await this.staffActions.review(id, input, actor);
+      await this.audit(actor, action, id, input.reason, input, 'applied', `now ${reviewed.status}`);
+      return toPayoutBody(reviewed, 'staff');
     } catch (err) {
       const refused = err instanceof ProblemError && err.status < 500;
       await this.audit(actor, action, id, input.reason, input, refused ? 'refused' : 'error', refused ? `${err.code}: ${err.message}` : String(err));
@@ -217,6 +255,20 @@ export const payoutsOpsRoutes: RouteDoc[] = [
       202: { description: 'An approval request, decided at POST /v1/ops/approvals/{approval_id} by another staff member', schema: approvalBody },
       404: { description: 'PAYOUT_NOT_FOUND' },
       409: { description: 'PAYOUT_NOT_RESOLVABLE: not awaiting its provider (already decided); APPROVAL_PENDING: another request for it is open' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/ops/payouts/:payoutId/review',
+    summary: 'Review a payout held for review (PENDING_REVIEW): approve (it is submitted) or reject (its hold is voided, DECLINED); audited. Under dual approval a request a second staff member approves',
+    tag: 'ops',
+    auth: ['staff'],
+    body: reviewBody,
+    responses: {
+      200: { description: 'Reviewed', schema: payoutBody },
+      202: { description: 'Dual approval: a request decided at POST /v1/ops/approvals/{approval_id} by another staff member', schema: approvalBody },
+      404: { description: 'PAYOUT_NOT_FOUND' },
+      409: { description: 'PAYOUT_NOT_REVIEWABLE: not pending review (already reviewed, cancelled); APPROVAL_PENDING' },
     },
   },
   {

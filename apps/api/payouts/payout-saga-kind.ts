@@ -37,11 +37,12 @@ export const PAYOUT_SAGA: SagaKind<CreatePayoutRequest, AuthorizationDecision, P
   decisionOf(view) {
     if (view.status === 'DECLINED') return { outcome: 'declined', status: 'DECLINED', code: view.declineCode ?? 'DECLINED', detail: 'declined at authorization' };
     if (view.status === 'REQUESTED' || view.status === 'AUTHORIZED') return undefined;
-    return { outcome: 'held', status: 'HELD', holdTransferId: 0 };
+    // The first answer came once the money was held, or held for review.
+    return { outcome: 'held', status: view.timeline.some((entry) => entry.status === 'PENDING_REVIEW') ? 'PENDING_REVIEW' : 'HELD', holdTransferId: 0 };
   },
   answer(decision, request, payoutId, requestId): StoredAnswer {
     if (!decision) return { status: 202, body: JSON.stringify(summary(request, payoutId, 'REQUESTED')) };
-    if (decision.outcome === 'held') return { status: 201, body: JSON.stringify(summary(request, payoutId, 'HELD')) };
+    if (decision.outcome === 'held') return { status: 201, body: JSON.stringify(summary(request, payoutId, decision.status === 'PENDING_REVIEW' ? 'PENDING_REVIEW' : 'HELD')) };
     const code = DECLINE_PROBLEMS[decision.code] ?? 'PAYOUT_DECLINED';
     const problem = { ...problemBody(code, decision.detail, { payout_id: payoutId, payout_status: 'DECLINED' }), instance: '/v1/payouts', request_id: requestId };
     return { status: problem.status, body: JSON.stringify(problem) };

@@ -46,6 +46,10 @@ export const payoutBody = z.object({
   decline_code: z.string().optional(),
   requested_at: z.string(),
   timeline: z.array(timelineEntrySchema(PAYOUT_STATUSES)),
+  review: z
+    .object({ reason: z.enum(['amount', 'LIMIT_EXCEEDED', 'VELOCITY_LIMIT_EXCEEDED']), dual_approval: z.boolean() })
+    .optional()
+    .describe('staff tokens only: why the payout is held for review, and whether its approval takes two staff members'),
   workflow_task_failure: workflowTaskFailureBody.optional(),
 });
 

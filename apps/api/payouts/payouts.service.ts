@@ -4,7 +4,9 @@ import type { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import type { Pool } from '../../../lib/db';
 import type { DestinationVault } from '../../../lib/destination-vault';
-import { cancelUpdate, maskDestination, PAYOUT_NOT_CANCELLABLE, payoutStatusQuery, type PayoutView } from '../../../contracts/payout';
+import { cancelUpdate, maskDestination, PAYOUT_NOT_CANCELLABLE, payoutStatusQuery, type PayoutView, type ReviewPolicy } from '../../../contracts/payout';
+import type { MoneyAmount } from '../../../contracts/common';
+import { thresholdInMinorUnits } from '../../../lib/limits';
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../sagas/idempotency';
 import { ProblemError } from '../common/problem';
@@ -54,6 +56,7 @@ export class PayoutsService {
           continueAsNewAfterEvents: c.SAGA_CONTINUE_AS_NEW_AFTER_EVENTS,
         },
         pollTaskQueue: backgroundTaskQueue(c),
+        ...reviewPolicy(c, request.amount),
       },
       // The full destination goes to PostgreSQL, encrypted, never into the workflow history (IBANs, card tokens).
       beforeStart: async (payoutId) => {
@@ -109,6 +112,22 @@ export class PayoutsService {
   }
 }
 
+/** Whether and how this payout is reviewed by staff once held (the saga keeps the policy it started with). */
+function reviewPolicy(c: Config, amount: MoneyAmount): { review?: ReviewPolicy } {
+  const minor = (threshold: Config['PAYOUT_REVIEW_ABOVE']) => (threshold ? thresholdInMinorUnits(threshold, amount.currency, c.LIMIT_CURRENCY_RATES) : undefined);
+  const above = minor(c.PAYOUT_REVIEW_ABOVE);
+  if (above === undefined && c.PAYOUT_LIMIT_BREACH === 'decline') return {};
+  const dualAbove = minor(c.PAYOUT_DUAL_APPROVAL_ABOVE);
+  return {
+    review: {
+      aboveMinor: above ?? Number.MAX_SAFE_INTEGER,
+      dualApproval: c.FOUR_EYES_ACTIONS.includes('payout_review') && dualAbove !== undefined && amount.minor_units > dualAbove,
+      slaMs: c.PAYOUT_REVIEW_SLA_MS,
+      onLimitBreach: c.PAYOUT_LIMIT_BREACH,
+    },
+  };
+}
+
 /**
  * The saga's live view, completed by the read model: a return refunded after the saga closed, or (past
  * Temporal's retention) the stored state alone, without the timeline detail.
@@ -140,5 +159,6 @@ export function toPayoutBody(view: PayoutView, reader: Principal['role']): z.inf
     ...(view.declineCode ? { decline_code: view.declineCode } : {}),
     requested_at: view.requestedAt,
     timeline: timelineFor(view.timeline, reader),
+    ...(view.review && reader === 'staff' ? { review: { reason: view.review.reason, dual_approval: view.review.dualApproval } } : {}),
   };
 }
