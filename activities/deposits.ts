@@ -4,6 +4,7 @@ import { limitsOfAccount } from '../lib/account-limits';
 import { depositAmountRefusal, describeLimit, type MoneyLimits } from '../lib/limits';
 import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
 import { isLedgerError, type Ledger } from '../ledger';
+import { collectDebt, debtOf, ensureReceivable } from './player-debt';
 
 /** The aggregator's deposit as the saga needs it. */
 export interface ProviderDeposit {
@@ -13,11 +14,15 @@ export interface ProviderDeposit {
   /** What the provider's record says the player pays: compared with the request before the credit. */
   amount?: { minor_units: number; currency: string };
   failureCode?: string;
+  /** The provider charged it back after it succeeded (its status then still reads succeeded here: it was paid). */
+  reversed?: { at: string; reason: string };
 }
 
 interface AggregatorDepositBody {
   id: string;
-  status: ProviderDeposit['status'];
+  status: ProviderDeposit['status'] | 'reversed';
+  reversed_at?: string;
+  reversal_reason?: string;
   checkout_url: string;
   amount?: { minor_units: number; currency: string };
   failure_code?: string;
@@ -47,15 +52,22 @@ export interface AuthorizeDepositInput {
   requestedAt: string;
 }
 
+export type ChargebackOutcome =
+  | { outcome: 'reversed'; amount: number; collected: number; debt: number }
+  | { outcome: 'not_credited'; depositStatus: string }
+  | { outcome: 'unknown_deposit' };
+
 export type DepositAuthorization = { approved: true } | { approved: false; code: string; detail: string };
 
 function toProviderDeposit(body: AggregatorDepositBody): ProviderDeposit {
   return {
     providerDepositId: body.id,
-    status: body.status,
+    // A reversed deposit did succeed: the deposit saga credits it; the reversal saga takes it back.
+    status: body.status === 'reversed' ? 'succeeded' : body.status,
     checkoutUrl: body.checkout_url,
     ...(body.amount ? { amount: { minor_units: body.amount.minor_units, currency: body.amount.currency } } : {}),
     failureCode: body.failure_code,
+    ...(body.status === 'reversed' ? { reversed: { at: body.reversed_at ?? new Date().toISOString(), reason: body.reversal_reason ?? 'chargeback' } } : {}),
   };
 }
 
@@ -183,8 +195,45 @@ export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggr
         metadata: { deposit_id: input.depositId, step: 'credit' },
       });
       if (isLedgerError(outcome)) throw ApplicationFailure.nonRetryable(`credit refused by the ledger: ${outcome.code}: ${outcome.detail}`, 'LedgerInconsistency');
+      // A player who owes a chargeback repays it from this deposit first (what it can: at most the debt).
+      await collectDebt(ledger, pool, input.accountId, input.currency, `${input.depositId}:repay`, { deposit_id: input.depositId, step: 'debt_collected' });
       if (input.record) await writeDepositState(pool, { ...input.record, creditTransferId: outcome.transfer.id });
       return { transferId: outcome.transfer.id, replayed: outcome.result === 'exists' };
+    },
+
+    /** The deposit as the read model recorded it, for checking a provider's reversal against it. */
+    async requestedDepositTerms(input: { depositId: string }): Promise<{ accountId: string; amount: { minor_units: number; currency: string } } | undefined> {
+      const { rows } = await pool.query<{ account_id: string; amount_minor: string | number; currency: string }>('SELECT account_id, amount_minor, currency FROM deposits WHERE deposit_id = $1', [input.depositId]);
+      const row = rows[0];
+      return row && { accountId: row.account_id, amount: { minor_units: Number(row.amount_minor), currency: row.currency } };
+    },
+
+    /**
+     * Takes a charged-back deposit back from the player, once: the full amount becomes the player's debt
+     * (`<deposit id>:chargeback`, receivable → provider clearing), then what the player's available balance
+     * covers is collected at once (`<deposit id>:chargeback:collect`); the rest stays owed until deposits
+     * repay it. Only a credited deposit is reversed ('not_credited' otherwise: nothing was given).
+     */
+    async chargeBackDeposit(input: { depositId: string; reason: string; source: 'provider' | 'staff'; actor?: string }): Promise<ChargebackOutcome> {
+      const { rows } = await pool.query<{ account_id: string; amount_minor: string | number; currency: string; status: string }>('SELECT account_id, amount_minor, currency, status FROM deposits WHERE deposit_id = $1', [input.depositId]);
+      const row = rows[0];
+      if (!row) return { outcome: 'unknown_deposit' };
+      const credit = await ledger.getTransfer(`${input.depositId}:credit`);
+      if (!credit) return { outcome: 'not_credited', depositStatus: row.status };
+      const playerId = row.account_id;
+      const amount = Number(row.amount_minor);
+      const receivable = await ensureReceivable(ledger, playerId, row.currency);
+      const clearing = await ledger.ensureSystemAccount('provider_clearing', row.currency);
+      const metadata = { deposit_id: input.depositId, step: 'chargeback', reason: input.reason, source: input.source, ...(input.actor ? { actor: input.actor } : {}) };
+      const taken = await ledger.transfer({ idempotencyKey: `${input.depositId}:chargeback`, debitAccountId: receivable, creditAccountId: clearing.id, amount, currency: row.currency, metadata });
+      if (isLedgerError(taken)) throw ApplicationFailure.nonRetryable(`chargeback refused by the ledger: ${taken.code}: ${taken.detail}`, 'LedgerInconsistency');
+      const collected = await collectDebt(ledger, pool, playerId, row.currency, `${input.depositId}:chargeback:collect`, { deposit_id: input.depositId, step: 'debt_collected' });
+      await pool.query(
+        `UPDATE deposits SET status = 'REVERSED', version = greatest(version, 1000000), reversed_at = coalesce(reversed_at, now()), reversal_reason = coalesce(reversal_reason, $2), updated_at = now()
+          WHERE deposit_id = $1`,
+        [input.depositId, input.reason],
+      );
+      return { outcome: 'reversed', amount, collected, debt: await debtOf(ledger, playerId) };
     },
 
     /** Mirrors the saga's state into the read model; a late (lower version) write changes nothing. */

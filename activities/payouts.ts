@@ -6,6 +6,7 @@ import type { Pool } from '../lib/db';
 import { inTransaction } from '../lib/db';
 import { currencyExponent } from '../ledger';
 import { limitsOfAccount } from '../lib/account-limits';
+import { debtOf } from './player-debt';
 import { describeLimit, type MoneyLimits } from '../lib/limits';
 
 export interface AuthorizePayoutInput {
@@ -51,6 +52,8 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
       if (!account || account.kind !== 'player') refusal = { code: 'ACCOUNT_NOT_FOUND', detail: `No player account ${input.accountId}` };
       // The staff reason for a freeze stays in account_status (staff views): the player sees a neutral answer.
       else if (frozen) refusal = { code: 'ACCOUNT_NOT_ACTIVE', detail: 'This account cannot make payouts at the moment' };
+      // A chargeback left the player owing: no withdrawal until deposits have repaid it.
+      else if ((await debtOf(ledger, input.accountId)) > 0) refusal = { code: 'OUTSTANDING_DEBT', detail: 'This account has an outstanding balance to settle before it can withdraw' };
       else if (account.currency !== input.currency) refusal = { code: 'CURRENCY_MISMATCH', detail: `Account ${input.accountId} holds ${account.currency}, not ${input.currency}` };
       else if (exponent === undefined) refusal = { code: 'UNKNOWN_CURRENCY', detail: input.currency };
       else if (input.amountMinor > accountLimits!.payout_max) refusal = { code: 'LIMIT_EXCEEDED', detail: `A payout may be at most ${describeLimit(accountLimits!.payout_max, input.currency)}` };

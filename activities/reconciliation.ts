@@ -97,11 +97,22 @@ export function evaluateReference(itemKind: ItemKind, provider: ProviderItem | u
     }
   } else {
     const credits = facts.filter((f) => f.step === 'credit');
+    const chargebacks = facts.filter((f) => f.step === 'chargeback');
+    const checkCredit = (status: string) => {
+      if (credits.length === 0) add('missing_in_ledger', `provider ${status} ${money(expected.minor_units, expected.currency)}; ledger has no credit`);
+      else if (credits.length > 1) add('amount_mismatch', `provider ${status} once; ledger credited ${credits.length} times`);
+      else if (!sameMoney(credits[0]!)) add('amount_mismatch', `provider ${status} ${money(expected.minor_units, expected.currency)}; ledger credited ${money(credits[0]!.amount, credits[0]!.currency)}`);
+    };
     switch (provider.status) {
       case 'succeeded':
-        if (credits.length === 0) add('missing_in_ledger', `provider succeeded ${money(expected.minor_units, expected.currency)}; ledger has no credit`);
-        else if (credits.length > 1) add('amount_mismatch', `provider succeeded once; ledger credited ${credits.length} times`);
-        else if (!sameMoney(credits[0]!)) add('amount_mismatch', `provider succeeded ${money(expected.minor_units, expected.currency)}; ledger credited ${money(credits[0]!.amount, credits[0]!.currency)}`);
+        checkCredit('succeeded');
+        if (chargebacks.length > 0) add('status_mismatch', 'provider reports the deposit succeeded; the ledger charged it back');
+        break;
+      case 'reversed':
+        // Credited once, then taken back once for the same amount (the player's share and its debt together).
+        checkCredit('reversed');
+        if (chargebacks.length === 0) add('missing_in_ledger', `provider reversed ${money(expected.minor_units, expected.currency)}; ledger has no chargeback`);
+        else if (chargebacks.length > 1 || !sameMoney(chargebacks[0]!)) add('amount_mismatch', `provider reversed ${money(expected.minor_units, expected.currency)}; ledger charged back ${chargebacks.map((c) => money(c.amount, c.currency)).join(' + ')}`);
         break;
       case 'failed':
         if (credits.length > 0) add('status_mismatch', `provider failed the deposit (${provider.failure_code ?? 'no code'}) but the ledger credited it`);
@@ -275,7 +286,7 @@ export function createReconciliationActivities(deps: { pool: Pool; aggregator: A
           WHERE created_at >= $1 AND created_at < $2 AND metadata ? 'payout_id' AND kind IN ('post', 'refund')
          UNION
          SELECT DISTINCT 'deposit', metadata->>'deposit_id' FROM ledger_transfers
-          WHERE created_at >= $1 AND created_at < $2 AND metadata ? 'deposit_id' AND metadata->>'step' = 'credit'`,
+          WHERE created_at >= $1 AND created_at < $2 AND metadata ? 'deposit_id' AND metadata->>'step' IN ('credit', 'chargeback')`,
         [input.since, input.until],
       );
       const ledgerMovements = moved.filter((m) => inScope(m.reference));

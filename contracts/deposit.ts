@@ -15,9 +15,25 @@ import type { MoneyAmount } from './common';
 export const DEPOSIT_SAGA_TYPE = 'depositSaga';
 export const DEPOSIT_SAGA_TYPES = [DEPOSIT_SAGA_TYPE, 'depositWorkflow'] as const;
 
-export const DEPOSIT_STATUSES = ['REQUESTED', 'PENDING', 'CREDITED', 'FAILED'] as const;
+export const DEPOSIT_STATUSES = ['REQUESTED', 'PENDING', 'CREDITED', 'FAILED', 'REVERSED'] as const;
 export type DepositStatus = (typeof DEPOSIT_STATUSES)[number];
-export const FINAL_DEPOSIT_STATUSES: readonly DepositStatus[] = ['CREDITED', 'FAILED'];
+export const FINAL_DEPOSIT_STATUSES: readonly DepositStatus[] = ['CREDITED', 'FAILED', 'REVERSED'];
+
+/** The workflow that takes a charged-back deposit back (after its saga closed): one per deposit, `<deposit id>:reversal`. */
+export const DEPOSIT_REVERSAL_TYPE = 'depositReversalWorkflow';
+export const depositReversalWorkflowId = (depositId: string) => `${depositId}:reversal`;
+
+export interface DepositReversalInput {
+  depositId: string;
+  reason: string;
+  /** provider: its deposit.reversed webhook, a claim checked against its record; staff: a four-eyes chargeback. */
+  source: 'provider' | 'staff';
+  /** The provider event that reported it. */
+  eventId?: string;
+  /** Staff: who asked and who approved. */
+  requestedBy?: string;
+  approvedBy?: string;
+}
 
 export interface DepositTimings {
   /** First status poll when no callback came; doubles up to pollMaxMs. */

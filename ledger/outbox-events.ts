@@ -6,12 +6,13 @@ import type { Metadata, Transfer, TransferKind } from './types';
  * Transactional outbox, writer side: the event every new ledger transfer publishes, inserted in the
  * transfer's own transaction (so an event exists iff its transfer committed). The type comes from the
  * transfer kind and the saga metadata: payout steps (metadata.payout_id) map by kind, a deposit credit
- * (metadata.deposit_id, step 'credit') is `deposit.credited`, anything else is `ledger.transfer_posted`
+ * (metadata.deposit_id, step 'credit') is `deposit.credited`, its chargeback (step 'chargeback') `deposit.reversed`,
+ * a debt repaid from a player's balance (step 'debt_collected') `debt.collected`; anything else is `ledger.transfer_posted`
  * (its payload's transfer.kind says what it was). Payload changes that break consumers bump the version.
  */
 export const OUTBOX_SCHEMA_VERSION = 1;
 
-export const OUTBOX_EVENT_TYPES = ['payout.held', 'payout.settled', 'payout.released', 'payout.refunded', 'deposit.credited', 'ledger.transfer_posted'] as const;
+export const OUTBOX_EVENT_TYPES = ['payout.held', 'payout.settled', 'payout.released', 'payout.refunded', 'deposit.credited', 'deposit.reversed', 'debt.collected', 'ledger.transfer_posted'] as const;
 export type OutboxEventType = (typeof OUTBOX_EVENT_TYPES)[number];
 
 const PAYOUT_EVENT_BY_KIND: Partial<Record<TransferKind, OutboxEventType>> = {
@@ -43,7 +44,11 @@ export interface OutboxEventPayload {
 
 export function eventTypeOf(kind: TransferKind, metadata: Metadata): OutboxEventType {
   if (typeof metadata.payout_id === 'string') return PAYOUT_EVENT_BY_KIND[kind] ?? 'ledger.transfer_posted';
-  if (kind === 'transfer' && typeof metadata.deposit_id === 'string' && metadata.step === 'credit') return 'deposit.credited';
+  if (kind === 'transfer' && typeof metadata.deposit_id === 'string') {
+    if (metadata.step === 'credit') return 'deposit.credited';
+    if (metadata.step === 'chargeback') return 'deposit.reversed';
+    if (metadata.step === 'debt_collected') return 'debt.collected';
+  }
   return 'ledger.transfer_posted';
 }
 
@@ -73,7 +78,8 @@ export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId:
 
 /**
  * Inserts the transfer's event; runs inside the ledger command's transaction, right after the transfer.
- * The ordering key is the player side of the transfer (else the debit account). The transaction-scoped
+ * The ordering key is the player side of the transfer (a player's receivable counts as its player; else the
+ * debit account). The transaction-scoped
  * advisory lock on it makes event ids of one account follow commit order: a later writer for the account
  * takes its id only after the earlier one committed, so the publisher never sees event n+1 of an account
  * without event n. (Player balance rows are locked here already; the lock matters for system accounts.)
@@ -82,7 +88,9 @@ export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId:
 export async function insertOutboxEvent(db: PoolClient, transfer: Transfer): Promise<OutboxEventPayload> {
   const { rows } = await db.query<{ account_id: string }>(
     `SELECT o.account_id
-       FROM (SELECT CASE WHEN d.kind = 'player' THEN d.id WHEN c.kind = 'player' THEN c.id ELSE d.id END AS account_id
+       FROM (SELECT CASE WHEN d.kind = 'player' THEN d.id WHEN c.kind = 'player' THEN c.id
+                         WHEN d.kind = 'player_receivable' THEN substr(d.id, length('system:receivable:') + 1)
+                         ELSE d.id END AS account_id
                FROM ledger_accounts d, ledger_accounts c
               WHERE d.id = $1 AND c.id = $2) o,
             pg_advisory_xact_lock(hashtextextended('outbox:' || o.account_id, 7))`,

@@ -1,6 +1,6 @@
 /** Public vocabulary of the ledger (after TigerBeetle): accounts, transfers, result codes. */
 
-export const ACCOUNT_KINDS = ['player', 'provider_clearing', 'payouts_in_flight', 'deposits_in_flight', 'fees', 'operator_funding'] as const;
+export const ACCOUNT_KINDS = ['player', 'provider_clearing', 'payouts_in_flight', 'deposits_in_flight', 'fees', 'operator_funding', 'player_receivable'] as const;
 export type AccountKind = (typeof ACCOUNT_KINDS)[number];
 /** Kinds the platform owns, one account per currency: `system:<kind>:<currency>`. */
 export type SystemAccountKind = Exclude<AccountKind, 'player'>;

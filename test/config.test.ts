@@ -28,7 +28,7 @@ describe('configuration', () => {
   });
 
   it('FOUR_EYES_ACTIONS: every manual money action by default, a list, or none; an unknown action is refused', () => {
-    expect(loadConfig({}).FOUR_EYES_ACTIONS).toEqual(['payout_resolve', 'payout_review', 'account_unfreeze']);
+    expect(loadConfig({}).FOUR_EYES_ACTIONS).toEqual(['payout_resolve', 'payout_review', 'account_unfreeze', 'chargeback']);
     expect(loadConfig({ FOUR_EYES_ACTIONS: 'account_unfreeze' }).FOUR_EYES_ACTIONS).toEqual(['account_unfreeze']);
     expect(loadConfig({ FOUR_EYES_ACTIONS: 'none' }).FOUR_EYES_ACTIONS).toEqual([]);
     expect(() => loadConfig({ FOUR_EYES_ACTIONS: 'payout_resolve,refund' })).toThrow(/FOUR_EYES_ACTIONS/);

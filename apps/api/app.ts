@@ -37,7 +37,7 @@ import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { APPROVALS, PAYOUT_STAFF_ACTIONS, CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, IDEMPOTENT_START, SAGA_CALLS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
+import { APPROVALS, DEPOSIT_CHARGEBACKS, PAYOUT_STAFF_ACTIONS, CONFIG, DEPOSITS_SERVICE, LEDGER, METRICS, PAYOUTS_SERVICE, PG_POOL, IDEMPOTENT_START, SAGA_CALLS, TEMPORAL_CLIENT, TRAFFIC, WEBHOOK_INTAKE, WORKFLOW_TASK_FAILURES } from './tokens';
 import { WebhookEventStore } from './webhooks/webhook-events.store';
 import { WebhookIntake } from './webhooks/webhook-intake.service';
 import { WorkflowTaskFailureStore } from '../../lib/workflow-task-failures';
@@ -46,6 +46,8 @@ import { SagaCalls } from './sagas/saga-calls';
 import { ApprovalsController, approvalRoutes } from './ops/approvals.controller';
 import { Approvals } from './ops/approvals.service';
 import { PayoutStaffActions } from './ops/payout-staff-actions';
+import { DepositChargebacks } from './ops/deposit-chargebacks';
+import { DepositsOpsController, depositsOpsRoutes } from './ops/deposits-ops.controller';
 import { TrafficControl } from './traffic/traffic-control';
 import { TrafficGuard } from './traffic/traffic.guard';
 import { ModeController, modeRoutes } from './traffic/mode.controller';
@@ -76,14 +78,14 @@ export function routesOf(app: NestFastifyApplication): { method: string; url: st
   return servedRoutes.get(app) ?? [];
 }
 
-export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...approvalRoutes, ...modeRoutes];
+export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...approvalRoutes, ...depositsOpsRoutes, ...modeRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics, traffic: TrafficControl): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ApprovalsController, ModeController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ApprovalsController, DepositsOpsController, ModeController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
@@ -95,7 +97,12 @@ class ApiModule {
         { provide: WEBHOOK_INTAKE, useValue: new WebhookIntake(deps.config, new WebhookEventStore(deps.pool), deps.temporal, metrics, traffic) },
         { provide: SAGA_CALLS, useValue: new SagaCalls(deps.temporal, deps.logger, (operation) => metrics.sagaUnavailable.inc({ operation })) },
         { provide: PAYOUT_STAFF_ACTIONS, useFactory: (calls: SagaCalls) => new PayoutStaffActions(calls), inject: [SAGA_CALLS] },
-        { provide: APPROVALS, useFactory: (resolution: PayoutStaffActions) => new Approvals(deps.config, deps.pool, resolution), inject: [PAYOUT_STAFF_ACTIONS] },
+        { provide: DEPOSIT_CHARGEBACKS, useFactory: (calls: SagaCalls) => new DepositChargebacks(deps.config, deps.pool, calls), inject: [SAGA_CALLS] },
+        {
+          provide: APPROVALS,
+          useFactory: (payouts: PayoutStaffActions, chargebacks: DepositChargebacks) => new Approvals(deps.config, deps.pool, payouts, chargebacks),
+          inject: [PAYOUT_STAFF_ACTIONS, DEPOSIT_CHARGEBACKS],
+        },
         {
           provide: IDEMPOTENT_START,
           useFactory: (ledger: Ledger, calls: SagaCalls) => new IdempotentStart(deps.config, calls, ledger, deps.pool, deps.logger, traffic),

@@ -13,3 +13,4 @@ export const TRAFFIC = Symbol('TRAFFIC');
 export const WEBHOOK_INTAKE = Symbol('WEBHOOK_INTAKE');
 export const APPROVALS = Symbol('APPROVALS');
 export const PAYOUT_STAFF_ACTIONS = Symbol('PAYOUT_STAFF_ACTIONS');
+export const DEPOSIT_CHARGEBACKS = Symbol('DEPOSIT_CHARGEBACKS');

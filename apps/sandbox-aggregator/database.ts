@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS resources (
 );
 CREATE INDEX IF NOT EXISTS resources_final_at ON resources (final_at) WHERE final_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS resources_returned_at ON resources (returned_at) WHERE returned_at IS NOT NULL;
+-- A deposit's reversal (chargeback) after it succeeded; added to stores made before reversals existed.
+ALTER TABLE resources ADD COLUMN IF NOT EXISTS reversed_at timestamptz;
+CREATE INDEX IF NOT EXISTS resources_reversed_at ON resources (reversed_at) WHERE reversed_at IS NOT NULL;
 
 -- Answers remembered per Idempotency-Key (scoped per resource kind), written with what they created.
 CREATE TABLE IF NOT EXISTS idempotency_keys (

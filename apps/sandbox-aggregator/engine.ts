@@ -9,8 +9,8 @@ import {
   type WebhookEvent,
   type WebhookEventType,
 } from './objects';
-import { failureCodeOf, finalOutcomeOf, returnReasonOf, supportsDeposits } from './scenarios';
-import type { DepositRequest, PayoutRequest, ResolveDeposit, ResolvePayout, Scenario } from './schemas';
+import { failureCodeOf, finalOutcomeOf, returnReasonOf, reverseAfterMsOf, supportsDeposits, supportsPayouts } from './scenarios';
+import type { DepositRequest, PayoutRequest, ResolveDeposit, ResolvePayout, ReverseDeposit, Scenario } from './schemas';
 import type { Scheduler } from './scheduler';
 import { inUnit, type Resource, type SandboxStore, type Unit } from './store';
 import type { WebhookDispatcher } from './webhooks';
@@ -37,6 +37,9 @@ export interface SettlementItem {
   returned_at?: string;
   failure_code?: string;
   return_reason?: string;
+  /** A deposit reversed (charged back) after it succeeded: when, and why. */
+  reversed_at?: string;
+  reversal_reason?: string;
 }
 
 /**
@@ -46,8 +49,17 @@ export interface SettlementItem {
  */
 type Send = 'none' | 'once' | 'twice' | 'twice_and_distinct' | 'hold' | 'then_held';
 
-/** One scripted change of a resource, stored with its due time. */
-type Step = { do: 'finish'; outcome: 'settle' | 'fail'; failure_code: string; send: Send } | { do: 'return'; return_reason: string; send: Send };
+/**
+ * One scripted change of a resource, stored with its due time. A finish with reverse_after_ms that makes a
+ * deposit succeed writes a reverse step due that much later, announced as the finish was (its `send`).
+ */
+type Step =
+  | { do: 'finish'; outcome: 'settle' | 'fail'; failure_code: string; send: Send; reverse_after_ms?: number }
+  | { do: 'return'; return_reason: string; send: Send }
+  | { do: 'reverse'; reversal_reason: string; send: Send };
+
+/** Why a scripted reversal happens. */
+const SCRIPTED_REVERSAL_REASON = 'chargeback';
 
 /** A step whose turn has not come (an earlier one of its resource is still due) or whose store is unreachable waits this long. */
 const STEP_RETRY_MS = 200;
@@ -124,6 +136,7 @@ export class SandboxEngine {
       // Submission-time behaviours (reject, slow, error_then_ok) are past for an existing resource; their outcome is not.
       if (scenario.scenario === 'reject') refused.push({ id, message: 'reject only applies to a submission' });
       else if (resource.kind === 'deposit' && !supportsDeposits(scenario)) refused.push({ id, message: `${scenario.scenario} is for payouts only` });
+      else if (resource.kind === 'payout' && !supportsPayouts(scenario)) refused.push({ id, message: 'reverse_after_ms is for deposits only' });
       else {
         await this.cancelPlan(unit, id);
         await this.plan(unit, resource, scenario);
@@ -163,7 +176,25 @@ export class SandboxEngine {
     return { ok: true, object: snapshot(deposit) };
   }
 
-  /** Everything whose final state (or return) falls in [since, until). */
+  /**
+   * Staff-style control: reverses (charges back) a succeeded deposit now; on one already reversed, answers it as
+   * it is and sends nothing (idempotent). undefined when there is no such deposit.
+   */
+  async reverseDeposit(unit: Unit, id: string, command: ReverseDeposit): Promise<TransitionResult<Deposit> | undefined> {
+    const resource = await this.opts.store.resource(id, unit.tx, true);
+    if (resource?.kind !== 'deposit') return undefined;
+    const deposit = resource.object;
+    if (deposit.status === 'reversed') return { ok: true, object: snapshot(deposit) };
+    if (deposit.status !== 'succeeded') return { ok: false, object: snapshot(deposit), message: `cannot reverse a deposit that is ${deposit.status}` };
+    // A scripted reversal still due is superseded by this one.
+    await this.cancelPlan(unit, id);
+    const event = this.chargeBack(deposit, command.reason);
+    await this.opts.store.update(unit, deposit);
+    if (command.send_webhook) await this.opts.webhooks.send(unit, event, deposit.reference);
+    return { ok: true, object: snapshot(deposit) };
+  }
+
+  /** Everything whose final state (or return, or reversal) falls in [since, until). */
   async settlementReport(since: Date, until: Date): Promise<SettlementItem[]> {
     const items: SettlementItem[] = [];
     for (const resource of await this.opts.store.finalBetween(since, until)) {
@@ -190,6 +221,8 @@ export class SandboxEngine {
           status: d.status,
           settled_at: (d.succeeded_at ?? d.failed_at)!,
           ...(d.failure_code ? { failure_code: d.failure_code } : {}),
+          ...(d.reversed_at ? { reversed_at: d.reversed_at } : {}),
+          ...(d.reversal_reason ? { reversal_reason: d.reversal_reason } : {}),
         });
       }
     }
@@ -210,6 +243,9 @@ export class SandboxEngine {
     const outcome = finalOutcomeOf(scenario);
     const failure_code = failureCodeOf(scenario, resource.kind);
     const returnDelayMs = 'return_delay_ms' in scenario && scenario.return_delay_ms !== undefined ? scenario.return_delay_ms : this.opts.callbackDelayMs;
+    // Counted from the success itself (the finish step writes the reverse step when it plays).
+    const reverseAfterMs = resource.kind === 'deposit' ? reverseAfterMsOf(scenario) : undefined;
+    const then = reverseAfterMs !== undefined ? { reverse_after_ms: reverseAfterMs } : {};
     const steps: [number, Step][] = [];
     switch (scenario.scenario) {
       case 'stay_pending':
@@ -217,10 +253,10 @@ export class SandboxEngine {
         break;
       case 'never_callback':
         // The status endpoint moves on; the platform only learns by polling.
-        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: 'none' }]);
+        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: 'none', ...then }]);
         break;
       case 'duplicate_callback':
-        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: scenario.also_distinct_id ? 'twice_and_distinct' : 'twice' }]);
+        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: scenario.also_distinct_id ? 'twice_and_distinct' : 'twice', ...then }]);
         break;
       case 'return_after_settlement':
         steps.push([delayMs, { do: 'finish', outcome: 'settle', failure_code, send: 'once' }]);
@@ -235,14 +271,17 @@ export class SandboxEngine {
       case 'fail':
       case 'slow':
       case 'error_then_ok':
-        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: 'once' }]);
+        steps.push([delayMs, { do: 'finish', outcome, failure_code, send: 'once', ...then }]);
         break;
     }
     const from = this.opts.now().getTime();
-    for (const [afterMs, step] of steps) {
-      const id = await this.opts.store.insertStep(unit, resource.object.id, new Date(from + afterMs), step);
-      unit.afterCommit(() => this.schedule(id, resource.object.id, afterMs));
-    }
+    for (const [afterMs, step] of steps) await this.addStep(unit, resource.object.id, from, afterMs, step);
+  }
+
+  /** Writes one step due afterMs from `from`, scheduled once the unit commits. */
+  private async addStep(unit: Unit, resourceId: string, from: number, afterMs: number, step: Step): Promise<void> {
+    const id = await this.opts.store.insertStep(unit, resourceId, new Date(from + afterMs), step);
+    unit.afterCommit(() => this.schedule(id, resourceId, afterMs));
   }
 
   private async cancelPlan(unit: Unit, resourceId: string): Promise<void> {
@@ -284,9 +323,15 @@ export class SandboxEngine {
     if (step.do === 'finish') {
       if (object.status !== 'pending') return;
       event = this.finish(resource, step.outcome, step.failure_code);
-    } else {
+      if (resource.kind === 'deposit' && resource.object.status === 'succeeded' && step.reverse_after_ms !== undefined) {
+        await this.addStep(unit, object.id, this.opts.now().getTime(), step.reverse_after_ms, { do: 'reverse', reversal_reason: SCRIPTED_REVERSAL_REASON, send: step.send });
+      }
+    } else if (step.do === 'return') {
       if (resource.kind !== 'payout' || resource.object.status !== 'settled') return;
       event = this.returnPayout(resource.object, step.return_reason);
+    } else {
+      if (resource.kind !== 'deposit' || resource.object.status !== 'succeeded') return;
+      event = this.chargeBack(resource.object, step.reversal_reason);
     }
     await this.opts.store.update(unit, object);
     switch (step.send) {
@@ -352,6 +397,17 @@ export class SandboxEngine {
     payout.updated_at = at;
     this.opts.logger.info({ payout_id: payout.id, reference: payout.reference, return_reason: reason }, 'sandbox payout returned');
     return this.event('payout.returned', payout, at);
+  }
+
+  /** succeeded → reversed, the full amount (changes the object; the caller stores it); returns the event announcing it. */
+  private chargeBack(deposit: Deposit, reason: string): WebhookEvent {
+    const at = this.nowIso();
+    deposit.status = 'reversed';
+    deposit.reversed_at = at;
+    deposit.reversal_reason = reason;
+    deposit.updated_at = at;
+    this.opts.logger.info({ deposit_id: deposit.id, reference: deposit.reference, amount: deposit.amount, reversal_reason: reason }, 'sandbox deposit reversed');
+    return this.event('deposit.reversed', deposit, at);
   }
 
   private event(type: WebhookEventType, object: Payout | Deposit, createdAt: string): WebhookEvent {

@@ -15,7 +15,8 @@ export interface MaskedDestination {
 }
 
 export type PayoutStatus = 'pending' | 'settled' | 'failed' | 'returned';
-export type DepositStatus = 'pending' | 'succeeded' | 'failed';
+/** reversed: a succeeded deposit charged back (the full amount), the only way out of succeeded. */
+export type DepositStatus = 'pending' | 'succeeded' | 'failed' | 'reversed';
 
 export interface Payout {
   id: string;
@@ -47,9 +48,12 @@ export interface Deposit {
   updated_at: string;
   succeeded_at?: string;
   failed_at?: string;
+  /** When a succeeded deposit was reversed (charged back), and why (e.g. `chargeback`). */
+  reversed_at?: string;
+  reversal_reason?: string;
 }
 
-export type WebhookEventType = 'payout.settled' | 'payout.failed' | 'payout.returned' | 'deposit.succeeded' | 'deposit.failed';
+export type WebhookEventType = 'payout.settled' | 'payout.failed' | 'payout.returned' | 'deposit.succeeded' | 'deposit.failed' | 'deposit.reversed';
 
 export interface WebhookEvent {
   id: string;

@@ -15,6 +15,16 @@ export function supportsDeposits(scenario: Scenario): boolean {
   return !PAYOUT_ONLY.has(scenario.scenario);
 }
 
+/** `reverse_after_ms`: the chargeback of a deposit after it succeeded; undefined when the scenario names none. */
+export function reverseAfterMsOf(scenario: Scenario): number | undefined {
+  return 'reverse_after_ms' in scenario ? scenario.reverse_after_ms : undefined;
+}
+
+/** A payout cannot be reversed (charged back): a scenario naming `reverse_after_ms` is for deposits only. */
+export function supportsPayouts(scenario: Scenario): boolean {
+  return reverseAfterMsOf(scenario) === undefined;
+}
+
 /** What the `<param>` of `sandbox:<scenario>:<param>` sets, per scenario. */
 const MAGIC_PARAM: Record<ScenarioName, ((param: string) => Record<string, unknown>) | undefined> = {
   settle: (param) => ({ callback_delay_ms: Number(param) }),

@@ -62,6 +62,14 @@ export const resolveDepositSchema = z.strictObject({
 });
 export type ResolveDeposit = z.infer<typeof resolveDepositSchema>;
 
+/** A chargeback of a succeeded deposit (its full amount); repeated on a reversed one, it changes and sends nothing. */
+export const reverseDepositSchema = z.strictObject({
+  reason: code.default('chargeback'),
+  /** false: reverse silently (no deposit.reversed webhook); the status endpoint and the report still show it. */
+  send_webhook: z.boolean().default(true),
+});
+export type ReverseDeposit = z.infer<typeof reverseDepositSchema>;
+
 /** The checkout page's secret (from the deposit's checkout_url) and the player's choice there. */
 const checkoutSecret = z.string().regex(/^[0-9a-f]{32}$/);
 export const checkoutQuerySchema = z.strictObject({ secret: checkoutSecret });
@@ -70,14 +78,22 @@ export const checkoutActionSchema = z.strictObject({ secret: checkoutSecret, out
 /**
  * Scripted outcomes. `callback_delay_ms` (every scenario) overrides the server's default delay before the
  * outcome; the other parameters belong to their scenario.
+ *
+ * `reverse_after_ms` (deposits only; settle, never_callback, duplicate_callback, slow, error_then_ok): once
+ * the deposit has succeeded, it is reversed (charged back, reason `chargeback`) that many ms later, announced
+ * as the success was: a deposit.reversed webhook (twice for duplicate_callback, plus a distinct id with
+ * also_distinct_id; none for never_callback). Nothing is reversed when the deposit fails. A payout whose
+ * scenario names it is refused (400 invalid_scenario).
  */
 const common = { callback_delay_ms: durationMs.optional() };
+/** Deposits only: reversed (chargeback) this many ms after succeeding, see above. */
+const reversal = { reverse_after_ms: durationMs.optional() };
 const finalOutcome = z.enum(['settle', 'fail']);
 
 export const scenarioSchema = z.discriminatedUnion('scenario', [
-  z.strictObject({ scenario: z.literal('settle'), ...common }),
+  z.strictObject({ scenario: z.literal('settle'), ...reversal, ...common }),
   z.strictObject({ scenario: z.literal('fail'), failure_code: code.optional(), ...common }),
-  z.strictObject({ scenario: z.literal('never_callback'), outcome: finalOutcome.optional(), failure_code: code.optional(), ...common }),
+  z.strictObject({ scenario: z.literal('never_callback'), outcome: finalOutcome.optional(), failure_code: code.optional(), ...reversal, ...common }),
   z.strictObject({ scenario: z.literal('stay_pending'), ...common }),
   z.strictObject({
     scenario: z.literal('duplicate_callback'),
@@ -85,12 +101,13 @@ export const scenarioSchema = z.discriminatedUnion('scenario', [
     failure_code: code.optional(),
     /** Besides the same event twice, a third delivery: same content under a new event id. */
     also_distinct_id: z.boolean().optional(),
+    ...reversal,
     ...common,
   }),
   z.strictObject({ scenario: z.literal('out_of_order'), return_reason: code.optional(), return_delay_ms: durationMs.optional(), ...common }),
   z.strictObject({ scenario: z.literal('return_after_settlement'), return_reason: code.optional(), return_delay_ms: durationMs.optional(), ...common }),
-  z.strictObject({ scenario: z.literal('slow'), delay_ms: durationMs.optional(), ...common }),
-  z.strictObject({ scenario: z.literal('error_then_ok'), fail_attempts: z.number().int().min(1).max(100).optional(), ...common }),
+  z.strictObject({ scenario: z.literal('slow'), delay_ms: durationMs.optional(), ...reversal, ...common }),
+  z.strictObject({ scenario: z.literal('error_then_ok'), fail_attempts: z.number().int().min(1).max(100).optional(), ...reversal, ...common }),
   z.strictObject({ scenario: z.literal('reject'), ...common }),
 ]);
 export type Scenario = z.infer<typeof scenarioSchema>;

@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import type { Logger } from '../../lib/logger';
 import { SandboxEngine } from './engine';
 import { isValidIban, snapshot } from './objects';
-import { DEFAULT_SCENARIO, scenarioFromMetadata, scenarioFromDestination, supportsDeposits, type ScenarioParse } from './scenarios';
+import { DEFAULT_SCENARIO, scenarioFromMetadata, scenarioFromDestination, supportsDeposits, supportsPayouts, type ScenarioParse } from './scenarios';
 import { Scheduler } from './scheduler';
 import {
   checkoutActionSchema,
@@ -19,6 +19,7 @@ import {
   referenceQuerySchema,
   resolveDepositSchema,
   resolvePayoutSchema,
+  reverseDepositSchema,
   scenarioSchema,
   settlementReportQuerySchema,
   type Scenario,
@@ -237,6 +238,7 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
         scenarioOrThrow(scenarioFromDestination(body.destination)) ??
         scenarioOrThrow(scenarioFromMetadata(body.metadata)) ??
         DEFAULT_SCENARIO;
+      if (!supportsPayouts(scenario)) throw new SandboxHttpError(400, 'invalid_scenario', 'reverse_after_ms is for deposits only');
       await failTransiently(unit, 'payout', key, scenario);
       if (scenario.scenario === 'reject') {
         return { statusCode: 422, body: errorBody('invalid_destination', 'the destination was refused by the provider'), remember: true };
@@ -343,6 +345,16 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     const { id } = parse(idParamsSchema, request.params, 'path');
     const command = parse(resolveDepositSchema, request.body, 'body');
     const result = await inUnit(pool, (unit) => engine.resolveDeposit(unit, id, command));
+    if (!result) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
+    if (!result.ok) throw new SandboxHttpError(409, 'invalid_transition', result.message, { body: { deposit: result.object } });
+    return result.object;
+  });
+
+  // A chargeback: succeeded → reversed (409 from any other status; 200 and nothing sent when already reversed).
+  app.post('/sandbox/deposits/:id/reverse', async (request) => {
+    const { id } = parse(idParamsSchema, request.params, 'path');
+    const command = parse(reverseDepositSchema, request.body ?? {}, 'body');
+    const result = await inUnit(pool, (unit) => engine.reverseDeposit(unit, id, command));
     if (!result) throw new SandboxHttpError(404, 'not_found', `no deposit ${id}`);
     if (!result.ok) throw new SandboxHttpError(409, 'invalid_transition', result.message, { body: { deposit: result.object } });
     return result.object;

@@ -151,13 +151,21 @@ export class SandboxStore {
 
   async update(unit: Unit, object: Payout | Deposit): Promise<void> {
     const returnedAt = object.object === 'payout' ? (object.returned_at ?? null) : null;
-    await unit.tx.query('UPDATE resources SET object = $2, final_at = $3, returned_at = $4 WHERE id = $1', [object.id, JSON.stringify(object), finalAtOf(object), returnedAt]);
+    const reversedAt = object.object === 'deposit' ? (object.reversed_at ?? null) : null;
+    await unit.tx.query('UPDATE resources SET object = $2, final_at = $3, returned_at = $4, reversed_at = $5 WHERE id = $1', [
+      object.id,
+      JSON.stringify(object),
+      finalAtOf(object),
+      returnedAt,
+      reversedAt,
+    ]);
   }
 
-  /** Everything whose final state or return falls in [since, until). */
+  /** Everything whose final state, return (payouts) or reversal (deposits) falls in [since, until). */
   async finalBetween(since: Date, until: Date): Promise<Resource[]> {
     const { rows } = await this.pool.query(
-      'SELECT kind, object FROM resources WHERE (final_at >= $1 AND final_at < $2) OR (returned_at >= $1 AND returned_at < $2)',
+      `SELECT kind, object FROM resources
+       WHERE (final_at >= $1 AND final_at < $2) OR (returned_at >= $1 AND returned_at < $2) OR (reversed_at >= $1 AND reversed_at < $2)`,
       [since, until],
     );
     return rows.map((row) => ({ kind: row.kind, object: row.object }));

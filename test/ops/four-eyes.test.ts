@@ -9,7 +9,7 @@ describe('four eyes on manual money actions (the default): one staff member requ
   beforeAll(async () => {
     // Polls far apart, so only staff (or the provider) can move a stuck payout in this suite.
     stack = await startSagaStack({ PROVIDER_STUCK_AFTER_MS: '1000', PROVIDER_POLL_INITIAL_MS: '60000', PROVIDER_POLL_MAX_MS: '60000' });
-    expect(stack.config.FOUR_EYES_ACTIONS).toEqual(['payout_resolve', 'payout_review', 'account_unfreeze']);
+    expect(stack.config.FOUR_EYES_ACTIONS).toEqual(['payout_resolve', 'payout_review', 'account_unfreeze', 'chargeback']);
     for (const name of ['alice', 'bob', 'carol', 'dan', 'eve', 'fay', 'gus', 'hal', 'ivy']) {
       staff[name] = `Bearer ${await signToken({ sub: name, role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
     }

@@ -35,6 +35,7 @@ describe('sandbox aggregator with SANDBOX_API_TOKEN set', () => {
       ['GET', `/v1/reports/settlements?since=${new Date(0).toISOString()}`],
       ['PUT', `/sandbox/scenarios/${reference}`, { scenario: 'return_after_settlement' }],
       ['POST', `/sandbox/payouts/${id}/resolve`, { outcome: 'fail' }],
+      ['POST', `/sandbox/deposits/${id}/reverse`, {}],
       ['GET', `/sandbox/events?reference=${reference}`],
     ];
     for (const authorization of [undefined, 'Bearer wrong-token', `Basic ${TOKEN}`]) {

@@ -64,6 +64,14 @@ export class DepositsService {
     }
     // Someone else's deposit is reported as absent, not forbidden: deposit ids reveal nothing.
     if (!view || (principal.role === 'player' && view.accountId !== principal.sub)) throw new ProblemError('DEPOSIT_NOT_FOUND', `No deposit ${depositId}`);
+    // Charged back after its saga closed: the reversal saga recorded it in the read model.
+    if (view.status === 'CREDITED') {
+      const { rows } = await this.pool.query<{ reversed_at: Date | null; reversal_reason: string | null }>('SELECT reversed_at, reversal_reason FROM deposits WHERE deposit_id = $1', [depositId]);
+      const reversed = rows[0];
+      if (reversed?.reversed_at) {
+        return { ...view, status: 'REVERSED', timeline: [...view.timeline, { at: reversed.reversed_at.toISOString(), status: 'REVERSED', note: 'reversed', staffNote: `charged back: ${reversed.reversal_reason ?? 'chargeback'}` }] };
+      }
+    }
     return view;
   }
 }

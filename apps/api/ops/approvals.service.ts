@@ -7,6 +7,7 @@ import { canonicalJson } from '../sagas/idempotency';
 import { toPayoutBody } from '../payouts/payouts.service';
 import { claimDecision, finishApproval, getApproval, listApprovals, openApproval, type ApprovalRow, type ApprovalStatus } from './approvals.store';
 import { appendAudit, setAccountStatus } from './ops.stores';
+import type { DepositChargebacks } from './deposit-chargebacks';
 import type { PayoutStaffActions, ResolutionRequest, ReviewRequest } from './payout-staff-actions';
 
 export const approvalBody = z.object({
@@ -45,6 +46,7 @@ export class Approvals {
     private readonly config: Config,
     private readonly pool: Pool,
     payouts: PayoutStaffActions,
+    chargebacks: DepositChargebacks,
   ) {
     this.apply = {
       payout_resolve: async (row, approvedBy) => {
@@ -54,6 +56,10 @@ export class Approvals {
       payout_review: async (row, approvedBy) => {
         const view = await payouts.review(row.target, row.payload as unknown as ReviewRequest, row.requested_by, { id: row.id, by: approvedBy });
         return { detail: `now ${view.status}`, result: toPayoutBody(view, 'staff') };
+      },
+      chargeback: async (row, approvedBy) => {
+        const outcome = await chargebacks.apply(row.target, row.reason, row.requested_by, approvedBy);
+        return { detail: outcome.detail, result: { deposit_id: row.target, ...outcome } };
       },
       account_unfreeze: async (row) => {
         const status = await inTransaction(this.pool, (db) => setAccountStatus(db, row.target, 'active', row.reason, row.requested_by));

@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import { verifyWebhookSignature } from '../../../lib/webhook-signature';
-import { depositEventSignal, type ProviderDepositEvent } from '../../../contracts/deposit';
+import { DEPOSIT_REVERSAL_TYPE, depositEventSignal, depositReversalWorkflowId, type DepositReversalInput, type ProviderDepositEvent } from '../../../contracts/deposit';
 import { providerEventSignal, type ProviderPayoutEvent } from '../../../contracts/payout';
 import { ProblemError } from '../common/problem';
 import type { ApiMetrics } from '../metrics/metrics';
@@ -21,12 +21,13 @@ const eventSchema = z.object({
       status: z.string(),
       failure_code: z.string().optional(),
       return_reason: z.string().optional(),
+      reversal_reason: z.string().max(200).optional(),
     }),
   }),
 });
 type ProviderEvent = z.infer<typeof eventSchema>;
 
-export const ackBody = z.object({ received: z.literal(true), duplicate: z.boolean(), delivered: z.enum(['signalled', 'already_signalled', 'saga_closed', 'return_saga_started', 'unknown_reference', 'ignored_type']) });
+export const ackBody = z.object({ received: z.literal(true), duplicate: z.boolean(), delivered: z.enum(['signalled', 'already_signalled', 'saga_closed', 'return_saga_started', 'reversal_saga_started', 'unknown_reference', 'ignored_type']) });
 export type Ack = z.infer<typeof ackBody>;
 
 const PAYOUT_EVENT_STATUS: Record<string, ProviderPayoutEvent['providerStatus']> = {
@@ -124,6 +125,7 @@ export class WebhookIntake {
     }
     const { duplicate } = stored;
     if (duplicate) this.metrics.webhookDuplicates.inc({ provider });
+    if (event.type === 'deposit.reversed') return this.reversal(provider, event, stored, log);
     const route = routeFor(event);
     if (!route) {
       await this.inbox.markSignalled(provider, event.id);
@@ -158,6 +160,37 @@ export class WebhookIntake {
     await this.inbox.markSignalled(provider, event.id);
     log.warn({ known }, 'webhook for a saga that is not running');
     return { received: true, duplicate, delivered: known ? 'saga_closed' : 'unknown_reference' };
+  }
+
+  /**
+   * A chargeback of a deposit, after its saga closed: a reversal saga (one per deposit, whatever the number of
+   * deliveries) checks it with the provider and takes the money back once.
+   */
+  private async reversal(provider: string, event: ProviderEvent, stored: { duplicate: boolean; signalled: boolean }, log: FastifyBaseLogger): Promise<Ack> {
+    const { duplicate } = stored;
+    if (stored.signalled) return { received: true, duplicate, delivered: 'already_signalled' };
+    const depositId = event.data.object.reference;
+    if (!(await this.inbox.knows('deposit', depositId))) {
+      await this.inbox.markSignalled(provider, event.id);
+      log.warn('reversal of a deposit the platform does not know');
+      return { received: true, duplicate, delivered: 'unknown_reference' };
+    }
+    const input: DepositReversalInput = { depositId, reason: event.data.object.reversal_reason ?? 'chargeback', source: 'provider', eventId: event.id };
+    try {
+      await this.temporal.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () =>
+        this.temporal.workflow
+          .start(DEPOSIT_REVERSAL_TYPE, { workflowId: depositReversalWorkflowId(depositId), taskQueue: this.config.TEMPORAL_TASK_QUEUE, args: [input], workflowIdConflictPolicy: 'USE_EXISTING', workflowIdReusePolicy: 'REJECT_DUPLICATE' })
+          .catch((startErr: unknown) => {
+            if (!(startErr instanceof WorkflowExecutionAlreadyStartedError)) throw startErr;
+          }),
+      );
+    } catch (err) {
+      log.error({ err }, 'reversal stored but its saga not started; provider will retry');
+      throw new ProblemError('SERVICE_UNAVAILABLE', 'The event is stored but could not be delivered yet; retry');
+    }
+    await this.inbox.markSignalled(provider, event.id);
+    log.warn('deposit reversed by the provider: reversal saga started');
+    return { received: true, duplicate, delivered: 'reversal_saga_started' };
   }
 
   /** Returned after the saga's return window: a return saga refunds the player (once, by ledger key). */
