@@ -226,7 +226,7 @@ describe('a key whose saga Temporal no longer keeps', () => {
     // As after retention: the key was claimed and the saga ran (its read model row exists), but its first
     // answer was never stored and Temporal has dropped its history.
     await stack.pool.query(
-      `INSERT INTO idempotency_records (account_id, idempotency_key, operation, fingerprint, resource_id) VALUES ($1, $2, 'payout', $3, $4)`,
+      `INSERT INTO idempotency_records (account_id, idempotency_key, operation, fingerprint, resource_id, created_at) VALUES ($1, $2, 'payout', $3, $4, now() - interval '60 days')`,
       [accountId, key, requestFingerprint('payout', body), payoutId],
     );
     await stack.pool.query(

@@ -3,13 +3,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Pool } from '../../../lib/db';
 import { Roles } from '../auth/auth';
-import { parseOrProblem, ProblemError } from '../common/problem';
+import { parseOrProblem } from '../common/problem';
 import { depositIdSchema } from '../deposits/deposits.schemas';
 import type { RouteDoc } from '../docs/openapi';
 import { APPROVALS, DEPOSIT_CHARGEBACKS, PG_POOL } from '../tokens';
 import { approvalBody, type Approvals } from './approvals.service';
 import type { DepositChargebacks } from './deposit-chargebacks';
-import { appendAudit } from './ops.stores';
+import { audited } from './ops.stores';
 
 const chargebackBody = z.strictObject({ reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000) });
 const chargebackResult = z.object({ deposit_id: z.string(), reversed: z.boolean(), detail: z.string() });
@@ -30,21 +30,16 @@ export class DepositsOpsController {
     const id = parseOrProblem(depositIdSchema, depositId, 'path');
     const { reason } = parseOrProblem(chargebackBody, body);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
-    try {
+    return audited<unknown>(this.pool, { actor, action: 'deposit:chargeback', target: id, reason, request: { reason } }, async () => {
       await this.chargebacks.check(id);
       if (this.approvals.needsApproval('chargeback')) {
         const approval = await this.approvals.request('chargeback', id, { reason }, reason, actor, 'deposit:chargeback');
         void reply.status(202);
-        return approval;
+        return { result: approval };
       }
       const outcome = await this.chargebacks.apply(id, reason, actor);
-      await appendAudit(this.pool, { actor, action: 'deposit:chargeback', target: id, reason, request: { reason }, outcome: 'applied', detail: outcome.detail });
-      return chargebackResult.parse({ deposit_id: id, ...outcome });
-    } catch (err) {
-      const refused = err instanceof ProblemError && err.status < 500;
-      await appendAudit(this.pool, { actor, action: 'deposit:chargeback', target: id, reason, request: { reason }, outcome: refused ? 'refused' : 'error', detail: refused ? `${err.code}: ${err.message}` : String(err) });
-      throw err;
-    }
+      return { result: chargebackResult.parse({ deposit_id: id, ...outcome }), detail: outcome.detail };
+    });
   }
 }
 

@@ -3,6 +3,7 @@
  * model's rows of payouts marked for a failing workflow task. Controllers call these; none runs SQL itself.
  */
 import type { Pool, PoolClient } from '../../../lib/db';
+import { ProblemError } from '../common/problem';
 
 /** 'requested' and 'rejected': the steps of a four-eyes request (migrations/0017). */
 export type AuditOutcome = 'applied' | 'refused' | 'error' | 'requested' | 'rejected';
@@ -29,6 +30,24 @@ export async function appendAudit(db: Pool | PoolClient, entry: AuditEntry): Pro
     entry.outcome,
     entry.detail.slice(0, 2000),
   ]);
+}
+
+/**
+ * Runs a staff action and writes its audit entry: `applied` with the detail the action returns, `refused` for
+ * a problem of the request (4xx), `error` otherwise. An action that returns no detail (a four-eyes request,
+ * audited as requested where it was opened) writes nothing more.
+ */
+export async function audited<T>(pool: Pool, entry: Omit<AuditEntry, 'outcome' | 'detail'>, run: () => Promise<{ result: T; detail?: string }>): Promise<T> {
+  let done: { result: T; detail?: string };
+  try {
+    done = await run();
+  } catch (err) {
+    const refused = err instanceof ProblemError && err.status < 500;
+    await appendAudit(pool, { ...entry, outcome: refused ? 'refused' : 'error', detail: refused ? `${err.code}: ${err.message}` : String(err) });
+    throw err;
+  }
+  if (done.detail !== undefined) await appendAudit(pool, { ...entry, outcome: 'applied', detail: done.detail });
+  return done.result;
 }
 
 export async function auditTrail(pool: Pool, target: string): Promise<{ id: number; at: string; actor: string; action: string; target: string; reason: string; outcome: string; detail: string }[]> {

@@ -15,7 +15,7 @@ import { approvalBody } from './approvals.service';
 import type { PayoutStaffActions } from './payout-staff-actions';
 import { staffViewOfMark, type WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 import { workflowTaskFailureBody } from './workflow-task-failures';
-import { appendAudit, auditTrail, payoutRows, type AuditOutcome } from './ops.stores';
+import { appendAudit, audited, auditTrail, payoutRows, type AuditOutcome } from './ops.stores';
 
 /** Marked sagas are few (a defect stops many at once, but an alert fires at the first): a bound, not a page. */
 const MAX_MARKS_LISTED = 1_000;
@@ -137,21 +137,16 @@ export class PayoutsOpsController {
     const input = parseOrProblem(resolveBody, body);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     const action = `resolve:${input.outcome}`;
-    try {
+    return audited<unknown>(this.pool, { actor, action, target: id, reason: input.reason, request: input }, async () => {
       if (this.approvals.needsApproval('payout_resolve')) {
         await this.staffActions.checkResolvable(id);
         const approval = await this.approvals.request('payout_resolve', id, input, input.reason, actor, action);
         void reply.status(202);
-        return approval;
+        return { result: approval };
       }
       const view = await this.staffActions.resolve(id, input, actor);
-      await this.audit(actor, action, id, input.reason, input, 'applied', `now ${view.status}`);
-      return toPayoutBody(view, 'staff');
-    } catch (err) {
-      const refused = err instanceof ProblemError && err.status < 500;
-      await this.audit(actor, action, id, input.reason, input, refused ? 'refused' : 'error', refused ? `${err.code}: ${err.message}` : String(err));
-      throw err;
-    }
+      return { result: toPayoutBody(view, 'staff'), detail: `now ${view.status}` };
+    });
   }
 
   /**
@@ -166,21 +161,16 @@ export class PayoutsOpsController {
     const input = parseOrProblem(reviewBody, body);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     const action = `review:${input.decision}`;
-    try {
+    return audited<unknown>(this.pool, { actor, action, target: id, reason: input.reason, request: input }, async () => {
       const view = await this.staffActions.checkReviewable(id);
       if (view.review?.dualApproval) {
         const approval = await this.approvals.request('payout_review', id, input, input.reason, actor, action);
         void reply.status(202);
-        return approval;
+        return { result: approval };
       }
       const reviewed = await this.staffActions.review(id, input, actor);
-      await this.audit(actor, action, id, input.reason, input, 'applied', `now ${reviewed.status}`);
-      return toPayoutBody(reviewed, 'staff');
-    } catch (err) {
-      const refused = err instanceof ProblemError && err.status < 500;
-      await this.audit(actor, action, id, input.reason, input, refused ? 'refused' : 'error', refused ? `${err.code}: ${err.message}` : String(err));
-      throw err;
-    }
+      return { result: toPayoutBody(reviewed, 'staff'), detail: `now ${reviewed.status}` };
+    });
   }
 
   /**
@@ -193,15 +183,10 @@ export class PayoutsOpsController {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
     const { reason } = parseOrProblem(cancelBody, body);
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
-    try {
+    return audited<unknown>(this.pool, { actor, action: 'cancel', target: id, reason, request: { reason } }, async () => {
       const view = await this.payouts.cancel(id, request.principal!, reason);
-      await this.audit(actor, 'cancel', id, reason, { reason }, 'applied', `now ${view.status}`);
-      return toPayoutBody(view, 'staff');
-    } catch (err) {
-      const refused = err instanceof ProblemError;
-      await this.audit(actor, 'cancel', id, reason, { reason }, refused ? 'refused' : 'error', refused ? err.code : String(err));
-      throw err;
-    }
+      return { result: toPayoutBody(view, 'staff'), detail: `now ${view.status}` };
+    });
   }
 
   /** Asks the saga to poll its provider now rather than at its next backoff step. */

@@ -52,10 +52,11 @@ export interface StoredAnswer {
 export type IdempotencyLookup =
   | { state: 'absent' }
   | { state: 'mismatch' }
-  | { state: 'in_progress'; resourceId: string }
+  | { state: 'in_progress'; resourceId: string; claimedAt: Date }
   | { state: 'completed'; resourceId: string; answer: StoredAnswer };
 
 interface RecordRow {
+  created_at: Date;
   operation: string;
   fingerprint: string;
   resource_id: string;
@@ -72,7 +73,7 @@ export class IdempotencyStore {
 
   async lookup(accountId: string, key: string, operation: string, fingerprint: string): Promise<IdempotencyLookup> {
     const { rows } = await this.pool.query<RecordRow>(
-      'SELECT operation, fingerprint, resource_id, response_status, response_body FROM idempotency_records WHERE account_id = $1 AND idempotency_key = $2',
+      'SELECT created_at, operation, fingerprint, resource_id, response_status, response_body FROM idempotency_records WHERE account_id = $1 AND idempotency_key = $2',
       [accountId, key],
     );
     return toLookup(rows[0], operation, fingerprint);
@@ -114,7 +115,7 @@ export class IdempotencyStore {
 function toLookup(row: RecordRow | undefined, operation: string, fingerprint: string): IdempotencyLookup {
   if (!row) return { state: 'absent' };
   if (row.operation !== operation || row.fingerprint !== fingerprint) return { state: 'mismatch' };
-  if (row.response_status === null) return { state: 'in_progress', resourceId: row.resource_id };
+  if (row.response_status === null) return { state: 'in_progress', resourceId: row.resource_id, claimedAt: row.created_at };
   return { state: 'completed', resourceId: row.resource_id, answer: { status: row.response_status, body: row.response_body! } };
 }
 

@@ -74,6 +74,9 @@ export interface SagaAnswer {
   resourceId: string;
 }
 
+/** A claim this old whose saga Temporal no longer has was dropped by retention (days); younger ones are still starting. */
+const RETENTION_SUSPECT_AFTER_MS = 60 * 60_000;
+
 const MISMATCH_DETAIL = 'This Idempotency-Key was first used with a different request; nothing was changed';
 
 /**
@@ -135,8 +138,9 @@ export class IdempotentStart {
       }
 
       // A claimed key whose first request never stored its answer: if its saga ran and Temporal has since
-      // dropped it (retention), starting again would submit again. The read model answers instead.
-      if (earlier.state === 'in_progress' && !(await this.calls.exists(resourceId))) {
+      // dropped it (retention), starting again would submit again. The read model answers instead. Only for a
+      // claim older than any start could take: a young saga Temporal does not show yet is joined, not replaced.
+      if (earlier.state === 'in_progress' && Date.now() - earlier.claimedAt.getTime() > RETENTION_SUSPECT_AFTER_MS && !(await this.calls.exists(resourceId))) {
         const recorded = await this.readModelView(kind, resourceId);
         if (recorded) {
           const stored = await this.idempotency.complete(accountId, key, kind.answer(kind.decisionOf(recorded), request, resourceId, requestId));
