@@ -28,7 +28,7 @@ export type AuthorizationResult = { approved: true; review?: ReviewReason } | { 
 export type Admission = { outcome: 'held'; holdTransferId: number; review?: ReviewReason } | { outcome: 'declined'; stage: 'authorization' | 'hold'; code: string; detail: string };
 
 /** Statuses whose money is (or was) on its way out: they count against the daily and hourly limits. */
-const COUNTED_STATUSES = ['AUTHORIZED', 'HELD', 'SUBMITTED', 'SETTLED'];
+const COUNTED_STATUSES = ['AUTHORIZED', 'HELD', 'PENDING_REVIEW', 'SUBMITTED', 'SETTLED'];
 
 export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limits: MoneyLimits }) {
   const { pool, ledger, limits } = deps;
@@ -96,6 +96,17 @@ export function createPayoutActivities(deps: { pool: Pool; ledger: Ledger; limit
         if (refusal) return { approved: false, ...refusal };
         return review ? { approved: true, review } : { approved: true };
       });
+    },
+
+    /**
+     * Whether a held payout may still go out (checked when staff approve it at review, which may be days after
+     * its authorization): the account is not frozen and owes no chargeback since.
+     */
+    async recheckPayoutAccount(input: { payoutId: string; accountId: string }): Promise<{ refusal?: { code: string; detail: string } }> {
+      const { rows } = await pool.query<{ status: string }>('SELECT status FROM account_status WHERE account_id = $1', [input.accountId]);
+      if (rows[0]?.status === 'frozen') return { refusal: { code: 'ACCOUNT_NOT_ACTIVE', detail: 'the account was frozen since' } };
+      if ((await debtOf(ledger, input.accountId)) > 0) return { refusal: { code: 'OUTSTANDING_DEBT', detail: 'the account owes a reversed deposit since' } };
+      return {};
     },
 
     /** Mirrors the saga's state into the read model; a late (lower version) write changes nothing. */

@@ -54,7 +54,8 @@ export async function collectDebt(ledger: Ledger, pool: Pool, playerId: string, 
     }
     return 0; // the balance keeps moving under us: the next deposit collects
   } finally {
-    await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lock]).catch(() => undefined);
-    client.release();
+    // A connection whose unlock failed may still hold the lock: it is closed, not returned to the pool.
+    const unlocked = await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lock]).then(() => true, () => false);
+    client.release(!unlocked);
   }
 }

@@ -102,6 +102,9 @@ export interface ReviewPolicy {
 /** Why a payout waits for review: its amount, or a limit it would break (where limits send to review). */
 export type ReviewReason = 'amount' | 'LIMIT_EXCEEDED' | 'VELOCITY_LIMIT_EXCEEDED';
 
+/** What a player may be told when its payout is rejected at review: neutral codes, never the reviewer's reasoning. */
+export const REVIEW_REJECTION_CODES = ['review_rejected', 'source_of_funds', 'identity_verification', 'responsible_gambling', 'payment_method'] as const;
+
 /** A staff review of a payout in PENDING_REVIEW. */
 export interface ReviewDecision {
   decision: 'approve' | 'reject';

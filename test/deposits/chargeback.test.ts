@@ -148,6 +148,20 @@ describe("chargebacks: a reversed deposit is taken back once; what the balance c
     expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 2_000 });
     const incidents = await stack.pool.query<{ kind: string }>('SELECT kind FROM provider_incidents WHERE reference = $1', [deposit.depositId]);
     expect(incidents.rows.map((r) => r.kind)).toEqual(['claim_contradicted']); // its record says succeeded
+
+    // The provider reverses it for real later: its webhook starts a new run, which takes the deposit back once.
+    await reverseAtProvider(deposit.providerDepositId);
+    let outcome = await reversalOutcome(deposit.depositId);
+    for (let i = 0; i < 100 && !outcome.reversed; i++) {
+      await sleep(100);
+      outcome = await reversalOutcome(deposit.depositId);
+    }
+    expect(outcome).toMatchObject({ reversed: true });
+    expect(await steps(deposit.depositId)).toEqual([
+      ['credit', 2_000],
+      ['chargeback', 2_000],
+      ['chargeback:collect', 2_000],
+    ]);
   });
 
   it('a staff chargeback is a four-eyes request: the requester cannot approve it; approved by another, the deposit is taken back once', async () => {

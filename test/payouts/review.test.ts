@@ -116,6 +116,41 @@ describe('payout review (defaults: above 2,000 EUR reviewed, above 5,000 EUR by 
     await recordHistory(stack.temporal, 'payout-review-dual-approved', payoutId);
   });
 
+  it('a payout in review counts against the daily limit: the next one over it is declined, not queued for review too', async () => {
+    const accountId = await stack.fundedAccount(1_000_000);
+    const limits = await fetch(`${stack.apiUrl}/v1/ops/accounts/${accountId}/limits`, {
+      method: 'PUT',
+      headers: { authorization: staff.alice!, 'content-type': 'application/json' },
+      body: JSON.stringify({ payout_daily_max: { minor_units: 300_000, currency: 'EUR' }, reason: 'daily cap for this test' }),
+    });
+    expect(limits.status).toBe(200);
+    const first = await stack.postPayout(payoutRequest(accountId, 250_000), uniqueId('key'));
+    expect(first.json.status).toBe('PENDING_REVIEW');
+    const second = await stack.postPayout(payoutRequest(accountId, 250_000), uniqueId('key'));
+    expect([second.status, second.json.code]).toEqual([422, 'LIMIT_EXCEEDED']);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ held: 250_000 });
+    await review(first.json.payout_id, 'bob', { decision: 'reject', reason: 'test cleanup' });
+  });
+
+  it('approved days later, a payout whose account was frozen since is not paid: DECLINED, its hold voided', async () => {
+    const accountId = await stack.fundedAccount(300_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 250_000), uniqueId('key'));
+    expect(res.json.status).toBe('PENDING_REVIEW');
+    expect((await post(`${stack.apiUrl}/v1/ops/accounts/${accountId}/freeze`, staff.alice!, { reason: 'fraud investigation' })).status).toBe(200);
+    const approved = await review(res.json.payout_id, 'bob', { decision: 'approve', reason: 'documents fine' });
+    expect(approved.json).toMatchObject({ status: 'DECLINED', decline_code: 'ACCOUNT_NOT_ACTIVE' });
+    expect((await stack.transfersOf(res.json.payout_id)).map((t) => t.kind)).toEqual(['hold', 'void']);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 300_000, held: 0 });
+    expect((await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${res.json.payout_id}`)).status).toBe(404);
+  });
+
+  it('a rejection code is one of the neutral codes a player may see', async () => {
+    const accountId = await stack.fundedAccount(300_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 250_000), uniqueId('key'));
+    expect((await review(res.json.payout_id, 'bob', { decision: 'reject', reason: 'x', reason_code: 'suspected_aml' })).json.code).toBe('VALIDATION_FAILED');
+    expect((await review(res.json.payout_id, 'bob', { decision: 'reject', reason: 'checks failed', reason_code: 'identity_verification' })).json).toMatchObject({ status: 'DECLINED', decline_code: 'identity_verification' });
+  });
+
   it('staff may cancel a payout in review (its hold is voided); a review then is refused', async () => {
     const accountId = await stack.fundedAccount(300_000);
     const res = await stack.postPayout(payoutRequest(accountId, 250_000), uniqueId('key'));

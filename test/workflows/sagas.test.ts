@@ -64,6 +64,7 @@ const activities = {
   postPayoutHold: recorded('postPayoutHold', () => ({ ok: true as const, transferId: 9 })),
   refundReturnedPayout: recorded('refundReturnedPayout', () => ({ ok: true, transferId: 10 })),
   recordPayoutState: recorded('recordPayoutState', () => undefined),
+  recheckPayoutAccount: recorded('recheckPayoutAccount', () => ({})),
   recordProviderIncident: recorded('recordProviderIncident', () => undefined),
   submitPayoutToProvider: recorded('submitPayoutToProvider', (input: { payoutId: string }, fake) => {
     if (fake.submission === 'refuse') throw ApplicationFailure.nonRetryable('refused', 'ProviderRejected', { code: 'destination_closed' });
@@ -165,6 +166,7 @@ describe('payout saga review (fast tier)', () => {
     fakeOf(id).record = record(id, 'settled');
     await handle.signal(pollProviderNowSignal);
     await statusBecomes(handle, (view) => view.status === 'SETTLED');
+    expect(called(id, 'recheckPayoutAccount')).toHaveLength(1);
     expect(called(id, 'submitPayoutToProvider')).toHaveLength(1);
     expect(called(id, 'postPayoutHold')).toHaveLength(1);
     expect(called(id, 'recordPayoutState').map((call) => call.input.status)).toEqual(['PENDING_REVIEW', 'HELD']);

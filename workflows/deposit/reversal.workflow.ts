@@ -11,6 +11,7 @@ const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
 /** A reversal that arrives before the deposit saga credited the deposit waits for the credit this long at most. */
 const CREDIT_WAIT_MS = 30 * 60_000;
 const CREDIT_RECHECK_MS = 30_000;
+const RECORD_RECHECK_MS = [1_000, 2_000, 4_000];
 
 /**
  * A deposit charged back after it was credited: the player's account gives the amount back once (ledger keys
@@ -39,7 +40,13 @@ export async function depositReversalWorkflow(input: DepositReversalInput): Prom
 async function providerDisagrees(input: DepositReversalInput): Promise<string | undefined> {
   const terms = await steps.requestedDepositTerms({ depositId: input.depositId });
   if (!terms) return 'no such deposit in the read model';
-  const seen = await provider.fetchProviderDeposit({ depositId: input.depositId });
+  // A provider may send the webhook a moment before its record says so: asked again a few times first.
+  let seen = await provider.fetchProviderDeposit({ depositId: input.depositId });
+  for (const delay of RECORD_RECHECK_MS) {
+    if (seen?.reversed) break;
+    await sleep(delay);
+    seen = await provider.fetchProviderDeposit({ depositId: input.depositId });
+  }
   const fields = seen ? differingTerms({ amount: terms.amount }, seen) : [];
   if (seen?.reversed && fields.length === 0) return undefined;
   const observed = seen ? { status: seen.reversed ? 'reversed' : seen.status, providerDepositId: seen.providerDepositId, amount: seen.amount ?? null } : { status: 'none' };

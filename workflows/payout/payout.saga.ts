@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, allHandlersFinished, condition, continueAsNew, proxyActivities, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, allHandlersFinished, condition, continueAsNew, patched, proxyActivities, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { ProviderPayout } from '../../activities/provider';
 import {
@@ -190,6 +190,15 @@ async function awaitReview(saga: PayoutState, money: ReturnType<typeof moneyStep
     saga.details.declineCode = review.reasonCode ?? 'review_rejected';
     await money.voidHold('DECLINED', saga.details.declineCode, `rejected at review by ${by}`);
     return false;
+  }
+  // Approved, perhaps days later: the account must still be allowed to withdraw (not frozen, no chargeback owed since).
+  if (patched('review-approval-rechecks-account')) {
+    const { refusal } = await steps.recheckPayoutAccount({ payoutId: saga.input.payoutId, accountId: saga.input.accountId });
+    if (refusal) {
+      saga.details.declineCode = refusal.code;
+      await money.voidHold('DECLINED', refusal.code, `approved at review by ${by}; not paid: ${refusal.detail}`);
+      return false;
+    }
   }
   await moveTo(saga, 'HELD', 'review_approved', `approved at review by ${by}`);
   return true;

@@ -60,7 +60,8 @@ export async function claimDecision(db: Pool | PoolClient, id: number, decidedBy
   return rows[0] && toRow(rows[0]);
 }
 
+/** Ends a claimed request; one already ended (a concurrent retry by its approver finished it) is returned as it is. */
 export async function finishApproval(db: Pool | PoolClient, id: number, status: 'approved' | 'failed', detail: string): Promise<ApprovalRow> {
   const { rows } = await db.query<ApprovalRow>("UPDATE approval_requests SET status = $2, outcome_detail = $3 WHERE id = $1 AND status = 'approving' RETURNING *", [id, status, detail.slice(0, 2000)]);
-  return toRow(rows[0]!);
+  return rows[0] ? toRow(rows[0]) : (await getApproval(db, id))!;
 }

@@ -25,7 +25,7 @@ export class DepositChargebacks {
     const input: DepositReversalInput = { depositId, reason, source: 'staff', requestedBy, ...(approvedBy ? { approvedBy } : {}) };
     const workflowId = depositReversalWorkflowId(depositId);
     await this.sagas
-      .bounded(() => this.sagas.workflows.start(DEPOSIT_REVERSAL_TYPE, { workflowId, taskQueue: this.config.TEMPORAL_TASK_QUEUE, args: [input], workflowIdConflictPolicy: 'USE_EXISTING', workflowIdReusePolicy: 'REJECT_DUPLICATE' }))
+      .bounded(() => this.sagas.workflows.start(DEPOSIT_REVERSAL_TYPE, { workflowId, taskQueue: this.config.TEMPORAL_TASK_QUEUE, args: [input], workflowIdConflictPolicy: 'USE_EXISTING', workflowIdReusePolicy: 'ALLOW_DUPLICATE' }))
       .catch((err: unknown) => {
         if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       });

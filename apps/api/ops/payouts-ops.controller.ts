@@ -3,7 +3,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Pool } from '../../../lib/db';
-import { PAYOUT_SAGA_TYPES, PAYOUT_STATUSES, pollProviderNowSignal } from '../../../contracts/payout';
+import { PAYOUT_SAGA_TYPES, PAYOUT_STATUSES, pollProviderNowSignal, REVIEW_REJECTION_CODES } from '../../../contracts/payout';
 import { Roles } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
@@ -29,10 +29,9 @@ const reviewBody = z.strictObject({
   decision: z.enum(['approve', 'reject']),
   reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000),
   reason_code: z
-    .string()
-    .regex(/^[a-z][a-z0-9_]{2,39}$/, 'a stable code: lower-case letters, digits and _ (e.g. source_of_funds)')
+    .enum(REVIEW_REJECTION_CODES)
     .optional()
-    .describe("a rejection's code, the payout's decline_code (what the player sees); default review_rejected"),
+    .describe("a rejection's code, the payout's decline_code: what the player sees, so one of a few neutral codes; default review_rejected"),
 });
 const cancelBody = z.strictObject({ reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000) });
 const listQuery = z.strictObject({

@@ -163,8 +163,9 @@ export class WebhookIntake {
   }
 
   /**
-   * A chargeback of a deposit, after its saga closed: a reversal saga (one per deposit, whatever the number of
-   * deliveries) checks it with the provider and takes the money back once.
+   * A chargeback of a deposit, after its saga closed: a reversal saga (one running per deposit, whatever the
+   * number of deliveries) checks it with the provider and takes the money back once (by ledger key). A later
+   * delivery may start a new run after an earlier one found nothing to do: the keys keep it to once.
    */
   private async reversal(provider: string, event: ProviderEvent, stored: { duplicate: boolean; signalled: boolean }, log: FastifyBaseLogger): Promise<Ack> {
     const { duplicate } = stored;
@@ -179,7 +180,7 @@ export class WebhookIntake {
     try {
       await this.temporal.connection.withDeadline(Date.now() + SIGNAL_DEADLINE_MS, () =>
         this.temporal.workflow
-          .start(DEPOSIT_REVERSAL_TYPE, { workflowId: depositReversalWorkflowId(depositId), taskQueue: this.config.TEMPORAL_TASK_QUEUE, args: [input], workflowIdConflictPolicy: 'USE_EXISTING', workflowIdReusePolicy: 'REJECT_DUPLICATE' })
+          .start(DEPOSIT_REVERSAL_TYPE, { workflowId: depositReversalWorkflowId(depositId), taskQueue: this.config.TEMPORAL_TASK_QUEUE, args: [input], workflowIdConflictPolicy: 'USE_EXISTING', workflowIdReusePolicy: 'ALLOW_DUPLICATE' })
           .catch((startErr: unknown) => {
             if (!(startErr instanceof WorkflowExecutionAlreadyStartedError)) throw startErr;
           }),
