@@ -112,6 +112,20 @@ describe('four eyes on manual money actions (the default): one staff member requ
     }
   });
 
+  it('an approval left applying by an approver whose apply failed is taken over by another after its lease, and applies once', async () => {
+    const { accountId, payoutId } = await submittedPayout(400);
+    const requested = await ops('POST', `/payouts/${payoutId}/resolve`, 'alice', { outcome: 'settle', reason: 'provider statement FIN-9' });
+    // As after bob's apply failed with an unknown outcome (a timeout): claimed by him, never finished.
+    await stack.pool.query("UPDATE approval_requests SET status = 'approving', decided_by = 'staff:bob', decided_at = now() - interval '1 minute' WHERE id = $1", [requested.json.approval_id]);
+    expect((await decide(requested.json.approval_id, 'carol', 'approve')).json.code).toBe('APPROVAL_DECIDED'); // within bob's lease
+    expect((await decide(requested.json.approval_id, 'carol', 'reject')).json.code).toBe('APPROVAL_DECIDED'); // it may have applied: never rejected
+    await stack.pool.query("UPDATE approval_requests SET decided_at = now() - interval '10 minutes' WHERE id = $1", [requested.json.approval_id]);
+    const taken = await decide(requested.json.approval_id, 'carol', 'approve');
+    expect(taken.json).toMatchObject({ status: 'approved', decided_by: 'staff:carol', result: { status: 'SETTLED' } });
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post']);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ held: 0, posted: 400 });
+  });
+
   it('releasing a freeze waits for a second staff member; until then payouts stay declined', async () => {
     const accountId = await stack.fundedAccount(1_000);
     expect((await ops('POST', `/accounts/${accountId}/freeze`, 'alice', { reason: 'chargeback investigation' })).json).toMatchObject({ status: 'frozen' });

@@ -46,16 +46,22 @@ export async function listApprovals(pool: Pool, filter: { status?: ApprovalStatu
   return rows.map(toRow);
 }
 
+/** An approval left `approving` this long (its approver's apply failed with an unknown outcome) may be taken over. */
+export const APPROVING_LEASE_SECONDS = 300;
+
 /**
  * Claims a pending request for one decider (`approving` or `rejected`): the one UPDATE that wins among
- * concurrent deciders. A request already `approving` by the same decider is claimed again (its retry).
+ * concurrent deciders. A request already `approving` is claimed again to approve it (never to reject it: its
+ * action may have taken effect) by the same decider (its retry), or by another once its lease has run out.
  */
 export async function claimDecision(db: Pool | PoolClient, id: number, decidedBy: string, decision: 'approving' | 'rejected', reason: string): Promise<ApprovalRow | undefined> {
   const { rows } = await db.query<ApprovalRow>(
     `UPDATE approval_requests SET status = $3, decided_by = $2, decided_at = now(), decision_reason = $4
-      WHERE id = $1 AND requested_by <> $2 AND (status = 'pending' OR (status = 'approving' AND decided_by = $2 AND $3 = 'approving'))
+      WHERE id = $1 AND requested_by <> $2
+        AND (status = 'pending'
+             OR (status = 'approving' AND $3 = 'approving' AND (decided_by = $2 OR decided_at < now() - make_interval(secs => $5))))
       RETURNING *`,
-    [id, decidedBy, decision, reason],
+    [id, decidedBy, decision, reason, APPROVING_LEASE_SECONDS],
   );
   return rows[0] && toRow(rows[0]);
 }
