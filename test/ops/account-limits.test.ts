@@ -70,6 +70,9 @@ describe("per-account limits set by staff override the defaults for that account
     expect((await limits(accountId, 'PUT', { reason: 'nothing named' })).json.code).toBe('VALIDATION_FAILED');
     expect((await limits(accountId, 'PUT', { payout_max: eur(500) })).json.code).toBe('VALIDATION_FAILED');
     expect((await limits(accountId, 'PUT', { payout_max: eur(0), reason: 'zero' })).json.code).toBe('VALIDATION_FAILED');
+    // A daily total below the single-payout limit (here the default's) makes no sense: refused, nothing written.
+    const inconsistent = await limits(accountId, 'PUT', { payout_daily_max: eur(500), reason: 'daily under the single cap' });
+    expect([inconsistent.status, inconsistent.json.code, inconsistent.json.detail]).toEqual([400, 'VALIDATION_FAILED', expect.stringMatching(/payout_max .* would exceed payout_daily_max/)]);
     expect((await limits(uniqueId('nobody'), 'PUT', { payout_max: eur(500), reason: 'no such account' })).status).toBe(404);
     expect((await limits(accountId, 'PUT', { payout_max: eur(500), reason: 'not staff' }, stack.service)).status).toBe(403);
     expect((await limits(accountId)).json.limits.payout_max.source).toBe('default');

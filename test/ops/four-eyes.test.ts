@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signToken } from '../../lib/tokens';
+import { sleep } from '../../lib/wait';
 import { uniqueId } from '../support';
 import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
@@ -144,7 +145,17 @@ describe('four eyes on manual money actions (the default): one staff member requ
       ['staff:alice', 'approval:approve', 'refused'],
       ['staff:carol', 'approval:approve', 'applied'],
     ]);
+    // A request made for one freeze does not lift the next one.
+    await ops('POST', `/accounts/${accountId}/freeze`, 'alice', { reason: 'first freeze' });
+    const stale = await ops('POST', `/accounts/${accountId}/unfreeze`, 'alice', { reason: 'first one cleared' });
+    await sleep(5);
+    await ops('POST', `/accounts/${accountId}/freeze`, 'dan', { reason: 'new fraud signal' });
+    const refused = await decide(stale.json.approval_id, 'carol', 'approve');
+    expect([refused.status, refused.json.code]).toEqual([409, 'APPROVAL_STALE']);
+    expect((await stack.postPayout(payoutRequest(accountId, 100), uniqueId('key'))).json.code).toBe('ACCOUNT_NOT_ACTIVE');
+    expect((await stack.pool.query('SELECT status, reason FROM account_status WHERE account_id = $1', [accountId])).rows[0]).toEqual({ status: 'frozen', reason: 'new fraud signal' });
     // Unfreezing an account that is not frozen opens nothing.
-    expect((await ops('POST', `/accounts/${accountId}/unfreeze`, 'alice', { reason: 'already active' })).status).toBe(200);
+    const other = await stack.fundedAccount(10);
+    expect((await ops('POST', `/accounts/${other}/unfreeze`, 'alice', { reason: 'never frozen' })).status).toBe(200);
   });
 });

@@ -47,6 +47,7 @@ export const PROBLEM_CODES = {
   APPROVER_IS_REQUESTER: { status: 403, title: 'A request must be decided by another staff member than its requester' },
   APPROVAL_DECIDED: { status: 409, title: 'The approval request has already been decided' },
   APPROVAL_PENDING: { status: 409, title: 'An approval request for this action is already open' },
+  APPROVAL_STALE: { status: 409, title: 'What the request was made for has changed since' },
   ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY: { status: 409, title: 'The account exists with a different currency' },
   ACCOUNT_ID_TAKEN: { status: 409, title: 'The account id is in use by a system account' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'A dependency is unavailable' },

@@ -70,6 +70,12 @@ export class AccountsOpsController {
       if (value !== null && typeof value === 'object' && value.currency !== account.currency) throw new ProblemError('CURRENCY_MISMATCH', `Account ${id} holds ${account.currency}; ${field} is in ${value.currency}`);
       changes[field] = value === null ? null : typeof value === 'object' ? value.minor_units : value;
     }
+    // The limits as they would be: a per-payout or per-deposit limit above its daily total makes no sense.
+    const after = { ...defaultLimits(moneyLimits(this.config), account.currency), ...(await readLimitOverrides(this.pool, id))?.values };
+    for (const [field, value] of Object.entries(changes) as [LimitField, number | null][]) after[field] = value ?? defaultLimits(moneyLimits(this.config), account.currency)[field];
+    for (const [single, daily] of [['payout_max', 'payout_daily_max'], ['deposit_max', 'deposit_daily_max']] as const) {
+      if (after[single] > after[daily]) throw new ProblemError('VALIDATION_FAILED', `${single} (${after[single]}) would exceed ${daily} (${after[daily]}) in minor units of ${account.currency}`);
+    }
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     await inTransaction(this.pool, async (db) => {
       await setLimitOverrides(db, id, changes, actor, input.reason);
@@ -119,7 +125,8 @@ export class AccountsOpsController {
     const current = await accountStatus(this.pool, id);
     // Not frozen: nothing to release, nothing to approve.
     if (current?.status !== 'frozen') return statusBody.parse({ account_id: id, status: 'active', reason: current?.reason ?? 'never frozen', changed_by: current?.changed_by ?? 'nobody', changed_at: (current?.changed_at ?? new Date(0)).toISOString() });
-    const approval = await this.approvals.request('account_unfreeze', id, { reason }, reason, `${request.principal!.role}:${request.principal!.sub}`, 'account:unfreeze');
+    // The freeze it releases: a re-freeze before the approval makes the request stale (refused when approved).
+    const approval = await this.approvals.request('account_unfreeze', id, { reason, frozen_at: current.changed_at.toISOString() }, reason, `${request.principal!.role}:${request.principal!.sub}`, 'account:unfreeze');
     void reply.status(202);
     return approval;
   }

@@ -6,7 +6,7 @@ import { ProblemError } from '../common/problem';
 import { canonicalJson } from '../sagas/idempotency';
 import { toPayoutBody } from '../payouts/payouts.service';
 import { claimDecision, finishApproval, getApproval, listApprovals, openApproval, type ApprovalRow, type ApprovalStatus } from './approvals.store';
-import { appendAudit, setAccountStatus } from './ops.stores';
+import { accountStatus, appendAudit, setAccountStatus } from './ops.stores';
 import type { DepositChargebacks } from './deposit-chargebacks';
 import type { PayoutStaffActions, ResolutionRequest, ReviewRequest } from './payout-staff-actions';
 
@@ -62,7 +62,15 @@ export class Approvals {
         return { detail: outcome.detail, result: { deposit_id: row.target, ...outcome } };
       },
       account_unfreeze: async (row) => {
-        const status = await inTransaction(this.pool, (db) => setAccountStatus(db, row.target, 'active', row.reason, row.requested_by));
+        const status = await inTransaction(this.pool, async (db) => {
+          // Only the freeze the request was made for: frozen again since (another reason), the request is stale.
+          const current = await accountStatus(db, row.target);
+          const frozenAt = (row.payload as { frozen_at?: string }).frozen_at;
+          if (current?.status !== 'frozen' || (frozenAt !== undefined && current.changed_at.toISOString() !== frozenAt)) {
+            throw new ProblemError('APPROVAL_STALE', `The account's status changed since the request (now ${current?.status ?? 'active'}, since ${current?.changed_at.toISOString() ?? 'never'})`);
+          }
+          return setAccountStatus(db, row.target, 'active', row.reason, row.requested_by);
+        });
         return { detail: 'now active', result: { ...status, changed_at: status.changed_at.toISOString() } };
       },
     };
