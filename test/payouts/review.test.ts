@@ -121,7 +121,7 @@ describe('payout review (defaults: above 2,000 EUR reviewed, above 5,000 EUR by 
     const limits = await fetch(`${stack.apiUrl}/v1/ops/accounts/${accountId}/limits`, {
       method: 'PUT',
       headers: { authorization: staff.alice!, 'content-type': 'application/json' },
-      body: JSON.stringify({ payout_daily_max: { minor_units: 300_000, currency: 'EUR' }, reason: 'daily cap for this test' }),
+      body: JSON.stringify({ payout_max: { minor_units: 300_000, currency: 'EUR' }, payout_daily_max: { minor_units: 300_000, currency: 'EUR' }, reason: 'daily cap for this test' }),
     });
     expect(limits.status).toBe(200);
     const first = await stack.postPayout(payoutRequest(accountId, 250_000), uniqueId('key'));
