@@ -51,6 +51,13 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 -- Scenarios registered through the control endpoint, and error_then_ok's 503s answered so far.
 CREATE TABLE IF NOT EXISTS scenarios (reference text PRIMARY KEY, scenario jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS transient_failures (scoped_key text PRIMARY KEY, answered integer NOT NULL);
+-- accept_then_error: written with the payout it accepted; the error its submissions answer, how many (NULL: all), how many did.
+CREATE TABLE IF NOT EXISTS accepted_errors (
+  scoped_reference text PRIMARY KEY,
+  status_code integer NOT NULL,
+  error_attempts integer,
+  answered integer NOT NULL DEFAULT 0
+);
 
 -- Each resource's scripted future (its outcome, a return), due at a time; a restart schedules what is still due.
 CREATE TABLE IF NOT EXISTS steps (

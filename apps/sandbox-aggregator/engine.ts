@@ -133,7 +133,7 @@ export class SandboxEngine {
     const refused: { id: string; message: string }[] = [];
     for (const resource of await this.opts.store.pendingByReference(unit, reference)) {
       const { id } = resource.object;
-      // Submission-time behaviours (reject, slow, error_then_ok) are past for an existing resource; their outcome is not.
+      // Submission-time behaviours (reject, slow, error_then_ok, accept_then_error's error answers) are past for an existing resource; their outcome is not.
       if (scenario.scenario === 'reject') refused.push({ id, message: 'reject only applies to a submission' });
       else if (resource.kind === 'deposit' && !supportsDeposits(scenario)) refused.push({ id, message: `${scenario.scenario} is for payouts only` });
       else if (resource.kind === 'payout' && !supportsPayouts(scenario)) refused.push({ id, message: 'reverse_after_ms is for deposits only' });
@@ -271,6 +271,7 @@ export class SandboxEngine {
       case 'fail':
       case 'slow':
       case 'error_then_ok':
+      case 'accept_then_error':
         steps.push([delayMs, { do: 'finish', outcome, failure_code, send: 'once', ...then }]);
         break;
     }

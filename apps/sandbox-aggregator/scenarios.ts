@@ -8,8 +8,8 @@ import { describeIssues, scenarioSchema, type Scenario, type ScenarioName } from
 export const MAGIC_PREFIX = 'sandbox:';
 export const DEFAULT_SCENARIO: Scenario = { scenario: 'settle' };
 
-/** Scenarios that need a settled-then-returned lifecycle, which deposits do not have. */
-const PAYOUT_ONLY: ReadonlySet<ScenarioName> = new Set(['out_of_order', 'return_after_settlement']);
+/** Scenarios that need a settled-then-returned lifecycle, which deposits do not have, and accept_then_error (payouts only). */
+const PAYOUT_ONLY: ReadonlySet<ScenarioName> = new Set(['out_of_order', 'return_after_settlement', 'accept_then_error']);
 
 export function supportsDeposits(scenario: Scenario): boolean {
   return !PAYOUT_ONLY.has(scenario.scenario);
@@ -37,7 +37,15 @@ const MAGIC_PARAM: Record<ScenarioName, ((param: string) => Record<string, unkno
   slow: (param) => ({ delay_ms: Number(param) }),
   error_then_ok: (param) => ({ fail_attempts: Number(param) }),
   reject: undefined,
+  accept_then_error: (param) => ({ status: Number(param) }),
 };
+
+/** accept_then_error: the status its submissions answer, and how many do (undefined: every one). */
+export const DEFAULT_ACCEPT_THEN_ERROR_STATUS = 500;
+export function acceptedErrorOf(scenario: Scenario): { status: number; errorAttempts: number | undefined } | undefined {
+  if (scenario.scenario !== 'accept_then_error') return undefined;
+  return { status: scenario.status ?? DEFAULT_ACCEPT_THEN_ERROR_STATUS, errorAttempts: scenario.error_attempts };
+}
 
 export type ScenarioParse = { ok: true; scenario: Scenario | undefined } | { ok: false; message: string };
 

@@ -109,9 +109,27 @@ export const scenarioSchema = z.discriminatedUnion('scenario', [
   z.strictObject({ scenario: z.literal('slow'), delay_ms: durationMs.optional(), ...reversal, ...common }),
   z.strictObject({ scenario: z.literal('error_then_ok'), fail_attempts: z.number().int().min(1).max(100).optional(), ...reversal, ...common }),
   z.strictObject({ scenario: z.literal('reject'), ...common }),
+  /**
+   * Payouts only. The payout is created and proceeds as `settle`, but the submission is answered with `status`
+   * (default 500): `{error:{code:'internal_error'}}` for 5xx, `{error:{code:'invalid_request'}}` for 4xx. So are
+   * the next submissions with that reference (same Idempotency-Key or not), up to error_attempts in all
+   * (default: every one); after that, the usual answers (the idempotent replay, or 409 duplicate_reference).
+   */
+  z.strictObject({
+    scenario: z.literal('accept_then_error'),
+    status: z.number().int().min(400).max(599).optional(),
+    error_attempts: z.number().int().min(1).max(100).optional(),
+    ...common,
+  }),
 ]);
 export type Scenario = z.infer<typeof scenarioSchema>;
 export type ScenarioName = Scenario['scenario'];
+
+/** POST /sandbox/outage: `off` ends an outage; `error`/`timeout` start one, until `off` or for duration_ms. */
+export const outageRequestSchema = z
+  .strictObject({ mode: z.enum(['error', 'timeout', 'off']), duration_ms: z.number().int().min(1).max(3_600_000).optional() })
+  .refine((body) => body.mode !== 'off' || body.duration_ms === undefined, { message: 'duration_ms is for error and timeout only', path: ['duration_ms'] });
+export type OutageRequest = z.infer<typeof outageRequestSchema>;
 
 /** Human-readable zod issues for the error message. */
 export function describeIssues(error: z.ZodError): string {

@@ -4,7 +4,8 @@ import type { z } from 'zod';
 import type { Logger } from '../../lib/logger';
 import { SandboxEngine } from './engine';
 import { isValidIban, snapshot } from './objects';
-import { DEFAULT_SCENARIO, scenarioFromMetadata, scenarioFromDestination, supportsDeposits, supportsPayouts, type ScenarioParse } from './scenarios';
+import { OutageSwitch } from './outage';
+import { acceptedErrorOf, DEFAULT_SCENARIO, scenarioFromMetadata, scenarioFromDestination, supportsDeposits, supportsPayouts, type ScenarioParse } from './scenarios';
 import { Scheduler } from './scheduler';
 import {
   checkoutActionSchema,
@@ -14,6 +15,7 @@ import {
   eventsQuerySchema,
   idempotencyKeySchema,
   idParamsSchema,
+  outageRequestSchema,
   payoutRequestSchema,
   referenceParamsSchema,
   referenceQuerySchema,
@@ -25,8 +27,11 @@ import {
   type Scenario,
 } from './schemas';
 import { createSandboxPool, DEFAULT_SANDBOX_SCHEMA, ensureSandboxSchema } from './database';
-import { DuplicateReference, fingerprintOf, inUnit, SandboxStore, type ProducedResponse, type Unit } from './store';
+import { DuplicateReference, fingerprintOf, inUnit, SandboxStore, type ProducedResponse, type StoredResponse, type Unit } from './store';
 import { DEFAULT_WEBHOOK_RETRY, WebhookDispatcher, type WebhookRetryPolicy } from './webhooks';
+
+export type SandboxMethod = 'bank_transfer' | 'card' | 'ewallet';
+export const SANDBOX_METHODS: readonly SandboxMethod[] = ['bank_transfer', 'card', 'ewallet'];
 
 export interface SandboxOptions {
   logger: Logger;
@@ -45,6 +50,18 @@ export interface SandboxOptions {
    * its per-deposit secret) needs `Authorization: Bearer <apiToken>`.
    */
   apiToken?: string;
+  /**
+   * What this instance pays out to (SANDBOX_METHODS); undefined: every method. A payout to another method is
+   * refused with 422 unsupported_method and nothing is written.
+   */
+  supportedMethods?: readonly SandboxMethod[];
+  /**
+   * Currencies it accepts (SANDBOX_CURRENCIES); undefined: any. A payout or deposit in another is refused with
+   * 422 unsupported_currency and nothing is written.
+   */
+  supportedCurrencies?: readonly string[];
+  /** How long a request is held during a `timeout` outage before its 503 (the server closing ends it sooner). Default 30 s. */
+  outageHoldMs?: number;
 }
 
 declare module 'fastify' {
@@ -65,6 +82,8 @@ function sameSecret(given: string, expected: string): boolean {
 export const DEFAULT_CALLBACK_DELAY_MS = 1_000;
 /** How long the `slow` scenario holds the submission response back when it names no delay_ms. */
 export const DEFAULT_SLOW_DELAY_MS = 3_000;
+/** How long a `timeout` outage holds each request before answering 503: longer than any sane client timeout. */
+export const DEFAULT_OUTAGE_HOLD_MS = 30_000;
 
 /** A 4xx/5xx answer in the sandbox's error shape: `{ error: { code, message, ... }, ...extra }`. */
 class SandboxHttpError extends Error {
@@ -128,6 +147,7 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   }
   const store = new SandboxStore(pool);
   const scheduler = new Scheduler(logger);
+  const outage = new OutageSwitch(scheduler);
   const webhooks = new WebhookDispatcher({
     pool,
     url: opts.webhookUrl,
@@ -136,7 +156,16 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     logger,
     scheduler,
     now,
+    // A provider that is down sends nothing: deliveries wait for the outage to end.
+    paused: () => outage.active !== undefined,
   });
+  outage.onEnd(() => {
+    logger.info('sandbox outage over');
+    webhooks.resumePaused();
+  });
+  const methods = opts.supportedMethods ? [...opts.supportedMethods] : undefined;
+  const currencies = opts.supportedCurrencies ? [...opts.supportedCurrencies] : undefined;
+  const outageHoldMs = opts.outageHoldMs ?? DEFAULT_OUTAGE_HOLD_MS;
   const engine = new SandboxEngine({ store, scheduler, webhooks, logger, now, callbackDelayMs: opts.callbackDelayMs ?? DEFAULT_CALLBACK_DELAY_MS });
 
   // Before in-flight requests drain: held-back `slow` responses are released and no timer outlives the app.
@@ -170,6 +199,16 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
               : 'bad_request';
     return reply.code(status).send(errorBody(code, status >= 500 ? 'internal error' : error.message));
   });
+  // The outage switch, before the token check: a provider that is down answers nothing else. Only the provider
+  // API (/v1/...) is down; /health reports it (below), the /sandbox/* controls and the checkout page keep working.
+  app.addHook('onRequest', async (request) => {
+    if (!isProviderApi(request.url)) return;
+    const mode = outage.active;
+    if (mode === undefined) return;
+    // Held until the hold is over or the server closes (a client with a shorter timeout has given up by then).
+    if (mode === 'timeout') await scheduler.sleep(outageHoldMs);
+    throw new SandboxHttpError(503, 'outage', 'the aggregator is down (simulated outage)');
+  });
   if (opts.apiToken) {
     const expected = `Bearer ${opts.apiToken}`;
     app.addHook('onRequest', async (request, reply) => {
@@ -184,7 +223,7 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody('not_found', `no route ${request.method} ${request.url}`)));
 
   /** Runs a submission under its Idempotency-Key (scoped per resource kind) and answers, replayed or fresh. */
-  async function idempotent(kind: 'payout' | 'deposit', key: string, rawBody: unknown, reply: FastifyReply, produce: (unit: Unit) => Promise<ProducedResponse>) {
+  async function idempotent(kind: 'payout' | 'deposit', key: string, reference: string, rawBody: unknown, reply: FastifyReply, produce: (unit: Unit) => Promise<ProducedResponse>) {
     const result = await store.idempotency.execute(
       `${kind}:${key}`,
       fingerprintOf(rawBody),
@@ -198,12 +237,27 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
         }
       },
       (ms) => scheduler.sleep(ms),
+      // accept_then_error: whatever happened (created, replayed, a duplicate reference), its error is answered instead.
+      async () => {
+        const status = await store.takeAcceptedError(`${kind}:${reference}`);
+        return status === undefined ? undefined : acceptedErrorResponse(status);
+      },
     );
     if (result.outcome === 'mismatch') {
       throw new SandboxHttpError(422, 'idempotency_mismatch', 'this Idempotency-Key was already used with a different request body');
     }
-    if (result.outcome === 'replayed') reply.header('idempotent-replayed', 'true');
+    if (result.outcome === 'replayed' && !result.substituted) reply.header('idempotent-replayed', 'true');
     return reply.code(result.response.statusCode).send(result.response.body);
+  }
+
+  /** A payout or deposit in a currency this instance does not take, or a payout to a method it does not pay to: 422, nothing written. */
+  function refuseUnsupported(currency: string, method?: SandboxMethod): void {
+    if (method !== undefined && methods && !methods.includes(method)) {
+      throw new SandboxHttpError(422, 'unsupported_method', `this aggregator does not pay out by ${method} (it does: ${methods.join(', ') || 'none'})`);
+    }
+    if (currencies && !currencies.includes(currency)) {
+      throw new SandboxHttpError(422, 'unsupported_currency', `this aggregator does not take ${currency} (it does: ${currencies.join(', ') || 'none'})`);
+    }
   }
 
   function duplicateReference(err: DuplicateReference): SandboxHttpError {
@@ -222,14 +276,20 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
     return scenario.scenario === 'slow' ? (scenario.delay_ms ?? DEFAULT_SLOW_DELAY_MS) : 0;
   }
 
-  app.get('/health', PUBLIC, async () => ({ status: 'ok', service: 'sandbox-aggregator' }));
+  const capabilities = { methods: methods ?? [...SANDBOX_METHODS], currencies: currencies ?? '*' };
+  app.get('/health', PUBLIC, async (_request, reply) => {
+    const mode = outage.active;
+    if (mode !== undefined) return reply.code(503).send({ status: 'outage', service: 'sandbox-aggregator', outage: mode, ...capabilities });
+    return { status: 'ok', service: 'sandbox-aggregator', ...capabilities };
+  });
 
   // ---- payouts ----
 
   app.post('/v1/payouts', async (request, reply) => {
     const key = idempotencyKeyOf(request);
     const body = parse(payoutRequestSchema, request.body, 'body');
-    return idempotent('payout', key, request.body, reply, async (unit) => {
+    refuseUnsupported(body.amount.currency, body.destination.method);
+    return idempotent('payout', key, body.reference, request.body, reply, async (unit) => {
       const existing = await store.byReference('payout', body.reference, unit.tx);
       if (existing) throw new DuplicateReference(existing);
       // An IBAN cannot carry a magic value, so metadata.sandbox_scenario works for payouts too.
@@ -247,6 +307,8 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
         return { statusCode: 422, body: errorBody('invalid_destination', 'the IBAN is not valid'), remember: true };
       }
       const payout = await engine.createPayout(unit, body, scenario);
+      const acceptedError = acceptedErrorOf(scenario);
+      if (acceptedError) await store.armAcceptedError(unit, `payout:${body.reference}`, acceptedError.status, acceptedError.errorAttempts);
       return { statusCode: 201, body: snapshot(payout), remember: true, holdMs: holdOf(scenario) };
     });
   });
@@ -270,7 +332,8 @@ export async function createSandboxAggregator(opts: SandboxOptions): Promise<Fas
   app.post('/v1/deposits', async (request, reply) => {
     const key = idempotencyKeyOf(request);
     const body = parse(depositRequestSchema, request.body, 'body');
-    return idempotent('deposit', key, request.body, reply, async (unit) => {
+    refuseUnsupported(body.amount.currency);
+    return idempotent('deposit', key, body.reference, request.body, reply, async (unit) => {
       const existing = await store.byReference('deposit', body.reference, unit.tx);
       if (existing) throw new DuplicateReference(existing);
       const scenario = (await store.scenario(body.reference, unit.tx)) ?? scenarioOrThrow(scenarioFromMetadata(body.metadata)) ?? DEFAULT_SCENARIO;
@@ -403,12 +466,35 @@ async function resolve(outcome) {
     return result.object;
   });
 
+  // The outage simulation (see outage.ts): in this process's memory only, like the switch it is.
+  app.get('/sandbox/outage', async () => outage.view());
+
+  app.post('/sandbox/outage', async (request) => {
+    const command = parse(outageRequestSchema, request.body, 'body');
+    const view = outage.set(command.mode, command.duration_ms);
+    logger.info({ ...view, duration_ms: command.duration_ms }, command.mode === 'off' ? 'sandbox outage switched off' : 'sandbox outage on');
+    return view;
+  });
+
   app.get('/sandbox/events', async (request) => {
     const { reference } = parse(eventsQuerySchema, request.query, 'query');
     return { items: await webhooks.list(reference) };
   });
 
   return app;
+}
+
+/** The provider API proper (/v1/...), which a simulated outage takes down. */
+function isProviderApi(url: string): boolean {
+  const path = url.split('?', 1)[0]!;
+  return path === '/v1' || path.startsWith('/v1/');
+}
+
+/** accept_then_error's answer: the payout exists, the response says otherwise. */
+function acceptedErrorResponse(statusCode: number): StoredResponse {
+  return statusCode >= 500
+    ? { statusCode, body: errorBody('internal_error', 'internal error') }
+    : { statusCode, body: errorBody('invalid_request', 'the request could not be processed') };
 }
 
 function escapeHtml(text: string): string {

@@ -44,7 +44,8 @@ export interface ProducedResponse extends StoredResponse {
   holdMs?: number;
 }
 
-export type IdempotentResult = { outcome: 'mismatch' } | { outcome: 'fresh' | 'replayed'; response: StoredResponse };
+/** substituted: `instead` answered in place of the fresh or replayed response (accept_then_error). */
+export type IdempotentResult = { outcome: 'mismatch' } | { outcome: 'fresh' | 'replayed'; response: StoredResponse; substituted?: true };
 
 /**
  * Idempotency-Key handling: the first request runs, later ones with the same key and the same body get its
@@ -58,7 +59,17 @@ export class IdempotencyStore {
 
   constructor(private readonly pool: pg.Pool) {}
 
-  async execute(scopedKey: string, fingerprint: string, produce: (unit: Unit) => Promise<ProducedResponse>, hold: (ms: number) => Promise<void>): Promise<IdempotentResult> {
+  /**
+   * `instead`, asked once the response is known (in the key's turn, before any hold), may answer something else
+   * in its place; the remembered response stays as it is.
+   */
+  async execute(
+    scopedKey: string,
+    fingerprint: string,
+    produce: (unit: Unit) => Promise<ProducedResponse>,
+    hold: (ms: number) => Promise<void>,
+    instead: () => Promise<StoredResponse | undefined> = async () => undefined,
+  ): Promise<IdempotentResult> {
     const current = this.turns.get(scopedKey);
     if (current && current.fingerprint !== fingerprint) return { outcome: 'mismatch' };
     let finish!: () => void;
@@ -68,7 +79,11 @@ export class IdempotencyStore {
       await current?.done;
       const stored = await this.pool.query<{ fingerprint: string; status_code: number; body: unknown }>('SELECT fingerprint, status_code, body FROM idempotency_keys WHERE scoped_key = $1', [scopedKey]);
       const record = stored.rows[0];
-      if (record) return record.fingerprint === fingerprint ? { outcome: 'replayed', response: { statusCode: record.status_code, body: record.body } } : { outcome: 'mismatch' };
+      if (record && record.fingerprint !== fingerprint) return { outcome: 'mismatch' };
+      if (record) {
+        const substitute = await instead();
+        return substitute ? { outcome: 'replayed', response: substitute, substituted: true } : { outcome: 'replayed', response: { statusCode: record.status_code, body: record.body } };
+      }
       const { remember, holdMs, ...response } = await inUnit(this.pool, async (unit) => {
         const produced = await produce(unit);
         if (produced.remember) {
@@ -76,6 +91,9 @@ export class IdempotencyStore {
         }
         return produced;
       });
+      const substitute = await instead();
+      if (substitute) return { outcome: 'fresh', response: substitute, substituted: true };
+      // Nothing may come after the hold: close() ends it and expects the answer out at once.
       if (holdMs) await hold(holdMs);
       return { outcome: 'fresh', response };
     } finally {
@@ -206,6 +224,25 @@ export class SandboxStore {
       [scopedKey, limit],
     );
     return counted.rowCount === 1;
+  }
+
+  /** accept_then_error: from now on, submissions with this (kind-scoped) reference answer `statusCode`, up to errorAttempts of them. */
+  async armAcceptedError(unit: Unit, scopedReference: string, statusCode: number, errorAttempts: number | undefined): Promise<void> {
+    await unit.tx.query('INSERT INTO accepted_errors (scoped_reference, status_code, error_attempts) VALUES ($1, $2, $3) ON CONFLICT (scoped_reference) DO NOTHING', [
+      scopedReference,
+      statusCode,
+      errorAttempts ?? null,
+    ]);
+  }
+
+  /** The status this submission answers instead of its own (one more counted), or undefined when none is due. */
+  async takeAcceptedError(scopedReference: string): Promise<number | undefined> {
+    const { rows } = await this.pool.query<{ status_code: number }>(
+      `UPDATE accepted_errors SET answered = answered + 1
+       WHERE scoped_reference = $1 AND (error_attempts IS NULL OR answered < error_attempts) RETURNING status_code`,
+      [scopedReference],
+    );
+    return rows[0]?.status_code;
   }
 
   async insertStep<S>(unit: Unit, resourceId: string, dueAt: Date, step: S): Promise<number> {

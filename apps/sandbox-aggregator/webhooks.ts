@@ -53,6 +53,8 @@ export interface DispatcherOptions {
   logger: Logger;
   scheduler: Scheduler;
   now: () => Date;
+  /** While true (a simulated outage), no attempt is made: each due one waits for resumePaused(). */
+  paused?: () => boolean;
 }
 
 /** If the sandbox's own database cannot record an attempt, the attempt is made again this much later. */
@@ -65,6 +67,8 @@ const STORE_UNAVAILABLE_RETRY_MS = 1_000;
  */
 export class WebhookDispatcher {
   private readonly inFlight = new Map<number, AbortController>();
+  /** Deliveries whose attempt came due while paused; made when resumePaused() is called. */
+  private readonly deferred = new Set<number>();
   private readonly url: URL;
 
   constructor(private readonly opts: DispatcherOptions) {
@@ -126,6 +130,16 @@ export class WebhookDispatcher {
     }));
   }
 
+  /**
+   * The outage is over: every attempt held back is made now (its retry budget untouched, since nothing was
+   * sent). Attempts in flight when it began finish as they would.
+   */
+  resumePaused(): void {
+    const due = [...this.deferred];
+    this.deferred.clear();
+    for (const deliveryId of due) this.start(deliveryId, 0);
+  }
+
   /** Stops sending; what was still due stays due in the database for the next start. */
   close(): void {
     for (const controller of this.inFlight.values()) controller.abort();
@@ -147,6 +161,11 @@ export class WebhookDispatcher {
       return;
     }
     if (!delivery || (delivery.state !== 'scheduled' && delivery.state !== 'retrying')) return;
+    // Checked after the read, right before sending: an outage that began meanwhile holds this attempt too.
+    if (this.opts.paused?.()) {
+      this.deferred.add(deliveryId);
+      return;
+    }
     const attempt = delivery.attempts.length + 1;
     const startedAt = this.opts.now();
     const started = performance.now();

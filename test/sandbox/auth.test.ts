@@ -134,6 +134,8 @@ describe('sandbox aggregator process', () => {
     SANDBOX_WEBHOOK_SECRET: 's'.repeat(40),
     OUTBOX_WEBHOOK_SECRET: 'o'.repeat(40),
     DESTINATION_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
+    // Every instance's secret is checked at start, the second sandbox's (sandbox-b) too.
+    SANDBOX_B_WEBHOOK_SECRET: 'b'.repeat(40),
   });
 
   it('refuses to start in production without SANDBOX_API_TOKEN', async () => {
