@@ -2,7 +2,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import { inTransaction, type Pool } from '../lib/db';
 import { limitsOfAccount } from '../lib/account-limits';
 import { depositAmountRefusal, describeLimit, type MoneyLimits } from '../lib/limits';
-import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
+import { findAtAggregator, submitToAggregator } from './aggregator-client';
+import type { ProviderRegistry } from './provider-registry';
+import { DEPOSIT_PROVIDER } from '../lib/providers';
 import { isLedgerError, type Ledger } from '../ledger';
 import { collectDebt, debtOf, ensureReceivable } from './player-debt';
 
@@ -108,9 +110,9 @@ export async function writeDepositState(pool: Pool, record: RecordDepositStateIn
  * Idempotency-Key and reference, so a retry after a timeout finds the first intent; the credit carries
  * `<deposit id>:credit`, so the player is credited at most once whatever is retried or replayed.
  */
-export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggregator: Aggregator; limits: MoneyLimits }) {
+export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; providers: ProviderRegistry; limits: MoneyLimits }) {
   const { pool, ledger, limits } = deps;
-  const base = deps.aggregator;
+  const { providers } = deps;
 
   const activities = {
     /**
@@ -171,7 +173,7 @@ export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggr
 
     /** Network errors, 5xx, 408 and 429 are retryable (ProviderUnavailable); any other 4xx is a final refusal (ProviderRejected). */
     async createDepositIntent(input: { depositId: string; amount: { minor_units: number; currency: string }; record?: RecordDepositStateInput }): Promise<ProviderDeposit> {
-      const intent = toProviderDeposit((await submitToAggregator(base, 'deposits', input.depositId, { amount: input.amount })) as AggregatorDepositBody);
+      const intent = toProviderDeposit((await providers.guarded(DEPOSIT_PROVIDER, 'submit', (aggregator) => submitToAggregator(aggregator, 'deposits', input.depositId, { amount: input.amount }))) as AggregatorDepositBody);
       // The state the intent leads to (PENDING, with the checkout), mirrored in the same activity.
       if (input.record) await writeDepositState(pool, { ...input.record, checkoutUrl: intent.checkoutUrl, providerDepositId: intent.providerDepositId });
       return intent;
@@ -179,7 +181,7 @@ export function createDepositActivities(deps: { pool: Pool; ledger: Ledger; aggr
 
     /** The aggregator's current view of the deposit; undefined when it has never seen it. */
     async fetchProviderDeposit(input: { depositId: string }): Promise<ProviderDeposit | undefined> {
-      const found = await findAtAggregator(base, 'deposits', input.depositId, 'status');
+      const found = await providers.measured(DEPOSIT_PROVIDER, 'lookup', (aggregator) => findAtAggregator(aggregator, 'deposits', input.depositId, 'status'));
       return found === undefined ? undefined : toProviderDeposit(found as AggregatorDepositBody);
     },
 

@@ -1,7 +1,9 @@
 import type { Pool } from '../lib/db';
 import { createDestinationVault, type DestinationKeyRing } from '../lib/destination-vault';
 import type { MoneyLimits } from '../lib/limits';
-import { aggregatorAt } from './aggregator-client';
+import { Runtime } from '@temporalio/worker';
+import type { ProviderConnection } from '../lib/providers';
+import { ProviderRegistry, type BreakerSettings } from './provider-registry';
 import { createDepositActivities } from './deposits';
 import { createLedger } from '../ledger';
 import { createPayoutLedgerActivities } from './payout-ledger';
@@ -13,14 +15,13 @@ import { createSelfCheckActivities } from './self-check';
 
 export interface ActivityDeps {
   pool: Pool;
-  /** Base URL of the payment aggregator (the sandbox in development). */
-  providerUrl: string;
+  /** The payment providers payouts are routed to (PAYOUT_ROUTES), each with its breaker settings. */
+  providers: readonly ProviderConnection[];
+  breaker: BreakerSettings;
   /** Payout and deposit limits (EUR-equivalent, converted per currency). */
   limits: MoneyLimits;
   /** Opens the encrypted payout destinations (DESTINATION_KEYS), in the submission activity only. */
   destinationKeys: DestinationKeyRing;
-  /** Bearer token the aggregator requires (SANDBOX_API_TOKEN), if any. */
-  providerToken?: string;
   /** CHAOS_BREAK: a deliberately broken build (tests of the chaos run only). */
   chaosBreak?: 'submission-key';
 }
@@ -28,15 +29,16 @@ export interface ActivityDeps {
 /** Every activity the worker registers (payout and deposit sagas), bound to its dependencies. */
 export function createActivities(deps: ActivityDeps) {
   const ledger = createLedger(deps.pool);
-  const aggregator = aggregatorAt(deps.providerUrl, deps.providerToken);
+  // Provider health metrics are served with the SDK's, at WORKER_METRICS_ADDRESS.
+  const providers = new ProviderRegistry(deps.providers, deps.breaker, deps.pool, Runtime.instance().metricMeter);
   return {
     ...createSelfCheckActivities(deps.pool),
     ...createPayoutActivities({ pool: deps.pool, ledger, limits: deps.limits }),
     ...createPayoutLedgerActivities(ledger, deps.pool),
-    ...createProviderActivities({ aggregator, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys), chaosBreak: deps.chaosBreak }),
+    ...createProviderActivities({ providers, pool: deps.pool, destinations: createDestinationVault(deps.destinationKeys), chaosBreak: deps.chaosBreak }),
     ...createProviderIncidentActivities(deps.pool),
-    ...createDepositActivities({ pool: deps.pool, ledger, aggregator, limits: deps.limits }),
-    ...createReconciliationActivities({ pool: deps.pool, aggregator }),
+    ...createDepositActivities({ pool: deps.pool, ledger, providers, limits: deps.limits }),
+    ...createReconciliationActivities({ pool: deps.pool, providers }),
   };
 }
 

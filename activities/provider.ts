@@ -2,10 +2,18 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import type { Pool } from '../lib/db';
 import { DestinationUnreadable, type DestinationVault, type StoredDestination } from '../lib/destination-vault';
-import { findAtAggregator, submitToAggregator, type Aggregator } from './aggregator-client';
+import { findAtAggregator, submitToAggregator } from './aggregator-client';
+import type { ProviderRegistry, SkippedProvider } from './provider-registry';
 import type { MaskedDestination, PayoutDestination, PayoutStateRecord } from '../contracts/payout';
 import { writePayoutState } from './payout-state';
 import type { RequestedTerms } from '../contracts/provider-records';
+
+/** Which provider, under which reference, a call is about; absent: where the read model says the payout is. */
+export interface PayoutAttemptRef {
+  payoutId: string;
+  provider?: string;
+  reference?: string;
+}
 
 /** The aggregator's payout as the saga needs it. */
 export interface ProviderPayout {
@@ -42,8 +50,18 @@ function toProviderPayout(body: AggregatorPayoutBody): ProviderPayout {
 }
 
 /** The payout's calls to the aggregator (see aggregator-client.ts for idempotency and error classes). */
-export function createProviderActivities(deps: { aggregator: Aggregator; pool: Pool; destinations: DestinationVault; chaosBreak?: 'submission-key' }) {
-  const base = deps.aggregator;
+export function createProviderActivities(deps: { providers: ProviderRegistry; pool: Pool; destinations: DestinationVault; chaosBreak?: 'submission-key' }) {
+  const { providers } = deps;
+
+  /**
+   * Where the payout is: the attempt a saga names, else (sagas started before routing, the return saga) the
+   * read model's current provider and reference; a payout from before then was at `sandbox` under its id.
+   */
+  async function attemptOf(input: PayoutAttemptRef): Promise<{ provider: string; reference: string }> {
+    if (input.provider) return { provider: input.provider, reference: input.reference ?? input.payoutId };
+    const { rows } = await deps.pool.query<{ provider: string; provider_reference: string | null }>('SELECT provider, provider_reference FROM payouts WHERE payout_id = $1', [input.payoutId]);
+    return { provider: rows[0]?.provider ?? 'sandbox', reference: rows[0]?.provider_reference ?? input.payoutId };
+  }
 
   /**
    * The full destination, kept out of workflow histories and encrypted at rest (payout_destinations):
@@ -62,14 +80,37 @@ export function createProviderActivities(deps: { aggregator: Aggregator; pool: P
     }
   }
 
+  /**
+   * Records a routed payout's attempt before the provider can have it, and makes it the payout's current one
+   * in the read model; the attempt before it, if any, is marked superseded with why. Idempotent.
+   */
+  async function recordAttempt(payoutId: string, attempt: number, provider: string, reference: string, supersededWhy: string | undefined): Promise<void> {
+    await deps.pool.query(
+      `WITH attempt AS (
+         INSERT INTO payout_attempts (payout_id, attempt, provider, reference) VALUES ($1, $2, $3, $4) ON CONFLICT (payout_id, attempt) DO NOTHING
+       ), earlier AS (
+         UPDATE payout_attempts SET superseded = $5 WHERE payout_id = $1 AND attempt = $2 - 1 AND $5::text IS NOT NULL AND superseded IS NULL
+       )
+       UPDATE payouts SET provider = $3, provider_reference = $4, updated_at = now() WHERE payout_id = $1`,
+      [payoutId, attempt, provider, reference, supersededWhy ?? null],
+    );
+  }
+
   return {
-    /** `destination` only from sagas started before destinations moved to PostgreSQL. */
-    async submitPayoutToProvider(input: { payoutId: string; amount: { minor_units: number; currency: string }; destination?: PayoutDestination; record?: PayoutStateRecord }): Promise<ProviderPayout> {
+    /**
+     * Submits the payout (`destination` only from sagas started before destinations moved to PostgreSQL). A
+     * routed payout's attempt is recorded first, so a provider never holds a reference the platform cannot place.
+     */
+    async submitPayoutToProvider(
+      input: PayoutAttemptRef & { amount: { minor_units: number; currency: string }; destination?: PayoutDestination; record?: PayoutStateRecord; attempt?: number; supersededWhy?: string },
+    ): Promise<ProviderPayout> {
       const destination = input.destination ?? (await destinationOf(input.payoutId));
+      const { provider, reference: key } = await attemptOf(input);
+      if (input.attempt !== undefined) await recordAttempt(input.payoutId, input.attempt, provider, key, input.supersededWhy);
       // CHAOS_BREAK=submission-key (tests only): a retried attempt is a payout of its own, as a build that lost its key would send.
-      const attempt = deps.chaosBreak === 'submission-key' ? Context.current().info.attempt : 1;
-      const reference = attempt > 1 ? `${input.payoutId}:${attempt}` : input.payoutId;
-      const submitted = toProviderPayout((await submitToAggregator(base, 'payouts', reference, { amount: input.amount, destination })) as AggregatorPayoutBody);
+      const retry = deps.chaosBreak === 'submission-key' ? Context.current().info.attempt : 1;
+      const reference = retry > 1 ? `${key}:${retry}` : key;
+      const submitted = toProviderPayout((await providers.guarded(provider, 'submit', (aggregator) => submitToAggregator(aggregator, 'payouts', reference, { amount: input.amount, destination }))) as AggregatorPayoutBody);
       // The state the submission leads to (SUBMITTED), mirrored in the same activity once the provider has it.
       if (input.record) await writePayoutState(deps.pool, input.record);
       return submitted;
@@ -87,9 +128,16 @@ export function createProviderActivities(deps: { aggregator: Aggregator; pool: P
     },
 
     /** The aggregator's current view of the payout; undefined when it has never seen it. */
-    async fetchProviderPayout(input: { payoutId: string }): Promise<ProviderPayout | undefined> {
-      const found = await findAtAggregator(base, 'payouts', input.payoutId, 'status');
+    async fetchProviderPayout(input: PayoutAttemptRef): Promise<ProviderPayout | undefined> {
+      const { provider, reference } = await attemptOf(input);
+      const found = await providers.measured(provider, 'lookup', (aggregator) => findAtAggregator(aggregator, 'payouts', reference, 'status'));
       return found === undefined ? undefined : toProviderPayout(found as AggregatorPayoutBody);
     },
+
+    /** The providers of a payout's route in the order to try them now (health and staff's switches), with those passed over. */
+    async planPayoutRoute(input: { payoutId: string; route: string[] }): Promise<{ order: string[]; skipped: SkippedProvider[] }> {
+      return providers.plan(input.route);
+    },
+
   };
 }

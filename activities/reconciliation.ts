@@ -10,6 +10,8 @@ import {
   type SettlementComparison,
 } from '../contracts/reconciliation';
 import { findAtAggregator, type Aggregator } from './aggregator-client';
+import type { ProviderRegistry } from './provider-registry';
+import { DEPOSIT_PROVIDER } from '../lib/providers';
 import { readRun } from '../lib/reconciliation-runs';
 import { checkInvariants, type InvariantReport, type InvariantViolation } from '../ledger';
 
@@ -215,9 +217,18 @@ const targetKey = (kind: ItemKind, reference: string) => `${kind}:${reference}`;
 
 interface Target {
   itemKind: ItemKind;
+  /** The payout or deposit id the ledger knows it by. */
   reference: string;
+  /** Where it is, and under which reference there (a payout's current attempt). */
+  at: { provider: string; reference: string };
   provider?: ProviderItem;
   lookup: boolean;
+}
+
+/** An earlier attempt of a payout that moved to another provider: it must have stayed unpaid where it was. */
+function evaluateSupersededAttempt(item: ProviderItem, attempt: { payoutId: string; provider: string }): Finding[] {
+  if (item.status === 'failed') return [];
+  return [{ kind: 'status_mismatch', detail: `payout ${attempt.payoutId} moved to another provider after ${attempt.provider} reported it had no such payout or failed it, but ${attempt.provider} now reports it ${item.status}: it may be paid twice` }];
 }
 
 export interface RecordRunInput {
@@ -237,8 +248,17 @@ export interface RecordRunInput {
  * Reconciliation steps. Idempotent: mismatches are keyed by (run, kind, reference) and the run row by the
  * workflow run id, so a retried activity records nothing twice.
  */
-export function createReconciliationActivities(deps: { pool: Pool; aggregator: Aggregator }) {
-  const { pool, aggregator } = deps;
+export function createReconciliationActivities(deps: { pool: Pool; providers: ProviderRegistry }) {
+  const { pool, providers } = deps;
+
+  /** Where each payout is now (provider and reference), from the read model; a payout from before routing was at `sandbox` under its id. */
+  async function currentAttempts(payoutIds: string[]): Promise<Map<string, { provider: string; reference: string }>> {
+    const { rows } = await pool.query<{ payout_id: string; provider: string; provider_reference: string | null }>(
+      'SELECT payout_id, provider, provider_reference FROM payouts WHERE payout_id = ANY($1::text[])',
+      [payoutIds],
+    );
+    return new Map(rows.map((r) => [r.payout_id, { provider: r.provider, reference: r.provider_reference ?? r.payout_id }]));
+  }
 
   return {
     /**
@@ -273,13 +293,34 @@ export function createReconciliationActivities(deps: { pool: Pool; aggregator: A
       const scope = input.references ? new Set(input.references) : undefined;
       const inScope = (reference: string) => !scope || scope.has(reference);
       const targets = new Map<string, Target>();
+      const wanted: { itemKind: ItemKind; reference: string }[] = [];
       const want = (itemKind: ItemKind, reference: string) => {
-        const key = targetKey(itemKind, reference);
-        if (!targets.has(key)) targets.set(key, { itemKind, reference, lookup: true });
+        if (!targets.has(targetKey(itemKind, reference))) wanted.push({ itemKind, reference });
       };
 
-      const report = (await fetchSettlementReport(aggregator, input.since, input.until)).filter((item) => inScope(item.reference));
-      for (const item of report) targets.set(targetKey(item.kind, item.reference), { itemKind: item.kind, reference: item.reference, provider: item, lookup: false });
+      // Each provider's own report. A payout item is the payout's current attempt, or an earlier one it moved on from.
+      const superseded: { item: ProviderItem; provider: string; payoutId: string }[] = [];
+      const byProvider: Record<string, { providerItems: number; lookedUp: number; mismatches: number }> = {};
+      let reportItems = 0;
+      for (const name of providers.names()) {
+        const items = await providers.measured(name, 'report', (aggregator) => fetchSettlementReport(aggregator, input.since, input.until));
+        const { rows: attempts } = await pool.query<{ provider: string; reference: string; payout_id: string; superseded: string | null }>(
+          'SELECT provider, reference, payout_id, superseded FROM payout_attempts WHERE provider = $1 AND reference = ANY($2::text[])',
+          [name, items.filter((i) => i.kind === 'payout').map((i) => i.reference)],
+        );
+        const attemptOf = new Map(attempts.map((a) => [a.reference, a]));
+        const inReport = items.filter((item) => inScope(item.kind === 'payout' ? (attemptOf.get(item.reference)?.payout_id ?? item.reference) : item.reference));
+        byProvider[name] = { providerItems: inReport.length, lookedUp: 0, mismatches: 0 };
+        reportItems += inReport.length;
+        for (const item of inReport) {
+          const attempt = item.kind === 'payout' ? attemptOf.get(item.reference) : undefined;
+          if (attempt?.superseded) superseded.push({ item, provider: name, payoutId: attempt.payout_id });
+          else {
+            const reference = attempt?.payout_id ?? item.reference;
+            targets.set(targetKey(item.kind, reference), { itemKind: item.kind, reference, at: { provider: name, reference: item.reference }, provider: item, lookup: false });
+          }
+        }
+      }
 
       const { rows: moved } = await pool.query<{ item_kind: ItemKind; reference: string }>(
         `SELECT DISTINCT 'payout' AS item_kind, metadata->>'payout_id' AS reference FROM ledger_transfers
@@ -304,9 +345,19 @@ export function createReconciliationActivities(deps: { pool: Pool; aggregator: A
         for (const o of open) want(o.item_kind, o.reference);
       }
 
+      // What the reports lacked is looked up where it is now: a payout at its current attempt's provider.
+      const whereNow = await currentAttempts(wanted.filter((w) => w.itemKind === 'payout').map((w) => w.reference));
+      for (const w of wanted) {
+        const key = targetKey(w.itemKind, w.reference);
+        if (targets.has(key)) continue;
+        const at = (w.itemKind === 'payout' ? whereNow.get(w.reference) : undefined) ?? { provider: w.itemKind === 'payout' ? 'sandbox' : DEPOSIT_PROVIDER, reference: w.reference };
+        targets.set(key, { ...w, at, lookup: true });
+      }
       const toLookUp = [...targets.values()].filter((t) => t.lookup);
       await mapLimited(toLookUp, LOOKUP_CONCURRENCY, async (t) => {
-        t.provider = await lookupProviderItem(aggregator, t.itemKind, t.reference);
+        t.provider = await providers.measured(t.at.provider, 'lookup', (aggregator) => lookupProviderItem(aggregator, t.itemKind, t.at.reference));
+        const counts = (byProvider[t.at.provider] ??= { providerItems: 0, lookedUp: 0, mismatches: 0 });
+        counts.lookedUp += 1;
       });
 
       // Read after the report, so a movement the saga made because of a reported event is seen.
@@ -334,22 +385,30 @@ export function createReconciliationActivities(deps: { pool: Pool; aggregator: A
           kind: f.kind,
           item_kind: t.itemKind,
           reference: t.reference,
+          provider: t.at.provider,
           provider_item: t.provider ?? null,
           ledger_facts: ledgerFacts,
           detail: f.detail,
         }));
       });
+      for (const s of superseded) {
+        for (const f of evaluateSupersededAttempt(s.item, { payoutId: s.payoutId, provider: s.provider })) {
+          // Keyed apart from the payout's own findings: `<payout id>@<provider>`.
+          mismatches.push({ kind: f.kind, item_kind: 'payout', reference: `${s.payoutId}@${s.provider}`, provider: s.provider, provider_item: s.item, ledger_facts: facts.get(targetKey('payout', s.payoutId)) ?? [], detail: f.detail });
+        }
+      }
+      for (const m of mismatches) (byProvider[m.provider] ??= { providerItems: 0, lookedUp: 0, mismatches: 0 }).mismatches += 1;
       for (let i = 0; i < mismatches.length; i += INSERT_CHUNK) {
         await pool.query(
-          `INSERT INTO reconciliation_mismatches (run_id, kind, item_kind, reference, provider_item, ledger_facts, detail)
-           SELECT $1, m.kind, m.item_kind, m.reference, m.provider_item, m.ledger_facts, m.detail
-             FROM jsonb_to_recordset($2::jsonb) AS m(kind text, item_kind text, reference text, provider_item jsonb, ledger_facts jsonb, detail text)
+          `INSERT INTO reconciliation_mismatches (run_id, kind, item_kind, reference, provider, provider_item, ledger_facts, detail)
+           SELECT $1, m.kind, m.item_kind, m.reference, m.provider, m.provider_item, m.ledger_facts, m.detail
+             FROM jsonb_to_recordset($2::jsonb) AS m(kind text, item_kind text, reference text, provider text, provider_item jsonb, ledger_facts jsonb, detail text)
             WHERE NOT EXISTS (SELECT 1 FROM reconciliation_runs WHERE run_id = $1)
            ON CONFLICT (run_id, kind, reference) WHERE kind <> 'ledger_invariant' DO NOTHING`,
           [input.runId, JSON.stringify(mismatches.slice(i, i + INSERT_CHUNK))],
         );
       }
-      return { providerItems: report.length, ledgerMovements: ledgerMovements.length, lookedUp: toLookUp.length, carriedOver, mismatches: mismatches.length };
+      return { providerItems: reportItems, ledgerMovements: ledgerMovements.length, lookedUp: toLookUp.length, carriedOver, mismatches: mismatches.length, byProvider };
     },
 
     /**
@@ -367,8 +426,8 @@ export function createReconciliationActivities(deps: { pool: Pool; aggregator: A
         const total = settlementMismatches + violations.length;
         const inserted = await client.query(
           `INSERT INTO reconciliation_runs (run_id, workflow_id, window_since, window_until, action_time, grace_seconds, scope, started_at, status,
-                                            invariant_violations, provider_items, ledger_movements, looked_up, carried_over, mismatches)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                                            invariant_violations, provider_items, ledger_movements, looked_up, carried_over, mismatches, by_provider)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
            ON CONFLICT (run_id) DO NOTHING`,
           [
             input.runId,
@@ -386,6 +445,7 @@ export function createReconciliationActivities(deps: { pool: Pool; aggregator: A
             input.comparison.lookedUp,
             input.comparison.carriedOver,
             total,
+            JSON.stringify(input.comparison.byProvider ?? {}),
           ],
         );
         // Only the attempt that wrote the run row writes its invariant findings (the primary key serialises attempts).

@@ -51,7 +51,7 @@ export async function startStack(dataDir: string, log: (line: string) => void, o
 class PortTaken extends Error {}
 
 async function startStackOnce(dataDir: string, log: (line: string) => void, opts: StackOptions): Promise<Stack> {
-  const [api, sandbox, pgPort, ui, metrics] = await Promise.all(Array.from({ length: 5 }, () => freePort()));
+  const [api, sandbox, sandboxB, pgPort, ui, metrics] = await Promise.all(Array.from({ length: 6 }, () => freePort()));
   // The cluster's Temporal server takes 8 ports after its frontend's; further API instances and workers take
   // the ports after API_PORT and WORKER_METRICS_ADDRESS's, hence ranges.
   const temporal = await freePortRange(9);
@@ -63,6 +63,9 @@ async function startStackOnce(dataDir: string, log: (line: string) => void, opts
     SANDBOX_PORT: String(sandbox),
     SANDBOX_URL: `http://127.0.0.1:${sandbox}`,
     SANDBOX_WEBHOOK_URL: `http://127.0.0.1:${apiBase}/v1/webhooks/sandbox`,
+    SANDBOX_B_PORT: String(sandboxB),
+    SANDBOX_B_URL: `http://127.0.0.1:${sandboxB}`,
+    SANDBOX_B_WEBHOOK_URL: `http://127.0.0.1:${apiBase}/v1/webhooks/sandbox-b`,
     PG_PORT: String(pgPort),
     TEMPORAL_ADDRESS: `127.0.0.1:${temporal}`,
     TEMPORAL_UI_PORT: String(ui),

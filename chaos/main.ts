@@ -79,6 +79,8 @@ async function main(): Promise<void> {
         return {
           SANDBOX_URL: `http://${provider}`,
           SANDBOX_WEBHOOK_URL: `http://${webhooks}/v1/webhooks/sandbox`,
+          // The faults sit on the path to provider `sandbox`: every payout goes there (failover between providers has its own tests).
+          PAYOUT_ROUTES: '* -> sandbox',
           OUTBOX_ENDPOINTS: receiver.url,
           ...(broken ? { CHAOS_BREAK: broken } : {}),
         };

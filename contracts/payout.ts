@@ -19,6 +19,9 @@ export type PayoutStatus = (typeof PAYOUT_STATUSES)[number];
 /** States from which nothing moves any more (RETURNED too: the refund is the last movement). */
 export const FINAL_PAYOUT_STATUSES: readonly PayoutStatus[] = ['DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'];
 
+export const PAYOUT_METHODS = ['bank_transfer', 'card', 'ewallet'] as const;
+export type PayoutMethod = (typeof PAYOUT_METHODS)[number];
+
 export type PayoutDestination = { method: 'bank_transfer'; iban: string } | { method: 'card'; token: string } | { method: 'ewallet'; wallet_id: string };
 
 /** What a saga knows of its destination: the full one stays in PostgreSQL (payout_destinations). */
@@ -46,6 +49,25 @@ export interface PayoutTimings {
   returnWindowMs: number;
   /** While awaiting the provider, continue as a new run past this many history events (default 10,000). */
   continueAsNewAfterEvents?: number;
+  /** A submission its provider leaves unanswered this long is checked there, and moves to the next provider of the route only if that one has no such payout or failed it. */
+  failoverAfterMs?: number;
+}
+
+/** One submission of a payout: to which provider, under which reference (its idempotency key there). */
+export interface PayoutAttempt {
+  attempt: number;
+  provider: string;
+  reference: string;
+}
+
+/** The provider reference of attempt `n`: the payout id for the first, then `<payout id>:a<n>`. */
+export function attemptReference(payoutId: string, attempt: number): string {
+  return attempt === 1 ? payoutId : `${payoutId}:a${attempt}`;
+}
+
+/** The payout a provider reference is about (its webhooks carry the reference). */
+export function payoutIdOfReference(reference: string): string {
+  return reference.replace(/:a\d+$/, '');
 }
 
 /** What a saga still awaiting its provider carries into its next run (continue-as-new keeps history short). */
@@ -59,6 +81,8 @@ export interface PayoutResume {
   pollDelayMs: number;
   /** Runs so far, this one included. */
   runs: number;
+  /** The attempt it is waiting on (routed payouts). */
+  attempt?: PayoutAttempt;
 }
 
 export interface PayoutInput {
@@ -67,7 +91,13 @@ export interface PayoutInput {
   amount: MoneyAmount;
   /** Masked; sagas started before destinations moved to PostgreSQL carry the full one. */
   destination: MaskedDestination | PayoutDestination;
+  /** The provider the route starts with (the first of `route`). */
   provider: string;
+  /**
+   * The providers this payout may go to, in order (PAYOUT_ROUTES): the first healthy one gets it, the others
+   * are its fallbacks. Absent (sagas started before routing): `provider` only, never failed over.
+   */
+  route?: string[];
   /** sha256 of the canonical request; a request with the same key but another fingerprint is refused. */
   fingerprint: string;
   requestedAt: string;
@@ -139,6 +169,9 @@ export interface TimelineEntry {
   note?: string;
   /** Free text for staff only (who resolved or cancelled, and why); never shown to players. */
   staffNote?: string;
+  /** A submission attempt's provider and number. */
+  provider?: string;
+  attempt?: number;
 }
 
 /** The authorization decision the API answers with synchronously when it is known in time. */
@@ -175,6 +208,9 @@ export interface ProviderPayoutEvent {
   failureCode?: string;
   returnReason?: string;
   occurredAt: string;
+  /** A webhook's provider and reference: a claim about an earlier attempt is not this attempt's news. */
+  provider?: string;
+  reference?: string;
 }
 
 export interface CancelRequest {

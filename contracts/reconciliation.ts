@@ -44,6 +44,8 @@ export interface SettlementComparison {
   /** References with a mismatch in the previous full run, compared again. */
   carriedOver: number;
   mismatches: number;
+  /** Each provider's own share: its report's items, the references looked up there, the findings about it. */
+  byProvider?: Record<string, { providerItems: number; lookedUp: number; mismatches: number }>;
 }
 
 export interface ReconciliationResult {

@@ -3,6 +3,9 @@ import { z } from 'zod';
 import { DestinationKeyRing, destinationKeyRingSchema, DEV_DESTINATION_KEYS } from './destination-vault';
 import { APPROVAL_ACTIONS } from '../contracts/approvals';
 import { parseLimitRates, parseThreshold } from './limits';
+import { CURRENCY_CODES } from '../ledger/currency';
+import { PAYOUT_METHODS } from '../contracts/payout';
+import { checkRoutes, parseRoutes, providerConnections } from './providers';
 
 /**
  * Every setting of the platform: one env var, one documented default, one zod rule.
@@ -10,10 +13,20 @@ import { parseLimitRates, parseThreshold } from './limits';
  */
 export const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789abcdef';
 export const DEV_SANDBOX_WEBHOOK_SECRET = 'dev-only-sandbox-webhook-secret';
+export const DEV_SANDBOX_B_WEBHOOK_SECRET = 'dev-only-sandbox-b-webhook-secret';
 
 const port = z.coerce.number().int().min(1).max(65535);
 const url = z.string().url();
 const durationMs = z.coerce.number().int().min(1);
+const methodList = z
+  .string()
+  .transform((text) => text.split(',').map((m) => m.trim()).filter((m) => m !== ''))
+  .pipe(z.array(z.enum(PAYOUT_METHODS)).min(1));
+/** `*`: every currency the ledger knows. */
+const currencyList = z
+  .string()
+  .transform((text) => (text.trim() === '*' ? [...CURRENCY_CODES] : text.split(',').map((c) => c.trim()).filter((c) => c !== '')))
+  .pipe(z.array(z.enum(CURRENCY_CODES as unknown as [string, ...string[]])).min(1));
 const threshold = z.string().transform((text, ctx) => {
   const parsed = parseThreshold(text);
   if ('threshold' in parsed) return parsed.threshold;
@@ -78,6 +91,32 @@ export const settings = {
   SANDBOX_WEBHOOK_SECRET: setting(z.string().min(16), DEV_SANDBOX_WEBHOOK_SECRET, 'HMAC secret of the sandbox aggregator\'s signed webhooks. Must be changed in production.'),
   SANDBOX_WEBHOOK_URL: setting(url, 'http://127.0.0.1:3000/v1/webhooks/sandbox', 'Where the sandbox aggregator sends its webhooks.'),
   SANDBOX_API_TOKEN: setting(z.string().min(32).optional(), undefined, 'Bearer token the sandbox aggregator requires on its API and control endpoints, and the worker sends. Unset: no token (development and tests only; the sandbox refuses to start without one in production).'),
+
+  SANDBOX_SCHEMA: setting(z.string().regex(/^[a-z_][a-z0-9_]*$/), 'sandbox_aggregator', 'Schema the sandbox aggregator process keeps its state in (each instance its own; the launcher gives `sandbox-b` `sandbox_aggregator_b`).'),
+  SANDBOX_METHODS: setting(methodList, 'bank_transfer,card,ewallet', 'Payout destination methods provider `sandbox` accepts (comma-separated): routing sends it nothing else, and the sandbox refuses anything else.'),
+  SANDBOX_CURRENCIES: setting(currencyList, '*', 'Currencies provider `sandbox` accepts (comma-separated ISO 4217 codes, or `*` for every currency the ledger knows).'),
+  SANDBOX_B_PORT: setting(port, '4011', 'Port of the second sandbox aggregator, provider `sandbox-b`.'),
+  SANDBOX_B_URL: setting(url, 'http://127.0.0.1:4011', 'Where the worker reaches provider `sandbox-b`.'),
+  SANDBOX_B_WEBHOOK_SECRET: setting(z.string().min(16), DEV_SANDBOX_B_WEBHOOK_SECRET, 'HMAC secret of provider `sandbox-b`\'s signed webhooks (its own: a `sandbox` webhook is refused on its route). Must be changed in production.'),
+  SANDBOX_B_WEBHOOK_URL: setting(url, 'http://127.0.0.1:3000/v1/webhooks/sandbox-b', 'Where provider `sandbox-b` sends its webhooks.'),
+  SANDBOX_B_API_TOKEN: setting(z.string().min(32).optional(), undefined, 'Bearer token of provider `sandbox-b` (as SANDBOX_API_TOKEN is for `sandbox`).'),
+  SANDBOX_B_METHODS: setting(methodList, 'card,ewallet', 'Payout destination methods provider `sandbox-b` accepts.'),
+  SANDBOX_B_CURRENCIES: setting(currencyList, 'EUR,GBP,USD', 'Currencies provider `sandbox-b` accepts.'),
+  PAYOUT_ROUTES: setting(
+    z.string().transform((text, ctx) => {
+      const parsed = parseRoutes(text);
+      if ('rules' in parsed) return parsed.rules;
+      for (const message of parsed.problems) ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }),
+    'card,ewallet -> sandbox-b, sandbox; * -> sandbox, sandbox-b',
+    'Which providers a payout goes to, in order of preference (the later ones are its fallbacks): rules separated by `;`, the first that matches wins. A rule is `<conditions> -> <provider>, <provider>...`; conditions are `*`, destination methods (`card,ewallet`), `currency=EUR,GBP`, `amount<=500` or `amount>500` (EUR-equivalent major units, converted with LIMIT_CURRENCY_RATES), separated by spaces. A provider that does not accept the payout\'s method or currency is skipped. Checked at start: every rule names known providers, and every method and currency some provider accepts has a route.',
+  ),
+  PROVIDER_FAILOVER_AFTER_MS: setting(durationMs, '120000', 'A submission its provider leaves unanswered (unreachable, 5xx) this long is checked with that provider: only if it has no such payout, or failed it, does the payout move to the next provider of its route (under a new key). Otherwise it keeps waiting on the first.'),
+  PROVIDER_BREAKER_ERROR_PERCENT: setting(z.coerce.number().int().min(1).max(100), '50', 'Share of a provider\'s calls failing (unreachable, 5xx, timeout; not refusals) within PROVIDER_BREAKER_WINDOW_MS that opens its circuit breaker: new payouts are routed to its fallbacks.'),
+  PROVIDER_BREAKER_MIN_CALLS: setting(z.coerce.number().int().min(1), '5', 'Calls within the window before the breaker judges a provider.'),
+  PROVIDER_BREAKER_WINDOW_MS: setting(durationMs, '30000', 'Rolling window of the breaker\'s failure rate.'),
+  PROVIDER_BREAKER_RESET_MS: setting(durationMs, '15000', 'How long an open breaker waits before it lets one harmless status read through as a trial; answered, the provider gets new payouts again.'),
 
   CHAOS_BREAK: setting(
     z.enum(['submission-key']).optional(),
@@ -208,9 +247,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
     if (result.success) out[name] = result.data;
     else problems.push({ setting: name, message: `${s.secret ? '(value not shown)' : JSON.stringify(raw)} is not valid: ${result.error.issues.map((i) => i.message).join('; ')}` });
   }
+  if (problems.length === 0) {
+    const parsedSoFar = out as Parsed;
+    for (const message of checkRoutes(parsedSoFar.PAYOUT_ROUTES, providerConnections(parsedSoFar), parsedSoFar.LIMIT_CURRENCY_RATES)) problems.push({ setting: 'PAYOUT_ROUTES', message });
+  }
   if (out.NODE_ENV === 'production') {
     if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });
     if (out.SANDBOX_WEBHOOK_SECRET === DEV_SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
+    if (out.SANDBOX_B_WEBHOOK_SECRET === DEV_SANDBOX_B_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_B_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (out.OUTBOX_WEBHOOK_SECRET === settings.OUTBOX_WEBHOOK_SECRET.default) problems.push({ setting: 'OUTBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (out.DESTINATION_KEYS instanceof DestinationKeyRing && out.DESTINATION_KEYS.sharesKeyWith(DestinationKeyRing.parse(DEV_DESTINATION_KEYS))) {
       problems.push({ setting: 'DESTINATION_KEYS', message: 'the dev key is refused in production' });

@@ -25,12 +25,14 @@ interface RunRow {
   looked_up: number;
   carried_over: number;
   mismatches: number;
+  by_provider: Record<string, { providerItems: number; lookedUp: number; mismatches: number }>;
 }
 
 export interface ReconciliationMismatch {
   kind: MismatchKind;
   item_kind: ItemKind | null;
   reference: string;
+  provider: string | null;
   provider_item: ProviderItem | null;
   ledger_facts: unknown;
   detail: string;
@@ -51,6 +53,7 @@ export interface ReconciliationRun {
   finished_at: string;
   counts: { provider_items: number; ledger_movements: number; looked_up: number; carried_over: number; mismatches: number };
   by_kind: Record<MismatchKind, number>;
+  by_provider: Record<string, { provider_items: number; looked_up: number; mismatches: number }>;
   invariant_violations: InvariantViolation[];
   mismatches: ReconciliationMismatch[];
 }
@@ -60,7 +63,7 @@ export async function readRun(db: Queryable, runId: string): Promise<Reconciliat
   const row = rows[0];
   if (!row) throw new Error(`reconciliation run ${runId} not found`);
   const { rows: found } = await db.query<Omit<ReconciliationMismatch, 'recorded_at'> & { recorded_at: Date }>(
-    'SELECT kind, item_kind, reference, provider_item, ledger_facts, detail, recorded_at FROM reconciliation_mismatches WHERE run_id = $1 ORDER BY id',
+    'SELECT kind, item_kind, reference, provider, provider_item, ledger_facts, detail, recorded_at FROM reconciliation_mismatches WHERE run_id = $1 ORDER BY id',
     [runId],
   );
   const byKind = emptyMismatchCounts();
@@ -77,6 +80,7 @@ export async function readRun(db: Queryable, runId: string): Promise<Reconciliat
     finished_at: row.finished_at.toISOString(),
     counts: { provider_items: row.provider_items, ledger_movements: row.ledger_movements, looked_up: row.looked_up, carried_over: row.carried_over, mismatches: row.mismatches },
     by_kind: byKind,
+    by_provider: Object.fromEntries(Object.entries(row.by_provider ?? {}).map(([name, c]) => [name, { provider_items: c.providerItems, looked_up: c.lookedUp, mismatches: c.mismatches }])),
     invariant_violations: row.invariant_violations,
     mismatches: found.map((m) => ({ ...m, recorded_at: m.recorded_at.toISOString() })),
   };

@@ -71,7 +71,7 @@ describe('configuration', () => {
         expect((err as ConfigError).message).not.toContain(value.split(':').pop());
       }
     }
-    const productionSecrets = { NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(40), SANDBOX_WEBHOOK_SECRET: 'y'.repeat(20), OUTBOX_WEBHOOK_SECRET: 'z'.repeat(20) };
+    const productionSecrets = { NODE_ENV: 'production', AUTH_JWT_SECRET: 'x'.repeat(40), SANDBOX_WEBHOOK_SECRET: 'y'.repeat(20), SANDBOX_B_WEBHOOK_SECRET: 'w'.repeat(20), OUTBOX_WEBHOOK_SECRET: 'z'.repeat(20) };
     expect(() => loadConfig(productionSecrets)).toThrow(/DESTINATION_KEYS: the dev key is refused in production/);
     expect(loadConfig({ ...productionSecrets, DESTINATION_KEYS: `k1:${k1}` }).DESTINATION_KEYS.currentId).toBe('k1');
   });

@@ -17,7 +17,7 @@ const compose = parse(composeText, { merge: true }) as {
     { build?: string; command?: string[] | string; environment?: Record<string, string>; depends_on?: Record<string, unknown>; ports?: PortEntry[]; expose?: string[]; profiles?: string[] }
   >;
 };
-const PLATFORM_SERVICES = ['api', 'worker', 'sandbox-aggregator', 'migrate', 'outbox-publisher'];
+const PLATFORM_SERVICES = ['api', 'worker', 'sandbox-aggregator', 'sandbox-aggregator-b', 'migrate', 'outbox-publisher'];
 
 describe('docker-compose.yml', () => {
   it('is valid against the Compose specification JSON schema', () => {
@@ -97,6 +97,7 @@ describe('docker-compose.yml publishes only what is meant to be public', () => {
     expect(publishedPorts.sort((a, b) => a.service.localeCompare(b.service))).toEqual([
       { service: 'api', hostIp: '0.0.0.0', hostPort: '3000', containerPort: '3000' },
       { service: 'sandbox-aggregator', hostIp: '127.0.0.1', hostPort: '4010', containerPort: '4010' },
+      { service: 'sandbox-aggregator-b', hostIp: '127.0.0.1', hostPort: '4011', containerPort: '4011' },
       { service: 'temporal-ui', hostIp: '127.0.0.1', hostPort: '8233', containerPort: '8080' },
     ]);
     expect(publishedPorts.filter((p) => p.hostIp !== '127.0.0.1').map((p) => p.service)).toEqual(['api']);
@@ -110,7 +111,14 @@ describe('docker-compose.yml publishes only what is meant to be public', () => {
 
   it('runs the sandbox aggregator only under its profile, with the API token passed through', () => {
     expect(compose.services['sandbox-aggregator']!.profiles).toEqual(['sandbox']);
+    expect(compose.services['sandbox-aggregator-b']!.profiles).toEqual(['sandbox']);
     expect(defaultStack).not.toContain('sandbox-aggregator');
+    expect(defaultStack).not.toContain('sandbox-aggregator-b');
+    // Each provider its own token, secret and schema; the platform's services know both.
+    expect(compose.services['sandbox-aggregator-b']!.environment!.SANDBOX_API_TOKEN).toBe('${SANDBOX_B_API_TOKEN:-}');
+    expect(compose.services['sandbox-aggregator-b']!.environment!.SANDBOX_SCHEMA).toBe('sandbox_aggregator_b');
+    expect(compose.services.worker!.environment!.SANDBOX_B_URL).toBe('http://sandbox-aggregator-b:4011');
+    expect(compose.services.api!.environment!.SANDBOX_B_WEBHOOK_SECRET).toMatch(/^\$\{SANDBOX_B_WEBHOOK_SECRET:\?/);
     expect(defaultStack).toEqual(expect.arrayContaining(['api', 'worker', 'outbox-publisher', 'temporal', 'temporal-ui', 'postgres']));
     for (const name of ['sandbox-aggregator', 'worker']) expect(compose.services[name]!.environment!.SANDBOX_API_TOKEN, name).toBe('${SANDBOX_API_TOKEN:-}');
     // NODE_ENV=production: the sandbox itself refuses to start when that token is empty (test/sandbox/auth.test.ts).

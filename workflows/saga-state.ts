@@ -14,6 +14,9 @@ export interface SagaTimelineEntry<Status extends string> {
   note?: string;
   /** Free text for staff only; never shown to players. */
   staffNote?: string;
+  /** A payout's submission attempt: its provider and number. */
+  provider?: string;
+  attempt?: number;
 }
 
 /** An outcome reported by the provider (a webhook, or our poll of its record) or by staff. */
@@ -43,9 +46,9 @@ export abstract class SagaState<Status extends string, Decision, Event extends P
   ) {}
 
   /** Enters a state. `note` is a stable code a player may see; `staffNote` is free text for staff views only. */
-  enter(next: Status, note?: string, staffNote?: string): void {
+  enter(next: Status, note?: string, staffNote?: string, attempt?: { provider: string; attempt: number }): void {
     this.status = next;
-    this.timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}) });
+    this.timeline.push({ at: new Date().toISOString(), status: next, ...(note ? { note } : {}), ...(staffNote ? { staffNote } : {}), ...attempt });
     upsertSearchAttributes([{ key: SA.Status, value: next }]);
   }
 

@@ -23,6 +23,7 @@ import { isPortFree, waitUntil } from '../../lib/wait';
 import { ensureTemporalCli, temporalCliVersion } from '../../temporal/cli';
 import { startTemporalDevServer } from '../../temporal/dev-server';
 import { clusterPorts, ensureTemporalServerTools, setupTemporalSchema, startTemporalServer, startTemporalUi, temporalPostgresOf, TEMPORAL_DATABASES, TEMPORAL_SERVER_VERSION } from '../../temporal/server';
+import { sandboxBProcessEnv } from '../../lib/providers';
 import { runSelfCheck } from './self-check';
 import { processFile, Supervisor, type Running } from './supervisor';
 
@@ -129,7 +130,7 @@ function isAlive(pid: number): boolean {
 }
 
 async function checkPorts(cfg: Config): Promise<void> {
-  const wanted: [string, number][] = [['SANDBOX_PORT', cfg.SANDBOX_PORT]];
+  const wanted: [string, number][] = [['SANDBOX_PORT', cfg.SANDBOX_PORT], ['SANDBOX_B_PORT', cfg.SANDBOX_B_PORT]];
   for (let i = 0; i < apiCount; i++) wanted.push([i === 0 ? 'API_PORT' : `API_PORT + ${i} (API_INSTANCES)`, cfg.API_PORT + i]);
   for (let i = 0; i < workerCount; i++) wanted.push([i === 0 ? 'WORKER_METRICS_ADDRESS' : `WORKER_METRICS_ADDRESS + ${i} (WORKER_PROCESSES)`, hostPort(workerMetricsAddress(i)).port]);
   if (!cfg.DATABASE_URL) wanted.push(['PG_PORT', cfg.PG_PORT]);
@@ -207,15 +208,19 @@ async function main(): Promise<void> {
   for (let i = 0; i < workerCount; i++) {
     await startService(instanceName('worker', i), path.join(here, '../worker/main.ts'), { ...env, WORKER_METRICS_ADDRESS: workerMetricsAddress(i) });
   }
+  // Two providers, so routing and failover are exercised: `sandbox` and `sandbox-b`, each its own process, schema and secret.
   await startService('sandbox-aggregator', path.join(here, '../sandbox-aggregator/main.ts'), env);
+  await startService('sandbox-aggregator-b', path.join(here, '../sandbox-aggregator/main.ts'), { ...env, ...sandboxBProcessEnv(config) });
   for (let i = 0; i < apiCount; i++) await startService(instanceName('api', i), path.join(here, '../api/main.ts'), { ...env, API_PORT: String(config.API_PORT + i) });
   await startService('outbox-publisher', path.join(here, '../outbox-publisher/main.ts'), env);
 
   const sandboxUrl = `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}`;
+  const sandboxBUrl = `http://${config.SANDBOX_HOST}:${config.SANDBOX_B_PORT}`;
   await Promise.all([
     ...apiUrls.map((url, i) => waitForHttp(instanceName('API', i), `${url}/health`, 60_000)),
     ...workerMetricsUrls.map((url, i) => waitForHttp(`${instanceName('worker', i)} metrics`, url, 60_000)),
     waitForHttp('sandbox aggregator', `${sandboxUrl}/health`, 60_000),
+    waitForHttp('sandbox aggregator b', `${sandboxBUrl}/health`, 60_000),
   ]);
 
   // A worker is healthy when it has run a workflow end to end (Temporal -> worker -> PostgreSQL).
@@ -236,7 +241,9 @@ async function main(): Promise<void> {
     ['Metrics', `${apiUrls[0]}/metrics`],
     ...workerMetricsUrls.map((url, i) => [`${instanceName('Worker', i).replace('-', ' ')} metrics`, url]),
     ...temporalRows,
-    ['Sandbox aggregator', sandboxUrl],
+    ['Provider sandbox', `${sandboxUrl} (${config.SANDBOX_METHODS.join(', ')})`],
+    ['Provider sandbox-b', `${sandboxBUrl} (${config.SANDBOX_B_METHODS.join(', ')})`],
+    ['Payout routes', config.PAYOUT_ROUTES.map((r) => r.text).join('; ')],
     ['Outbox webhooks', config.OUTBOX_ENDPOINTS || '(none: set OUTBOX_ENDPOINTS; events wait in the outbox)'],
     ['PostgreSQL', redactPassword(dbUrl!)],
     ['Processes', processFile(config.dataDirAbsolute)],

@@ -6,6 +6,7 @@ import { initTracing } from '../../lib/tracing';
 import { createActivities, type ActivityDeps } from '../../activities';
 import type { Config } from '../../lib/config';
 import { moneyLimits } from '../../lib/limits';
+import { providerConnections } from '../../lib/providers';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
 /** Workflow spans (OpenTelemetry inside the sandbox): only when traces are exported somewhere. */
@@ -107,10 +108,10 @@ export function workerSettings(config: Config): Omit<ActivityDeps, 'pool'> & Pic
     backgroundSlots: config.WORKER_BACKGROUND_SLOTS,
     workflowSpans: config.TRACING_EXPORTER !== 'off',
     maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS,
-    providerUrl: config.SANDBOX_URL,
+    providers: providerConnections(config),
+    breaker: { errorPercent: config.PROVIDER_BREAKER_ERROR_PERCENT, minCalls: config.PROVIDER_BREAKER_MIN_CALLS, windowMs: config.PROVIDER_BREAKER_WINDOW_MS, resetMs: config.PROVIDER_BREAKER_RESET_MS },
     limits: moneyLimits(config),
     destinationKeys: config.DESTINATION_KEYS,
-    providerToken: config.SANDBOX_API_TOKEN,
     chaosBreak: config.CHAOS_BREAK,
   };
 }

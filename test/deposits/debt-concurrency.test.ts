@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDepositActivities, writeDepositState } from '../../activities/deposits';
-import { aggregatorAt } from '../../activities/aggregator-client';
 import { debtOf } from '../../activities/player-debt';
 import type { Ledger } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { moneyLimits } from '../../lib/limits';
 import { loadConfig } from '../../lib/config';
 import { resourceIdFor } from '../../apps/api/sagas/idempotency';
-import { testPool, uniqueId } from '../support';
+import { testPool, uniqueId, providerRegistry } from '../support';
 import { expectInvariantsHold, ledgerFixture } from '../support/ledger';
 
 /**
@@ -21,7 +20,7 @@ describe('debt collection under concurrency', () => {
   let deposits: ReturnType<typeof createDepositActivities>;
   beforeAll(() => {
     ({ pool, ledger } = ledgerFixture(testPool()));
-    deposits = createDepositActivities({ pool, ledger, aggregator: aggregatorAt('http://127.0.0.1:9'), limits: moneyLimits(loadConfig({})) });
+    deposits = createDepositActivities({ pool, ledger, providers: providerRegistry(pool, { sandbox: 'http://127.0.0.1:9' }), limits: moneyLimits(loadConfig({})) });
   });
   afterAll(async () => {
     await pool?.end();

@@ -2,14 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { runner } from 'node-pg-migrate';
-import { aggregatorAt } from '../../activities/aggregator-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProviderActivities } from '../../activities/provider';
 import { repoRoot } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';
 import { createDestinationVault, DestinationKeyRing, DestinationUnreadable, type StoredDestination } from '../../lib/destination-vault';
 import { MIGRATIONS_DIR } from '../../lib/migrate';
-import { scratchDatabase, startTestWorker, uniqueId } from '../support';
+import { scratchDatabase, startTestWorker, uniqueId, providerRegistry } from '../support';
 import { startSagaStack, type SagaStack } from '../support/saga-stack';
 
 const IBAN = 'GB82WEST12345698765432';
@@ -184,7 +183,7 @@ describe('destination key rotation and plaintext rows left from before encryptio
     });
     await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
     try {
-      const activities = createProviderActivities({ aggregator: aggregatorAt(`http://127.0.0.1:${(provider.address() as { port: number }).port}`), pool, destinations: createDestinationVault(ring) });
+      const activities = createProviderActivities({ providers: providerRegistry(pool, { sandbox: `http://127.0.0.1:${(provider.address() as { port: number }).port}` }), pool, destinations: createDestinationVault(ring) });
       await activities.submitPayoutToProvider({ payoutId: 'po_legacy_iban', amount: { minor_units: 100, currency: 'EUR' } });
     } finally {
       provider.close();

@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { Module } from '@nestjs/common';
 import { APP_GUARD, NestFactory, Reflector } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import { aggregatorAt } from '../../activities/aggregator-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReconciliationActivities } from '../../activities/reconciliation';
 import { reconciliationSummary } from '../../lib/reconciliation-runs';
@@ -19,7 +18,7 @@ import { sleep } from '../../lib/wait';
 import type { ReconciliationInput, ReconciliationResult } from '../../contracts/reconciliation';
 import type { reconciliationWorkflow } from '../../workflows/reconciliation/reconciliation.workflow';
 import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
-import { uniqueId } from '../support';
+import { uniqueId, providerRegistry } from '../support';
 
 const fakePayoutId = () => `po_${randomBytes(16).toString('hex')}`;
 const fakeDepositId = () => `dp_${randomBytes(16).toString('hex')}`;
@@ -193,7 +192,7 @@ describe('reconciliation: ledger invariants and the settlement report against th
   });
 
   it('a retried step records nothing twice (mismatches keyed by run, kind and reference; the run by its id)', async () => {
-    const activities = createReconciliationActivities({ pool: stack.pool, aggregator: aggregatorAt(stack.sandboxUrl) });
+    const activities = createReconciliationActivities({ pool: stack.pool, providers: providerRegistry(stack.pool, { sandbox: stack.sandboxUrl, sandboxB: stack.sandboxBUrl }) });
     const runId = `${uniqueId('manual')}/run-1`;
     const window = { since, until: new Date().toISOString() };
     const first = await activities.reconcileSettlements({ ...window, runId, references: [planted.providerOnly, planted.ledgerOnly] });

@@ -9,6 +9,8 @@ import { backgroundTaskQueue, loadConfig, type Config } from '../../lib/config';
 import { createPool, type Pool } from '../../lib/db';
 import { createLogger } from '../../lib/logger';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
+import { ProviderRegistry } from '../../activities/provider-registry';
+import { providerConnections } from '../../lib/providers';
 
 // SDK logs at WARN and above, as JSON on stderr, so a failing test shows what the worker saw.
 installTemporalRuntime(createLogger('test-worker', 'warn'), 'WARN');
@@ -81,4 +83,10 @@ export async function scratchDatabase(prefix: string): Promise<{ url: string; dr
       await admin.end();
     },
   };
+}
+
+/** The worker's provider connections (both sandbox instances), for tests that call activities directly. */
+export function providerRegistry(pool: Pool, urls: { sandbox: string; sandboxB?: string }): ProviderRegistry {
+  const config = loadConfig({ SANDBOX_URL: urls.sandbox, ...(urls.sandboxB ? { SANDBOX_B_URL: urls.sandboxB } : {}) });
+  return new ProviderRegistry(providerConnections(config), { errorPercent: 50, minCalls: 5, windowMs: 30_000, resetMs: 15_000 }, pool);
 }

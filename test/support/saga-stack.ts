@@ -27,6 +27,9 @@ export const FAST_SAGA_SETTINGS: Record<string, string> = {
   PAYOUT_DAILY_MAX_AMOUNT: '1000000000',
   PAYOUT_HOURLY_MAX_COUNT: '100000',
   SANDBOX_WEBHOOK_SECRET: 'saga-tests-webhook-secret-0123',
+  SANDBOX_B_WEBHOOK_SECRET: 'saga-tests-webhook-secret-b-456',
+  // Suites not about routing pay out through one provider; the provider suites set the default routes.
+  PAYOUT_ROUTES: '* -> sandbox',
   // The suites share two cores, so a decision here is slow for reasons other than this stack's own load:
   // at the default target (150 ms) the admission gate would refuse a few concurrent payouts of a suite that
   // is not about admission. The gate is steered at the sync deadline; the admission suites set their own.
@@ -41,6 +44,9 @@ export interface SagaStack {
   apiUrl: string;
   sandboxUrl: string;
   sandbox: FastifyInstance;
+  /** The second provider, `sandbox-b`. */
+  sandboxBUrl: string;
+  sandboxB: FastifyInstance;
   service: string;
   /** Authorization header of a player token for this account. */
   playerAuth(accountId: string): Promise<string>;
@@ -56,7 +62,7 @@ export interface SagaStack {
   /** Ledger transfers of a deposit saga (metadata deposit_id), oldest first. */
   depositTransfersOf(depositId: string): Promise<{ kind: string; amount: number; idempotency_key: string; debit_account_id: string; credit_account_id: string }[]>;
   /** Scripts the sandbox's outcome for a reference (PUT /sandbox/scenarios/:reference), before or after submission. */
-  scriptSandbox(reference: string, scenario: Record<string, unknown>): Promise<void>;
+  scriptSandbox(reference: string, scenario: Record<string, unknown>, provider?: 'sandbox' | 'sandbox-b'): Promise<void>;
   assertLedgerClean(): Promise<void>;
   close(): Promise<void>;
 }
@@ -92,7 +98,21 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
   });
   await sandbox.listen({ port: 0, host: '127.0.0.1' });
   const sandboxUrl = `http://127.0.0.1:${(sandbox.server.address() as AddressInfo).port}`;
-  config = { ...config, SANDBOX_URL: sandboxUrl };
+  const sandboxB = await createSandboxAggregator({
+    logger: createLogger('sandbox-b-test', 'silent'),
+    databaseUrl: config.DATABASE_URL!,
+    schema: sandboxSchema(),
+    webhookSecret: config.SANDBOX_B_WEBHOOK_SECRET,
+    webhookUrl: `${apiUrl}/v1/webhooks/sandbox-b`,
+    callbackDelayMs: 50,
+    webhookRetry: { attempts: 6, baseDelayMs: 100 },
+    supportedMethods: config.SANDBOX_B_METHODS,
+    supportedCurrencies: config.SANDBOX_B_CURRENCIES,
+    ...(config.SANDBOX_B_API_TOKEN ? { apiToken: config.SANDBOX_B_API_TOKEN } : {}),
+  });
+  await sandboxB.listen({ port: 0, host: '127.0.0.1' });
+  const sandboxBUrl = `http://127.0.0.1:${(sandboxB.server.address() as AddressInfo).port}`;
+  config = { ...config, SANDBOX_URL: sandboxUrl, SANDBOX_B_URL: sandboxBUrl };
   const worker = opts.worker === false ? undefined : await startTestWorker(pool, taskQueue, config);
 
   const service = `Bearer ${await signToken({ sub: 'operator-backend', role: 'service' }, config.AUTH_JWT_SECRET)}`;
@@ -134,6 +154,8 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
     apiUrl,
     sandboxUrl,
     sandbox,
+    sandboxBUrl,
+    sandboxB,
     service,
     playerAuth: async (accountId) => `Bearer ${await signToken({ sub: accountId, role: 'player' }, config.AUTH_JWT_SECRET)}`,
     async fundedAccount(minor, currency = 'EUR') {
@@ -167,8 +189,8 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
       );
       return rows;
     },
-    async scriptSandbox(reference, scenario) {
-      const res = await fetch(`${sandboxUrl}/sandbox/scenarios/${encodeURIComponent(reference)}`, { method: 'PUT', headers: { 'content-type': 'application/json', ...(config.SANDBOX_API_TOKEN ? { authorization: `Bearer ${config.SANDBOX_API_TOKEN}` } : {}) }, body: JSON.stringify(scenario) });
+    async scriptSandbox(reference, scenario, provider = 'sandbox') {
+      const res = await fetch(`${provider === 'sandbox' ? sandboxUrl : sandboxBUrl}/sandbox/scenarios/${encodeURIComponent(reference)}`, { method: 'PUT', headers: { 'content-type': 'application/json', ...(config.SANDBOX_API_TOKEN ? { authorization: `Bearer ${config.SANDBOX_API_TOKEN}` } : {}) }, body: JSON.stringify(scenario) });
       expect(res.status).toBe(200);
     },
     async assertLedgerClean() {
@@ -178,6 +200,7 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
     async close() {
       await worker?.stop();
       await sandbox.close();
+      await sandboxB.close();
       await api.close();
       await connection.close();
       await pool.end();
@@ -213,6 +236,9 @@ export async function spawnWorkerProcess(stack: SagaStack, env: Record<string, s
       TEMPORAL_NAMESPACE: stack.config.TEMPORAL_NAMESPACE,
       TEMPORAL_TASK_QUEUE: stack.config.TEMPORAL_TASK_QUEUE,
       SANDBOX_URL: stack.sandboxUrl,
+      SANDBOX_B_URL: stack.sandboxBUrl,
+      SANDBOX_B_WEBHOOK_SECRET: stack.config.SANDBOX_B_WEBHOOK_SECRET,
+      PAYOUT_ROUTES: stack.config.PAYOUT_ROUTES.map((r) => r.text).join('; '),
       WORKER_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
       ...env,
     },

@@ -12,6 +12,7 @@ import {
   type AuthorizationDecision,
   type CancelRequest,
   type MaskedDestination,
+  type PayoutAttempt,
   type PayoutInput,
   type PayoutStateRecord,
   type PayoutStatus,
@@ -41,6 +42,8 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision, 
   reviewReason?: ReviewReason;
   /** The review, once staff gave it. */
   review?: ReviewDecision;
+  /** The submission the saga is on (routed payouts); absent before the first, and for sagas started before routing. */
+  attempt?: PayoutAttempt;
   readonly details: Pick<PayoutView, 'providerPayoutId' | 'failureCode' | 'returnReason' | 'declineCode'> = {};
 
   constructor(readonly input: PayoutInput) {
@@ -49,6 +52,24 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision, 
     this.terms = { amount: input.amount, destination: this.destination };
     this.timeline = [{ at: input.requestedAt, status: 'REQUESTED' }];
     this.holdTransferId = input.resume?.holdTransferId ?? 0;
+    if (input.resume?.attempt) this.attempt = input.resume.attempt;
+  }
+
+  /** Where provider calls about this payout go: the current attempt (else the activity reads where the payout is). */
+  attemptRef(): { provider?: string; reference?: string } {
+    return this.attempt ? { provider: this.attempt.provider, reference: this.attempt.reference } : {};
+  }
+
+  /** The submission's entry names its attempt: the timeline shows where each submission went. */
+  override enter(next: PayoutStatus, note?: string, staffNote?: string): void {
+    const submission = next === 'SUBMITTED' && this.status !== 'SUBMITTED' && this.attempt;
+    super.enter(next, note, staffNote, submission ? { provider: this.attempt!.provider, attempt: this.attempt!.attempt } : undefined);
+  }
+
+  /** A webhook about an earlier attempt (another provider, or reference) is not news of this one. */
+  override receive(event: ProviderPayoutEvent): void {
+    const other = this.attempt && event.source === 'webhook' && ((event.provider !== undefined && event.provider !== this.attempt.provider) || (event.reference !== undefined && event.reference !== this.attempt.reference));
+    if (!other) super.receive(event);
   }
 
   view(): PayoutView {
@@ -58,7 +79,7 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision, 
       accountId: input.accountId,
       amount: input.amount,
       destination: this.destination,
-      provider: input.provider,
+      provider: this.attempt?.provider ?? input.provider,
       status: this.status,
       ...this.details,
       cancellable: this.cancellable(),

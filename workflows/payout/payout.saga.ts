@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, allHandlersFinished, condition, continueAsNew, patched, proxyActivities, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, TimeoutFailure, allHandlersFinished, condition, continueAsNew, patched, proxyActivities, proxyLocalActivities, setHandler, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../../activities';
 import type { ProviderPayout } from '../../activities/provider';
 import {
@@ -10,6 +10,8 @@ import {
   providerEventSignal,
   reviewUpdate,
   staffResolveUpdate,
+  attemptReference,
+  type PayoutAttempt,
   type PayoutInput,
   type PayoutResume,
   type PayoutStateRecord,
@@ -24,7 +26,9 @@ import { LEDGER_STEP_OPTIONS, PROVIDER_CALL_OPTIONS, PROVIDER_LOOKUP_OPTIONS, PR
 import { PayoutState } from './payout-state';
 
 const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
-const provider = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
+const providerCalls = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
+/** Longer than a submission's own HTTP timeout: a request still in flight when its activity gave up has landed or failed by then. */
+const SUBMISSION_IN_FLIGHT_MS = 15_000;
 const lookups = proxyLocalActivities<Activities>(PROVIDER_LOOKUP_OPTIONS);
 
 /**
@@ -205,35 +209,94 @@ async function awaitReview(saga: PayoutState, money: ReturnType<typeof moneyStep
 }
 
 /**
- * Step 4: submits the payout (the submission writes SUBMITTED itself). Answers the refusal code when the
- * provider refused and its own record confirms it has no such payout (or failed it); otherwise the payout is
- * SUBMITTED, its record adopted only if it agrees with the request.
+ * Step 4: submits the payout to the first provider of its route (the submission writes SUBMITTED itself).
+ * It moves to the next provider only when the one before refused it, or left it unanswered past
+ * `failoverAfterMs`, AND that provider's own record says it has no such payout or failed it: then under a
+ * new reference (`<payout id>:a<n>`), so no provider ever sees one payout twice under two keys. Answers the
+ * refusal code when the last provider refused it (confirmed by its record); otherwise the payout is
+ * SUBMITTED, the record adopted only if it agrees with the request.
  */
 async function submit(saga: PayoutState, ask: ProviderChecks): Promise<string | undefined> {
-  const { payoutId, amount, timings } = saga.input;
+  const { input } = saga;
   saga.submissionStarted = true;
-  let submitted: ProviderPayout;
-  try {
-    submitted = await provider.submitPayoutToProvider({ payoutId, amount, record: saga.record('SUBMITTED') });
-    saga.enter('SUBMITTED');
-  } catch (err) {
-    if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure)) throw err;
-    // A destination that cannot be read (missing, or its encrypted row does not authenticate) is never sent.
-    const unreadable = err.cause.type === 'DestinationUndecryptable' || err.cause.type === 'DestinationMissing';
-    if (err.cause.type !== 'ProviderRejected' && !unreadable) throw err;
-    const refusal = unreadable ? 'destination_unreadable' : String((err.cause.details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+  // Sagas started before routing go to their one provider, with the commands they always issued.
+  const order = input.route ? await planRoute(saga) : [input.provider];
+  let movedOn: string | undefined;
+  for (let i = 0; i < order.length; i++) {
+    const last = i === order.length - 1;
+    if (input.route) beginAttempt(saga, { attempt: i + 1, provider: order[i]!, reference: attemptReference(input.payoutId, i + 1) });
+    const outcome = await submitAttempt(saga, ask, last ? undefined : input.timings.failoverAfterMs, movedOn);
+    if ('submitted' in outcome) {
+      await ask.judge(outcome.submitted);
+      return undefined;
+    }
+    if (last || outcome.final) return outcome.refusal;
+    movedOn = outcome.why;
+    await moveTo(saga, saga.status, 'provider_failover', `${outcome.why}: moving to ${order[i + 1]}`);
+  }
+  return undefined; // not reached: the last attempt answers
+}
+
+/** The route's providers in the order to try them now: healthy and enabled first (the timeline says who was passed over). */
+async function planRoute(saga: PayoutState): Promise<string[]> {
+  const { order, skipped } = await steps.planPayoutRoute({ payoutId: saga.input.payoutId, route: saga.input.route! });
+  if (skipped.length > 0) {
+    saga.timeline.push({ at: new Date().toISOString(), status: saga.status, note: 'provider_passed_over', staffNote: skipped.map((s) => `${s.provider}: ${s.reason === 'disabled' ? 'disabled by staff' : 'circuit breaker open'}`).join('; ') });
+  }
+  return order;
+}
+
+/** Makes `attempt` the payout's current one (its submission records it in the read model before the provider can have it). */
+function beginAttempt(saga: PayoutState, attempt: PayoutAttempt): void {
+  saga.attempt = attempt;
+  if (attempt.provider !== workflowInfo().typedSearchAttributes.get(SA.Provider)) upsertSearchAttributes([{ key: SA.Provider, value: attempt.provider }]);
+}
+
+type AttemptOutcome = { submitted: ProviderPayout } | { refusal: string; why: string; final: boolean };
+
+/**
+ * One attempt: submitted, or why not. A refusal (or, with `unansweredAfterMs`, a submission left unanswered
+ * that long) is checked with the provider's record; only 'none' or 'failed' lets the saga move on, and a
+ * provider that cannot be asked is asked again (it may hold the payout).
+ */
+async function submitAttempt(saga: PayoutState, ask: ProviderChecks, unansweredAfterMs: number | undefined, supersededWhy: string | undefined): Promise<AttemptOutcome> {
+  const { payoutId, amount, timings } = saga.input;
+  const provider = saga.attempt?.provider ?? saga.input.provider;
+  const submitter = unansweredAfterMs === undefined ? providerCalls : proxyActivities<Activities>({ ...PROVIDER_CALL_OPTIONS, scheduleToCloseTimeout: unansweredAfterMs });
+  for (;;) {
+    let refusal: string;
+    let why: string;
+    try {
+      const attempt = saga.attempt ? { attempt: saga.attempt.attempt, ...(supersededWhy ? { supersededWhy } : {}) } : {};
+      const submitted = await submitter.submitPayoutToProvider({ payoutId, amount, record: saga.record('SUBMITTED'), ...saga.attemptRef(), ...attempt });
+      saga.enter('SUBMITTED');
+      return { submitted };
+    } catch (err) {
+      if (!(err instanceof ActivityFailure)) throw err;
+      const type = err.cause instanceof ApplicationFailure ? err.cause.type : undefined;
+      if (!(err.cause instanceof ApplicationFailure) && !(unansweredAfterMs !== undefined && err.cause instanceof TimeoutFailure)) throw err;
+      // A destination that cannot be read (missing, or its encrypted row does not authenticate) is never sent, anywhere.
+      if (type === 'DestinationUndecryptable' || type === 'DestinationMissing') return { refusal: 'destination_unreadable', why: 'destination unreadable', final: true };
+      // With a time limit, whatever ended the retries (the limit itself, or the last 5xx or network error) leaves it unanswered.
+      const unanswered = unansweredAfterMs !== undefined && type !== 'ProviderRejected';
+      if (!unanswered && type !== 'ProviderRejected') throw err;
+      refusal = unanswered ? 'provider_unavailable' : String(((err.cause as ApplicationFailure).details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+      why = unanswered ? `${provider} left the submission unanswered for ${Math.round(unansweredAfterMs / 1000)}s` : `${provider} refused it (${refusal})`;
+      // A request still in flight when the activity gave up may yet land: let it, before asking.
+      if (unanswered) await sleep(SUBMISSION_IN_FLIGHT_MS);
+    }
     // A refusal of a retried submission can hide an accepted first attempt: ask the provider, until it answers.
     let known = await ask.record(false);
-    for (let delay = timings.pollInitialMs; known === 'unknown'; delay = Math.min(delay * 2, timings.pollMaxMs)) {
+    for (let delay = timings.pollInitialMs; known === 'unknown' && !unansweredAfterMs; delay = Math.min(delay * 2, timings.pollMaxMs)) {
       await sleep(delay);
       known = await ask.record(false);
     }
-    if (known === 'none' || known.status === 'failed') return refusal;
-    submitted = known; // the provider has it after all: wait for its outcome like any submitted payout
+    if (known === 'unknown') continue; // unreachable still: submit again under the same key
+    if (known === 'none' || known.status === 'failed') return { refusal, why: `${why} and has ${known === 'none' ? 'no such payout' : 'failed it'}`, final: false };
+    // The provider has it after all: wait for its outcome like any submitted payout.
     await moveTo(saga, 'SUBMITTED');
+    return { submitted: known };
   }
-  await ask.judge(submitted);
-  return undefined;
 }
 
 /** A later run of a saga that was awaiting its provider (continue-as-new): pick up where the last one stopped. */
@@ -248,7 +311,7 @@ function resumeWaiting(saga: PayoutState, resume: PayoutResume): void {
 function waiting(saga: PayoutState, ask: ProviderChecks): WaitingSaga {
   return waitingSaga(saga, ask, (staffNote) => stick(saga, staffNote), saga.input.resume?.runs, async ({ timeline, ...position }) => {
     const { holdTransferId, details } = saga;
-    const resume: PayoutResume = { timeline, holdTransferId, ...(details.providerPayoutId ? { providerPayoutId: details.providerPayoutId } : {}), ...position };
+    const resume: PayoutResume = { timeline, holdTransferId, ...(details.providerPayoutId ? { providerPayoutId: details.providerPayoutId } : {}), ...(saga.attempt ? { attempt: saga.attempt } : {}), ...position };
     await continueAsNew<typeof payoutSaga>({ ...saga.input, resume });
   });
 }
@@ -270,7 +333,7 @@ function providerChecks(saga: PayoutState) {
     sagaKind: 'payout',
     reference: payoutId,
     terms: saga.terms,
-    fetch: (scheduled) => (scheduled ? scheduledPolls : lookups).fetchProviderPayout({ payoutId }),
+    fetch: (scheduled) => (scheduled ? scheduledPolls : lookups).fetchProviderPayout({ payoutId, ...saga.attemptRef() }),
     observedOf: (seen) => ({ status: seen.status, providerPayoutId: seen.providerPayoutId, amount: seen.amount ?? null, destination: seen.destination ?? null }),
     eventOf: (seen, claimed) => ({ ...eventFromRecord(seen.status, claimed), providerPayoutId: seen.providerPayoutId, failureCode: seen.failureCode, returnReason: seen.returnReason }),
     adopt: (seen) => {

@@ -11,7 +11,7 @@ import { ProblemError } from '../common/problem';
 import { timelineFor } from '../common/timeline';
 import type { IdempotentStart } from '../sagas/idempotent-start';
 import type { SagaCalls } from '../sagas/saga-calls';
-import { PROVIDER } from '../payouts/payouts.service';
+import { DEPOSIT_PROVIDER } from '../../../lib/providers';
 import { DEPOSIT_SAGA, depositViewOfRow, type DepositRow } from './deposit-saga-kind';
 import type { CreateDepositRequest, depositBody } from './deposits.schemas';
 
@@ -40,7 +40,7 @@ export class DepositsService {
       input: {
         accountId: request.account_id,
         amount: request.amount,
-        provider: PROVIDER,
+        provider: DEPOSIT_PROVIDER,
         requestedAt: new Date().toISOString(),
         // The payout's provider-wait settings apply to deposits too: one aggregator, one polling policy.
         timings: { pollInitialMs: c.PROVIDER_POLL_INITIAL_MS, pollMaxMs: c.PROVIDER_POLL_MAX_MS, stuckAfterMs: c.PROVIDER_STUCK_AFTER_MS, continueAsNewAfterEvents: c.SAGA_CONTINUE_AS_NEW_AFTER_EVENTS },

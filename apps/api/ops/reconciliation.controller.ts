@@ -25,7 +25,8 @@ const ledgerFact = z.object({ transfer_id: z.number().int(), kind: z.string(), s
 const mismatch = z.object({
   kind: z.enum(MISMATCH_KINDS),
   item_kind: z.enum(['payout', 'deposit']).nullable().describe('null for ledger_invariant'),
-  reference: z.string().describe('payout_id / deposit_id, or the invariant rule'),
+  reference: z.string().describe('payout_id / deposit_id (`<payout id>@<provider>` for an earlier attempt of a payout that moved to another provider), or the invariant rule'),
+  provider: z.string().nullable().describe('the provider whose record this finding is about; null for ledger_invariant'),
   provider_item: providerItem.nullable(),
   ledger_facts: z.union([z.array(ledgerFact), z.record(z.string(), z.unknown())]).describe("the reference's ledger transfers, or the invariant violation's detail"),
   detail: z.string(),
@@ -44,6 +45,9 @@ export const reconciliationRunBody = z.object({
   finished_at: z.string(),
   counts: z.object({ provider_items: z.number().int(), ledger_movements: z.number().int(), looked_up: z.number().int(), carried_over: z.number().int(), mismatches: z.number().int() }),
   by_kind: countsByKind,
+  by_provider: z
+    .record(z.string(), z.object({ provider_items: z.number().int(), looked_up: z.number().int(), mismatches: z.number().int() }))
+    .describe("each provider reconciled against its own settlement report: its report's items, references looked up there, findings about it"),
   invariant_violations: z.array(z.object({ rule: z.string(), detail: z.record(z.string(), z.unknown()) })),
   mismatches: z.array(mismatch),
 });

@@ -7,6 +7,7 @@ import type { DestinationVault } from '../../../lib/destination-vault';
 import { cancelUpdate, maskDestination, PAYOUT_NOT_CANCELLABLE, payoutStatusQuery, type PayoutView, type ReviewPolicy } from '../../../contracts/payout';
 import type { MoneyAmount } from '../../../contracts/common';
 import { thresholdInMinorUnits } from '../../../lib/limits';
+import { providerConnections, routeOf, type ProviderConnection } from '../../../lib/providers';
 import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../sagas/idempotency';
 import { ProblemError } from '../common/problem';
@@ -15,8 +16,6 @@ import type { IdempotentStart } from '../sagas/idempotent-start';
 import { failureType, type SagaCalls } from '../sagas/saga-calls';
 import { PAYOUT_SAGA, payoutViewOfRow, type PayoutRow } from './payout-saga-kind';
 import type { CreatePayoutRequest, payoutBody } from './payouts.schemas';
-
-export const PROVIDER = 'sandbox';
 
 /** Result of POST /v1/payouts: what to send, and whether it is a replay of an earlier answer. */
 export interface PayoutAnswer {
@@ -27,16 +26,23 @@ export interface PayoutAnswer {
 
 /** Payout requests (one saga and one answer per key: IdempotentStart), status, and cancellation before submission. */
 export class PayoutsService {
+  private readonly providers: ProviderConnection[];
+
   constructor(
     private readonly config: Config,
     private readonly starts: IdempotentStart,
     private readonly sagas: SagaCalls,
     private readonly pool: Pool,
     private readonly destinations: DestinationVault,
-  ) {}
+  ) {
+    this.providers = providerConnections(config);
+  }
 
   async create(request: CreatePayoutRequest, key: string, requestId: string): Promise<PayoutAnswer> {
     const c = this.config;
+    // The route (PAYOUT_ROUTES): where it goes, then its fallbacks. Refused before anything is written when no provider takes it.
+    const route = routeOf(c.PAYOUT_ROUTES, this.providers, { method: request.destination.method, currency: request.amount.currency, amountMinor: request.amount.minor_units }, c.LIMIT_CURRENCY_RATES);
+    if (route.length === 0) throw new ProblemError('DESTINATION_NOT_SUPPORTED', `No provider takes ${request.destination.method} payouts in ${request.amount.currency}`);
     const { answer, replayed, resourceId } = await this.starts.start(PAYOUT_SAGA, {
       request,
       key,
@@ -45,7 +51,8 @@ export class PayoutsService {
         accountId: request.account_id,
         amount: request.amount,
         destination: maskDestination(request.destination),
-        provider: PROVIDER,
+        provider: route[0]!,
+        route,
         requestedAt: new Date().toISOString(),
         timings: {
           submitDelayMs: c.PAYOUT_SUBMIT_DELAY_MS,
@@ -54,6 +61,7 @@ export class PayoutsService {
           stuckAfterMs: c.PROVIDER_STUCK_AFTER_MS,
           returnWindowMs: c.PAYOUT_RETURN_WINDOW_MS,
           continueAsNewAfterEvents: c.SAGA_CONTINUE_AS_NEW_AFTER_EVENTS,
+          failoverAfterMs: c.PROVIDER_FAILOVER_AFTER_MS,
         },
         pollTaskQueue: backgroundTaskQueue(c),
         ...reviewPolicy(c, request.amount),

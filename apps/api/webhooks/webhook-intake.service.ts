@@ -4,7 +4,8 @@ import { z } from 'zod';
 import type { Config } from '../../../lib/config';
 import { verifyWebhookSignature } from '../../../lib/webhook-signature';
 import { DEPOSIT_REVERSAL_TYPE, depositEventSignal, depositReversalWorkflowId, type DepositReversalInput, type ProviderDepositEvent } from '../../../contracts/deposit';
-import { providerEventSignal, type ProviderPayoutEvent } from '../../../contracts/payout';
+import { payoutIdOfReference, providerEventSignal, type ProviderPayoutEvent } from '../../../contracts/payout';
+import { providerConnections, type ProviderConnection } from '../../../lib/providers';
 import { ProblemError } from '../common/problem';
 import type { ApiMetrics } from '../metrics/metrics';
 import type { TrafficControl } from '../traffic/traffic-control';
@@ -44,14 +45,18 @@ const DEPOSIT_EVENT_STATUS: Record<string, ProviderDepositEvent['providerStatus'
 /** Which saga an event type goes to, and the signal it sends there. */
 interface EventRoute {
   kind: 'payout' | 'deposit';
+  /** The saga's workflow id: the payout or deposit id the reference names. */
+  sagaId: string;
   signal(handle: WorkflowHandle, event: ProviderEvent): Promise<void>;
 }
 
-function routeFor(event: ProviderEvent): EventRoute | undefined {
+function routeFor(event: ProviderEvent, provider: string): EventRoute | undefined {
   const payoutStatus = PAYOUT_EVENT_STATUS[event.type];
   if (payoutStatus) {
     return {
       kind: 'payout',
+      // A later attempt's reference is `<payout id>:a<n>`: the saga is the payout's.
+      sagaId: payoutIdOfReference(event.data.object.reference),
       signal: (handle, e) =>
         handle.signal(providerEventSignal, {
           eventId: e.id,
@@ -61,6 +66,8 @@ function routeFor(event: ProviderEvent): EventRoute | undefined {
           failureCode: e.data.object.failure_code,
           returnReason: e.data.object.return_reason,
           occurredAt: e.created_at,
+          provider,
+          reference: e.data.object.reference,
         }),
     };
   }
@@ -68,6 +75,7 @@ function routeFor(event: ProviderEvent): EventRoute | undefined {
   if (depositStatus) {
     return {
       kind: 'deposit',
+      sagaId: event.data.object.reference,
       signal: (handle, e) =>
         handle.signal(depositEventSignal, {
           eventId: e.id,
@@ -91,17 +99,23 @@ const SIGNAL_DEADLINE_MS = 5_000;
  * signalled answers 503 so the provider retries; a duplicate is acknowledged and not signalled again.
  */
 export class WebhookIntake {
+  private readonly providers: Map<string, ProviderConnection>;
+
   constructor(
     private readonly config: Config,
     private readonly inbox: WebhookEventStore,
     private readonly temporal: Client,
     private readonly metrics: ApiMetrics,
     private readonly traffic: TrafficControl,
-  ) {}
+  ) {
+    this.providers = new Map(providerConnections(config).map((c) => [c.name, c]));
+  }
 
   async receive(provider: string, signature: string | string[] | undefined, raw: Buffer, requestLog: FastifyBaseLogger): Promise<Ack> {
-    if (provider !== 'sandbox') throw new ProblemError('NOT_FOUND', `Unknown provider ${provider}`);
-    const verdict = verifyWebhookSignature(this.config.SANDBOX_WEBHOOK_SECRET, signature, raw, { toleranceSeconds: this.config.WEBHOOK_TOLERANCE_SECONDS });
+    // Each provider signs with its own secret: one provider's webhook is refused on another's route.
+    const connection = this.providers.get(provider);
+    if (!connection) throw new ProblemError('NOT_FOUND', `Unknown provider ${provider}`);
+    const verdict = verifyWebhookSignature(connection.webhookSecret, signature, raw, { toleranceSeconds: this.config.WEBHOOK_TOLERANCE_SECONDS });
     if (!verdict.ok) {
       requestLog.warn({ provider, reason: verdict.reason }, 'webhook signature refused');
       throw new ProblemError('WEBHOOK_SIGNATURE_INVALID', verdict.reason);
@@ -112,7 +126,8 @@ export class WebhookIntake {
     const parsed = eventSchema.safeParse(safeJson(raw));
     if (!parsed.success) throw new ProblemError('VALIDATION_FAILED', `not a provider event: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const event: ProviderEvent = parsed.data;
-    const reference = event.data.object.reference;
+    const route = routeFor(event, provider);
+    const reference = route?.sagaId ?? event.data.object.reference;
     const log = requestLog.child({ provider, eventId: event.id, eventType: event.type, workflowId: reference });
 
     // An event id is one event: handled once whatever its type, and never re-used for another body.
@@ -126,7 +141,6 @@ export class WebhookIntake {
     const { duplicate } = stored;
     if (duplicate) this.metrics.webhookDuplicates.inc({ provider });
     if (event.type === 'deposit.reversed') return this.reversal(provider, event, stored, log);
-    const route = routeFor(event);
     if (!route) {
       await this.inbox.markSignalled(provider, event.id);
       return { received: true, duplicate, delivered: 'ignored_type' };
