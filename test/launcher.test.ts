@@ -28,7 +28,7 @@ describe('launcher (npm start)', () => {
   });
 
   async function start(): Promise<string> {
-    ports ??= { api: await freePort(), sandbox: await freePort(), pg: await freePort(), temporal: await freePort(), ui: await freePort(), workerMetrics: await freePort() };
+    ports ??= { api: await freePort(), sandbox: await freePort(), sandboxB: await freePort(), pg: await freePort(), temporal: await freePort(), ui: await freePort(), workerMetrics: await freePort() };
     output = '';
     launcher = spawn(process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts'], {
       cwd: repoRoot,
@@ -43,6 +43,9 @@ describe('launcher (npm start)', () => {
         SANDBOX_PORT: String(ports.sandbox),
         SANDBOX_URL: `http://127.0.0.1:${ports.sandbox}`,
         SANDBOX_WEBHOOK_URL: `http://127.0.0.1:${ports.api}/v1/webhooks/sandbox`,
+        SANDBOX_B_PORT: String(ports.sandboxB),
+        SANDBOX_B_URL: `http://127.0.0.1:${ports.sandboxB}`,
+        SANDBOX_B_WEBHOOK_URL: `http://127.0.0.1:${ports.api}/v1/webhooks/sandbox-b`,
         PG_PORT: String(ports.pg),
         TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`,
         TEMPORAL_UI_PORT: String(ports.ui),
@@ -84,6 +87,10 @@ describe('launcher (npm start)', () => {
     expect(await health.json()).toMatchObject({ checks: { postgres: { status: 'up' }, temporal: { status: 'up' } } });
     expect((await fetch(`http://127.0.0.1:${ports.ui}/`)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${ports.sandbox}/health`)).status).toBe(200);
+    // Both providers run, each its own process, and the banner says where and what each takes.
+    expect(await (await fetch(`http://127.0.0.1:${ports.sandboxB}/health`)).json()).toMatchObject({ methods: ['card', 'ewallet'], currencies: ['EUR', 'GBP', 'USD'] });
+    expect(output).toMatch(new RegExp(`Provider sandbox-b\\s+http://127.0.0.1:${ports.sandboxB} \\(card, ewallet\\)`));
+    expect(output).toContain('Payout routes');
     const workerMetrics = await (await fetch(`http://127.0.0.1:${ports.workerMetrics}/metrics`)).text();
     expect(workerMetrics).toMatch(/temporal_/); // the Temporal SDK's own worker metrics
 
@@ -110,6 +117,12 @@ describe('launcher (npm start)', () => {
     expect(payout.status).toBe(201);
     const { payout_id } = (await payout.json()) as { payout_id: string };
     await waitUntil('payout settled', async () => ((await (await fetch(`${api}/v1/payouts/${payout_id}`, { headers: headers() })).json()) as { status: string }).status === 'SETTLED', 30_000);
+    // An e-wallet payout goes to the other provider, sandbox-b (default routes), and settles there.
+    const wallet = await fetch(`${api}/v1/payouts`, { method: 'POST', headers: headers('wd-launch-wallet'), body: JSON.stringify({ account_id: 'player-launch', amount: { minor_units: 1_000, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: 'wallet-launch' } }) });
+    const walletId = ((await wallet.json()) as { payout_id: string }).payout_id;
+    await waitUntil('e-wallet payout settled', async () => ((await (await fetch(`${api}/v1/payouts/${walletId}`, { headers: headers() })).json()) as { status: string }).status === 'SETTLED', 30_000);
+    expect(((await (await fetch(`${api}/v1/payouts/${walletId}`, { headers: headers() })).json()) as { provider: string }).provider).toBe('sandbox-b');
+    expect(((await (await fetch(`${api}/v1/payouts/${payout_id}`, { headers: headers() })).json()) as { provider: string }).provider).toBe('sandbox');
     const logs = fs.readdirSync(path.join(dataDir, 'logs')).map((f) => fs.readFileSync(path.join(dataDir, 'logs', f), 'utf8')).join('\n');
     expect(logs).not.toContain(iban);
     expect(logs).not.toContain(token);

@@ -46,7 +46,7 @@ describe('cluster mode (npm start -- --cluster)', () => {
     const banner = cluster.output();
     expect(banner).toMatch(/Topology\s+cluster: Temporal server on PostgreSQL, 2 worker\(s\), 2 API instance\(s\)/);
     for (const url of [...cluster.apiUrls, ...cluster.workerMetricsUrls, cluster.uiUrl]) expect(banner).toContain(url);
-    expect(Object.keys(cluster.pids()).sort()).toEqual(['api', 'api-2', 'outbox-publisher', 'postgres', 'sandbox-aggregator', 'temporal', 'temporal-ui', 'worker', 'worker-2'].sort());
+    expect(Object.keys(cluster.pids()).sort()).toEqual(['api', 'api-2', 'outbox-publisher', 'postgres', 'sandbox-aggregator', 'sandbox-aggregator-b', 'temporal', 'temporal-ui', 'worker', 'worker-2'].sort());
     for (const url of cluster.workerMetricsUrls) expect(await (await fetch(url)).text()).toMatch(/temporal_/);
     expect((await fetch(cluster.uiUrl)).status).toBe(200);
 
