@@ -6,9 +6,11 @@ import { aggregatorAt, type Aggregator } from './aggregator-client';
 
 /**
  * The worker's provider connections, each behind a circuit breaker (opossum) that watches its health:
- * calls failing for want of the provider (unreachable, 5xx, timeouts; never its refusals) open the breaker,
- * and routing sends new payouts to the fallbacks. Past PROVIDER_BREAKER_RESET_MS a harmless `GET /health`
- * is let through as the trial: answered, the breaker closes and the provider gets payouts again.
+ * submissions and deposit intents failing for want of the provider (unreachable, 5xx, timeouts; never its
+ * refusals) open the breaker, and routing sends new payouts to the fallbacks. Past PROVIDER_BREAKER_RESET_MS
+ * one call is let through as the trial: routing tries it with a harmless `GET /health` first (else it is the
+ * next guarded call, a retried submission). Answered, the breaker closes and the provider gets payouts again.
+ * Record lookups and reports are measured but never held back: asking a provider is how money stays safe.
  *
  * Each worker process keeps its own breakers (as opossum does): a worker judges a provider by what it saw.
  * Staff can also disable a provider (table provider_controls, PUT /v1/ops/providers/{name}).
@@ -147,8 +149,8 @@ export class ProviderRegistry {
   /**
    * A route's providers in the order new payouts should try them: the healthy ones first, in the route's
    * order, then those with an open breaker (so a payout whose every provider is down still waits on the first
-   * rather than failing). Providers staff disabled are left out; when that leaves none, the payout waits
-   * (retried) until staff enable one.
+   * rather than failing). Providers staff disabled are left out: when that leaves none, the order is empty
+   * and the saga waits (a durable timer) until staff enable one.
    */
   async plan(route: readonly string[]): Promise<{ order: string[]; skipped: SkippedProvider[] }> {
     const disabled = await this.disabledNames();
@@ -162,8 +164,6 @@ export class ProviderRegistry {
         unhealthy.push(name);
       } else healthy.push(name);
     }
-    const order = [...healthy, ...unhealthy];
-    if (order.length === 0) throw ApplicationFailure.retryable(`every provider of the route (${route.join(', ')}) is disabled by staff`, 'NoProviderEnabled');
-    return { order, skipped };
+    return { order: [...healthy, ...unhealthy], skipped };
   }
 }

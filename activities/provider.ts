@@ -85,15 +85,27 @@ export function createProviderActivities(deps: { providers: ProviderRegistry; po
    * in the read model; the attempt before it, if any, is marked superseded with why. Idempotent.
    */
   async function recordAttempt(payoutId: string, attempt: number, provider: string, reference: string, supersededWhy: string | undefined): Promise<void> {
-    await deps.pool.query(
+    const { rows } = await deps.pool.query<{ provider: string; reference: string }>(
       `WITH attempt AS (
-         INSERT INTO payout_attempts (payout_id, attempt, provider, reference) VALUES ($1, $2, $3, $4) ON CONFLICT (payout_id, attempt) DO NOTHING
+         INSERT INTO payout_attempts (payout_id, attempt, provider, reference) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (payout_id, attempt) DO UPDATE SET provider = payout_attempts.provider
+         RETURNING provider, reference
        ), earlier AS (
          UPDATE payout_attempts SET superseded = $5 WHERE payout_id = $1 AND attempt = $2 - 1 AND $5::text IS NOT NULL AND superseded IS NULL
+       ), current AS (
+         -- Only as recorded, and a late retry of an earlier attempt never points the read model back at it.
+         UPDATE payouts SET provider = $3, provider_reference = $4, updated_at = now()
+          WHERE payout_id = $1
+            AND EXISTS (SELECT 1 FROM attempt WHERE attempt.provider = $3 AND attempt.reference = $4)
+            AND NOT EXISTS (SELECT 1 FROM payout_attempts later WHERE later.payout_id = $1 AND later.attempt > $2)
        )
-       UPDATE payouts SET provider = $3, provider_reference = $4, updated_at = now() WHERE payout_id = $1`,
+       SELECT provider, reference FROM attempt`,
       [payoutId, attempt, provider, reference, supersededWhy ?? null],
     );
+    // The same attempt recorded for another provider (a saga reset to before its routing): never sent to a second one.
+    if (rows[0] && (rows[0].provider !== provider || rows[0].reference !== reference)) {
+      throw ApplicationFailure.nonRetryable(`attempt ${attempt} of ${payoutId} was recorded for ${rows[0].provider} (${rows[0].reference}); not sent to ${provider}`, 'AttemptConflict');
+    }
   }
 
   return {
@@ -102,11 +114,22 @@ export function createProviderActivities(deps: { providers: ProviderRegistry; po
      * routed payout's attempt is recorded first, so a provider never holds a reference the platform cannot place.
      */
     async submitPayoutToProvider(
-      input: PayoutAttemptRef & { amount: { minor_units: number; currency: string }; destination?: PayoutDestination; record?: PayoutStateRecord; attempt?: number; supersededWhy?: string },
+      input: PayoutAttemptRef & {
+        amount: { minor_units: number; currency: string };
+        destination?: PayoutDestination;
+        record?: PayoutStateRecord;
+        attempt?: number;
+        supersededWhy?: string;
+        /** A retry of this activity starts no POST after this (the saga's failover limit less a margin). */
+        retriesNotAfter?: string;
+      },
     ): Promise<ProviderPayout> {
       const destination = input.destination ?? (await destinationOf(input.payoutId));
       const { provider, reference: key } = await attemptOf(input);
       if (input.attempt !== undefined) await recordAttempt(input.payoutId, input.attempt, provider, key, input.supersededWhy);
+      if (input.retriesNotAfter && Context.current().info.attempt > 1 && Date.now() > Date.parse(input.retriesNotAfter)) {
+        throw ApplicationFailure.nonRetryable(`too close to the failover limit to send ${key} to ${provider} again`, 'SubmissionWindowClosed');
+      }
       // CHAOS_BREAK=submission-key (tests only): a retried attempt is a payout of its own, as a build that lost its key would send.
       const retry = deps.chaosBreak === 'submission-key' ? Context.current().info.attempt : 1;
       const reference = retry > 1 ? `${key}:${retry}` : key;

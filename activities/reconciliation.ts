@@ -335,6 +335,7 @@ export function createReconciliationActivities(deps: { pool: Pool; providers: Pr
 
       // Open findings are restated until they are resolved: the latest full run always lists all of them.
       let carriedOver = 0;
+      const carriedAttempts: { payoutId: string; provider: string }[] = [];
       if (!scope) {
         const { rows: open } = await pool.query<{ item_kind: ItemKind; reference: string }>(
           `SELECT DISTINCT m.item_kind, m.reference FROM reconciliation_mismatches m
@@ -342,7 +343,22 @@ export function createReconciliationActivities(deps: { pool: Pool; providers: Pr
               AND m.run_id = (SELECT run_id FROM reconciliation_runs WHERE scope IS NULL ORDER BY finished_at DESC, run_id DESC LIMIT 1)`,
         );
         carriedOver = open.length;
-        for (const o of open) want(o.item_kind, o.reference);
+        for (const o of open) {
+          const at = o.reference.lastIndexOf('@');
+          if (at === -1) want(o.item_kind, o.reference);
+          else carriedAttempts.push({ payoutId: o.reference.slice(0, at), provider: o.reference.slice(at + 1) });
+        }
+      }
+      // An earlier attempt found paid is asked again where it was, until it is resolved.
+      const { rows: earlierAttempts } = await pool.query<{ payout_id: string; provider: string; reference: string }>(
+        `SELECT a.payout_id, a.provider, a.reference FROM payout_attempts a JOIN unnest($1::text[], $2::text[]) AS c(payout_id, provider) USING (payout_id, provider)
+          WHERE a.superseded IS NOT NULL`,
+        [carriedAttempts.map((c) => c.payoutId), carriedAttempts.map((c) => c.provider)],
+      );
+      for (const a of earlierAttempts) {
+        if (superseded.some((s) => s.payoutId === a.payout_id && s.provider === a.provider)) continue;
+        const item = await providers.measured(a.provider, 'lookup', (aggregator) => lookupProviderItem(aggregator, 'payout', a.reference));
+        if (item) superseded.push({ item, provider: a.provider, payoutId: a.payout_id });
       }
 
       // What the reports lacked is looked up where it is now: a payout at its current attempt's provider.

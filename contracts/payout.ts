@@ -91,7 +91,7 @@ export interface PayoutInput {
   amount: MoneyAmount;
   /** Masked; sagas started before destinations moved to PostgreSQL carry the full one. */
   destination: MaskedDestination | PayoutDestination;
-  /** The provider the route starts with (the first of `route`). */
+  /** The first provider of the route as planned at the request (at submission one that is unhealthy or disabled is passed over). */
   provider: string;
   /**
    * The providers this payout may go to, in order (PAYOUT_ROUTES): the first healthy one gets it, the others

@@ -113,10 +113,10 @@ export const settings = {
     'Which providers a payout goes to, in order of preference (the later ones are its fallbacks): rules separated by `;`, the first that matches wins. A rule is `<conditions> -> <provider>, <provider>...`; conditions are `*`, destination methods (`card,ewallet`), `currency=EUR,GBP`, `amount<=500` or `amount>500` (EUR-equivalent major units, converted with LIMIT_CURRENCY_RATES), separated by spaces. A provider that does not accept the payout\'s method or currency is skipped. Checked at start: every rule names known providers, and every method and currency some provider accepts has a route.',
   ),
   PROVIDER_FAILOVER_AFTER_MS: setting(durationMs, '120000', 'A submission its provider leaves unanswered (unreachable, 5xx) this long is checked with that provider: only if it has no such payout, or failed it, does the payout move to the next provider of its route (under a new key). Otherwise it keeps waiting on the first.'),
-  PROVIDER_BREAKER_ERROR_PERCENT: setting(z.coerce.number().int().min(1).max(100), '50', 'Share of a provider\'s calls failing (unreachable, 5xx, timeout; not refusals) within PROVIDER_BREAKER_WINDOW_MS that opens its circuit breaker: new payouts are routed to its fallbacks.'),
+  PROVIDER_BREAKER_ERROR_PERCENT: setting(z.coerce.number().int().min(1).max(100), '50', 'Percentage of a provider\'s submissions failing (unreachable, 5xx, timeout; not refusals) within PROVIDER_BREAKER_WINDOW_MS above which its circuit breaker opens: new payouts are routed to its fallbacks.'),
   PROVIDER_BREAKER_MIN_CALLS: setting(z.coerce.number().int().min(1), '5', 'Calls within the window before the breaker judges a provider.'),
   PROVIDER_BREAKER_WINDOW_MS: setting(durationMs, '30000', 'Rolling window of the breaker\'s failure rate.'),
-  PROVIDER_BREAKER_RESET_MS: setting(durationMs, '15000', 'How long an open breaker waits before it lets one harmless status read through as a trial; answered, the provider gets new payouts again.'),
+  PROVIDER_BREAKER_RESET_MS: setting(durationMs, '15000', 'How long an open breaker waits before it lets one call through as a trial (routing tries a harmless `GET /health` first); answered, the provider gets new payouts again.'),
 
   CHAOS_BREAK: setting(
     z.enum(['submission-key']).optional(),
@@ -250,6 +250,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
   if (problems.length === 0) {
     const parsedSoFar = out as Parsed;
     for (const message of checkRoutes(parsedSoFar.PAYOUT_ROUTES, providerConnections(parsedSoFar), parsedSoFar.LIMIT_CURRENCY_RATES)) problems.push({ setting: 'PAYOUT_ROUTES', message });
+    // One provider's webhooks must not pass on the other's route.
+    if (parsedSoFar.SANDBOX_B_WEBHOOK_SECRET === parsedSoFar.SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_B_WEBHOOK_SECRET', message: 'must differ from SANDBOX_WEBHOOK_SECRET' });
   }
   if (out.NODE_ENV === 'production') {
     if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });

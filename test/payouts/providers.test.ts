@@ -6,7 +6,9 @@ import { readRun } from '../../lib/reconciliation-runs';
 import { signToken } from '../../lib/tokens';
 import { sleep } from '../../lib/wait';
 import { signWebhook } from '../../lib/webhook-signature';
-import { uniqueId } from '../support';
+import { providerRegistry, uniqueId } from '../support';
+import { createProviderActivities } from '../../activities/provider';
+import { createDestinationVault } from '../../lib/destination-vault';
 import { recordHistory } from '../replay/histories';
 import { spawnWorkerProcess, startSagaStack, type SagaStack } from '../support/saga-stack';
 
@@ -170,6 +172,26 @@ describe('routing, failover and per-provider webhooks and reconciliation', () =>
     });
     expect(result).toMatchObject({ status: 'clean', mismatches: 0 });
     await recordHistory(stack.temporal, 'payout-failover-after-refusal', payoutId);
+
+    // Should sandbox-b pay the first attempt after all (it had said it had none), the payout is paid twice:
+    // reconciliation holds each provider's report against the attempts and says so.
+    await stack.scriptSandbox(payoutId, { scenario: 'settle' }, 'sandbox-b');
+    const late = await fetch(`${stack.sandboxBUrl}/v1/payouts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': `${payoutId}:late` },
+      body: JSON.stringify({ reference: payoutId, amount: { minor_units: 1_000, currency: 'EUR' }, destination: { method: 'ewallet', wallet_id: 'wallet-0002' } }),
+    });
+    expect(late.status).toBe(201);
+    const deadline = Date.now() + 10_000;
+    while ((await h.recordAt('sandbox-b', payoutId)).body?.status !== 'settled' && Date.now() < deadline) await sleep(100);
+    const flagged = await stack.temporal.workflow.execute<typeof reconciliationWorkflow>('reconciliationWorkflow', {
+      taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
+      workflowId: uniqueId('reconciliation-paid-twice'),
+      args: [{ graceSeconds: 0, references: [payoutId] }],
+    });
+    expect(flagged).toMatchObject({ status: 'mismatches', mismatches: 1 });
+    const findings = (await readRun(stack.pool, flagged.runId)).mismatches.map((m) => ({ kind: m.kind, reference: m.reference, provider: m.provider }));
+    expect(findings).toEqual([{ kind: 'status_mismatch', reference: `${payoutId}@sandbox-b`, provider: 'sandbox-b' }]);
   });
 
   it('a payout sandbox-b never received (503 to every submission, nothing kept) fails over after the failover time and settles once', async () => {
@@ -232,6 +254,42 @@ describe('routing, failover and per-provider webhooks and reconciliation', () =>
       ['sandbox', true],
       ['sandbox-b', true],
     ]);
+  });
+
+  it('while staff have disabled every provider of its route, a payout waits (marked stuck) instead of failing, and goes on once one is enabled', async () => {
+    const put = (enabled: boolean, reason: string) =>
+      fetch(`${stack.apiUrl}/v1/ops/providers/sandbox`, { method: 'PUT', headers: { authorization: staff, 'content-type': 'application/json' }, body: JSON.stringify({ enabled, reason }) });
+    const accountId = await stack.fundedAccount(10_000);
+    expect((await put(false, 'incident at sandbox')).status).toBe(200);
+    let payoutId: string;
+    try {
+      await sleep(1_200);
+      // Bank transfers go to sandbox only (sandbox-b takes none).
+      payoutId = await h.payout(accountId, { method: 'bank_transfer', iban: IBAN });
+      const waiting = await stack.waitForStatus(payoutId, ['HELD'], 10_000);
+      await sleep(3_500); // past PROVIDER_STUCK_AFTER_MS (2 s)
+      expect(await stack.getPayout(payoutId)).toMatchObject({ status: 'HELD', stuck: true });
+      expect(waiting.timeline.some((e: any) => e.attempt !== undefined)).toBe(false);
+      expect(await h.recordsEverywhere(payoutId)).toEqual([]);
+    } finally {
+      expect((await put(true, 'incident over')).status).toBe(200);
+    }
+    const view = await stack.waitForStatus(payoutId, ['SETTLED'], 30_000);
+    expect(view).toMatchObject({ provider: 'sandbox', stuck: false });
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post']);
+    await recordHistory(stack.temporal, 'payout-waits-for-an-enabled-provider', payoutId);
+  });
+
+  it('never records one attempt for two providers: a second provider is refused (AttemptConflict) and sent nothing', async () => {
+    const accountId = await stack.fundedAccount(10_000);
+    const payoutId = await h.payout(accountId, { method: 'bank_transfer', iban: IBAN });
+    await stack.waitForStatus(payoutId, ['SETTLED'], 30_000);
+    const activities = createProviderActivities({ providers: providerRegistry(stack.pool, { sandbox: stack.sandboxUrl, sandboxB: stack.sandboxBUrl }), pool: stack.pool, destinations: createDestinationVault(stack.config.DESTINATION_KEYS) });
+    // As a saga reset to before its routing would: attempt 1 again, now for sandbox-b.
+    await expect(activities.submitPayoutToProvider({ payoutId, amount: { minor_units: 1_000, currency: 'EUR' }, provider: 'sandbox-b', reference: payoutId, attempt: 1 })).rejects.toMatchObject({ type: 'AttemptConflict' });
+    expect(await h.recordsEverywhere(payoutId)).toEqual([{ provider: 'sandbox', reference: payoutId, status: 'settled' }]);
+    const { rows } = await stack.pool.query('SELECT provider, provider_reference FROM payouts WHERE payout_id = $1', [payoutId]);
+    expect(rows[0]).toEqual({ provider: 'sandbox', provider_reference: payoutId });
   });
 });
 

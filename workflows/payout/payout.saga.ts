@@ -27,7 +27,12 @@ import { PayoutState } from './payout-state';
 
 const steps = proxyLocalActivities<Activities>(LEDGER_STEP_OPTIONS);
 const providerCalls = proxyActivities<Activities>(PROVIDER_CALL_OPTIONS);
-/** Longer than a submission's own HTTP timeout: a request still in flight when its activity gave up has landed or failed by then. */
+/**
+ * A routed submission with a time limit starts no retry within this margin of it (longer than a submission's
+ * own 10 s HTTP timeout), so when the limit passes no request of it is still being sent...
+ */
+const SUBMISSION_DEADLINE_MARGIN_MS = 12_000;
+/** ...and the saga waits this long more before asking the provider, so one received at the last moment has been committed or dropped there. */
 const SUBMISSION_IN_FLIGHT_MS = 15_000;
 const lookups = proxyLocalActivities<Activities>(PROVIDER_LOOKUP_OPTIONS);
 
@@ -237,18 +242,33 @@ async function submit(saga: PayoutState, ask: ProviderChecks): Promise<string | 
   return undefined; // not reached: the last attempt answers
 }
 
-/** The route's providers in the order to try them now: healthy and enabled first (the timeline says who was passed over). */
+/**
+ * The route's providers in the order to try them now: healthy and enabled first (the timeline says who was
+ * passed over). While staff have disabled every one of them, the payout waits (marked stuck past
+ * `stuckAfterMs`) and asks again on the poll backoff.
+ */
 async function planRoute(saga: PayoutState): Promise<string[]> {
-  const { order, skipped } = await steps.planPayoutRoute({ payoutId: saga.input.payoutId, route: saga.input.route! });
-  if (skipped.length > 0) {
-    saga.timeline.push({ at: new Date().toISOString(), status: saga.status, note: 'provider_passed_over', staffNote: skipped.map((s) => `${s.provider}: ${s.reason === 'disabled' ? 'disabled by staff' : 'circuit breaker open'}`).join('; ') });
+  const { payoutId, route, timings } = saga.input;
+  const since = Date.now();
+  for (let delay = timings.pollInitialMs; ; delay = Math.min(delay * 2, timings.pollMaxMs)) {
+    const { order, skipped } = await steps.planPayoutRoute({ payoutId, route: route! });
+    if (order.length > 0) {
+      if (skipped.length > 0) {
+        const why = skipped.map((s) => `${s.provider}: ${s.reason === 'disabled' ? 'disabled by staff' : 'circuit breaker open (kept as a last resort)'}`).join('; ');
+        saga.timeline.push({ at: new Date().toISOString(), status: saga.status, note: 'provider_passed_over', staffNote: why });
+      }
+      if (saga.stuck) saga.markStuck(false);
+      return order;
+    }
+    if (!saga.stuck && Date.now() - since >= timings.stuckAfterMs) await stick(saga, `every provider of its route (${route!.join(', ')}) is disabled by staff`);
+    await sleep(delay);
   }
-  return order;
 }
 
 /** Makes `attempt` the payout's current one (its submission records it in the read model before the provider can have it). */
 function beginAttempt(saga: PayoutState, attempt: PayoutAttempt): void {
   saga.attempt = attempt;
+  saga.claim = undefined; // a webhook about the attempt before is not this one's news
   if (attempt.provider !== workflowInfo().typedSearchAttributes.get(SA.Provider)) upsertSearchAttributes([{ key: SA.Provider, value: attempt.provider }]);
 }
 
@@ -256,47 +276,59 @@ type AttemptOutcome = { submitted: ProviderPayout } | { refusal: string; why: st
 
 /**
  * One attempt: submitted, or why not. A refusal (or, with `unansweredAfterMs`, a submission left unanswered
- * that long) is checked with the provider's record; only 'none' or 'failed' lets the saga move on, and a
- * provider that cannot be asked is asked again (it may hold the payout).
+ * that long) is checked with the provider's record, asked on the poll backoff until it answers; only 'none'
+ * or 'failed' lets the saga move on (never while a webhook of this attempt claims otherwise). A routed
+ * payout whose provider cannot be asked is marked stuck past `stuckAfterMs`, and keeps asking.
  */
 async function submitAttempt(saga: PayoutState, ask: ProviderChecks, unansweredAfterMs: number | undefined, supersededWhy: string | undefined): Promise<AttemptOutcome> {
   const { payoutId, amount, timings } = saga.input;
+  const routed = saga.attempt !== undefined;
   const provider = saga.attempt?.provider ?? saga.input.provider;
   const submitter = unansweredAfterMs === undefined ? providerCalls : proxyActivities<Activities>({ ...PROVIDER_CALL_OPTIONS, scheduleToCloseTimeout: unansweredAfterMs });
-  for (;;) {
-    let refusal: string;
-    let why: string;
-    try {
-      const attempt = saga.attempt ? { attempt: saga.attempt.attempt, ...(supersededWhy ? { supersededWhy } : {}) } : {};
-      const submitted = await submitter.submitPayoutToProvider({ payoutId, amount, record: saga.record('SUBMITTED'), ...saga.attemptRef(), ...attempt });
-      saga.enter('SUBMITTED');
-      return { submitted };
-    } catch (err) {
-      if (!(err instanceof ActivityFailure)) throw err;
-      const type = err.cause instanceof ApplicationFailure ? err.cause.type : undefined;
-      if (!(err.cause instanceof ApplicationFailure) && !(unansweredAfterMs !== undefined && err.cause instanceof TimeoutFailure)) throw err;
-      // A destination that cannot be read (missing, or its encrypted row does not authenticate) is never sent, anywhere.
-      if (type === 'DestinationUndecryptable' || type === 'DestinationMissing') return { refusal: 'destination_unreadable', why: 'destination unreadable', final: true };
-      // With a time limit, whatever ended the retries (the limit itself, or the last 5xx or network error) leaves it unanswered.
-      const unanswered = unansweredAfterMs !== undefined && type !== 'ProviderRejected';
-      if (!unanswered && type !== 'ProviderRejected') throw err;
-      refusal = unanswered ? 'provider_unavailable' : String(((err.cause as ApplicationFailure).details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
-      why = unanswered ? `${provider} left the submission unanswered for ${Math.round(unansweredAfterMs / 1000)}s` : `${provider} refused it (${refusal})`;
-      // A request still in flight when the activity gave up may yet land: let it, before asking.
-      if (unanswered) await sleep(SUBMISSION_IN_FLIGHT_MS);
-    }
-    // A refusal of a retried submission can hide an accepted first attempt: ask the provider, until it answers.
-    let known = await ask.record(false);
-    for (let delay = timings.pollInitialMs; known === 'unknown' && !unansweredAfterMs; delay = Math.min(delay * 2, timings.pollMaxMs)) {
-      await sleep(delay);
-      known = await ask.record(false);
-    }
-    if (known === 'unknown') continue; // unreachable still: submit again under the same key
-    if (known === 'none' || known.status === 'failed') return { refusal, why: `${why} and has ${known === 'none' ? 'no such payout' : 'failed it'}`, final: false };
-    // The provider has it after all: wait for its outcome like any submitted payout.
-    await moveTo(saga, 'SUBMITTED');
-    return { submitted: known };
+  let refusal: string;
+  let why: string;
+  let final = false;
+  try {
+    const attempt = saga.attempt
+      ? {
+          attempt: saga.attempt.attempt,
+          ...(supersededWhy ? { supersededWhy } : {}),
+          // No retry starts a POST this close to the limit: by the limit, no request of this attempt is still being sent.
+          ...(unansweredAfterMs !== undefined ? { retriesNotAfter: new Date(Date.now() + unansweredAfterMs - SUBMISSION_DEADLINE_MARGIN_MS).toISOString() } : {}),
+        }
+      : {};
+    const submitted = await submitter.submitPayoutToProvider({ payoutId, amount, record: saga.record('SUBMITTED'), ...saga.attemptRef(), ...attempt });
+    saga.enter('SUBMITTED');
+    return { submitted };
+  } catch (err) {
+    if (!(err instanceof ActivityFailure)) throw err;
+    const type = err.cause instanceof ApplicationFailure ? err.cause.type : undefined;
+    if (!(err.cause instanceof ApplicationFailure) && !(unansweredAfterMs !== undefined && err.cause instanceof TimeoutFailure)) throw err;
+    // A destination that cannot be read (missing, or its encrypted row does not authenticate) is never sent, anywhere.
+    const unreadable = type === 'DestinationUndecryptable' || type === 'DestinationMissing';
+    // With a time limit, whatever ended the retries (the limit itself, the last 5xx or network error) leaves it unanswered.
+    const unanswered = !unreadable && unansweredAfterMs !== undefined && type !== 'ProviderRejected' && type !== 'AttemptConflict';
+    if (!unreadable && !unanswered && type !== 'ProviderRejected') throw err;
+    refusal = unreadable ? 'destination_unreadable' : unanswered ? 'provider_unavailable' : String(((err.cause as ApplicationFailure).details?.[0] as { code?: string } | undefined)?.code ?? 'provider_rejected');
+    why = unanswered ? `${provider} left the submission unanswered for ${Math.round(unansweredAfterMs! / 1000)}s` : `${provider} refused it (${refusal})`;
+    final = unreadable;
+    // A request the provider received just before the limit may still be committing there: let it, before asking.
+    if (unanswered) await sleep(SUBMISSION_IN_FLIGHT_MS);
   }
+  // A refusal of a retried submission can hide an accepted first attempt: ask the provider, until it answers.
+  const claimed = () => routed && saga.claim !== undefined && saga.claim.providerStatus !== 'failed';
+  const askingSince = Date.now();
+  let known = await ask.record(false);
+  for (let delay = timings.pollInitialMs; known === 'unknown' || (known === 'none' && claimed()); delay = Math.min(delay * 2, timings.pollMaxMs)) {
+    await sleep(delay);
+    if (routed && !saga.stuck && Date.now() - askingSince >= timings.stuckAfterMs) await stick(saga, `${why}; it cannot say yet whether it has the payout`);
+    known = await ask.record(false);
+  }
+  if (routed && saga.stuck) saga.markStuck(false);
+  if (known === 'none' || known.status === 'failed') return { refusal, why: `${why} and has ${known === 'none' ? 'no such payout' : 'failed it'}`, final };
+  // The provider has it after all: wait for its outcome like any submitted payout.
+  await moveTo(saga, 'SUBMITTED');
+  return { submitted: known };
 }
 
 /** A later run of a saga that was awaiting its provider (continue-as-new): pick up where the last one stopped. */

@@ -40,18 +40,20 @@ export class PayoutsService {
 
   async create(request: CreatePayoutRequest, key: string, requestId: string): Promise<PayoutAnswer> {
     const c = this.config;
-    // The route (PAYOUT_ROUTES): where it goes, then its fallbacks. Refused before anything is written when no provider takes it.
+    // The route (PAYOUT_ROUTES): where it goes, then its fallbacks. A new request no provider takes is refused
+    // before anything is written; a replay of one already taken is answered as before, whatever the routes now.
     const route = routeOf(c.PAYOUT_ROUTES, this.providers, { method: request.destination.method, currency: request.amount.currency, amountMinor: request.amount.minor_units }, c.LIMIT_CURRENCY_RATES);
-    if (route.length === 0) throw new ProblemError('DESTINATION_NOT_SUPPORTED', `No provider takes ${request.destination.method} payouts in ${request.amount.currency}`);
+    const unroutable = route.length === 0 ? { code: 'DESTINATION_NOT_SUPPORTED' as const, detail: `No provider takes ${request.destination.method} payouts in ${request.amount.currency}` } : undefined;
     const { answer, replayed, resourceId } = await this.starts.start(PAYOUT_SAGA, {
       request,
       key,
       requestId,
+      ...(unroutable ? { refusal: unroutable } : {}),
       input: {
         accountId: request.account_id,
         amount: request.amount,
         destination: maskDestination(request.destination),
-        provider: route[0]!,
+        provider: route[0] ?? 'none',
         route,
         requestedAt: new Date().toISOString(),
         timings: {

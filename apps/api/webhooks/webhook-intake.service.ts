@@ -5,7 +5,7 @@ import type { Config } from '../../../lib/config';
 import { verifyWebhookSignature } from '../../../lib/webhook-signature';
 import { DEPOSIT_REVERSAL_TYPE, depositEventSignal, depositReversalWorkflowId, type DepositReversalInput, type ProviderDepositEvent } from '../../../contracts/deposit';
 import { payoutIdOfReference, providerEventSignal, type ProviderPayoutEvent } from '../../../contracts/payout';
-import { providerConnections, type ProviderConnection } from '../../../lib/providers';
+import { DEPOSIT_PROVIDER, providerConnections, type ProviderConnection } from '../../../lib/providers';
 import { ProblemError } from '../common/problem';
 import type { ApiMetrics } from '../metrics/metrics';
 import type { TrafficControl } from '../traffic/traffic-control';
@@ -72,7 +72,8 @@ function routeFor(event: ProviderEvent, provider: string): EventRoute | undefine
     };
   }
   const depositStatus = DEPOSIT_EVENT_STATUS[event.type];
-  if (depositStatus) {
+  // Deposits are taken through one provider: another's deposit events name nothing of ours.
+  if (depositStatus && provider === DEPOSIT_PROVIDER) {
     return {
       kind: 'deposit',
       sagaId: event.data.object.reference,
@@ -140,7 +141,7 @@ export class WebhookIntake {
     }
     const { duplicate } = stored;
     if (duplicate) this.metrics.webhookDuplicates.inc({ provider });
-    if (event.type === 'deposit.reversed') return this.reversal(provider, event, stored, log);
+    if (event.type === 'deposit.reversed' && provider === DEPOSIT_PROVIDER) return this.reversal(provider, event, stored, log);
     if (!route) {
       await this.inbox.markSignalled(provider, event.id);
       return { received: true, duplicate, delivered: 'ignored_type' };
