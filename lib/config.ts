@@ -231,6 +231,11 @@ export const repoRoot = path.resolve(import.meta.dirname, '..');
 export interface LoadOptions {
   /** Settings this process cannot run without in production (e.g. the sandbox's SANDBOX_API_TOKEN). */
   requiredInProduction?: SettingName[];
+  /**
+   * This process is one provider (a sandbox aggregator reads its own settings as SANDBOX_*), not the
+   * platform: the platform's checks across its providers (routes, distinct webhook secrets) do not apply.
+   */
+  asProvider?: boolean;
 }
 
 /** Parses the environment; throws a ConfigError naming each bad setting. */
@@ -247,7 +252,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
     if (result.success) out[name] = result.data;
     else problems.push({ setting: name, message: `${s.secret ? '(value not shown)' : JSON.stringify(raw)} is not valid: ${result.error.issues.map((i) => i.message).join('; ')}` });
   }
-  if (problems.length === 0) {
+  if (problems.length === 0 && !opts.asProvider) {
     const parsedSoFar = out as Parsed;
     for (const message of checkRoutes(parsedSoFar.PAYOUT_ROUTES, providerConnections(parsedSoFar), parsedSoFar.LIMIT_CURRENCY_RATES)) problems.push({ setting: 'PAYOUT_ROUTES', message });
     // One provider's webhooks must not pass on the other's route.
@@ -256,7 +261,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
   if (out.NODE_ENV === 'production') {
     if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });
     if (out.SANDBOX_WEBHOOK_SECRET === DEV_SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
-    if (out.SANDBOX_B_WEBHOOK_SECRET === DEV_SANDBOX_B_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_B_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
+    if (!opts.asProvider && out.SANDBOX_B_WEBHOOK_SECRET === DEV_SANDBOX_B_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_B_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (out.OUTBOX_WEBHOOK_SECRET === settings.OUTBOX_WEBHOOK_SECRET.default) problems.push({ setting: 'OUTBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (out.DESTINATION_KEYS instanceof DestinationKeyRing && out.DESTINATION_KEYS.sharesKeyWith(DestinationKeyRing.parse(DEV_DESTINATION_KEYS))) {
       problems.push({ setting: 'DESTINATION_KEYS', message: 'the dev key is refused in production' });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, settings } from '../lib/config';
-import { checkRoutes, parseRoutes, providerConnections, routeOf } from '../lib/providers';
+import { checkRoutes, parseRoutes, providerConnections, routeOf, sandboxBProcessEnv } from '../lib/providers';
 
 const problemsOf = (env: Record<string, string>) => {
   try {
@@ -69,6 +69,12 @@ describe('payout routes (PAYOUT_ROUTES)', () => {
     ]);
     expect(problemsOf({ SANDBOX_B_METHODS: 'card,cheque' })[0]).toMatch(/^SANDBOX_B_METHODS:/);
     expect(problemsOf({ SANDBOX_B_CURRENCIES: 'EUR,XXY' })[0]).toMatch(/^SANDBOX_B_CURRENCIES:/);
+  });
+
+  it('refuses one webhook secret for both providers, except in a provider process (which reads its own secret as SANDBOX_WEBHOOK_SECRET)', () => {
+    expect(problemsOf({ SANDBOX_WEBHOOK_SECRET: 'one-secret-for-both-0123', SANDBOX_B_WEBHOOK_SECRET: 'one-secret-for-both-0123' })).toEqual(['SANDBOX_B_WEBHOOK_SECRET: must differ from SANDBOX_WEBHOOK_SECRET']);
+    const b = sandboxBProcessEnv(loadConfig({}));
+    expect(() => loadConfig(b as Record<string, string>, { asProvider: true })).not.toThrow();
   });
 
   it("refuses sandbox-b's development webhook secret in production", () => {

@@ -4,7 +4,7 @@ import { createLogger } from '../../lib/logger';
 import { createSandboxAggregator } from './server';
 
 // Anyone who reaches an unauthenticated sandbox can settle, fail or return its payouts: production needs a token.
-const config = loadConfigOrExit(process.env, { requiredInProduction: ['SANDBOX_API_TOKEN'] });
+const config = loadConfigOrExit(process.env, { requiredInProduction: ['SANDBOX_API_TOKEN'], asProvider: true });
 const logger = createLogger('sandbox-aggregator', config.LOG_LEVEL);
 // One instance per process (`sandbox`, `sandbox-b`, ...): each gets its own port, schema, secret and capabilities through SANDBOX_*.
 const app = await createSandboxAggregator({
