@@ -38,7 +38,6 @@ const CONTROLS_TTL_MS = 1_000;
 const isRefusal = (err: unknown) => err instanceof ApplicationFailure && err.type === 'ProviderRejected';
 
 interface Entry {
-  connection: ProviderConnection;
   aggregator: Aggregator;
   breaker: CircuitBreaker<[() => Promise<unknown>], unknown>;
 }
@@ -75,7 +74,7 @@ export class ProviderRegistry {
       breaker.on('halfOpen', () => report(1));
       breaker.on('close', () => report(0));
       report(0);
-      this.entries.set(connection.name, { connection, aggregator: aggregatorAt(connection.url, connection.apiToken), breaker });
+      this.entries.set(connection.name, { aggregator: aggregatorAt(connection.url, connection.apiToken), breaker });
     }
   }
 

@@ -14,8 +14,6 @@ export interface ProviderConnection {
   webhookSecret: string;
   methods: readonly PayoutMethod[];
   currencies: readonly string[];
-  /** Where its sandbox process keeps its state (the sandbox aggregator only). */
-  sandboxSchema: string;
 }
 
 const SANDBOX_B_SCHEMA = 'sandbox_aggregator_b';
@@ -29,7 +27,6 @@ interface ProviderSettings {
   SANDBOX_WEBHOOK_SECRET: string;
   SANDBOX_METHODS: PayoutMethod[];
   SANDBOX_CURRENCIES: string[];
-  SANDBOX_SCHEMA: string;
   SANDBOX_B_URL: string;
   SANDBOX_B_API_TOKEN?: string | undefined;
   SANDBOX_B_WEBHOOK_SECRET: string;
@@ -41,8 +38,8 @@ interface ProviderSettings {
 export function providerConnections(config: ProviderSettings): ProviderConnection[] {
   const token = (value: string | undefined) => (value ? { apiToken: value } : {});
   return [
-    { name: 'sandbox', url: config.SANDBOX_URL, ...token(config.SANDBOX_API_TOKEN), webhookSecret: config.SANDBOX_WEBHOOK_SECRET, methods: config.SANDBOX_METHODS, currencies: config.SANDBOX_CURRENCIES, sandboxSchema: config.SANDBOX_SCHEMA },
-    { name: 'sandbox-b', url: config.SANDBOX_B_URL, ...token(config.SANDBOX_B_API_TOKEN), webhookSecret: config.SANDBOX_B_WEBHOOK_SECRET, methods: config.SANDBOX_B_METHODS, currencies: config.SANDBOX_B_CURRENCIES, sandboxSchema: SANDBOX_B_SCHEMA },
+    { name: 'sandbox', url: config.SANDBOX_URL, ...token(config.SANDBOX_API_TOKEN), webhookSecret: config.SANDBOX_WEBHOOK_SECRET, methods: config.SANDBOX_METHODS, currencies: config.SANDBOX_CURRENCIES },
+    { name: 'sandbox-b', url: config.SANDBOX_B_URL, ...token(config.SANDBOX_B_API_TOKEN), webhookSecret: config.SANDBOX_B_WEBHOOK_SECRET, methods: config.SANDBOX_B_METHODS, currencies: config.SANDBOX_B_CURRENCIES },
   ];
 }
 

@@ -49,6 +49,14 @@ function helpers(stack: SagaStack) {
       const description = await stack.temporal.workflow.getHandle(payoutId).describe();
       return description.typedSearchAttributes.get(SA.Provider);
     },
+    /** A reconciliation run scoped to these payouts, as the schedule's workflow runs it. */
+    reconcile(references: string[], name: string) {
+      return stack.temporal.workflow.execute<typeof reconciliationWorkflow>('reconciliationWorkflow', {
+        taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
+        workflowId: uniqueId(name),
+        args: [{ graceSeconds: 0, references }],
+      });
+    },
     /** Every record any provider holds of the payout, under any of its attempts' references. */
     async recordsEverywhere(payoutId: string) {
       const found: { provider: Provider; reference: string; status: string }[] = [];
@@ -105,11 +113,7 @@ describe('routing, failover and per-provider webhooks and reconciliation', () =>
       expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post']);
     }
 
-    const result = await stack.temporal.workflow.execute<typeof reconciliationWorkflow>('reconciliationWorkflow', {
-      taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
-      workflowId: uniqueId('reconciliation-providers'),
-      args: [{ graceSeconds: 0, references: expected.map(([id]) => id) }],
-    });
+    const result = await h.reconcile(expected.map(([id]) => id), 'reconciliation-providers');
     expect(result).toMatchObject({ status: 'clean', mismatches: 0 });
     const run = await readRun(stack.pool, result.runId);
     // Each provider's own report held the payouts it paid.
@@ -165,11 +169,7 @@ describe('routing, failover and per-provider webhooks and reconciliation', () =>
     expect(player.timeline.find((e: any) => e.note === 'provider_failover')).not.toHaveProperty('staff_note');
 
     // Reconciled per provider: the settled attempt at sandbox is the payout's; sandbox-b has nothing.
-    const result = await stack.temporal.workflow.execute<typeof reconciliationWorkflow>('reconciliationWorkflow', {
-      taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
-      workflowId: uniqueId('reconciliation-failover'),
-      args: [{ graceSeconds: 0, references: [payoutId] }],
-    });
+    const result = await h.reconcile([payoutId], 'reconciliation-failover');
     expect(result).toMatchObject({ status: 'clean', mismatches: 0 });
     await recordHistory(stack.temporal, 'payout-failover-after-refusal', payoutId);
 
@@ -184,11 +184,7 @@ describe('routing, failover and per-provider webhooks and reconciliation', () =>
     expect(late.status).toBe(201);
     const deadline = Date.now() + 10_000;
     while ((await h.recordAt('sandbox-b', payoutId)).body?.status !== 'settled' && Date.now() < deadline) await sleep(100);
-    const flagged = await stack.temporal.workflow.execute<typeof reconciliationWorkflow>('reconciliationWorkflow', {
-      taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
-      workflowId: uniqueId('reconciliation-paid-twice'),
-      args: [{ graceSeconds: 0, references: [payoutId] }],
-    });
+    const flagged = await h.reconcile([payoutId], 'reconciliation-paid-twice');
     expect(flagged).toMatchObject({ status: 'mismatches', mismatches: 1 });
     const findings = (await readRun(stack.pool, flagged.runId)).mismatches.map((m) => ({ kind: m.kind, reference: m.reference, provider: m.provider }));
     expect(findings).toEqual([{ kind: 'status_mismatch', reference: `${payoutId}@sandbox-b`, provider: 'sandbox-b' }]);
