@@ -13,6 +13,8 @@ export interface RouteDoc {
   /** Roles allowed; 'public' needs no token. */
   auth: 'public' | 'any' | ('player' | 'service' | 'staff')[];
   idempotencyKey?: boolean;
+  /** The query string's schema (the one the controller parses with): each key becomes a query parameter. */
+  query?: z.ZodObject;
   body?: z.ZodType;
   responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
 }
@@ -50,6 +52,10 @@ export function buildOpenApiDocument(routes: RouteDoc[], version: string) {
         description: '1-255 printable ASCII characters, scoped to the account. A repeat returns the first answer with `Idempotent-Replayed: true`.',
         schema: { type: 'string', minLength: 1, maxLength: 255 },
       });
+    }
+    for (const [name, field] of Object.entries(route.query?.shape ?? {}) as [string, z.ZodType][]) {
+      const { description, ...schema } = jsonSchema(field) as { description?: string };
+      parameters.push({ name, in: 'query', required: !field.safeParse(undefined).success, ...(description ? { description } : {}), schema });
     }
     const responses: Record<string, unknown> = {};
     for (const [status, response] of Object.entries(route.responses)) {

@@ -43,6 +43,7 @@ export const approvalRoutes: RouteDoc[] = [
   {
     method: 'get',
     path: '/v1/ops/approvals',
+    query: listQuery,
     summary: 'Four-eyes requests waiting for a second staff member (or ?status=approved, rejected, failed)',
     tag: 'ops',
     auth: ['staff'],

@@ -45,6 +45,7 @@ export const incidentRoutes: RouteDoc[] = [
   {
     method: 'get',
     path: '/v1/ops/incidents',
+    query: listQuery,
     summary: 'Provider claims (webhooks) and provider records that disagreed with the source of truth and were not acted on (query: reference, kind, limit)',
     tag: 'ops',
     auth: ['staff'],

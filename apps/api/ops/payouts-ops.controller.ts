@@ -222,6 +222,7 @@ export const payoutsOpsRoutes: RouteDoc[] = [
   {
     method: 'get',
     path: '/v1/ops/payouts',
+    query: listQuery,
     summary: 'Running payout sagas, e.g. ?stuck=true for those waiting on their provider past the threshold or whose workflow task keeps failing (listed first, with the failure)',
     tag: 'ops',
     auth: ['staff'],
