@@ -34,6 +34,7 @@ import { MeController, meRoutes } from './auth/me.controller';
 import { ProblemError } from './common/problem';
 import { ProblemFilter } from './common/problem.filter';
 import { buildOpenApiDocument, type RouteDoc } from './docs/openapi';
+import { checkResponsesAgainstDocs, type ContractViolation } from './docs/response-contract';
 import { HealthController } from './health/health.controller';
 import { healthRoutes } from './health/health.docs';
 import { ApiMetrics } from './metrics/metrics';
@@ -58,6 +59,8 @@ export interface ApiDeps {
   pool: Pool;
   temporal: Client;
   logger: Logger;
+  /** Called with each answer that disagrees with its documented response schema; when absent, answers are not checked (the tests set it). */
+  onResponseContractViolation?: (violation: ContractViolation) => void;
 }
 
 declare module 'fastify' {
@@ -69,7 +72,7 @@ declare module 'fastify' {
   }
 }
 
-const API_VERSION = '1.0.0';
+export const API_VERSION = '1.0.0';
 /** A client's correlation id: letters, digits, `.`, `_`, `-`, at most 64 (a UUID, ULID or `req-123`). */
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -233,6 +236,7 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
     return payload;
   });
 
+  if (deps.onResponseContractViolation) checkResponsesAgainstDocs(fastify, ROUTE_DOCS, deps.onResponseContractViolation);
   await app.register(fastifySwagger, { mode: 'static', specification: { document: buildOpenApiDocument(ROUTE_DOCS, API_VERSION) as never } });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 

@@ -1,4 +1,5 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { recordContractViolation } from '../support/response-contract';
 import type { DestinationStream } from 'pino';
 import { createTemporalClient } from '../../lib/temporal-client';
 import { Connection } from '@temporalio/client';
@@ -26,7 +27,7 @@ export async function startTestApi(overrides: Record<string, string> = {}, logTo
   // pending retry timers would fire on the closed channel after the test and throw (uncaught) there.
   const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS, ...(overrides.TEMPORAL_ADDRESS ? { interceptors: [] } : {}) });
   const temporal = createTemporalClient(connection, config.TEMPORAL_NAMESPACE);
-  const app = await createApiApp({ config, pool, temporal, logger: logTo ? createLogger('api-test', 'info', logTo) : createLogger('api-test', 'silent') });
+  const app = await createApiApp({ config, pool, temporal, logger: logTo ? createLogger('api-test', 'info', logTo) : createLogger('api-test', 'silent'), onResponseContractViolation: recordContractViolation });
   return {
     app,
     pool,

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { recordContractViolation } from './response-contract';
 import type { AddressInfo } from 'node:net';
 import { createTemporalClient } from '../../lib/temporal-client';
 import type { FastifyInstance } from 'fastify';
@@ -82,7 +83,7 @@ export async function startSagaStack(overrides: Record<string, string> = {}, opt
   // The API first (the sandbox needs its webhook URL), then the sandbox, then the worker (needs the sandbox URL).
   const taskQueue = uniqueId('payouts');
   config = { ...config, TEMPORAL_TASK_QUEUE: taskQueue };
-  const api = await createApiApp({ config, pool, temporal, logger: createLogger('api-test', 'silent') });
+  const api = await createApiApp({ config, pool, temporal, logger: createLogger('api-test', 'silent'), onResponseContractViolation: recordContractViolation });
   await api.listen({ port: 0, host: '127.0.0.1' });
   const apiUrl = `http://127.0.0.1:${(api.getHttpServer().address() as AddressInfo).port}`;
 

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { recordContractViolation } from '../support/response-contract';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApiApp } from '../../apps/api/app';
 import type { Config } from '../../lib/config';
@@ -9,7 +10,7 @@ import type { SagaStack } from '../support/saga-stack';
 
 /** Another API instance beside the stack's own: same PostgreSQL, Temporal and task queue, its own process state. */
 export async function secondApi(stack: SagaStack, overrides: Partial<Config> = {}): Promise<{ url: string; app: NestFastifyApplication }> {
-  const app = await createApiApp({ config: { ...stack.config, ...overrides }, pool: stack.pool, temporal: stack.temporal, logger: createLogger('api-test-2', 'silent') });
+  const app = await createApiApp({ config: { ...stack.config, ...overrides }, pool: stack.pool, temporal: stack.temporal, logger: createLogger('api-test-2', 'silent'), onResponseContractViolation: recordContractViolation });
   await app.listen({ port: 0, host: '127.0.0.1' });
   return { url: `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`, app };
 }

@@ -26,6 +26,6 @@ export const healthRoutes: RouteDoc[] = [
     summary: 'Prometheus metrics',
     tag: 'ops',
     auth: 'public',
-    responses: { 200: { description: 'Prometheus text exposition format', contentType: 'text/plain' } },
+    responses: { 200: { description: 'Prometheus text exposition format', schema: z.string(), contentType: 'text/plain' } },
   },
 ];

@@ -272,7 +272,7 @@ export const payoutsOpsRoutes: RouteDoc[] = [
     tag: 'ops',
     auth: ['staff'],
     body: pollBody,
-    responses: { 202: { description: 'Poll requested' }, 404: { description: 'PAYOUT_NOT_FOUND' } },
+    responses: { 202: { description: 'Poll requested', schema: z.object({ payout_id: z.string(), poll: z.literal('requested') }) }, 404: { description: 'PAYOUT_NOT_FOUND' } },
   },
   {
     method: 'get',
