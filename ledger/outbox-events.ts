@@ -40,6 +40,15 @@ export interface OutboxEventPayload {
   };
   payout_id?: string;
   deposit_id?: string;
+  /** The operator's own reference and metadata of that payout or deposit (table operation_metadata), when it gave them. */
+  reference?: string;
+  metadata?: Record<string, string>;
+}
+
+/** What the operator attached to the payout or deposit on its request (see insertOutboxEvent). */
+export interface OperatorFields {
+  reference?: string;
+  metadata?: Record<string, string>;
 }
 
 export function eventTypeOf(kind: TransferKind, metadata: Metadata): OutboxEventType {
@@ -53,7 +62,7 @@ export function eventTypeOf(kind: TransferKind, metadata: Metadata): OutboxEvent
 }
 
 /** The event of a transfer; accountId is its ordering key (see insertOutboxEvent). */
-export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId: string = randomUUID()): OutboxEventPayload {
+export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId: string = randomUUID(), operator: OperatorFields = {}): OutboxEventPayload {
   const { metadata } = transfer;
   return {
     event_id: eventId,
@@ -73,6 +82,8 @@ export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId:
     },
     ...(typeof metadata.payout_id === 'string' ? { payout_id: metadata.payout_id } : {}),
     ...(typeof metadata.deposit_id === 'string' ? { deposit_id: metadata.deposit_id } : {}),
+    ...(operator.reference !== undefined ? { reference: operator.reference } : {}),
+    ...(operator.metadata !== undefined ? { metadata: operator.metadata } : {}),
   };
 }
 
@@ -84,21 +95,28 @@ export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId:
  * takes its id only after the earlier one committed, so the publisher never sees event n+1 of an account
  * without event n. (Player balance rows are locked here already; the lock matters for system accounts.)
  * Whoever holds this lock only commits next, so it cannot take part in a deadlock.
+ * The operator's fields of the transfer's payout or deposit come in the same round trip (written by the API
+ * before its saga started, so before any of its transfers).
  */
 export async function insertOutboxEvent(db: PoolClient, transfer: Transfer): Promise<OutboxEventPayload> {
-  const { rows } = await db.query<{ account_id: string }>(
-    `SELECT o.account_id
+  const { payout_id: payoutId, deposit_id: depositId } = transfer.metadata;
+  const operationId = typeof payoutId === 'string' ? payoutId : typeof depositId === 'string' ? depositId : null;
+  const { rows } = await db.query<{ account_id: string; reference: string | null; operator_metadata: Record<string, string> | null }>(
+    `SELECT o.account_id, m.reference, m.metadata AS operator_metadata
        FROM (SELECT CASE WHEN d.kind = 'player' THEN d.id WHEN c.kind = 'player' THEN c.id
                          WHEN d.kind = 'player_receivable' THEN substr(d.id, length('system:receivable:') + 1)
                          ELSE d.id END AS account_id
                FROM ledger_accounts d, ledger_accounts c
-              WHERE d.id = $1 AND c.id = $2) o,
-            pg_advisory_xact_lock(hashtextextended('outbox:' || o.account_id, 7))`,
-    [transfer.debitAccountId, transfer.creditAccountId],
+              WHERE d.id = $1 AND c.id = $2) o
+       CROSS JOIN pg_advisory_xact_lock(hashtextextended('outbox:' || o.account_id, 7))
+       LEFT JOIN operation_metadata m ON m.resource_id = $3::text`,
+    [transfer.debitAccountId, transfer.creditAccountId, operationId],
   );
-  const accountId = rows[0]?.account_id;
+  const row = rows[0];
+  const accountId = row?.account_id;
   if (!accountId) throw new Error(`ledger: accounts of transfer ${transfer.id} cannot be read for its outbox event`);
-  const event = buildOutboxEvent(transfer, accountId);
+  const operator = { ...(row.reference !== null ? { reference: row.reference } : {}), ...(row.operator_metadata !== null ? { metadata: row.operator_metadata } : {}) };
+  const event = buildOutboxEvent(transfer, accountId, undefined, operator);
   await db.query(
     `INSERT INTO outbox_events (event_id, event_type, schema_version, account_id, idempotency_key, transfer_id, payload)
      VALUES ($1, $2, $3, $4, $5, $6, $7)`,

@@ -18,6 +18,9 @@ export const REDACTED_PATHS = [
   '*.password',
   'secret',
   '*.secret',
+  // An operator's metadata on a payout or deposit may hold personal data (apps/api/common/operator-metadata.ts).
+  'metadata',
+  '*.metadata',
 ];
 
 export function createLogger(service: string, level: string = process.env.LOG_LEVEL ?? 'info', destination?: pino.DestinationStream): Logger {

@@ -28,6 +28,7 @@ export const PROBLEM_CODES = {
   ACCOUNT_NOT_ACTIVE: { status: 422, title: 'The account is frozen' },
   OUTSTANDING_DEBT: { status: 422, title: 'The account owes a reversed deposit; it can withdraw once that is repaid' },
   INVALID_DESTINATION: { status: 422, title: 'The payout destination is not valid' },
+  INVALID_METADATA: { status: 422, title: 'The metadata or reference is not valid' },
   DESTINATION_NOT_SUPPORTED: { status: 422, title: 'No payment provider takes payouts of this method and currency' },
   LIMIT_EXCEEDED: { status: 422, title: 'The request exceeds a limit' },
   VELOCITY_LIMIT_EXCEEDED: { status: 422, title: 'Too many payouts in a short time' },

@@ -3,6 +3,7 @@ import { DEPOSIT_SAGA_TYPE, depositStatusQuery, intentUpdate, type DepositInput,
 import { startSearchAttributes } from '../../../contracts/search-attributes';
 import type { StoredAnswer } from '../sagas/idempotency';
 import { problemBody } from '../common/problem';
+import { operatorFieldsOf } from '../common/operator-metadata';
 import type { SagaKind } from '../sagas/idempotent-start';
 import type { CreateDepositRequest, depositAcceptedBody } from './deposits.schemas';
 
@@ -70,7 +71,7 @@ export function depositViewOfRow(row: DepositRow): DepositView {
 }
 
 function summary(request: CreateDepositRequest, depositId: string, status: z.infer<typeof depositAcceptedBody>['status']): z.infer<typeof depositAcceptedBody> {
-  return { deposit_id: depositId, account_id: request.account_id, amount: request.amount, status };
+  return { deposit_id: depositId, account_id: request.account_id, amount: request.amount, status, ...operatorFieldsOf(request) };
 }
 
 /** A refusal rebuilt from a recorded failure code: the platform's limit, or the provider's refusal. */

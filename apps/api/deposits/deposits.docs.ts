@@ -18,7 +18,7 @@ export const depositRoutes: RouteDoc[] = [
       404: { description: 'ACCOUNT_NOT_FOUND' },
       413: { description: 'Body too large' },
       415: { description: 'Not application/json' },
-      422: { description: 'CURRENCY_MISMATCH, UNKNOWN_CURRENCY, IDEMPOTENCY_MISMATCH, LIMIT_EXCEEDED (over DEPOSIT_MAX_AMOUNT: nothing written; over the daily total or balance ceiling: status FAILED), DEPOSIT_REFUSED (the provider refused the intent; status FAILED)' },
+      422: { description: 'CURRENCY_MISMATCH, UNKNOWN_CURRENCY, INVALID_METADATA (metadata or reference; nothing written), IDEMPOTENCY_MISMATCH (also for the same key with other metadata or reference), LIMIT_EXCEEDED (over DEPOSIT_MAX_AMOUNT: nothing written; over the daily total or balance ceiling: status FAILED), DEPOSIT_REFUSED (the provider refused the intent; status FAILED)' },
       429: { description: 'RATE_LIMITED (the account or token subject is over its per-minute limit) or OVERLOADED (the platform is at capacity); nothing was recorded: retry after Retry-After with the same Idempotency-Key' },
       503: { description: 'READ_ONLY, SERVICE_UNAVAILABLE; retry after Retry-After with the same Idempotency-Key' },
     },

@@ -4,10 +4,12 @@ import { workflowTaskFailureBody } from '../ops/workflow-task-failures';
 import { DEPOSIT_STATUSES } from '../../../contracts/deposit';
 import { accountIdSchema } from '../accounts/accounts.schemas';
 import { moneySchema } from '../common/money';
+import { operatorFieldsBody, operatorFieldsInput } from '../common/operator-metadata';
 
 export const createDepositBody = z.strictObject({
   account_id: accountIdSchema,
   amount: moneySchema,
+  ...operatorFieldsInput,
 });
 export type CreateDepositRequest = z.infer<typeof createDepositBody>;
 
@@ -22,6 +24,7 @@ export const depositAcceptedBody = z.object({
   amount: moneyBody,
   status: z.enum(DEPOSIT_STATUSES),
   checkout_url: z.string().optional().describe('Where the player pays; present once the provider has created the payment intent'),
+  ...operatorFieldsBody,
 });
 
 export const depositBody = z.object({
@@ -37,4 +40,5 @@ export const depositBody = z.object({
   requested_at: z.string(),
   timeline: z.array(timelineEntrySchema(DEPOSIT_STATUSES)),
   workflow_task_failure: workflowTaskFailureBody.optional(),
+  ...operatorFieldsBody,
 });

@@ -9,11 +9,15 @@ import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../sagas/idempotency';
 import { ProblemError } from '../common/problem';
 import { timelineFor } from '../common/timeline';
+import { loadOperatorFieldsOf, saveOperatorFields, type OperatorFields } from '../common/operator-metadata';
 import type { IdempotentStart } from '../sagas/idempotent-start';
 import type { SagaCalls } from '../sagas/saga-calls';
 import { DEPOSIT_PROVIDER } from '../../../lib/providers';
 import { DEPOSIT_SAGA, depositViewOfRow, type DepositRow } from './deposit-saga-kind';
 import type { CreateDepositRequest, depositBody } from './deposits.schemas';
+
+/** A deposit as the API answers it: the saga's view and the operator's own fields (reference, metadata). */
+export type DepositWithFields = DepositView & { operator?: OperatorFields };
 
 /** Result of POST /v1/deposits: what to send, and whether it is a replay of an earlier answer. */
 export interface DepositAnswer {
@@ -46,12 +50,19 @@ export class DepositsService {
         timings: { pollInitialMs: c.PROVIDER_POLL_INITIAL_MS, pollMaxMs: c.PROVIDER_POLL_MAX_MS, stuckAfterMs: c.PROVIDER_STUCK_AFTER_MS, continueAsNewAfterEvents: c.SAGA_CONTINUE_AS_NEW_AFTER_EVENTS },
         pollTaskQueue: backgroundTaskQueue(c),
       },
+      // The operator's reference and metadata go to PostgreSQL, never into the workflow history (they may hold personal data).
+      beforeStart: (depositId) => saveOperatorFields(this.pool, 'deposit', depositId, request.account_id, request),
       refusal: depositAmountRefusal((await limitsOfAccount(this.pool, moneyLimits(c), request.account_id, request.amount.currency)).deposit_max, request.amount.minor_units, request.amount.currency),
     });
     return { answer, replayed, depositId: resourceId };
   }
 
-  async get(depositId: string, principal: Principal): Promise<DepositView> {
+  async get(depositId: string, principal: Principal): Promise<DepositWithFields> {
+    const view = await this.view(depositId, principal);
+    return { ...view, operator: await loadOperatorFieldsOf(this.pool, depositId) };
+  }
+
+  private async view(depositId: string, principal: Principal): Promise<DepositView> {
     let view: DepositView | undefined;
     try {
       view = await this.sagas.query(depositId, (handle) => handle.query(depositStatusQuery));
@@ -77,7 +88,7 @@ export class DepositsService {
 }
 
 /** The deposit as `reader` may see it (staff notes for staff only). */
-export function toDepositBody(view: DepositView, reader: Principal['role']): z.infer<typeof depositBody> {
+export function toDepositBody(view: DepositWithFields, reader: Principal['role']): z.infer<typeof depositBody> {
   return {
     deposit_id: view.depositId,
     account_id: view.accountId,
@@ -90,5 +101,6 @@ export function toDepositBody(view: DepositView, reader: Principal['role']): z.i
     ...(view.failureCode ? { failure_code: view.failureCode } : {}),
     requested_at: view.requestedAt,
     timeline: timelineFor(view.timeline, reader),
+    ...view.operator,
   };
 }

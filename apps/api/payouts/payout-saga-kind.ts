@@ -3,6 +3,7 @@ import { authorizationUpdate, maskDestination, PAYOUT_SAGA_TYPE, payoutStatusQue
 import { startSearchAttributes } from '../../../contracts/search-attributes';
 import type { StoredAnswer } from '../sagas/idempotency';
 import { problemBody, type ProblemCode } from '../common/problem';
+import { operatorFieldsOf } from '../common/operator-metadata';
 import type { SagaKind } from '../sagas/idempotent-start';
 import type { CreatePayoutRequest, payoutAcceptedBody } from './payouts.schemas';
 
@@ -79,5 +80,5 @@ const DECLINE_PROBLEMS: Record<string, ProblemCode> = {
 };
 
 function summary(request: CreatePayoutRequest, payoutId: string, status: z.infer<typeof payoutAcceptedBody>['status']): z.infer<typeof payoutAcceptedBody> {
-  return { payout_id: payoutId, account_id: request.account_id, amount: request.amount, destination: maskDestination(request.destination), status };
+  return { payout_id: payoutId, account_id: request.account_id, amount: request.amount, destination: maskDestination(request.destination), status, ...operatorFieldsOf(request) };
 }

@@ -18,7 +18,7 @@ export const payoutRoutes: RouteDoc[] = [
       404: { description: 'ACCOUNT_NOT_FOUND' },
       413: { description: 'Body too large' },
       415: { description: 'Not application/json' },
-      422: { description: 'INSUFFICIENT_FUNDS, LIMIT_EXCEEDED, VELOCITY_LIMIT_EXCEEDED, CURRENCY_MISMATCH, UNKNOWN_CURRENCY, INVALID_DESTINATION, IDEMPOTENCY_MISMATCH' },
+      422: { description: 'INSUFFICIENT_FUNDS, LIMIT_EXCEEDED, VELOCITY_LIMIT_EXCEEDED, CURRENCY_MISMATCH, UNKNOWN_CURRENCY, INVALID_DESTINATION, INVALID_METADATA (metadata or reference; nothing written), IDEMPOTENCY_MISMATCH (also for the same key with other metadata or reference)' },
       429: { description: 'RATE_LIMITED (the account or token subject is over its per-minute limit) or OVERLOADED (the platform is at capacity); nothing was recorded: retry after Retry-After with the same Idempotency-Key' },
       503: { description: 'PAYOUTS_PAUSED (new payouts paused by the operator), READ_ONLY, SERVICE_UNAVAILABLE; retry after Retry-After with the same Idempotency-Key' },
     },

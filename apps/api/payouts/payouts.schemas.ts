@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isValidIban, normalizeIban } from '../../../lib/iban';
 import { accountIdSchema } from '../accounts/accounts.schemas';
 import { moneySchema } from '../common/money';
+import { operatorFieldsBody, operatorFieldsInput } from '../common/operator-metadata';
 import { PAYOUT_STATUSES } from '../../../contracts/payout';
 import { timelineEntrySchema } from '../common/timeline';
 import { workflowTaskFailureBody } from '../ops/workflow-task-failures';
@@ -23,6 +24,7 @@ export const createPayoutBody = z.strictObject({
   account_id: accountIdSchema,
   amount: moneySchema,
   destination: destinationSchema,
+  ...operatorFieldsInput,
 });
 export type CreatePayoutRequest = z.infer<typeof createPayoutBody>;
 
@@ -51,6 +53,7 @@ export const payoutBody = z.object({
     .optional()
     .describe('staff tokens only: why the payout is held for review, and whether its approval takes two staff members'),
   workflow_task_failure: workflowTaskFailureBody.optional(),
+  ...operatorFieldsBody,
 });
 
 export const payoutAcceptedBody = z.object({
@@ -59,4 +62,5 @@ export const payoutAcceptedBody = z.object({
   amount: moneyBody,
   destination: z.object({ method: z.string(), last4: z.string() }),
   status: z.enum(PAYOUT_STATUSES),
+  ...operatorFieldsBody,
 });

@@ -12,10 +12,14 @@ import type { Principal } from '../auth/auth';
 import type { StoredAnswer } from '../sagas/idempotency';
 import { ProblemError } from '../common/problem';
 import { timelineFor } from '../common/timeline';
+import { loadOperatorFieldsOf, saveOperatorFields, type OperatorFields } from '../common/operator-metadata';
 import type { IdempotentStart } from '../sagas/idempotent-start';
 import { failureType, type SagaCalls } from '../sagas/saga-calls';
 import { PAYOUT_SAGA, payoutViewOfRow, type PayoutRow } from './payout-saga-kind';
 import type { CreatePayoutRequest, payoutBody } from './payouts.schemas';
+
+/** A payout as the API answers it: the saga's view and the operator's own fields (reference, metadata). */
+export type PayoutWithFields = PayoutView & { operator?: OperatorFields };
 
 /** Result of POST /v1/payouts: what to send, and whether it is a replay of an earlier answer. */
 export interface PayoutAnswer {
@@ -68,26 +72,32 @@ export class PayoutsService {
         pollTaskQueue: backgroundTaskQueue(c),
         ...reviewPolicy(c, request.amount),
       },
-      // The full destination goes to PostgreSQL, encrypted, never into the workflow history (IBANs, card tokens).
+      // The full destination goes to PostgreSQL, encrypted, never into the workflow history (IBANs, card tokens);
+      // so do the operator's reference and metadata (they may hold personal data).
       beforeStart: async (payoutId) => {
         const sealed = this.destinations.seal(payoutId, request.destination);
         await this.pool.query(
           'INSERT INTO payout_destinations (payout_id, method, key_id, wrapped_key, ciphertext) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (payout_id) DO NOTHING',
           [payoutId, request.destination.method, sealed.key_id, sealed.wrapped_key, sealed.ciphertext],
         );
+        await saveOperatorFields(this.pool, 'payout', payoutId, request.account_id, request);
       },
     });
     return { answer, replayed, payoutId: resourceId };
   }
 
-  async get(payoutId: string, principal: Principal): Promise<PayoutView> {
-    const [live, stored] = await Promise.all([this.sagas.query(payoutId, (handle) => handle.query(payoutStatusQuery)).catch((err: unknown) => err), this.readModel(payoutId)]);
+  async get(payoutId: string, principal: Principal): Promise<PayoutWithFields> {
+    const [live, stored, operator] = await Promise.all([
+      this.sagas.query(payoutId, (handle) => handle.query(payoutStatusQuery)).catch((err: unknown) => err),
+      this.readModel(payoutId),
+      loadOperatorFieldsOf(this.pool, payoutId),
+    ]);
     // A saga that cannot answer (its workflow task failing) is shown from the read model, when it has one.
     if (live instanceof Error && !(live instanceof ProblemError && live.code === 'SAGA_UNAVAILABLE' && stored)) throw live;
     const view = merge(live instanceof Error ? undefined : (live as PayoutView | undefined), stored);
     // Someone else's payout is reported as absent, not forbidden: payout ids reveal nothing.
     if (!view || (principal.role === 'player' && view.accountId !== principal.sub)) throw new ProblemError('PAYOUT_NOT_FOUND', `No payout ${payoutId}`);
-    return view;
+    return { ...view, operator };
   }
 
   /** The payouts read model: outlives Temporal's retention, and records returns handled after the saga closed. */
@@ -100,7 +110,7 @@ export class PayoutsService {
    * Cancels before submission (the hold is voided). Where reverse withdrawals are forbidden only staff may
    * (through the audited ops route); a player's own request, or its backend's, is refused and the payout goes on.
    */
-  async cancel(payoutId: string, principal: Principal, reason: string | undefined): Promise<PayoutView> {
+  async cancel(payoutId: string, principal: Principal, reason: string | undefined): Promise<PayoutWithFields> {
     const current = await this.get(payoutId, principal);
     if (principal.role !== 'staff' && this.config.REVERSE_WITHDRAWALS === 'forbidden') {
       throw new ProblemError('REVERSE_WITHDRAWAL_FORBIDDEN', 'A requested withdrawal cannot be cancelled by the player; contact support');
@@ -108,9 +118,10 @@ export class PayoutsService {
     if (current.status === 'CANCELLED') return current; // a retried cancel
     if (!current.cancellable) throw new ProblemError('PAYOUT_NOT_CANCELLABLE', `Payout is ${current.status}; it can be cancelled only before submission to the provider`);
     try {
-      return await this.sagas.bounded(() => this.sagas.handle(payoutId).executeUpdate(cancelUpdate, {
+      const cancelled = await this.sagas.bounded(() => this.sagas.handle(payoutId).executeUpdate(cancelUpdate, {
         args: [{ requestedBy: `${principal.role}:${principal.sub}`, ...(reason ? { reason } : {}) }],
       }));
+      return { ...cancelled, operator: current.operator };
     } catch (err) {
       if (failureType(err) === PAYOUT_NOT_CANCELLABLE || err instanceof WorkflowNotFoundError) {
         const now = await this.get(payoutId, principal);
@@ -152,8 +163,8 @@ function merge(live: PayoutView | undefined, row: PayoutRow | undefined): Payout
   return row ? payoutViewOfRow(row) : undefined;
 }
 
-/** The payout as `reader` may see it (staff notes for staff only). */
-export function toPayoutBody(view: PayoutView, reader: Principal['role']): z.infer<typeof payoutBody> {
+/** The payout as `reader` may see it (staff notes for staff only), with the operator's own fields when it has them. */
+export function toPayoutBody(view: PayoutWithFields, reader: Principal['role']): z.infer<typeof payoutBody> {
   return {
     payout_id: view.payoutId,
     account_id: view.accountId,
@@ -170,5 +181,6 @@ export function toPayoutBody(view: PayoutView, reader: Principal['role']): z.inf
     requested_at: view.requestedAt,
     timeline: timelineFor(view.timeline, reader),
     ...(view.review && reader === 'staff' ? { review: { reason: view.review.reason, dual_approval: view.review.dualApproval } } : {}),
+    ...view.operator,
   };
 }

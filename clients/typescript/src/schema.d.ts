@@ -339,6 +339,12 @@ export interface paths {
                             currency: string;
                             minor_units: number;
                         };
+                        /** @description The operator's own data: at most 20 keys (1-40 characters of A-Z a-z 0-9 _ . : -), string values of at most 500 characters, 4096 bytes in all as JSON. Returned to every reader of the operation (its player too) and echoed in its outbox events; never logged. Invalid: 422 INVALID_METADATA */
+                        metadata?: {
+                            [key: string]: string;
+                        };
+                        /** @description The operator's own reference for the operation (not unique: the Idempotency-Key is). Invalid: 422 INVALID_METADATA */
+                        reference?: string;
                     };
                 };
             };
@@ -358,6 +364,12 @@ export interface paths {
                             /** @description Where the player pays; present once the provider has created the payment intent */
                             checkout_url?: string;
                             deposit_id: string;
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             /** @enum {string} */
                             status: "REQUESTED" | "PENDING" | "CREDITED" | "FAILED" | "REVERSED";
                         };
@@ -378,6 +390,12 @@ export interface paths {
                             /** @description Where the player pays; present once the provider has created the payment intent */
                             checkout_url?: string;
                             deposit_id: string;
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             /** @enum {string} */
                             status: "REQUESTED" | "PENDING" | "CREDITED" | "FAILED" | "REVERSED";
                         };
@@ -428,7 +446,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description CURRENCY_MISMATCH, UNKNOWN_CURRENCY, IDEMPOTENCY_MISMATCH, LIMIT_EXCEEDED (over DEPOSIT_MAX_AMOUNT: nothing written; over the daily total or balance ceiling: status FAILED), DEPOSIT_REFUSED (the provider refused the intent; status FAILED) */
+                /** @description CURRENCY_MISMATCH, UNKNOWN_CURRENCY, INVALID_METADATA (metadata or reference; nothing written), IDEMPOTENCY_MISMATCH (also for the same key with other metadata or reference), LIMIT_EXCEEDED (over DEPOSIT_MAX_AMOUNT: nothing written; over the daily total or balance ceiling: status FAILED), DEPOSIT_REFUSED (the provider refused the intent; status FAILED) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -497,8 +515,14 @@ export interface paths {
                             checkout_url?: string;
                             deposit_id: string;
                             failure_code?: string;
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
                             provider: string;
                             provider_deposit_id?: string;
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             requested_at: string;
                             /** @enum {string} */
                             status: "REQUESTED" | "PENDING" | "CREDITED" | "FAILED" | "REVERSED";
@@ -1586,9 +1610,15 @@ export interface paths {
                                 method: string;
                             };
                             failure_code?: string;
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
                             payout_id: string;
                             provider: string;
                             provider_payout_id?: string;
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             requested_at: string;
                             return_reason?: string;
                             /** @description staff tokens only: why the payout is held for review, and whether its approval takes two staff members */
@@ -1766,9 +1796,15 @@ export interface paths {
                                 method: string;
                             };
                             failure_code?: string;
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
                             payout_id: string;
                             provider: string;
                             provider_payout_id?: string;
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             requested_at: string;
                             return_reason?: string;
                             /** @description staff tokens only: why the payout is held for review, and whether its approval takes two staff members */
@@ -1916,9 +1952,15 @@ export interface paths {
                                 method: string;
                             };
                             failure_code?: string;
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
                             payout_id: string;
                             provider: string;
                             provider_payout_id?: string;
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             requested_at: string;
                             return_reason?: string;
                             /** @description staff tokens only: why the payout is held for review, and whether its approval takes two staff members */
@@ -2323,6 +2365,12 @@ export interface paths {
                             method: "ewallet";
                             wallet_id: string;
                         };
+                        /** @description The operator's own data: at most 20 keys (1-40 characters of A-Z a-z 0-9 _ . : -), string values of at most 500 characters, 4096 bytes in all as JSON. Returned to every reader of the operation (its player too) and echoed in its outbox events; never logged. Invalid: 422 INVALID_METADATA */
+                        metadata?: {
+                            [key: string]: string;
+                        };
+                        /** @description The operator's own reference for the operation (not unique: the Idempotency-Key is). Invalid: 422 INVALID_METADATA */
+                        reference?: string;
                     };
                 };
             };
@@ -2343,7 +2391,13 @@ export interface paths {
                                 last4: string;
                                 method: string;
                             };
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
                             payout_id: string;
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             /** @enum {string} */
                             status: "REQUESTED" | "AUTHORIZED" | "HELD" | "PENDING_REVIEW" | "SUBMITTED" | "SETTLED" | "DECLINED" | "FAILED" | "CANCELLED" | "RETURNED";
                         };
@@ -2365,7 +2419,13 @@ export interface paths {
                                 last4: string;
                                 method: string;
                             };
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
                             payout_id: string;
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             /** @enum {string} */
                             status: "REQUESTED" | "AUTHORIZED" | "HELD" | "PENDING_REVIEW" | "SUBMITTED" | "SETTLED" | "DECLINED" | "FAILED" | "CANCELLED" | "RETURNED";
                         };
@@ -2416,7 +2476,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description INSUFFICIENT_FUNDS, LIMIT_EXCEEDED, VELOCITY_LIMIT_EXCEEDED, CURRENCY_MISMATCH, UNKNOWN_CURRENCY, INVALID_DESTINATION, IDEMPOTENCY_MISMATCH */
+                /** @description INSUFFICIENT_FUNDS, LIMIT_EXCEEDED, VELOCITY_LIMIT_EXCEEDED, CURRENCY_MISMATCH, UNKNOWN_CURRENCY, INVALID_DESTINATION, INVALID_METADATA (metadata or reference; nothing written), IDEMPOTENCY_MISMATCH (also for the same key with other metadata or reference) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -2489,9 +2549,15 @@ export interface paths {
                                 method: string;
                             };
                             failure_code?: string;
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
                             payout_id: string;
                             provider: string;
                             provider_payout_id?: string;
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             requested_at: string;
                             return_reason?: string;
                             /** @description staff tokens only: why the payout is held for review, and whether its approval takes two staff members */
@@ -2600,9 +2666,15 @@ export interface paths {
                                 method: string;
                             };
                             failure_code?: string;
+                            /** @description the operator's metadata, as given on creation */
+                            metadata?: {
+                                [key: string]: string;
+                            };
                             payout_id: string;
                             provider: string;
                             provider_payout_id?: string;
+                            /** @description the operator's own reference, as given on creation */
+                            reference?: string;
                             requested_at: string;
                             return_reason?: string;
                             /** @description staff tokens only: why the payout is held for review, and whether its approval takes two staff members */
@@ -2773,7 +2845,7 @@ export interface components {
     schemas: {
         Problem: {
             /** @enum {string} */
-            code: "VALIDATION_FAILED" | "MALFORMED_JSON" | "IDEMPOTENCY_KEY_MISSING" | "IDEMPOTENCY_KEY_INVALID" | "IDEMPOTENCY_KEY_DUPLICATED" | "UNAUTHENTICATED" | "WEBHOOK_SIGNATURE_INVALID" | "FORBIDDEN" | "NOT_FOUND" | "ACCOUNT_NOT_FOUND" | "PAYOUT_NOT_FOUND" | "DEPOSIT_NOT_FOUND" | "RECONCILIATION_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_MISMATCH" | "CURRENCY_MISMATCH" | "UNKNOWN_CURRENCY" | "INSUFFICIENT_FUNDS" | "ACCOUNT_NOT_ACTIVE" | "OUTSTANDING_DEBT" | "INVALID_DESTINATION" | "DESTINATION_NOT_SUPPORTED" | "LIMIT_EXCEEDED" | "VELOCITY_LIMIT_EXCEEDED" | "PAYOUT_DECLINED" | "DEPOSIT_REFUSED" | "WEBHOOK_EVENT_CONFLICT" | "RATE_LIMITED" | "OVERLOADED" | "PAYOUTS_PAUSED" | "READ_ONLY" | "SAGA_UNAVAILABLE" | "PAYOUT_NOT_CANCELLABLE" | "REVERSE_WITHDRAWAL_FORBIDDEN" | "PAYOUT_NOT_RESOLVABLE" | "PAYOUT_NOT_REVIEWABLE" | "DEPOSIT_NOT_REVERSIBLE" | "APPROVAL_NOT_FOUND" | "APPROVER_IS_REQUESTER" | "APPROVAL_DECIDED" | "APPROVAL_PENDING" | "APPROVAL_STALE" | "ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY" | "ACCOUNT_ID_TAKEN" | "SERVICE_UNAVAILABLE" | "INTERNAL_ERROR";
+            code: "VALIDATION_FAILED" | "MALFORMED_JSON" | "IDEMPOTENCY_KEY_MISSING" | "IDEMPOTENCY_KEY_INVALID" | "IDEMPOTENCY_KEY_DUPLICATED" | "UNAUTHENTICATED" | "WEBHOOK_SIGNATURE_INVALID" | "FORBIDDEN" | "NOT_FOUND" | "ACCOUNT_NOT_FOUND" | "PAYOUT_NOT_FOUND" | "DEPOSIT_NOT_FOUND" | "RECONCILIATION_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_MISMATCH" | "CURRENCY_MISMATCH" | "UNKNOWN_CURRENCY" | "INSUFFICIENT_FUNDS" | "ACCOUNT_NOT_ACTIVE" | "OUTSTANDING_DEBT" | "INVALID_DESTINATION" | "INVALID_METADATA" | "DESTINATION_NOT_SUPPORTED" | "LIMIT_EXCEEDED" | "VELOCITY_LIMIT_EXCEEDED" | "PAYOUT_DECLINED" | "DEPOSIT_REFUSED" | "WEBHOOK_EVENT_CONFLICT" | "RATE_LIMITED" | "OVERLOADED" | "PAYOUTS_PAUSED" | "READ_ONLY" | "SAGA_UNAVAILABLE" | "PAYOUT_NOT_CANCELLABLE" | "REVERSE_WITHDRAWAL_FORBIDDEN" | "PAYOUT_NOT_RESOLVABLE" | "PAYOUT_NOT_REVIEWABLE" | "DEPOSIT_NOT_REVERSIBLE" | "APPROVAL_NOT_FOUND" | "APPROVER_IS_REQUESTER" | "APPROVAL_DECIDED" | "APPROVAL_PENDING" | "APPROVAL_STALE" | "ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY" | "ACCOUNT_ID_TAKEN" | "SERVICE_UNAVAILABLE" | "INTERNAL_ERROR";
             detail?: string;
             errors?: {
                 message?: string;
