@@ -15,6 +15,8 @@ import { createDestinationVault } from '../../lib/destination-vault';
 import type { Logger } from '../../lib/logger';
 import { createLedger, type Ledger } from '../../ledger';
 import { AccountsController, accountRoutes } from './accounts/accounts.controller';
+import { AccountListingsController } from './accounts/listings.controller';
+import { listingRoutes } from './accounts/listings.docs';
 import { AuthGuard } from './auth/auth';
 import { AccountsOpsController, accountsOpsRoutes } from './ops/accounts-ops.controller';
 import { ProvidersController, providersRoutes } from './ops/providers.controller';
@@ -82,14 +84,14 @@ export function routesOf(app: NestFastifyApplication): { method: string; url: st
   return servedRoutes.get(app) ?? [];
 }
 
-export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...approvalRoutes, ...depositsOpsRoutes, ...modeRoutes, ...providersRoutes];
+export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...listingRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...approvalRoutes, ...depositsOpsRoutes, ...modeRoutes, ...providersRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics, traffic: TrafficControl): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ApprovalsController, DepositsOpsController, ModeController, ProvidersController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, AccountListingsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ApprovalsController, DepositsOpsController, ModeController, ProvidersController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },

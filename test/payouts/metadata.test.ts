@@ -27,7 +27,7 @@ describe('operator metadata and reference on payouts and deposits', () => {
     return JSON.stringify(history, (key, value) => (key === 'data' && typeof value === 'string' ? Buffer.from(value, 'base64').toString('utf8') : value));
   };
 
-  it('a payout keeps them: in its answers and every outbox event of its transfers, never in the workflow history', async () => {
+  it('a payout keeps them: in its answers, its history listing and every outbox event of its transfers, never in the workflow history', async () => {
     const accountId = await stack.fundedAccount(5_000);
     const player = await stack.playerAuth(accountId);
     const created = await stack.postPayout({ ...payoutRequest(accountId, 1_200), reference, metadata }, uniqueId('key'), player);
@@ -38,6 +38,8 @@ describe('operator metadata and reference on payouts and deposits', () => {
     const settled = await stack.waitForStatus(payoutId, ['SETTLED']);
     expect(settled).toMatchObject({ reference, metadata });
     expect(await stack.getPayout(payoutId, player)).toMatchObject({ reference, metadata });
+    const listed = (await (await fetch(`${stack.apiUrl}/v1/accounts/${accountId}/payouts`, { headers: { authorization: player } })).json()) as { items: unknown[] };
+    expect(listed.items).toEqual([expect.objectContaining({ payout_id: payoutId, reference, metadata })]);
 
     const events = await eventsOf('payout_id', payoutId);
     expect(events.map((e) => e.event_type)).toEqual(['payout.held', 'payout.settled']);

@@ -16,6 +16,12 @@ import type { PayoutStaffActions } from './payout-staff-actions';
 import { staffViewOfMark, type WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 import { workflowTaskFailureBody } from './workflow-task-failures';
 import { appendAudit, audited, auditTrail, payoutRows, type AuditOutcome } from './ops.stores';
+import { accountIdSchema } from '../accounts/accounts.schemas';
+import { listPayoutRows, type Listed } from '../accounts/listings.store';
+import { keyset, page } from '../accounts/listings.service';
+import { cursorParam, fromParam, nextCursorBody, statusListParam, toParam } from '../common/pagination';
+import { operatorFieldsBody } from '../common/operator-metadata';
+import type { PayoutRow as ReadModelPayoutRow } from '../payouts/payout-saga-kind';
 
 /** Marked sagas are few (a defect stops many at once, but an alert fires at the first): a bound, not a page. */
 const MAX_MARKS_LISTED = 1_000;
@@ -36,9 +42,29 @@ const reviewBody = z.strictObject({
 const cancelBody = z.strictObject({ reason: z.string().trim().min(3, 'say why (at least 3 characters)').max(1000) });
 const listQuery = z.strictObject({
   stuck: z.enum(['true', 'false']).optional(),
-  status: z.enum(PAYOUT_STATUSES).optional(),
+  status: statusListParam(PAYOUT_STATUSES),
   limit: z.coerce.number().int().min(1).max(500).default(100),
+  source: z
+    .enum(['visibility', 'read_model'])
+    .optional()
+    .describe(
+      'visibility: running sagas (Temporal visibility, with those whose workflow task fails); read_model: every payout, closed ones too, newest first with a cursor (table payouts). Default: read_model when status names closed states only (SETTLED, DECLINED, FAILED, CANCELLED, RETURNED) or account, provider, from, to or cursor is given; visibility otherwise',
+    ),
+  account: accountIdSchema.optional().describe('read model: payouts of this account'),
+  provider: z.string().regex(/^[a-z0-9-]{1,64}$/).optional().describe('read model: payouts now at this provider'),
+  from: fromParam.describe('read model: payouts requested at or after this ISO 8601 instant'),
+  to: toParam.describe('read model: payouts requested before this ISO 8601 instant (exclusive)'),
+  cursor: cursorParam,
 });
+
+/** Statuses of payouts whose saga has decided (SETTLED may still be returned, but is paid): listed from the read model. */
+const CLOSED_STATUSES: readonly string[] = ['SETTLED', 'DECLINED', 'FAILED', 'CANCELLED', 'RETURNED'];
+
+function readsReadModel(query: z.output<typeof listQuery>): boolean {
+  if (query.source) return query.source === 'read_model';
+  if (query.account !== undefined || query.provider !== undefined || query.from !== undefined || query.to !== undefined || query.cursor !== undefined) return true;
+  return query.status !== undefined && query.status.every((status) => CLOSED_STATUSES.includes(status));
+}
 
 const listedPayout = z.object({
   payout_id: z.string(),
@@ -51,6 +77,18 @@ const listedPayout = z.object({
   amount_minor: z.number().optional(),
   currency: z.string().optional(),
   started_at: z.string().optional(),
+  updated_at: z.string().optional().describe('read model: the last change of its status'),
+  provider_payout_id: z.string().optional(),
+  decline_code: z.string().optional(),
+  failure_code: z.string().optional(),
+  destination: z.object({ method: z.string(), last4: z.string() }).optional().describe('read model'),
+  ...operatorFieldsBody,
+});
+const listedPayouts = z.object({
+  items: z.array(listedPayout),
+  source: z.enum(['visibility', 'read_model']).describe('where the items come from (see the source parameter)'),
+  query: z.string().optional().describe('visibility: the list filter sent to Temporal (paste it into the Web UI)'),
+  next_cursor: nextCursorBody.describe('read model: pass as `cursor` for the next page; null on the last (always null from visibility: one bounded page)'),
 });
 const auditEntry = z.object({ id: z.number(), at: z.string(), actor: z.string(), action: z.string(), target: z.string(), reason: z.string(), outcome: z.string(), detail: z.string().nullable() });
 
@@ -73,15 +111,17 @@ export class PayoutsOpsController {
   ) {}
 
   @Get()
-  async list(@Query() query: unknown) {
-    const { stuck, status, limit } = parseOrProblem(listQuery, query ?? {}, 'query');
+  async list(@Query() query: unknown): Promise<z.infer<typeof listedPayouts>> {
+    const parsed = parseOrProblem(listQuery, query ?? {}, 'query');
+    if (readsReadModel(parsed)) return this.listReadModel(parsed);
+    const { stuck, status, limit } = parsed;
     // A saga whose workflow task keeps failing cannot update its search attributes: it is listed from the
     // worker's mark (and the read model), first, as stuck; `stuck=false` leaves it out.
     const failing = await this.failingPayouts(status);
     const items: z.infer<typeof listedPayout>[] = stuck === 'false' ? [] : failing.items.slice(0, limit);
     const clauses = [`WorkflowType IN (${PAYOUT_SAGA_TYPES.map((type) => `'${type}'`).join(', ')})`, `ExecutionStatus = 'Running'`];
     if (stuck) clauses.push(`PayoutStuck = ${stuck}`);
-    if (status) clauses.push(`PayoutStatus = '${status}'`);
+    if (status) clauses.push(`PayoutStatus IN (${status.map((s) => `'${s}'`).join(', ')})`); // statuses from the enum, never free text
     if (items.length < limit) {
       // One page of what is asked for: the server's default page (1,000 executions) made every listing
       // read a thousand sagas in their return window, and it slowed with the load on Temporal.
@@ -103,15 +143,30 @@ export class PayoutsOpsController {
         if (items.length >= limit) break;
       }
     }
-    return { items, query: clauses.join(' AND ') };
+    return { items, source: 'visibility', query: clauses.join(' AND '), next_cursor: null };
+  }
+
+  /** Every payout the read model has (closed ones too, past Temporal's retention), newest first, a page at a time. */
+  private async listReadModel(query: z.output<typeof listQuery>): Promise<z.infer<typeof listedPayouts>> {
+    const listed = await listPayoutRows(this.pool, {
+      accountId: query.account,
+      statuses: query.status,
+      provider: query.provider,
+      ...(query.stuck ? { stuck: query.stuck === 'true' } : {}),
+      from: query.from,
+      to: query.to,
+      after: keyset(query.cursor, 'ops_payouts'),
+      limit: query.limit + 1,
+    });
+    return { ...page(listed, query.limit, 'ops_payouts', undefined, listedFromReadModel), source: 'read_model' };
   }
 
   /** Payouts marked for a failing workflow task, with what the read model knows of them (nothing before authorization). */
-  private async failingPayouts(status: string | undefined): Promise<{ items: z.infer<typeof listedPayout>[]; ids: Set<string> }> {
+  private async failingPayouts(status: readonly string[] | undefined): Promise<{ items: z.infer<typeof listedPayout>[]; ids: Set<string> }> {
     const marks = await this.taskFailures.listByTypes(PAYOUT_SAGA_TYPES, MAX_MARKS_LISTED);
     const byId = await payoutRows(this.pool, marks.map((mark) => mark.workflowId));
     const items = marks
-      .filter((mark) => !status || byId.get(mark.workflowId)?.status === status)
+      .filter((mark) => !status || status.includes(byId.get(mark.workflowId)?.status ?? ''))
       .map((mark) => {
         const row = byId.get(mark.workflowId);
         return {
@@ -223,10 +278,15 @@ export const payoutsOpsRoutes: RouteDoc[] = [
     method: 'get',
     path: '/v1/ops/payouts',
     query: listQuery,
-    summary: 'Running payout sagas, e.g. ?stuck=true for those waiting on their provider past the threshold or whose workflow task keeps failing (listed first, with the failure)',
+    summary:
+      'Payouts for staff. Running sagas from Temporal visibility, e.g. ?stuck=true for those waiting on their provider past the threshold or whose workflow task keeps failing (listed first, with the failure); or every payout from the read model, closed ones too (?status=SETTLED,DECLINED&account=&provider=&from=&to=, newest first, cursor pagination): see `source`',
     tag: 'ops',
     auth: ['staff'],
-    responses: { 200: { description: 'Matching sagas (Temporal visibility)', schema: z.object({ items: z.array(listedPayout), query: z.string() }) }, 403: { description: 'Not staff' } },
+    responses: {
+      200: { description: 'Matching payouts (source says from where)', schema: listedPayouts },
+      400: { description: 'VALIDATION_FAILED: a bad filter, limit or cursor' },
+      403: { description: 'Not staff' },
+    },
   },
   {
     method: 'post',
@@ -283,3 +343,24 @@ export const payoutsOpsRoutes: RouteDoc[] = [
     responses: { 200: { description: 'Audit entries, oldest first', schema: z.object({ items: z.array(auditEntry) }) } },
   },
 ];
+
+/** A read-model row as staff list it: the stored state, with the operator's fields; the saga's timeline is at GET /v1/payouts/{id}. */
+function listedFromReadModel({ row, operator, workflowTaskFailing }: Listed<ReadModelPayoutRow>): z.infer<typeof listedPayout> {
+  return {
+    payout_id: row.payout_id,
+    account_id: row.account_id,
+    status: row.status,
+    stuck: row.stuck || workflowTaskFailing,
+    workflow_task_failing: workflowTaskFailing,
+    provider: row.provider,
+    amount_minor: row.amount_minor,
+    currency: row.currency,
+    started_at: row.requested_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+    ...(row.provider_payout_id ? { provider_payout_id: row.provider_payout_id } : {}),
+    ...(row.decline_code ? { decline_code: row.decline_code } : {}),
+    ...(row.failure_code ? { failure_code: row.failure_code } : {}),
+    destination: { method: row.destination_method, last4: row.destination_last4 },
+    ...operator,
+  };
+}

@@ -311,6 +311,349 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/accounts/{accountId}/deposits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An account's deposits, newest first (cursor pagination), from the read model: the fields GET /v1/deposits/{deposit_id} gives the same reader, without the timeline */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description next_cursor of the previous page (opaque); omit for the first page */
+                    cursor?: string;
+                    /** @description ISO 8601 instant: deposits requested at or after it */
+                    from?: string;
+                    /** @description page size, 1-100 (default 20) */
+                    limit?: number;
+                    /** @description one status or several, comma-separated: REQUESTED, PENDING, CREDITED, FAILED, REVERSED */
+                    status?: string;
+                    /** @description ISO 8601 instant: deposits requested before it (exclusive) */
+                    to?: string;
+                };
+                header?: never;
+                path: {
+                    accountId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of deposits; next_cursor null on the last */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description newest first (requested_at, then deposit_id) */
+                            items: {
+                                account_id: string;
+                                amount: {
+                                    currency: string;
+                                    minor_units: number;
+                                };
+                                checkout_url?: string;
+                                deposit_id: string;
+                                failure_code?: string;
+                                /** @description the operator's metadata, as given on creation */
+                                metadata?: {
+                                    [key: string]: string;
+                                };
+                                provider: string;
+                                provider_deposit_id?: string;
+                                /** @description the operator's own reference, as given on creation */
+                                reference?: string;
+                                requested_at: string;
+                                /** @enum {string} */
+                                status: "REQUESTED" | "PENDING" | "CREDITED" | "FAILED" | "REVERSED";
+                                stuck: boolean;
+                                /** @description ISO 8601: the last change of its status */
+                                updated_at: string;
+                            }[];
+                            /** @description pass as `cursor` for the next page; null: this is the last page */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED: a bad filter, limit or cursor (a cursor is the next_cursor of this listing, unchanged) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: a player token may read only its own account's */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description ACCOUNT_NOT_FOUND */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/accounts/{accountId}/payouts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An account's payouts, newest first (cursor pagination), from the read model: the fields GET /v1/payouts/{payout_id} gives the same reader, without the timeline */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description next_cursor of the previous page (opaque); omit for the first page */
+                    cursor?: string;
+                    /** @description ISO 8601 instant: payouts requested at or after it */
+                    from?: string;
+                    /** @description page size, 1-100 (default 20) */
+                    limit?: number;
+                    /** @description one status or several, comma-separated: REQUESTED, AUTHORIZED, HELD, PENDING_REVIEW, SUBMITTED, SETTLED, DECLINED, FAILED, CANCELLED, RETURNED */
+                    status?: string;
+                    /** @description ISO 8601 instant: payouts requested before it (exclusive) */
+                    to?: string;
+                };
+                header?: never;
+                path: {
+                    accountId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of payouts; next_cursor null on the last */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description newest first (requested_at, then payout_id) */
+                            items: {
+                                account_id: string;
+                                amount: {
+                                    currency: string;
+                                    minor_units: number;
+                                };
+                                decline_code?: string;
+                                destination: {
+                                    last4: string;
+                                    method: string;
+                                };
+                                failure_code?: string;
+                                /** @description the operator's metadata, as given on creation */
+                                metadata?: {
+                                    [key: string]: string;
+                                };
+                                payout_id: string;
+                                provider: string;
+                                provider_payout_id?: string;
+                                /** @description the operator's own reference, as given on creation */
+                                reference?: string;
+                                requested_at: string;
+                                /** @enum {string} */
+                                status: "REQUESTED" | "AUTHORIZED" | "HELD" | "PENDING_REVIEW" | "SUBMITTED" | "SETTLED" | "DECLINED" | "FAILED" | "CANCELLED" | "RETURNED";
+                                stuck: boolean;
+                                /** @description ISO 8601: the last change of its status */
+                                updated_at: string;
+                            }[];
+                            /** @description pass as `cursor` for the next page; null: this is the last page */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED: a bad filter, limit or cursor (a cursor is the next_cursor of this listing, unchanged) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: a player token may read only its own account's */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description ACCOUNT_NOT_FOUND */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/accounts/{accountId}/statement": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An account's ledger movements, oldest first, each with its effect and the balance after it. The running balance is the available balance (posted − held, as GET /v1/accounts/{id}/balance): a payout's hold lowers it when the money is held; posted and held are given too */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description the account's currency (an account holds one); another is 422 CURRENCY_MISMATCH */
+                    currency?: string;
+                    /** @description next_cursor of the previous page (opaque); omit for the first page */
+                    cursor?: string;
+                    /** @description ISO 8601 instant: movements at or after it */
+                    from?: string;
+                    /** @description page size, 1-100 (default 20) */
+                    limit?: number;
+                    /** @description ISO 8601 instant: movements before it (exclusive) */
+                    to?: string;
+                };
+                header?: never;
+                path: {
+                    accountId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of movements; next_cursor null on the last */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            account_id: string;
+                            /** @description the account’s balance now, read in the same snapshot as the entries: on the last page without `to`, the last entry’s balance_after equals it */
+                            balance: {
+                                /** @description posted − held: what the account can pay out */
+                                available: number;
+                                /** @description pending debits: payout holds not yet settled or released */
+                                held: number;
+                                /** @description posted credits − posted debits */
+                                posted: number;
+                            };
+                            currency: string;
+                            /** @description oldest first, by transfer id */
+                            items: {
+                                /** @description signed change of the available balance (the running balance): a hold lowers it at once, so the settlement of a whole hold is 0 here (it moves posted and held by the same amount, see posted_change and held_change) */
+                                amount: {
+                                    currency: string;
+                                    minor_units: number;
+                                };
+                                /** @description ISO 8601: when the transfer was written */
+                                at: string;
+                                /** @description the account’s balance right after this transfer (all of its history, whatever the page, range or cursor) */
+                                balance_after: {
+                                    /** @description posted − held: what the account can pay out */
+                                    available: number;
+                                    /** @description pending debits: payout holds not yet settled or released */
+                                    held: number;
+                                    /** @description posted credits − posted debits */
+                                    posted: number;
+                                };
+                                deposit_id?: string;
+                                /** @description signed change of held, minor units; amount = posted_change − held_change */
+                                held_change: number;
+                                /**
+                                 * @description deposit: a deposit credited; payout_hold: a payout’s money held (pending); payout_settled: the hold posted (the payout paid); payout_released: the hold voided (payout failed or cancelled); payout_refunded: a settled payout returned by the provider and refunded; chargeback: what a charged-back deposit took from the balance; debt_repayment: a later deposit repaying a chargeback debt; transfer: any other movement (operator funding, adjustments)
+                                 * @enum {string}
+                                 */
+                                kind: "deposit" | "payout_hold" | "payout_settled" | "payout_released" | "payout_refunded" | "chargeback" | "debt_repayment" | "transfer";
+                                payout_id?: string;
+                                /** @description signed change of posted, minor units */
+                                posted_change: number;
+                                /** @description the ledger transfer */
+                                transfer_id: number;
+                            }[];
+                            /** @description pass as `cursor` for the next page; null: this is the last page */
+                            next_cursor: string | null;
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED: a bad filter, limit or cursor (a cursor is the next_cursor of this listing, unchanged) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: a player token may read only its own account's */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description ACCOUNT_NOT_FOUND */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description CURRENCY_MISMATCH (not the account’s currency), UNKNOWN_CURRENCY */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/deposits": {
         parameters: {
             query?: never;
@@ -1438,15 +1781,28 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Running payout sagas, e.g. ?stuck=true for those waiting on their provider past the threshold or whose workflow task keeps failing (listed first, with the failure)
+         * Payouts for staff. Running sagas from Temporal visibility, e.g. ?stuck=true for those waiting on their provider past the threshold or whose workflow task keeps failing (listed first, with the failure); or every payout from the read model, closed ones too (?status=SETTLED,DECLINED&account=&provider=&from=&to=, newest first, cursor pagination): see `source`
          * @description Roles: staff
          */
         get: {
             parameters: {
                 query?: {
+                    /** @description read model: payouts of this account */
+                    account?: string;
+                    /** @description next_cursor of the previous page (opaque); omit for the first page */
+                    cursor?: string;
+                    /** @description read model: payouts requested at or after this ISO 8601 instant */
+                    from?: string;
                     limit?: number;
-                    status?: "REQUESTED" | "AUTHORIZED" | "HELD" | "PENDING_REVIEW" | "SUBMITTED" | "SETTLED" | "DECLINED" | "FAILED" | "CANCELLED" | "RETURNED";
+                    /** @description read model: payouts now at this provider */
+                    provider?: string;
+                    /** @description visibility: running sagas (Temporal visibility, with those whose workflow task fails); read_model: every payout, closed ones too, newest first with a cursor (table payouts). Default: read_model when status names closed states only (SETTLED, DECLINED, FAILED, CANCELLED, RETURNED) or account, provider, from, to or cursor is given; visibility otherwise */
+                    source?: "visibility" | "read_model";
+                    /** @description one status or several, comma-separated: REQUESTED, AUTHORIZED, HELD, PENDING_REVIEW, SUBMITTED, SETTLED, DECLINED, FAILED, CANCELLED, RETURNED */
+                    status?: string;
                     stuck?: "true" | "false";
+                    /** @description read model: payouts requested before this ISO 8601 instant (exclusive) */
+                    to?: string;
                 };
                 header?: never;
                 path?: never;
@@ -1454,7 +1810,7 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description Matching sagas (Temporal visibility) */
+                /** @description Matching payouts (source says from where) */
                 200: {
                     headers: {
                         [name: string]: unknown;
@@ -1465,12 +1821,28 @@ export interface paths {
                                 account_id?: string;
                                 amount_minor?: number;
                                 currency?: string;
+                                decline_code?: string;
+                                /** @description read model */
+                                destination?: {
+                                    last4: string;
+                                    method: string;
+                                };
+                                failure_code?: string;
+                                /** @description the operator's metadata, as given on creation */
+                                metadata?: {
+                                    [key: string]: string;
+                                };
                                 payout_id: string;
                                 provider?: string;
+                                provider_payout_id?: string;
+                                /** @description the operator's own reference, as given on creation */
+                                reference?: string;
                                 started_at?: string;
                                 status?: string;
                                 /** @description waiting on its provider past the stuck threshold, or its workflow task failing */
                                 stuck: boolean;
+                                /** @description read model: the last change of its status */
+                                updated_at?: string;
                                 workflow_task_failing: boolean;
                                 /** @description staff only: the saga is stopped because its workflow task keeps failing (a defect in workflow code); cleared once the task is healthy again */
                                 workflow_task_failure?: {
@@ -1486,8 +1858,25 @@ export interface paths {
                                     run_id: string;
                                 };
                             }[];
-                            query: string;
+                            /** @description read model: pass as `cursor` for the next page; null on the last (always null from visibility: one bounded page) */
+                            next_cursor: string | null;
+                            /** @description visibility: the list filter sent to Temporal (paste it into the Web UI) */
+                            query?: string;
+                            /**
+                             * @description where the items come from (see the source parameter)
+                             * @enum {string}
+                             */
+                            source: "visibility" | "read_model";
                         };
+                    };
+                };
+                /** @description VALIDATION_FAILED: a bad filter, limit or cursor */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
                 /** @description Not staff */
