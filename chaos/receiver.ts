@@ -1,14 +1,16 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { verifyWebhookSignature } from '../lib/webhook-signature';
+import { Webhook } from 'standardwebhooks';
 import type { ReceivedEvent } from './verdict';
 
 /**
- * The operator's endpoint behind the outbox, as the chaos run plays it: verifies each delivery's signature,
+ * The operator's endpoint behind the outbox, as the chaos run plays it: verifies each delivery's Standard
+ * Webhooks signature (`secret` in whsec_ form) with the standardwebhooks library,
  * records every event id in arrival order (duplicates included), and refuses a few first deliveries (500) so
  * redelivery is exercised too.
  */
 export async function startOutboxReceiver(secret: string, refuseShare = 0.03) {
+  const webhook = new Webhook(secret);
   const received: ReceivedEvent[] = [];
   const badSignatures: string[] = [];
   const refusedOnce = new Set<string>();
@@ -18,7 +20,9 @@ export async function startOutboxReceiver(secret: string, refuseShare = 0.03) {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const rawBody = Buffer.concat(chunks).toString('utf8');
-      if (!verifyWebhookSignature(secret, req.headers['x-signature'], rawBody).ok) {
+      try {
+        webhook.verify(rawBody, req.headers as Record<string, string>);
+      } catch {
         badSignatures.push(rawBody.slice(0, 200));
         res.writeHead(401).end();
         return;

@@ -6,6 +6,7 @@ import { parseLimitRates, parseThreshold } from './limits';
 import { CURRENCY_CODES } from '../ledger/currency';
 import { PAYOUT_METHODS } from '../contracts/payout';
 import { checkRoutes, parseRoutes, providerConnections } from './providers';
+import { configuredEndpointsSchema, durationSchema, parseSigningSecret } from './outbox-webhooks';
 
 /**
  * Every setting of the platform: one env var, one documented default, one zod rule.
@@ -14,6 +15,8 @@ import { checkRoutes, parseRoutes, providerConnections } from './providers';
 export const DEV_JWT_SECRET = 'dev-only-secret-change-me-0123456789abcdef';
 export const DEV_SANDBOX_WEBHOOK_SECRET = 'dev-only-sandbox-webhook-secret';
 export const DEV_SANDBOX_B_WEBHOOK_SECRET = 'dev-only-sandbox-b-webhook-secret';
+/** The former plain dev default of OUTBOX_WEBHOOK_SECRET in whsec_ form (the two sign alike). */
+export const DEV_OUTBOX_WEBHOOK_SECRET = `whsec_${Buffer.from('dev-only-outbox-webhook-secret').toString('base64')}`;
 
 const port = z.coerce.number().int().min(1).max(65535);
 const url = z.string().url();
@@ -173,15 +176,33 @@ export const settings = {
   ),
 
   OUTBOX_ENDPOINTS: setting(
-    z.string().refine((v) => v === '' || v.split(',').every((u) => URL.canParse(u.trim())), 'comma-separated URLs'),
+    configuredEndpointsSchema,
     '',
-    'Operator endpoints (comma-separated URLs) that receive ledger events as signed webhooks; empty keeps events in the outbox.',
+    'Operator endpoints that receive ledger events as Standard Webhooks, applied when the outbox publisher starts (staff change them at /v1/ops/outbox/endpoints): a JSON array of `{"id", "url", "secret"?, "event_types"?, "enabled"?, "from"?, "keep_previous_until"?}` (`secret` a `whsec_` secret, default OUTBOX_WEBHOOK_SECRET; `event_types` like `["payout.*", "deposit.credited"]`, empty for all; `from` `beginning` or `now`), or comma-separated URLs (id `url-<hash>`, every type, OUTBOX_WEBHOOK_SECRET). Empty: only the endpoints staff add.',
+    { secret: true },
   ),
-  OUTBOX_WEBHOOK_SECRET: setting(z.string().min(16), 'dev-only-outbox-webhook-secret', 'HMAC secret of the outbox webhooks (X-Signature, same scheme as the providers\'). Must be changed in production.'),
+  OUTBOX_WEBHOOK_SECRET: setting(
+    z.string().transform((text, ctx) => {
+      try {
+        return parseSigningSecret(text, { legacy: true }).secret;
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+    DEV_OUTBOX_WEBHOOK_SECRET,
+    'Signing secret of the outbox endpoints that name none (Standard Webhooks, `whsec_<base64 key>`: `echo whsec_$(openssl rand -base64 32)`). Other text of 16+ characters is still taken as the key\'s bytes (receivers use `whsec_` + its base64). Must be changed in production.',
+    { secret: true },
+  ),
   OUTBOX_BATCH_SIZE: setting(z.coerce.number().int().min(1).max(1000), '100', 'Events the outbox publisher claims per batch.'),
   OUTBOX_POLL_INTERVAL_MS: setting(durationMs, '500', 'How often the outbox publisher looks for new events when idle.'),
-  OUTBOX_MAX_ATTEMPTS: setting(z.coerce.number().int().min(1).max(100), '10', 'Deliveries of one event to one endpoint before it is dead-lettered.'),
-  OUTBOX_BACKOFF_BASE_MS: setting(durationMs, '1000', 'First retry delay of a failed outbox delivery; doubles per attempt (capped at 5 minutes).'),
+  OUTBOX_RETRY_WINDOW: setting(
+    durationSchema,
+    '3d',
+    'How long a failing outbox delivery is retried, from its first failure, before it is dead-lettered (milliseconds, or a number with ms, s, m, h, d). A dead letter holds its account\'s later events for that endpoint until staff replay or skip it.',
+  ),
+  OUTBOX_BACKOFF_BASE_MS: setting(durationMs, '1000', 'First retry delay of a failed outbox delivery; doubles per attempt up to OUTBOX_BACKOFF_MAX_MS.'),
+  OUTBOX_BACKOFF_MAX_MS: setting(durationMs, '3600000', 'Longest delay between two attempts of a failing outbox delivery.'),
 
   ADMISSION_LATENCY_TARGET_MS: setting(
     durationMs,
@@ -262,7 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
     if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });
     if (out.SANDBOX_WEBHOOK_SECRET === DEV_SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (!opts.asProvider && out.SANDBOX_B_WEBHOOK_SECRET === DEV_SANDBOX_B_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_B_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
-    if (out.OUTBOX_WEBHOOK_SECRET === settings.OUTBOX_WEBHOOK_SECRET.default) problems.push({ setting: 'OUTBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
+    if (out.OUTBOX_WEBHOOK_SECRET === DEV_OUTBOX_WEBHOOK_SECRET) problems.push({ setting: 'OUTBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (out.DESTINATION_KEYS instanceof DestinationKeyRing && out.DESTINATION_KEYS.sharesKeyWith(DestinationKeyRing.parse(DEV_DESTINATION_KEYS))) {
       problems.push({ setting: 'DESTINATION_KEYS', message: 'the dev key is refused in production' });
     }

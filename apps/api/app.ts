@@ -20,6 +20,7 @@ import { listingRoutes } from './accounts/listings.docs';
 import { AuthGuard } from './auth/auth';
 import { AccountsOpsController, accountsOpsRoutes } from './ops/accounts-ops.controller';
 import { ProvidersController, providersRoutes } from './ops/providers.controller';
+import { OutboxController, outboxRoutes } from './ops/outbox.controller';
 import { PayoutsOpsController, payoutsOpsRoutes } from './ops/payouts-ops.controller';
 import { ReconciliationController, reconciliationRoutes } from './ops/reconciliation.controller';
 import { IncidentsController, incidentRoutes } from './ops/incidents.controller';
@@ -84,14 +85,14 @@ export function routesOf(app: NestFastifyApplication): { method: string; url: st
   return servedRoutes.get(app) ?? [];
 }
 
-export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...listingRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...approvalRoutes, ...depositsOpsRoutes, ...modeRoutes, ...providersRoutes];
+export const ROUTE_DOCS: RouteDoc[] = [...healthRoutes, ...meRoutes, ...accountRoutes, ...listingRoutes, ...payoutRoutes, ...depositRoutes, ...webhookRoutes, ...payoutsOpsRoutes, ...accountsOpsRoutes, ...reconciliationRoutes, ...incidentRoutes, ...approvalRoutes, ...depositsOpsRoutes, ...modeRoutes, ...providersRoutes, ...outboxRoutes];
 
 @Module({})
 class ApiModule {
   static register(deps: ApiDeps, metrics: ApiMetrics, traffic: TrafficControl): DynamicModule {
     return {
       module: ApiModule,
-      controllers: [HealthController, MetricsController, MeController, AccountsController, AccountListingsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ApprovalsController, DepositsOpsController, ModeController, ProvidersController],
+      controllers: [HealthController, MetricsController, MeController, AccountsController, AccountListingsController, PayoutsController, DepositsController, WebhooksController, PayoutsOpsController, AccountsOpsController, ReconciliationController, IncidentsController, ApprovalsController, DepositsOpsController, ModeController, ProvidersController, OutboxController],
       providers: [
         { provide: CONFIG, useValue: deps.config },
         { provide: PG_POOL, useValue: deps.pool },
@@ -146,15 +147,17 @@ export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplicatio
   const metrics = new ApiMetrics(deps.pool);
   metrics.addGauge('reconciliation_mismatches', 'Mismatches found by the latest scheduled reconciliation run, by kind', ['kind']);
   metrics.addGauge('reconciliation_last_run_timestamp_seconds', 'When the latest scheduled reconciliation run finished', []);
-  metrics.addGauge('outbox_pending_events', 'Ledger events not yet delivered to every configured endpoint', []);
+  metrics.addGauge('outbox_pending_events', 'Ledger events not yet delivered to every enabled outbox endpoint', []);
   metrics.addGauge('outbox_oldest_pending_age_seconds', 'Age of the oldest undelivered ledger event (outbox lag)', []);
-  metrics.addGauge('outbox_dead_letters', 'Ledger events given up on after OUTBOX_MAX_ATTEMPTS and not replayed', []);
-  const outboxEndpoints = deps.config.OUTBOX_ENDPOINTS.split(',').map((url) => url.trim()).filter(Boolean);
+  metrics.addGauge('outbox_dead_letters', 'Ledger events given up on after OUTBOX_RETRY_WINDOW, neither replayed nor skipped by staff', []);
+  metrics.addGauge('outbox_held_events', 'Ledger events waiting behind a dead letter of their account (until staff replay or skip it)', []);
   metrics.addScrapeSource(async (set) => {
-    const lag = await outboxLag(deps.pool, { endpoints: outboxEndpoints });
+    // Over the enabled endpoints in the database (the publisher serves them; the API need not know OUTBOX_ENDPOINTS).
+    const lag = await outboxLag(deps.pool);
     set('outbox_pending_events', {}, lag.pending_events);
     set('outbox_oldest_pending_age_seconds', {}, lag.oldest_pending_age_seconds);
     set('outbox_dead_letters', {}, lag.dead_letters);
+    set('outbox_held_events', {}, lag.held_events);
   });
   metrics.addScrapeSource(async (set) => {
     const summary = await reconciliationSummary(deps.pool);

@@ -244,7 +244,8 @@ async function main(): Promise<void> {
     ['Provider sandbox', `${sandboxUrl} (${config.SANDBOX_METHODS.join(', ')})`],
     ['Provider sandbox-b', `${sandboxBUrl} (${config.SANDBOX_B_METHODS.join(', ')})`],
     ['Payout routes', config.PAYOUT_ROUTES.map((r) => r.text).join('; ')],
-    ['Outbox webhooks', config.OUTBOX_ENDPOINTS || '(none: set OUTBOX_ENDPOINTS; events wait in the outbox)'],
+    // Ids and origins only: an endpoint URL may carry a token.
+    ['Outbox webhooks', config.OUTBOX_ENDPOINTS.map((e) => `${e.id} → ${new URL(e.url).origin}${e.enabled ? '' : ' (disabled)'}`).join(', ') || '(none: set OUTBOX_ENDPOINTS, or add endpoints at /v1/ops/outbox/endpoints; events wait in the outbox)'],
     ['PostgreSQL', redactPassword(dbUrl!)],
     ['Processes', processFile(config.dataDirAbsolute)],
     ['Logs', logsDir],

@@ -2,30 +2,32 @@ import { databaseUrl, loadConfigOrExit } from '../../lib/config';
 import { createPool } from '../../lib/db';
 import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
+import { urlOrigin } from '../../lib/outbox-webhooks';
 import { createOutboxPublisher } from './publisher';
 
 const config = loadConfigOrExit();
 const logger = createLogger('outbox-publisher', config.LOG_LEVEL);
 const pool = createPool(databaseUrl(config), config.PG_POOL_MAX);
-const endpoints = config.OUTBOX_ENDPOINTS.split(',')
-  .map((url) => url.trim())
-  .filter((url) => url !== '');
 
 const publisher = createOutboxPublisher({
   pool,
-  endpoints,
-  secret: config.OUTBOX_WEBHOOK_SECRET,
+  endpoints: config.OUTBOX_ENDPOINTS,
+  defaultSecret: config.OUTBOX_WEBHOOK_SECRET,
+  keyRing: config.DESTINATION_KEYS,
   batchSize: config.OUTBOX_BATCH_SIZE,
   pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
-  maxAttempts: config.OUTBOX_MAX_ATTEMPTS,
+  retryWindowMs: config.OUTBOX_RETRY_WINDOW,
   backoffBaseMs: config.OUTBOX_BACKOFF_BASE_MS,
+  backoffMaxMs: config.OUTBOX_BACKOFF_MAX_MS,
   logger,
 });
 publisher.start();
-// Origins only: endpoint URLs may carry tokens.
-const origins = endpoints.map((url) => new URL(url).origin);
-if (endpoints.length === 0) logger.warn('no OUTBOX_ENDPOINTS configured: events stay in the outbox until one is');
-logger.info({ endpoints: origins, batchSize: config.OUTBOX_BATCH_SIZE }, 'outbox publisher ready');
+// Ids and origins only: endpoint URLs may carry tokens.
+const configured = config.OUTBOX_ENDPOINTS.map((e) => ({ id: e.id, origin: urlOrigin(e.url), enabled: e.enabled }));
+logger.info(
+  { configured, batchSize: config.OUTBOX_BATCH_SIZE, retryWindowMs: config.OUTBOX_RETRY_WINDOW },
+  configured.length === 0 ? 'outbox publisher ready: no OUTBOX_ENDPOINTS; it serves the endpoints staff add (/v1/ops/outbox/endpoints)' : 'outbox publisher ready',
+);
 
 onShutdown(async (reason) => {
   logger.info({ reason }, 'outbox publisher shutting down');

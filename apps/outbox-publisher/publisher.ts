@@ -1,29 +1,37 @@
 import { randomInt } from 'node:crypto';
 import type { Pool, PoolClient } from '../../lib/db';
+import type { DestinationKeyRing } from '../../lib/destination-vault';
 import type { Logger } from '../../lib/logger';
-import { signWebhook } from '../../lib/webhook-signature';
-import { claimDeliveries, fanOut, markDelivered, markFailed, OWNER_LOCK_NAMESPACE, registerEndpoint, type ClaimedDelivery } from './store';
+import { signOutboxWebhook, urlOrigin, type ConfiguredEndpoint } from '../../lib/outbox-webhooks';
+import { applyConfiguredEndpoints, resealSecrets, servedEndpoints, type ServedEndpoint } from './endpoints';
+import { claimDeliveries, fanOut, markDelivered, markFailed, OWNER_LOCK_NAMESPACE, type ClaimedDelivery } from './store';
 
-export { outboxLag, registerEndpoint, replayDeadLetters, type OutboxLag, type ReplayedDeadLetter } from './store';
+export { outboxLag, replayDeadLetters, skipDeadLetter, listDeadLetters, type OutboxLag, type DeadLetter } from './store';
 
-/** Cap of the retry delay (OUTBOX_BACKOFF_BASE_MS doubles per failed attempt up to this). */
-export const MAX_BACKOFF_MS = 5 * 60_000;
 export const REQUEST_TIMEOUT_MS = 10_000;
 /** Deliveries of one batch in flight at once (each to a different account). */
 const DEFAULT_CONCURRENCY = 16;
 
 export interface OutboxPublisherOptions {
   pool: Pool;
-  endpoints: readonly string[];
-  secret: string;
+  /** OUTBOX_ENDPOINTS: applied when the publisher starts (endpoints.ts applyConfiguredEndpoints). */
+  endpoints: readonly ConfiguredEndpoint[];
+  /** OUTBOX_WEBHOOK_SECRET (whsec_ form): the secret of a configured endpoint that names none. */
+  defaultSecret: string;
+  /** DESTINATION_KEYS: seals and opens the endpoints' secrets in the database. */
+  keyRing: DestinationKeyRing;
   batchSize: number;
   pollIntervalMs: number;
-  maxAttempts: number;
+  /** How long a failing event is retried, from its first failure, before it is dead-lettered. */
+  retryWindowMs: number;
   backoffBaseMs: number;
+  backoffMaxMs: number;
   logger: Logger;
   fetch?: typeof fetch;
   /** Test-only scope: fan out only these accounts' events. Production leaves it unset (every event). */
   accountIds?: readonly string[];
+  /** Test-only scope: serve only these endpoint ids. Production leaves it unset (every enabled endpoint). */
+  endpointIds?: readonly string[];
   requestTimeoutMs?: number;
   concurrency?: number;
   /** A claim older than this is taken over even if its publisher still looks alive. Default: longest possible batch + 30 s. */
@@ -37,36 +45,40 @@ export interface RoundResult {
   deadLettered: number;
 }
 
-/** Delay before the next attempt after `attempts` failed ones (1, 2, ...): base · 2^(attempts−1), capped. */
-export function backoffMs(baseMs: number, attempts: number): number {
-  return Math.min(MAX_BACKOFF_MS, baseMs * 2 ** Math.max(0, attempts - 1));
+/** Delay before the next attempt after `attempts` failed ones (1, 2, ...): base · 2^(attempts−1), capped at maxMs. */
+export function backoffMs(baseMs: number, attempts: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(0, attempts - 1), 40));
 }
 
 /**
- * Delivers outbox events to operator endpoints as signed webhooks (POST, body = the stored payload bytes,
- * X-Signature / X-Event-Id / X-Event-Type). Each round, per endpoint: fan out new events into delivery
- * rows, claim the due head of each account (short transactions, FOR UPDATE SKIP LOCKED, so several
- * publishers can run), deliver those concurrently, record each outcome. 2xx is delivered; anything else,
- * a network error or a timeout is retried with exponential backoff, then dead-lettered after maxAttempts,
- * which releases the account's later events.
+ * Delivers outbox events to operator endpoints as Standard Webhooks (POST, body = the stored payload bytes,
+ * headers webhook-id = the event id, webhook-timestamp, webhook-signature signed with the endpoint's
+ * secrets: lib/outbox-webhooks.ts). At start it applies OUTBOX_ENDPOINTS; then it serves every enabled
+ * endpoint in the database (staff add and change them through the API; each round reads them again). Each
+ * round, per endpoint: fan out new events its filter takes into delivery rows, claim the due head of each
+ * account (short transactions, FOR UPDATE SKIP LOCKED, so several publishers can run), deliver those
+ * concurrently, record each outcome. 2xx is delivered; anything else, a network error or a timeout is
+ * retried with exponential backoff (capped) for the retry window from its first failure, then
+ * dead-lettered: the account's later events for that endpoint wait behind it until staff replay or skip it.
  *
  * Delivery is at least once: a crash after the endpoint answered 2xx but before the outcome is recorded
- * sends the same event again (same bytes, same X-Event-Id). Consumers dedupe by event id.
+ * sends the same event again (same bytes, same webhook-id). Consumers dedupe by webhook-id.
  *
  * Liveness of a claim: each publisher holds a session advisory lock (OWNER_LOCK_NAMESPACE, owner id) on a
  * dedicated connection while it runs; when the process dies, PostgreSQL drops the lock with the
  * connection and other publishers (or the restarted one) take its claims over at once.
  */
 export function createOutboxPublisher(options: OutboxPublisherOptions) {
-  const { pool, secret, batchSize, pollIntervalMs, maxAttempts, backoffBaseMs, logger, accountIds } = options;
-  const endpoints = [...new Set(options.endpoints)];
+  const { pool, batchSize, pollIntervalMs, retryWindowMs, backoffBaseMs, backoffMaxMs, logger, accountIds, keyRing } = options;
   const doFetch = options.fetch ?? fetch;
   const timeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const concurrency = Math.max(1, Math.min(options.concurrency ?? DEFAULT_CONCURRENCY, batchSize));
   const claimLeaseMs = options.claimLeaseMs ?? timeoutMs * Math.ceil(batchSize / concurrency) + 30_000;
 
   let owner: { client: PoolClient; id: number; lost: boolean } | undefined;
-  const registered = new Set<string>();
+  let configured = false;
+  /** Endpoints whose secret cannot be opened, reported once each (until it can be again). */
+  const unreadableReported = new Set<string>();
   let loop: Promise<void> | undefined;
   let stopping = false;
   let wake: (() => void) | undefined;
@@ -106,17 +118,23 @@ export function createOutboxPublisher(options: OutboxPublisherOptions) {
     owner = undefined;
   }
 
-  async function deliver(d: ClaimedDelivery): Promise<{ ok: true } | { ok: false; error: string }> {
+  /** Once per process: OUTBOX_ENDPOINTS into the database, and secrets under an older DESTINATION_KEYS key re-sealed. */
+  async function configure(): Promise<void> {
+    if (configured) return;
+    const applied = await applyConfiguredEndpoints(pool, keyRing, options.endpoints, options.defaultSecret);
+    const changed = applied.filter((a) => a.outcome !== 'unchanged');
+    if (changed.length > 0) logger.info({ endpoints: changed }, 'OUTBOX_ENDPOINTS applied');
+    const resealed = await resealSecrets(pool, keyRing);
+    if (resealed.resealed > 0) logger.info({ resealed: resealed.resealed }, 'outbox endpoint secrets re-sealed under the current DESTINATION_KEYS key');
+    configured = true;
+  }
+
+  async function deliver(endpoint: ServedEndpoint, d: ClaimedDelivery): Promise<{ ok: true } | { ok: false; error: string }> {
     try {
-      const response = await doFetch(d.endpoint, {
+      const response = await doFetch(endpoint.url, {
         method: 'POST',
         body: d.body,
-        headers: {
-          'Content-Type': 'application/json',
-          'X-Signature': signWebhook(secret, d.body, Date.now() / 1000),
-          'X-Event-Id': d.eventId,
-          'X-Event-Type': d.eventType,
-        },
+        headers: { 'Content-Type': 'application/json', ...signOutboxWebhook(endpoint.secrets, d.eventId, d.body) },
         redirect: 'manual',
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -132,40 +150,44 @@ export function createOutboxPublisher(options: OutboxPublisherOptions) {
     }
   }
 
-  async function settle(d: ClaimedDelivery, ownerId: number, result: RoundResult): Promise<void> {
-    const outcome = await deliver(d);
+  async function settle(endpoint: ServedEndpoint, d: ClaimedDelivery, ownerId: number, result: RoundResult): Promise<void> {
+    const outcome = await deliver(endpoint, d);
     if (outcome.ok) {
       await markDelivered(pool, d);
       result.delivered++;
       return;
     }
     const attempts = d.attempts + 1;
-    const failed = await markFailed(pool, d, ownerId, outcome.error, backoffMs(backoffBaseMs, attempts), maxAttempts);
+    const failed = await markFailed(pool, d, ownerId, outcome.error, backoffMs(backoffBaseMs, attempts, backoffMaxMs), retryWindowMs);
     result.failed++;
+    const fields = { eventId: d.eventId, eventType: d.eventType, accountId: d.accountId, endpoint: endpoint.id, origin: urlOrigin(endpoint.url), attempts, error: outcome.error };
     if (failed?.dead) {
       result.deadLettered++;
-      logger.warn({ eventId: d.eventId, eventType: d.eventType, endpoint: redact(d.endpoint), attempts, error: outcome.error }, 'outbox event dead-lettered');
+      logger.warn(fields, "outbox event dead-lettered: the account's later events for this endpoint wait until staff replay or skip it");
     } else {
-      logger.debug({ eventId: d.eventId, endpoint: redact(d.endpoint), attempts, error: outcome.error }, 'outbox delivery failed; will retry');
+      logger.debug(fields, 'outbox delivery failed; will retry');
     }
   }
 
   async function runRound(): Promise<RoundResult> {
     const result: RoundResult = { claimed: 0, delivered: 0, failed: 0, deadLettered: 0 };
-    if (endpoints.length === 0) return result;
+    await configure();
+    const { served, unreadable } = await servedEndpoints(pool, keyRing, options.endpointIds);
+    for (const u of unreadable) {
+      if (!unreadableReported.has(u.id)) logger.error({ endpoint: u.id, reason: u.reason }, 'outbox endpoint not served: its secret cannot be opened');
+    }
+    unreadableReported.clear();
+    for (const u of unreadable) unreadableReported.add(u.id);
+    if (served.length === 0) return result;
     const ownerId = await ensureOwner();
-    for (const endpoint of endpoints) {
-      if (!registered.has(endpoint)) {
-        await registerEndpoint(pool, endpoint);
-        registered.add(endpoint);
-      }
-      await fanOut(pool, endpoint, accountIds);
-      const claimed = await claimDeliveries(pool, endpoint, ownerId, batchSize, claimLeaseMs);
+    for (const endpoint of served) {
+      await fanOut(pool, endpoint.key, accountIds);
+      const claimed = await claimDeliveries(pool, endpoint.key, ownerId, batchSize, claimLeaseMs);
       result.claimed += claimed.length;
       // Claimed deliveries are heads of distinct accounts: independent of each other.
       let next = 0;
       const workers = Array.from({ length: Math.min(concurrency, claimed.length) }, async () => {
-        while (next < claimed.length) await settle(claimed[next++]!, ownerId, result);
+        while (next < claimed.length) await settle(endpoint, claimed[next++]!, ownerId, result);
       });
       const settled = await Promise.allSettled(workers);
       const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -232,12 +254,3 @@ export function createOutboxPublisher(options: OutboxPublisherOptions) {
 }
 
 export type OutboxPublisher = ReturnType<typeof createOutboxPublisher>;
-
-/** Endpoint URLs may carry credentials or tokens: logs get the origin only. */
-function redact(endpoint: string): string {
-  try {
-    return new URL(endpoint).origin;
-  } catch {
-    return '[invalid url]';
-  }
-}

@@ -1,30 +1,35 @@
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLedger, type Ledger } from '../../ledger';
-import { registerEndpoint } from '../../apps/outbox-publisher/publisher';
 import { repoRoot } from '../../lib/config';
-import type { Pool } from '../../lib/db';
+import { createPool, type Pool } from '../../lib/db';
+import { migrateDatabase } from '../../lib/migrate';
 import { startProcess, type ManagedProcess } from '../../lib/processes';
 import { sleep, waitUntil } from '../../lib/wait';
 import { expectInvariantsHold } from '../support/ledger';
-import { testPool } from '../support';
-import { createPlayers, eventsPerRun, firstArrivalOrder, orderByAccount, OUTBOX_SECRET, outboxEventsOf, sagaLikeRun, startReceiver } from './helpers';
+import { scratchDatabase } from '../support';
+import { createPlayers, eventsPerRun, firstArrivalOrder, orderByAccount, OUTBOX_SECRET, outboxEventsOf, sagaLikeRun, startReceiver, TEST_KEY_RING } from './helpers';
 
 /**
  * The publisher as it runs in production (`node --import tsx apps/outbox-publisher/main.ts`, configured by
  * env), killed with SIGKILL in the middle of a batch and restarted: no event is lost, per-account order
  * holds, and the only duplicates are byte-identical redeliveries of events the dead process had sent but
- * not recorded.
+ * not recorded. A database of its own: the production publisher serves every enabled endpoint it finds,
+ * and other test files add theirs to the shared one.
  */
 let pool: Pool;
 let ledger: Ledger;
+let database: Awaited<ReturnType<typeof scratchDatabase>>;
 
-beforeAll(() => {
-  pool = testPool();
+beforeAll(async () => {
+  database = await scratchDatabase('outbox_crash');
+  await migrateDatabase(database.url, TEST_KEY_RING);
+  pool = createPool(database.url, 20);
   ledger = createLedger(pool);
 });
 afterAll(async () => {
-  await expectInvariantsHold(pool);
+  if (pool) await expectInvariantsHold(pool);
   await pool?.end();
+  await database?.drop();
 });
 
 const PLAYERS = 12;
@@ -35,13 +40,15 @@ function startPublisherProcess(endpoint: string, output: string[]): ManagedProce
     ...process.env,
     NODE_ENV: 'test',
     LOG_LEVEL: 'warn',
-    DATABASE_URL: inject('databaseUrl'),
-    OUTBOX_ENDPOINTS: endpoint,
+    DATABASE_URL: database.url,
+    // As an operator writes it: the endpoint receives what is written from its first start on.
+    OUTBOX_ENDPOINTS: JSON.stringify([{ id: 'crash-receiver', url: endpoint, from: 'now' }]),
     OUTBOX_WEBHOOK_SECRET: OUTBOX_SECRET,
     OUTBOX_BATCH_SIZE: '20',
     OUTBOX_POLL_INTERVAL_MS: '20',
-    OUTBOX_MAX_ATTEMPTS: '10',
+    OUTBOX_RETRY_WINDOW: '1m',
     OUTBOX_BACKOFF_BASE_MS: '50',
+    OUTBOX_HEALTH_ADDRESS: '127.0.0.1:0', // any free port: other tests run publishers too
   };
   delete env.LAUNCHER_PID;
   return startProcess('outbox-publisher', process.execPath, ['--import', 'tsx', 'apps/outbox-publisher/main.ts'], {
@@ -54,18 +61,20 @@ function startPublisherProcess(endpoint: string, output: string[]): ManagedProce
 describe('outbox publisher crash', () => {
   it('SIGKILL mid-batch and restart: every event arrives, in per-account order, duplicates only as identical redeliveries', async () => {
     const rx = await startReceiver();
-    // Unfiltered like production: the endpoint starts now, so it gets this test's events (and any other test's written meanwhile).
-    await registerEndpoint(pool, rx.url, 'now');
+    // Unfiltered like production; started once before the events are written (from: now), which it must all get.
+    const output: string[] = [];
+    let publisher = startPublisherProcess(rx.url, output);
+    await waitUntil('the endpoint applied', async () => (await pool.query("SELECT 1 FROM outbox_endpoints WHERE name = 'crash-receiver'")).rowCount === 1, 30_000, 50);
+    await publisher.stop(10_000, 'SIGTERM');
     const { players, clearing } = await createPlayers(ledger, PLAYERS, 1_000);
     await Promise.all(players.map((p) => sagaLikeRun(ledger, p, clearing, ROUNDS)));
     const events = await outboxEventsOf(pool, players);
     expect(events).toHaveLength(PLAYERS * (1 + eventsPerRun(ROUNDS)));
     const mine = new Set(players);
-    const output: string[] = [];
 
     // Kill the publisher the moment the receiver has accepted a third of the events: the answer is on the
     // wire, other deliveries of the batch are in flight, none of them recorded yet.
-    let publisher = startPublisherProcess(rx.url, output);
+    publisher = startPublisherProcess(rx.url, output);
     const killAt = Math.floor(events.length / 3);
     let killedAfter: number | undefined;
     rx.respondWith((r) => {
@@ -86,7 +95,7 @@ describe('outbox publisher crash', () => {
         `SELECT e.event_id::text, d.claimed_by IS NOT NULL AS claimed
            FROM outbox_events e LEFT JOIN outbox_deliveries d ON d.event_seq = e.id AND d.endpoint = $1
           WHERE e.event_id = ANY($2::uuid[]) AND d.delivered_at IS NULL`,
-        [rx.url, receivedBeforeCrash.map((r) => r.eventId)],
+        ['crash-receiver', receivedBeforeCrash.map((r) => r.eventId)],
       );
       // Mid-batch: the endpoint has events the dead publisher never recorded as delivered (claims left behind).
       expect(unrecorded.length).toBeGreaterThan(0);
@@ -101,7 +110,7 @@ describe('outbox publisher crash', () => {
             await pool.query(
               `SELECT 1 FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_seq
                 WHERE d.endpoint = $1 AND e.account_id = ANY($2::text[]) AND d.delivered_at IS NULL`,
-              [rx.url, players],
+              ['crash-receiver', players],
             )
           ).rowCount === 0,
         10_000,

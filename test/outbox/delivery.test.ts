@@ -4,10 +4,10 @@ import { createLedger, type Ledger } from '../../ledger';
 import { backoffMs, outboxLag, type OutboxPublisher } from '../../apps/outbox-publisher/publisher';
 import { repoRoot } from '../../lib/config';
 import type { Pool } from '../../lib/db';
-import { waitUntil } from '../../lib/wait';
+import { sleep, waitUntil } from '../../lib/wait';
 import { expectInvariantsHold } from '../support/ledger';
 import { testPool } from '../support';
-import { createPlayers, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, startReceiver, testPublisher, type Receiver } from './helpers';
+import { createPlayers, retireTestEndpoints, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, startReceiver, testPublisher, type Receiver } from './helpers';
 
 let pool: Pool;
 let ledger: Ledger;
@@ -22,6 +22,7 @@ afterEach(async () => {
   await expectInvariantsHold(pool);
 });
 afterAll(async () => {
+  if (pool) await retireTestEndpoints(pool);
   await pool?.end();
 });
 
@@ -37,11 +38,13 @@ function started(publisher: OutboxPublisher): OutboxPublisher {
   return publisher;
 }
 
-async function deliveryRows(endpoint: string) {
+/** Delivery rows of an endpoint (by id). */
+async function deliveryRows(endpointId: string) {
   const { rows } = await pool.query<{ event_id: string; attempts: number; delivered: boolean; dead: boolean; last_error: string | null; claimed_by: number | null }>(
     `SELECT e.event_id::text, d.attempts, d.delivered_at IS NOT NULL AS delivered, d.dead_at IS NOT NULL AS dead, d.last_error, d.claimed_by
-       FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_seq WHERE d.endpoint = $1 ORDER BY d.event_seq`,
-    [endpoint],
+       FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_seq JOIN outbox_endpoints p ON p.endpoint = d.endpoint
+      WHERE p.name = $1 ORDER BY d.event_seq`,
+    [endpointId],
   );
   return rows;
 }
@@ -59,7 +62,7 @@ function replay(args: string[]): Promise<{ status: number; stdout: string; stder
 }
 
 describe('outbox publisher', () => {
-  it('delivers every event once, as a signed webhook of the stored bytes, in per-account order', async () => {
+  it('delivers every event once, as a Standard Webhook of the stored bytes (webhook-id = event id), in per-account order', async () => {
     const { players, clearing } = await createPlayers(ledger, 3, 1_000);
     await Promise.all(players.map((p) => sagaLikeRun(ledger, p, clearing, 4)));
     const events = await outboxEventsOf(pool, players);
@@ -75,12 +78,16 @@ describe('outbox publisher', () => {
       expect(JSON.parse(r.body)).toMatchObject({ event_id: r.eventId, type: stored.event_type, schema_version: 1 });
       expect(r.eventType).toBe(stored.event_type);
       expect(r.headers['content-type']).toBe('application/json');
+      expect(r.headers['webhook-id']).toBe(stored.event_id);
+      expect(Math.abs(Number(r.headers['webhook-timestamp']) - r.at / 1000)).toBeLessThan(5);
+      expect(r.headers['webhook-signature']).toMatch(/^v1,[A-Za-z0-9+/]+={0,2}$/); // one secret: one signature
+      expect(r.headers['x-signature']).toBeUndefined(); // the former scheme is gone
       expect(r.signatureOk).toBe(true);
     }
     expect(firstArrivalOrder(rx.received)).toEqual(orderByAccount(events));
     expect(new Set(events.map((e) => e.event_type))).toEqual(new Set(['ledger.transfer_posted', 'payout.held', 'payout.settled', 'payout.released', 'payout.refunded', 'deposit.credited']));
-    await waitUntil('deliveries recorded', async () => (await deliveryRows(rx.url)).every((d) => d.delivered), 5_000, 20);
-    expect((await deliveryRows(rx.url)).map((d) => d.attempts)).toEqual(events.map(() => 1));
+    await waitUntil('deliveries recorded', async () => (await deliveryRows(rx.id)).every((d) => d.delivered), 5_000, 20);
+    expect((await deliveryRows(rx.id)).map((d) => d.attempts)).toEqual(events.map(() => 1));
   });
 
   it('two publishers share one endpoint without duplicates or reordering', async () => {
@@ -108,7 +115,7 @@ describe('outbox publisher', () => {
     const [event] = await outboxEventsOf(pool, players);
     const rx = await receiver();
     rx.respondWith((_, nth) => (nth <= 3 ? 500 : 200));
-    started(testPublisher(pool, [rx.url], players, { backoffBaseMs: 100, maxAttempts: 5 }));
+    started(testPublisher(pool, [rx.url], players, { backoffBaseMs: 100 }));
     await waitUntil('accepted', async () => rx.accepted().length === 1, 10_000, 10);
 
     const times = rx.received.map((r) => r.at);
@@ -119,14 +126,15 @@ describe('outbox publisher', () => {
       [event!.event_id, 200],
     ]);
     // Gaps of at least base · 2^(n−1): 100, 200, 400 ms (a few ms of clock slack between database and test).
-    for (let n = 1; n <= 3; n++) expect(times[n]! - times[n - 1]!).toBeGreaterThanOrEqual(backoffMs(100, n) - 15);
+    for (let n = 1; n <= 3; n++) expect(times[n]! - times[n - 1]!).toBeGreaterThanOrEqual(backoffMs(100, n, 5_000) - 15);
     expect(new Set(rx.received.map((r) => r.body)).size).toBe(1); // the same bytes every time
-    await waitUntil('recorded', async () => (await deliveryRows(rx.url))[0]?.delivered === true, 5_000, 20);
-    expect(await deliveryRows(rx.url)).toEqual([{ event_id: event!.event_id, attempts: 4, delivered: true, dead: false, last_error: expect.stringContaining('HTTP 500'), claimed_by: null }]);
-    expect(backoffMs(1_000, 20)).toBe(5 * 60_000);
+    expect(new Set(rx.received.map((r) => r.headers['webhook-id'])).size).toBe(1); // the same webhook-id every time
+    await waitUntil('recorded', async () => (await deliveryRows(rx.id))[0]?.delivered === true, 5_000, 20);
+    expect(await deliveryRows(rx.id)).toEqual([{ event_id: event!.event_id, attempts: 4, delivered: true, dead: false, last_error: expect.stringContaining('HTTP 500'), claimed_by: null }]);
+    expect(backoffMs(1_000, 20, 3_600_000)).toBe(3_600_000);
   });
 
-  it('dead-letters an event after max attempts, lets the account\'s next events go, and replays it on request', async () => {
+  it("dead-letters an event at the retry window; the account's later events wait behind it until the command replays it, then follow in order", async () => {
     const { players, clearing } = await createPlayers(ledger, 1, 1_000);
     const player = players[0]!;
     await sagaLikeRun(ledger, player, clearing, 1); // funding + 4 more events
@@ -135,39 +143,41 @@ describe('outbox publisher', () => {
     const rx = await receiver();
     let refuse = true;
     rx.respondWith((r) => (refuse && r.eventId === poisoned ? 503 : 200));
-    const publisher = started(testPublisher(pool, [rx.url], players, { maxAttempts: 3, backoffBaseMs: 30 }));
-    await waitUntil('the later events delivered', async () => rx.accepted().length === events.length - 1, 10_000, 20);
+    const publisher = started(testPublisher(pool, [rx.url], players, { retryWindowMs: 400, backoffBaseMs: 30, backoffMaxMs: 200 }));
+    await waitUntil('dead-lettered', async () => (await deliveryRows(rx.id))[0]?.dead === true, 10_000, 20);
+    await sleep(500); // rounds go on: nothing else of the account may go out
 
-    // Head of line: nothing of the account went out before the poisoned event was dead-lettered.
-    expect(rx.received.slice(0, 3).map((r) => [r.eventId, r.status])).toEqual([
-      [poisoned, 503],
-      [poisoned, 503],
-      [poisoned, 503],
-    ]);
-    expect(rx.accepted().map((r) => r.eventId)).toEqual(events.slice(1).map((e) => e.event_id));
-    const { rows: dead } = await pool.query('SELECT event_id::text, endpoint, attempts, last_error, replayed_at FROM outbox_dead_letters WHERE endpoint = $1', [rx.url]);
-    expect(dead).toEqual([{ event_id: poisoned, endpoint: rx.url, attempts: 3, last_error: expect.stringContaining('HTTP 503'), replayed_at: null }]);
-    expect(await outboxLag(pool, { endpoints: [rx.url] })).toMatchObject({ dead_letters: 1 });
+    // Order kept: the account's later events were held, never sent.
+    expect(rx.received.every((r) => r.eventId === poisoned && r.status === 503)).toBe(true);
+    const { rows: dead } = await pool.query(
+      'SELECT l.event_id::text, l.attempts, l.last_error, l.replayed_at, l.skipped_at FROM outbox_dead_letters l JOIN outbox_endpoints p ON p.endpoint = l.endpoint WHERE p.name = $1',
+      [rx.id],
+    );
+    expect(dead).toEqual([{ event_id: poisoned, attempts: rx.received.length, last_error: expect.stringContaining('HTTP 503'), replayed_at: null, skipped_at: null }]);
+    expect(await outboxLag(pool, { endpoints: [rx.id] })).toMatchObject({ dead_letters: 1, held_events: events.length - 1 });
 
     // The operator fixes the endpoint and replays the dead letter with the command.
     refuse = false;
-    const replayed = await replay(['--event', poisoned, '--endpoint', rx.url]);
+    const replayed = await replay(['--event', poisoned, '--endpoint', rx.id, '--reason', 'receiver fixed, ticket OPS-7']);
     expect(replayed.status, replayed.stderr).toBe(0);
-    expect(JSON.parse(replayed.stdout.trim())).toMatchObject({ eventId: poisoned, endpoint: rx.url, attempts: 3, reopened: true });
+    expect(JSON.parse(replayed.stdout.trim())).toMatchObject({ eventId: poisoned, endpoint: rx.id, state: 'replayed', resolvedBy: expect.stringMatching(/^cli:/), reopened: true });
     expect(replayed.stderr).toContain('1 dead letter(s) moved back to pending');
-    await waitUntil('the replayed event accepted', async () => rx.accepted().length === events.length, 10_000, 20);
-    expect(rx.accepted().at(-1)!.eventId).toBe(poisoned);
+    await waitUntil('every event accepted', async () => rx.accepted().length === events.length, 10_000, 20);
     await publisher.stop();
+    // The replayed event first, then the held ones, in outbox order, each once.
+    expect(rx.accepted().map((r) => r.eventId)).toEqual(events.map((e) => e.event_id));
+    expect(firstArrivalOrder(rx.received)).toEqual(orderByAccount(events));
 
-    expect((await deliveryRows(rx.url)).every((d) => d.delivered && d.attempts >= 1)).toBe(true);
-    const { rows: after } = await pool.query('SELECT replayed_at IS NOT NULL AS replayed FROM outbox_dead_letters WHERE endpoint = $1', [rx.url]);
-    expect(after).toEqual([{ replayed: true }]);
-    expect(await outboxLag(pool, { endpoints: [rx.url] })).toMatchObject({ dead_letters: 0 });
+    expect((await deliveryRows(rx.id)).every((d) => d.delivered && d.attempts >= 1)).toBe(true);
+    expect(await outboxLag(pool, { endpoints: [rx.id] })).toMatchObject({ dead_letters: 0, held_events: 0 });
+    const { rows: audit } = await pool.query("SELECT actor, action, reason, outcome FROM staff_audit_log WHERE target = $1", [`outbox-dead-letter:${rx.id}:${events[0]!.id}`]);
+    expect(audit).toEqual([{ actor: expect.stringMatching(/^cli:/), action: 'outbox:replay', reason: 'receiver fixed, ticket OPS-7', outcome: 'applied' }]);
     // Nothing left to replay.
-    const again = await replay(['--all', '--endpoint', rx.url]);
+    const again = await replay(['--all', '--endpoint', rx.id]);
     expect(again.status).toBe(1);
-    expect(again.stderr).toContain('no dead letter matched');
+    expect(again.stderr).toContain('no open dead letter matched');
     expect((await replay(['--event', 'not-a-uuid'])).status).toBe(2);
+    expect((await replay(['--skip', '--event', poisoned, '--endpoint', rx.id])).status).toBe(2); // a skip needs a reason
   });
 
   it('counts pending events for lag metrics until they are delivered', async () => {
@@ -177,7 +187,7 @@ describe('outbox publisher', () => {
     const publisher = testPublisher(pool, [rx.url], players);
     rx.respondWith(() => 500);
     await publisher.runOnce();
-    const lag = await outboxLag(pool, { endpoints: [rx.url] });
+    const lag = await outboxLag(pool, { endpoints: [rx.id] });
     expect(lag.pending_events).toBeGreaterThanOrEqual(2);
     expect(lag.oldest_pending_age_seconds).toBeGreaterThan(0);
     expect(lag).toMatchObject({ dead_letters: 0 });

@@ -4,7 +4,7 @@ import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
 import { expectInvariantsHold } from '../support/ledger';
 import { testPool } from '../support';
-import { createPlayers, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, startReceiver, testPublisher } from './helpers';
+import { createPlayers, retireTestEndpoints, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, startReceiver, testPublisher } from './helpers';
 
 let pool: Pool;
 let ledger: Ledger;
@@ -14,6 +14,7 @@ beforeAll(() => {
   ledger = createLedger(pool);
 });
 afterAll(async () => {
+  await retireTestEndpoints(pool);
   await expectInvariantsHold(pool);
   await pool?.end();
 });
@@ -30,7 +31,7 @@ describe('per-account ordering with head-of-line blocking', () => {
     const rx = await startReceiver();
     // A's first event is refused 4 times (backoff 80 + 160 + 320 + 640 ms), everything else accepted at once.
     rx.respondWith((r, nth) => (r.eventId === ofA[0] && nth <= 4 ? 500 : 200));
-    const publisher = testPublisher(pool, [rx.url], players, { backoffBaseMs: 80, maxAttempts: 10 });
+    const publisher = testPublisher(pool, [rx.url], players, { backoffBaseMs: 80 });
     publisher.start();
     try {
       await waitUntil('all events accepted', async () => rx.accepted().length === events.length, 20_000, 20);

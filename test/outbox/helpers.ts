@@ -1,15 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { expect } from 'vitest';
 import type { Ledger } from '../../ledger';
 import { createOutboxPublisher, type OutboxPublisherOptions } from '../../apps/outbox-publisher/publisher';
 import type { Pool } from '../../lib/db';
+import { DestinationKeyRing, DEV_DESTINATION_KEYS } from '../../lib/destination-vault';
 import { createLogger } from '../../lib/logger';
-import { verifyWebhookSignature } from '../../lib/webhook-signature';
+import { urlEndpointId, type ConfiguredEndpoint } from '../../lib/outbox-webhooks';
 import { uniqueId } from '../support';
 
-export const OUTBOX_SECRET = 'outbox-test-secret-0123456789';
+/** OUTBOX_WEBHOOK_SECRET of the tests (Standard Webhooks form). */
+export const OUTBOX_SECRET = `whsec_${Buffer.from('outbox-test-secret-0123456789').toString('base64')}`;
+/** DESTINATION_KEYS of the tests (testConfig's default): seals the endpoints' secrets. */
+export const TEST_KEY_RING = DestinationKeyRing.parse(DEV_DESTINATION_KEYS);
 
 export interface ReceivedEvent {
   /** Arrival index at this receiver (0-based), in order of complete request bodies. */
@@ -20,15 +25,23 @@ export interface ReceivedEvent {
   accountId: string;
   body: string;
   headers: IncomingHttpHeaders;
+  /** Webhook.verify (the standardwebhooks library) passed with the receiver's first secret. */
   signatureOk: boolean;
+  /** Per secret the receiver was given, in order: whether Webhook.verify passed with it. */
+  verifiedWith: boolean[];
   /** What the receiver answered (0: no answer, the connection was dropped). */
   status: number;
 }
 
 export type Responder = (event: ReceivedEvent, nth: number) => number | { status: number; delayMs?: number };
 
-/** A real HTTP receiver on a loopback port; its URL has a unique path, so it is a new outbox endpoint. */
-export async function startReceiver(secret = OUTBOX_SECRET) {
+/**
+ * A real HTTP receiver on a loopback port that verifies each delivery as an operator's would, with the
+ * standardwebhooks library's Webhook.verify, against each of `secrets`. Its URL has a unique path, so it is a
+ * new outbox endpoint (`id`: the id that URL gets as a bare OUTBOX_ENDPOINTS entry).
+ */
+export async function startReceiver(secrets: string | string[] = OUTBOX_SECRET) {
+  let verifiers = [secrets].flat().map((s) => new Webhook(s));
   const received: ReceivedEvent[] = [];
   let responder: Responder = () => 200;
   const server = http.createServer((req, res) => {
@@ -36,17 +49,26 @@ export async function startReceiver(secret = OUTBOX_SECRET) {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
-      const eventId = String(req.headers['x-event-id']);
-      const parsed = JSON.parse(body) as { account_id: string };
+      const eventId = String(req.headers['webhook-id']);
+      const parsed = JSON.parse(body) as { account_id: string; type: string };
+      const verifiedWith = verifiers.map((v) => {
+        try {
+          v.verify(body, req.headers as Record<string, string>);
+          return true;
+        } catch {
+          return false;
+        }
+      });
       const event: ReceivedEvent = {
         index: received.length,
         at: Date.now(),
         eventId,
-        eventType: String(req.headers['x-event-type']),
+        eventType: parsed.type,
         accountId: parsed.account_id,
         body,
         headers: req.headers,
-        signatureOk: verifyWebhookSignature(secret, req.headers['x-signature'], body).ok,
+        signatureOk: verifiedWith[0]!,
+        verifiedWith,
         status: 0,
       };
       received.push(event);
@@ -63,11 +85,17 @@ export async function startReceiver(secret = OUTBOX_SECRET) {
   });
   await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve));
   const { port } = server.address() as AddressInfo;
+  const url = `http://127.0.0.1:${port}/outbox/${randomUUID()}`;
   return {
-    url: `http://127.0.0.1:${port}/outbox/${randomUUID()}`,
+    url,
+    id: urlEndpointId(url),
     received,
     respondWith(next: Responder) {
       responder = next;
+    },
+    /** The secrets later deliveries are verified against (e.g. the one a new endpoint was given). */
+    verifyWith(next: string[]) {
+      verifiers = next.map((s) => new Webhook(s));
     },
     /** Answered 2xx. */
     accepted(): ReceivedEvent[] {
@@ -85,16 +113,40 @@ export async function startReceiver(secret = OUTBOX_SECRET) {
 
 export type Receiver = Awaited<ReturnType<typeof startReceiver>>;
 
-/** A publisher scoped to the test's accounts (other test files write ledger events to the same database). */
-export function testPublisher(pool: Pool, endpoints: string[], accountIds: string[], overrides: Partial<OutboxPublisherOptions> = {}) {
+const servedInThisFile = new Set<string>();
+
+/**
+ * Switches off the endpoints this file's publishers served (call it in afterAll): their receivers are gone,
+ * and the API's /metrics (other files' too) counts what every enabled endpoint still has to get.
+ */
+export async function retireTestEndpoints(pool: Pool): Promise<void> {
+  await pool.query('UPDATE outbox_endpoints SET enabled = false WHERE name = ANY($1::text[])', [[...servedInThisFile]]);
+  servedInThisFile.clear();
+}
+
+/** An OUTBOX_ENDPOINTS entry as the setting's parser gives it (a bare URL: every type, the default secret). */
+export function endpointEntry(url: string, extra: Partial<ConfiguredEndpoint> = {}): ConfiguredEndpoint {
+  return { id: urlEndpointId(url), url, event_types: [], enabled: true, from: 'beginning', ...extra };
+}
+
+/**
+ * A publisher scoped to the test's accounts and endpoints (other test files write ledger events and add
+ * endpoints in the same database). Endpoints given as URLs are bare OUTBOX_ENDPOINTS entries.
+ */
+export function testPublisher(pool: Pool, endpoints: (string | ConfiguredEndpoint)[], accountIds: string[], overrides: Partial<OutboxPublisherOptions> = {}) {
+  const entries = endpoints.map((e) => (typeof e === 'string' ? endpointEntry(e) : e));
+  for (const id of [...entries.map((e) => e.id), ...(overrides.endpointIds ?? [])]) servedInThisFile.add(id);
   return createOutboxPublisher({
     pool,
-    endpoints,
-    secret: OUTBOX_SECRET,
+    endpoints: entries,
+    endpointIds: entries.map((e) => e.id),
+    defaultSecret: OUTBOX_SECRET,
+    keyRing: TEST_KEY_RING,
     batchSize: 10,
     pollIntervalMs: 20,
-    maxAttempts: 5,
+    retryWindowMs: 60_000,
     backoffBaseMs: 50,
+    backoffMaxMs: 5_000,
     logger: createLogger('outbox-test', 'silent'),
     accountIds,
     ...overrides,

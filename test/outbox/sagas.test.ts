@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitUntil } from '../../lib/wait';
 import { uniqueId } from '../support';
 import { depositRequest, payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
-import { firstArrivalOrder, orderByAccount, outboxEventsOf, startReceiver, testPublisher, type Receiver } from './helpers';
+import { firstArrivalOrder, orderByAccount, outboxEventsOf, retireTestEndpoints, startReceiver, testPublisher, type Receiver } from './helpers';
 
 /** The outbox fed by real sagas (deposits and payouts through the API, worker and sandbox), delivered once each. */
 describe('ledger events of a run of sagas', () => {
@@ -13,6 +13,7 @@ describe('ledger events of a run of sagas', () => {
     receiver = await startReceiver();
   });
   afterAll(async () => {
+    if (stack) await retireTestEndpoints(stack.pool);
     await receiver?.close();
     await stack?.assertLedgerClean();
     await stack?.close();

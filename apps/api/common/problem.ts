@@ -50,6 +50,8 @@ export const PROBLEM_CODES = {
   APPROVAL_DECIDED: { status: 409, title: 'The approval request has already been decided' },
   APPROVAL_PENDING: { status: 409, title: 'An approval request for this action is already open' },
   APPROVAL_STALE: { status: 409, title: 'What the request was made for has changed since' },
+  DEAD_LETTER_RESOLVED: { status: 409, title: 'The dead letter has already been replayed or skipped' },
+  OUTBOX_ENDPOINT_NO_SECRET: { status: 409, title: 'The outbox endpoint has no signing secret yet; rotate its secret first' },
   ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY: { status: 409, title: 'The account exists with a different currency' },
   ACCOUNT_ID_TAKEN: { status: 409, title: 'The account id is in use by a system account' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'A dependency is unavailable' },
