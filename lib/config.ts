@@ -194,6 +194,7 @@ export const settings = {
     'Signing secret of the outbox endpoints that name none (Standard Webhooks, `whsec_<base64 key>`: `echo whsec_$(openssl rand -base64 32)`). Other text of 16+ characters is still taken as the key\'s bytes (receivers use `whsec_` + its base64). Must be changed in production.',
     { secret: true },
   ),
+  OUTBOX_HEALTH_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:9466', 'Where the outbox publisher serves GET /health/live and /health/ready (ready: its loop running and PostgreSQL answering).'),
   OUTBOX_BATCH_SIZE: setting(z.coerce.number().int().min(1).max(1000), '100', 'Events the outbox publisher claims per batch.'),
   OUTBOX_POLL_INTERVAL_MS: setting(durationMs, '500', 'How often the outbox publisher looks for new events when idle.'),
   OUTBOX_RETRY_WINDOW: setting(
@@ -220,6 +221,7 @@ export const settings = {
   TRACING_EXPORTER: setting(z.enum(['off', 'console', 'otlp']), 'off', 'OpenTelemetry traces through API → workflow → activities: off, console, or otlp (OTEL_EXPORTER_OTLP_ENDPOINT).'),
   OTEL_EXPORTER_OTLP_ENDPOINT: setting(url.optional(), undefined, 'OTLP/HTTP collector base URL when TRACING_EXPORTER=otlp (the standard OpenTelemetry variable).'),
   WORKER_METRICS_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:9464', 'Where the worker serves Prometheus metrics (its own and the Temporal SDK\'s).'),
+  WORKER_HEALTH_ADDRESS: setting(z.string().regex(/^[^\s:]+:\d+$/, 'host:port'), '127.0.0.1:9465', 'Where the worker serves GET /health/live and /health/ready (ready: each of its pools polling and PostgreSQL answering); `0.0.0.0:9465` in a container, for the probes.'),
   WORKER_PROCESSES: setting(z.coerce.number().int().min(1).max(32).optional(), undefined, 'Worker processes the launcher starts, each polling the same task queues (metrics on consecutive ports from WORKER_METRICS_ADDRESS); unset: 1, or 2 with `--cluster`.'),
   WORKER_MAX_CACHED_WORKFLOWS: setting(
     z.coerce.number().int().min(2).max(100_000),
@@ -228,7 +230,7 @@ export const settings = {
   ),
   WORKFLOW_TASK_FAILURE_RECHECK_MS: setting(durationMs, '30000', 'How often the worker checks sagas marked for a failing workflow task, and removes the mark of those healthy again.'),
 
-  HEALTH_TIMEOUT_MS: setting(durationMs, '2000', 'Per-dependency timeout of GET /health checks.'),
+  HEALTH_TIMEOUT_MS: setting(durationMs, '2000', 'Per-dependency timeout of the health checks (the API\'s GET /health and /health/ready, the worker\'s and the outbox publisher\'s /health/ready).'),
 } as const;
 
 export type SettingName = keyof typeof settings;

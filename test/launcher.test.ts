@@ -28,7 +28,7 @@ describe('launcher (npm start)', () => {
   });
 
   async function start(): Promise<string> {
-    ports ??= { api: await freePort(), sandbox: await freePort(), sandboxB: await freePort(), pg: await freePort(), temporal: await freePort(), ui: await freePort(), workerMetrics: await freePort() };
+    ports ??= { api: await freePort(), sandbox: await freePort(), sandboxB: await freePort(), pg: await freePort(), temporal: await freePort(), ui: await freePort(), workerMetrics: await freePort(), workerHealth: await freePort(), outboxHealth: await freePort() };
     output = '';
     launcher = spawn(process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts'], {
       cwd: repoRoot,
@@ -50,6 +50,8 @@ describe('launcher (npm start)', () => {
         TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`,
         TEMPORAL_UI_PORT: String(ports.ui),
         WORKER_METRICS_ADDRESS: `127.0.0.1:${ports.workerMetrics}`,
+        WORKER_HEALTH_ADDRESS: `127.0.0.1:${ports.workerHealth}`,
+        OUTBOX_HEALTH_ADDRESS: `127.0.0.1:${ports.outboxHealth}`,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -93,6 +95,11 @@ describe('launcher (npm start)', () => {
     expect(output).toContain('Payout routes');
     const workerMetrics = await (await fetch(`http://127.0.0.1:${ports.workerMetrics}/metrics`)).text();
     expect(workerMetrics).toMatch(/temporal_/); // the Temporal SDK's own worker metrics
+    // Each process's readiness, where the banner says it is.
+    for (const url of [`http://127.0.0.1:${ports.api}/health/ready`, `http://127.0.0.1:${ports.workerHealth}/health/ready`, `http://127.0.0.1:${ports.outboxHealth}/health/ready`]) {
+      expect(output).toContain(url.replace(`:${ports.api}/health/ready`, `:${ports.api}/health`));
+      expect((await fetch(url)).status, url).toBe(200);
+    }
 
     // The launcher supervises: a killed worker and a killed sandbox are started again, and the payout below
     // runs through them.

@@ -61,6 +61,24 @@ const supervisor = new Supervisor({ say, pidFile: processFile(config.dataDirAbso
 const instanceName = (base: string, index: number) => (index === 0 ? base : `${base}-${index + 1}`);
 const hostPort = (address: string) => ({ host: address.split(':')[0]!, port: Number(address.split(':')[1]) });
 const workerMetricsAddress = (index: number) => `${hostPort(config.WORKER_METRICS_ADDRESS).host}:${hostPort(config.WORKER_METRICS_ADDRESS).port + index}`;
+/**
+ * Health ports: the publisher's OUTBOX_HEALTH_ADDRESS, then one per worker from WORKER_HEALTH_ADDRESS, each
+ * stepping over a port another part already has (two workers' metrics take 9464 and 9465, the default 9465).
+ */
+const { outboxHealthAddress, workerHealthAddresses } = (() => {
+  const taken = new Set<number>([config.API_PORT, config.SANDBOX_PORT, config.SANDBOX_B_PORT]);
+  for (let i = 0; i < apiCount; i++) taken.add(config.API_PORT + i);
+  for (let i = 0; i < workerCount; i++) taken.add(hostPort(workerMetricsAddress(i)).port);
+  const next = (address: string) => {
+    const { host } = hostPort(address);
+    let { port } = hostPort(address);
+    while (taken.has(port)) port++;
+    taken.add(port);
+    return `${host}:${port}`;
+  };
+  const outbox = next(config.OUTBOX_HEALTH_ADDRESS);
+  return { outboxHealthAddress: outbox, workerHealthAddresses: Array.from({ length: workerCount }, () => next(config.WORKER_HEALTH_ADDRESS)) };
+})();
 const running = (proc: ManagedProcess, stop: () => Promise<void>): Running => ({ pid: proc.child.pid, exited: proc.exited, stop });
 
 /** Warnings and errors from a service reach the console; everything goes to its log file. */
@@ -133,6 +151,8 @@ async function checkPorts(cfg: Config): Promise<void> {
   const wanted: [string, number][] = [['SANDBOX_PORT', cfg.SANDBOX_PORT], ['SANDBOX_B_PORT', cfg.SANDBOX_B_PORT]];
   for (let i = 0; i < apiCount; i++) wanted.push([i === 0 ? 'API_PORT' : `API_PORT + ${i} (API_INSTANCES)`, cfg.API_PORT + i]);
   for (let i = 0; i < workerCount; i++) wanted.push([i === 0 ? 'WORKER_METRICS_ADDRESS' : `WORKER_METRICS_ADDRESS + ${i} (WORKER_PROCESSES)`, hostPort(workerMetricsAddress(i)).port]);
+  for (const [i, address] of workerHealthAddresses.entries()) wanted.push([i === 0 ? 'WORKER_HEALTH_ADDRESS' : `WORKER_HEALTH_ADDRESS, worker ${i + 1}`, hostPort(address).port]);
+  wanted.push(['OUTBOX_HEALTH_ADDRESS', hostPort(outboxHealthAddress).port]);
   if (!cfg.DATABASE_URL) wanted.push(['PG_PORT', cfg.PG_PORT]);
   if (cfg.TEMPORAL_EMBEDDED) {
     const frontend = hostPort(cfg.TEMPORAL_ADDRESS).port;
@@ -205,20 +225,24 @@ async function main(): Promise<void> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const apiUrls = Array.from({ length: apiCount }, (_, i) => `http://${config.API_HOST}:${config.API_PORT + i}`);
   const workerMetricsUrls = Array.from({ length: workerCount }, (_, i) => `http://${workerMetricsAddress(i)}/metrics`);
+  const workerReadyUrls = workerHealthAddresses.map((address) => `http://${address}/health/ready`);
+  const outboxReadyUrl = `http://${outboxHealthAddress}/health/ready`;
   for (let i = 0; i < workerCount; i++) {
-    await startService(instanceName('worker', i), path.join(here, '../worker/main.ts'), { ...env, WORKER_METRICS_ADDRESS: workerMetricsAddress(i) });
+    await startService(instanceName('worker', i), path.join(here, '../worker/main.ts'), { ...env, WORKER_METRICS_ADDRESS: workerMetricsAddress(i), WORKER_HEALTH_ADDRESS: workerHealthAddresses[i] });
   }
   // Two providers, so routing and failover are exercised: `sandbox` and `sandbox-b`, each its own process, schema and secret.
   await startService('sandbox-aggregator', path.join(here, '../sandbox-aggregator/main.ts'), env);
   await startService('sandbox-aggregator-b', path.join(here, '../sandbox-aggregator/main.ts'), { ...env, ...sandboxBProcessEnv(config) });
   for (let i = 0; i < apiCount; i++) await startService(instanceName('api', i), path.join(here, '../api/main.ts'), { ...env, API_PORT: String(config.API_PORT + i) });
-  await startService('outbox-publisher', path.join(here, '../outbox-publisher/main.ts'), env);
+  await startService('outbox-publisher', path.join(here, '../outbox-publisher/main.ts'), { ...env, OUTBOX_HEALTH_ADDRESS: outboxHealthAddress });
 
   const sandboxUrl = `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}`;
   const sandboxBUrl = `http://${config.SANDBOX_HOST}:${config.SANDBOX_B_PORT}`;
   await Promise.all([
     ...apiUrls.map((url, i) => waitForHttp(instanceName('API', i), `${url}/health`, 60_000)),
     ...workerMetricsUrls.map((url, i) => waitForHttp(`${instanceName('worker', i)} metrics`, url, 60_000)),
+    ...workerReadyUrls.map((url, i) => waitForHttp(`${instanceName('worker', i)} readiness`, url, 60_000)),
+    waitForHttp('outbox publisher readiness', outboxReadyUrl, 60_000),
     waitForHttp('sandbox aggregator', `${sandboxUrl}/health`, 60_000),
     waitForHttp('sandbox aggregator b', `${sandboxBUrl}/health`, 60_000),
   ]);
@@ -237,9 +261,11 @@ async function main(): Promise<void> {
     ...apiUrls.map((url, i) => [instanceName('API', i).replace('-', ' '), url]),
     ...(apiCount > 1 ? [['', 'no load balancer here: put yours in front of the API instances (README, "Cluster mode")']] : []),
     ['OpenAPI docs', `${apiUrls[0]}/docs`],
-    ['Health', `${apiUrls[0]}/health`],
+    ['Health', `${apiUrls[0]}/health (liveness /health/live, readiness /health/ready)`],
     ['Metrics', `${apiUrls[0]}/metrics`],
     ...workerMetricsUrls.map((url, i) => [`${instanceName('Worker', i).replace('-', ' ')} metrics`, url]),
+    ...workerReadyUrls.map((url, i) => [`${instanceName('Worker', i).replace('-', ' ')} health`, `${url} (liveness /health/live)`]),
+    ['Outbox publisher health', `${outboxReadyUrl} (liveness /health/live)`],
     ...temporalRows,
     ['Provider sandbox', `${sandboxUrl} (${config.SANDBOX_METHODS.join(', ')})`],
     ['Provider sandbox-b', `${sandboxBUrl} (${config.SANDBOX_B_METHODS.join(', ')})`],

@@ -1,5 +1,6 @@
 import { databaseUrl, loadConfigOrExit } from '../../lib/config';
-import { createPool } from '../../lib/db';
+import { createPool, ping } from '../../lib/db';
+import { startHealthServer } from '../../lib/health-server';
 import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { urlOrigin } from '../../lib/outbox-webhooks';
@@ -22,6 +23,20 @@ const publisher = createOutboxPublisher({
   logger,
 });
 publisher.start();
+// The loop retries a failed round itself (logged, with backoff): it runs from start() until shutdown.
+let loopRunning = true;
+const health = await startHealthServer({
+  address: config.OUTBOX_HEALTH_ADDRESS,
+  service: 'outbox-publisher',
+  timeoutMs: config.HEALTH_TIMEOUT_MS,
+  logger,
+  checks: {
+    loop: () => {
+      if (!loopRunning) throw new Error('stopping');
+    },
+    postgres: () => ping(pool),
+  },
+});
 // Ids and origins only: endpoint URLs may carry tokens.
 const configured = config.OUTBOX_ENDPOINTS.map((e) => ({ id: e.id, origin: urlOrigin(e.url), enabled: e.enabled }));
 logger.info(
@@ -31,7 +46,10 @@ logger.info(
 
 onShutdown(async (reason) => {
   logger.info({ reason }, 'outbox publisher shutting down');
+  loopRunning = false;
+  health.drain();
   await publisher.stop();
   await pool.end();
+  await health.close();
   logger.info('outbox publisher stopped');
 });

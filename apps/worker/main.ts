@@ -2,7 +2,8 @@ import { Client, Connection } from '@temporalio/client';
 import { createTemporalClient } from '../../lib/temporal-client';
 import { NativeConnection } from '@temporalio/worker';
 import { backgroundTaskQueue, loadConfigOrExit, databaseUrl } from '../../lib/config';
-import { createPool } from '../../lib/db';
+import { createPool, ping } from '../../lib/db';
+import { startHealthServer } from '../../lib/health-server';
 import { onShutdown } from '../../lib/lifecycle';
 import { createLogger } from '../../lib/logger';
 import { installTemporalRuntime } from '../../lib/temporal-runtime';
@@ -18,10 +19,26 @@ installTemporalRuntime(logger, 'INFO', config.WORKER_METRICS_ADDRESS);
 initTracing('worker', config.TRACING_EXPORTER, config.OTEL_EXPORTER_OTLP_ENDPOINT);
 
 const pool = createPool(databaseUrl(config), config.PG_POOL_MAX);
+let worker: Awaited<ReturnType<typeof createWorkerPools>> | undefined;
+// Up from the start, so liveness answers while the workflows are bundled; ready once every pool polls.
+const health = await startHealthServer({
+  address: config.WORKER_HEALTH_ADDRESS,
+  service: 'worker',
+  timeoutMs: config.HEALTH_TIMEOUT_MS,
+  logger,
+  checks: {
+    polling: () => {
+      if (!worker) throw new Error('starting: workflows not bundled yet');
+      const notRunning = worker.workers.filter((w) => w.getState() !== 'RUNNING');
+      if (notRunning.length > 0) throw new Error(notRunning.map((w) => `task queue ${w.options.taskQueue}: ${w.getState()}`).join('; '));
+    },
+    postgres: () => ping(pool),
+  },
+});
 const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
 const settings = workerSettings(config);
 const background = backgroundTaskQueue(config);
-const worker = await createWorkerPools({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, backgroundTaskQueue: background, ...settings });
+worker = await createWorkerPools({ connection, pool, namespace: config.TEMPORAL_NAMESPACE, taskQueue: config.TEMPORAL_TASK_QUEUE, backgroundTaskQueue: background, ...settings });
 // Sagas whose workflow task fails are marked for staff from here (their own code cannot run).
 const taskFailureMarking = startWorkflowTaskFailureMarking({
   client: new Client({ connection, namespace: config.TEMPORAL_NAMESPACE }),
@@ -46,16 +63,18 @@ try {
   logger.error({ err }, 'could not create or update the reconciliation schedule');
 }
 
-logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, backgroundTaskQueue: background, backgroundSlots: settings.backgroundSlots, namespace: config.TEMPORAL_NAMESPACE, temporal: config.TEMPORAL_ADDRESS, metrics: `http://${config.WORKER_METRICS_ADDRESS}/metrics` }, 'worker ready');
+logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, backgroundTaskQueue: background, backgroundSlots: settings.backgroundSlots, namespace: config.TEMPORAL_NAMESPACE, temporal: config.TEMPORAL_ADDRESS, metrics: `http://${config.WORKER_METRICS_ADDRESS}/metrics`, health: `http://${config.WORKER_HEALTH_ADDRESS}/health/ready` }, 'worker ready');
 const running = worker.run();
 onShutdown(async (reason) => {
   logger.info({ reason }, 'worker shutting down');
+  health.drain();
   // Lets in-flight activities finish (up to the worker's shutdown grace time) before exiting.
   worker.shutdown();
   await running;
   await taskFailureMarking.stop();
   await connection.close();
   await pool.end();
+  await health.close();
   logger.info('worker stopped');
 });
 await running;

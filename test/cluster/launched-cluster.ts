@@ -46,7 +46,7 @@ export interface LaunchedCluster {
 export async function launchCluster(settings: Record<string, string> = {}): Promise<LaunchedCluster> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-cluster-'));
   const [sandbox, pgPort, ui] = [await freePort(), await freePort(), await freePort()];
-  const [api, metrics, temporal] = [await freePortRange(2), await freePortRange(2), await freePortRange(9)];
+  const [api, metrics, health, temporal] = [await freePortRange(2), await freePortRange(2), await freePortRange(3), await freePortRange(9)];
   const launcher: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'apps/launcher/main.ts', '--cluster'], {
     cwd: repoRoot,
     detached: true, // its own process group, so the Ctrl-C of stop() reaches it as a terminal's would
@@ -66,6 +66,9 @@ export async function launchCluster(settings: Record<string, string> = {}): Prom
       TEMPORAL_ADDRESS: `127.0.0.1:${temporal}`,
       TEMPORAL_UI_PORT: String(ui),
       WORKER_METRICS_ADDRESS: `127.0.0.1:${metrics}`,
+      // The publisher's, then the two workers' (the launcher hands them out in that order).
+      OUTBOX_HEALTH_ADDRESS: `127.0.0.1:${health}`,
+      WORKER_HEALTH_ADDRESS: `127.0.0.1:${health + 1}`,
       ...settings,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

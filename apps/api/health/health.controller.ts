@@ -1,38 +1,18 @@
-import { Controller, Get, Inject, Res } from '@nestjs/common';
+import { type BeforeApplicationShutdown, Controller, Get, Inject, Res } from '@nestjs/common';
 import type { Client } from '@temporalio/client';
 import type { FastifyReply } from 'fastify';
 import type { Config } from '../../../lib/config';
 import { ping, type Pool } from '../../../lib/db';
+import { probe } from '../../../lib/health-server';
 import { Public } from '../auth/auth';
 import { CONFIG, PG_POOL, TEMPORAL_CLIENT, TRAFFIC } from '../tokens';
 import type { TrafficControl } from '../traffic/traffic-control';
 
-interface DependencyHealth {
-  status: 'up' | 'down';
-  latency_ms: number;
-  error?: string;
-}
-
-async function probe(timeoutMs: number, check: () => Promise<unknown>): Promise<DependencyHealth> {
-  const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      check(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs}ms`)), timeoutMs);
-      }),
-    ]);
-    return { status: 'up', latency_ms: Math.round(performance.now() - started) };
-  } catch (err) {
-    return { status: 'down', latency_ms: Math.round(performance.now() - started), error: err instanceof Error ? err.message : String(err) };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 @Controller()
-export class HealthController {
+export class HealthController implements BeforeApplicationShutdown {
+  /** Set when the application starts closing: readiness fails first, so load balancers stop sending new requests. */
+  private draining = false;
+
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     @Inject(PG_POOL) private readonly pool: Pool,
@@ -40,10 +20,11 @@ export class HealthController {
     @Inject(TRAFFIC) private readonly traffic: TrafficControl,
   ) {}
 
-  /** 200 when PostgreSQL and Temporal both answer, 503 otherwise, with each dependency's state. */
-  @Public()
-  @Get('health')
-  async health(@Res() reply: FastifyReply): Promise<void> {
+  beforeApplicationShutdown(): void {
+    this.draining = true;
+  }
+
+  private async dependencies() {
     const timeout = this.config.HEALTH_TIMEOUT_MS;
     const [postgres, temporal] = await Promise.all([
       probe(timeout, () => ping(this.pool)),
@@ -53,7 +34,14 @@ export class HealthController {
         ),
       ),
     ]);
-    const up = postgres.status === 'up' && temporal.status === 'up';
+    return { postgres, temporal, up: postgres.status === 'up' && temporal.status === 'up' };
+  }
+
+  /** 200 when PostgreSQL and Temporal both answer, 503 otherwise, with each dependency's state. */
+  @Public()
+  @Get('health')
+  async health(@Res() reply: FastifyReply): Promise<void> {
+    const { postgres, temporal, up } = await this.dependencies();
     const gate = this.traffic.gate.state();
     void reply.status(up ? 200 : 503).send({
       status: up ? 'ok' : 'unavailable',
@@ -61,5 +49,21 @@ export class HealthController {
       admission: { limit: gate.limit, in_flight: gate.inFlight, decision_p90_ms: gate.p90Ms },
       checks: { postgres, temporal },
     });
+  }
+
+  /** Liveness: the process answers. No dependency is checked, so an outage of one never gets the API restarted. */
+  @Public()
+  @Get('health/live')
+  live(): { status: 'ok' } {
+    return { status: 'ok' };
+  }
+
+  /** Readiness: 200 when PostgreSQL and Temporal answer and the instance is not draining (shutting down), 503 otherwise. */
+  @Public()
+  @Get('health/ready')
+  async ready(@Res() reply: FastifyReply): Promise<void> {
+    const { postgres, temporal, up } = await this.dependencies();
+    const ready = up && !this.draining;
+    void reply.status(ready ? 200 : 503).send({ status: ready ? 'ok' : 'unavailable', draining: this.draining, checks: { postgres, temporal } });
   }
 }

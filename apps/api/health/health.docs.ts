@@ -10,6 +10,13 @@ const healthBody = z.object({
   admission: z.object({ limit: z.number().int(), in_flight: z.number().int(), decision_p90_ms: z.number().int() }),
   checks: z.object({ postgres: dependency, temporal: dependency }),
 });
+const liveBody = z.object({ status: z.literal('ok') });
+const readyBody = z.object({
+  status: z.enum(['ok', 'unavailable']),
+  /** The instance is shutting down: it finishes what it has, and takes nothing new. */
+  draining: z.boolean(),
+  checks: z.object({ postgres: dependency, temporal: dependency }),
+});
 
 export const healthRoutes: RouteDoc[] = [
   {
@@ -19,6 +26,25 @@ export const healthRoutes: RouteDoc[] = [
     tag: 'ops',
     auth: 'public',
     responses: { 200: { description: 'Both dependencies answer', schema: healthBody }, 503: { description: 'A dependency is down', schema: healthBody, contentType: 'application/json' } },
+  },
+  {
+    method: 'get',
+    path: '/health/live',
+    summary: 'Liveness: the process answers (no dependency is checked; for restart probes)',
+    tag: 'ops',
+    auth: 'public',
+    responses: { 200: { description: 'The process runs', schema: liveBody } },
+  },
+  {
+    method: 'get',
+    path: '/health/ready',
+    summary: 'Readiness: PostgreSQL and Temporal answer and the instance is not draining (for load balancers and readiness probes)',
+    tag: 'ops',
+    auth: 'public',
+    responses: {
+      200: { description: 'Ready for traffic', schema: readyBody },
+      503: { description: 'A dependency is down, or the instance is shutting down', schema: readyBody, contentType: 'application/json' },
+    },
   },
   {
     method: 'get',

@@ -94,6 +94,126 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/health/live": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Liveness: the process answers (no dependency is checked; for restart probes) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The process runs */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @constant */
+                            status: "ok";
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/health/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Readiness: PostgreSQL and Temporal answer and the instance is not draining (for load balancers and readiness probes) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Ready for traffic */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            checks: {
+                                postgres: {
+                                    error?: string;
+                                    latency_ms: number;
+                                    /** @enum {string} */
+                                    status: "up" | "down";
+                                };
+                                temporal: {
+                                    error?: string;
+                                    latency_ms: number;
+                                    /** @enum {string} */
+                                    status: "up" | "down";
+                                };
+                            };
+                            draining: boolean;
+                            /** @enum {string} */
+                            status: "ok" | "unavailable";
+                        };
+                    };
+                };
+                /** @description A dependency is down, or the instance is shutting down */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            checks: {
+                                postgres: {
+                                    error?: string;
+                                    latency_ms: number;
+                                    /** @enum {string} */
+                                    status: "up" | "down";
+                                };
+                                temporal: {
+                                    error?: string;
+                                    latency_ms: number;
+                                    /** @enum {string} */
+                                    status: "up" | "down";
+                                };
+                            };
+                            draining: boolean;
+                            /** @enum {string} */
+                            status: "ok" | "unavailable";
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -1773,6 +1893,817 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/ops/outbox/dead-letters": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Dead letters, oldest first (by default the open ones: each holds its account's later events for its endpoint)
+         * @description Roles: staff
+         */
+        get: {
+            parameters: {
+                query?: {
+                    account_id?: string;
+                    endpoint?: string;
+                    limit?: number;
+                    /** @description open (default): neither replayed nor skipped, holding the account's later events */
+                    state?: "open" | "replayed" | "skipped" | "all";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Dead letters */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                account_id: string;
+                                attempts: number;
+                                dead_at: string;
+                                endpoint: string;
+                                /** @description The webhook-id the receiver sees */
+                                event_id: string;
+                                event_seq: number;
+                                event_type: string;
+                                first_failed_at: string | null;
+                                /** @description The account's later events for this endpoint waiting behind it */
+                                held_events: number;
+                                last_error: string | null;
+                                resolution_reason: string | null;
+                                resolved_at: string | null;
+                                resolved_by: string | null;
+                                /** @enum {string} */
+                                state: "open" | "replayed" | "skipped";
+                            }[];
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description UNAUTHENTICATED */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: staff only */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ops/outbox/dead-letters/{endpoint}/{eventSeq}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deliver an open dead letter again (fresh retry window); the account's later events follow once it is delivered; audited
+         * @description Roles: staff
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    endpoint: string;
+                    eventSeq: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        reason: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Replayed */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            account_id: string;
+                            attempts: number;
+                            dead_at: string;
+                            endpoint: string;
+                            /** @description The webhook-id the receiver sees */
+                            event_id: string;
+                            event_seq: number;
+                            event_type: string;
+                            first_failed_at: string | null;
+                            /** @description The account's later events for this endpoint waiting behind it */
+                            held_events: number;
+                            last_error: string | null;
+                            resolution_reason: string | null;
+                            resolved_at: string | null;
+                            resolved_by: string | null;
+                            /** @enum {string} */
+                            state: "open" | "replayed" | "skipped";
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description UNAUTHENTICATED */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: staff only */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description NOT_FOUND */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description DEAD_LETTER_RESOLVED: already replayed or skipped */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ops/outbox/dead-letters/{endpoint}/{eventSeq}/skip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Give an open dead letter up for good, with a reason; the account's later events go on; audited
+         * @description Roles: staff
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    endpoint: string;
+                    eventSeq: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        reason: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Skipped */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            account_id: string;
+                            attempts: number;
+                            dead_at: string;
+                            endpoint: string;
+                            /** @description The webhook-id the receiver sees */
+                            event_id: string;
+                            event_seq: number;
+                            event_type: string;
+                            first_failed_at: string | null;
+                            /** @description The account's later events for this endpoint waiting behind it */
+                            held_events: number;
+                            last_error: string | null;
+                            resolution_reason: string | null;
+                            resolved_at: string | null;
+                            resolved_by: string | null;
+                            /** @enum {string} */
+                            state: "open" | "replayed" | "skipped";
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description UNAUTHENTICATED */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: staff only */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description NOT_FOUND */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description DEAD_LETTER_RESOLVED: already replayed or skipped */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ops/outbox/endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Outbox endpoints: URL, event filter, switch, secret fingerprints (never a secret), what is pending, dead and held
+         * @description Roles: staff
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Every endpoint */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                change_reason: string | null;
+                                changed_by: string | null;
+                                created_at: string;
+                                dead_letters: number;
+                                enabled: boolean;
+                                event_types: string[];
+                                /** @description Deliveries waiting behind a dead letter of their account */
+                                held_events: number;
+                                id: string;
+                                /** @description Deliveries still to go (held ones included) */
+                                pending: number;
+                                /** @description Never the secret itself; null for an endpoint served before endpoints had secrets */
+                                secret: {
+                                    /** @description Tells secrets apart without revealing them */
+                                    fingerprint: string;
+                                    previous: {
+                                        /** @description still signing beside the current one */
+                                        active: boolean;
+                                        fingerprint: string;
+                                        until: string;
+                                    } | null;
+                                    rotated_at: string | null;
+                                } | null;
+                                /**
+                                 * @description config: from OUTBOX_ENDPOINTS (applied again when that entry changes); api: added by staff
+                                 * @enum {string}
+                                 */
+                                source: "config" | "api";
+                                updated_at: string;
+                                url: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description UNAUTHENTICATED */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: staff only */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ops/outbox/endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One outbox endpoint
+         * @description Roles: staff
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The endpoint */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            endpoint: {
+                                change_reason: string | null;
+                                changed_by: string | null;
+                                created_at: string;
+                                dead_letters: number;
+                                enabled: boolean;
+                                event_types: string[];
+                                /** @description Deliveries waiting behind a dead letter of their account */
+                                held_events: number;
+                                id: string;
+                                /** @description Deliveries still to go (held ones included) */
+                                pending: number;
+                                /** @description Never the secret itself; null for an endpoint served before endpoints had secrets */
+                                secret: {
+                                    /** @description Tells secrets apart without revealing them */
+                                    fingerprint: string;
+                                    previous: {
+                                        /** @description still signing beside the current one */
+                                        active: boolean;
+                                        fingerprint: string;
+                                        until: string;
+                                    } | null;
+                                    rotated_at: string | null;
+                                } | null;
+                                /**
+                                 * @description config: from OUTBOX_ENDPOINTS (applied again when that entry changes); api: added by staff
+                                 * @enum {string}
+                                 */
+                                source: "config" | "api";
+                                updated_at: string;
+                                url: string;
+                            };
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description UNAUTHENTICATED */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: staff only */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description NOT_FOUND */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        /**
+         * Create an outbox endpoint (its signing secret is generated and shown in this answer only) or change one (URL, event filter, enabled); audited
+         * @description Roles: staff
+         */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /**
+                         * @description false: nothing is sent (events written meanwhile go out once it is enabled again)
+                         * @default true
+                         */
+                        enabled?: boolean;
+                        /**
+                         * @description Types (deposit.credited) or families (payout.*) this endpoint gets; empty: all. Applies to events fanned out from now on
+                         * @default []
+                         */
+                        event_types?: string[];
+                        /**
+                         * @description A new endpoint only: every event kept in the outbox, or events written from now on
+                         * @default beginning
+                         * @enum {string}
+                         */
+                        from?: "beginning" | "now";
+                        reason: string;
+                        /**
+                         * Format: uri
+                         * @description Where the events are POSTed
+                         */
+                        url: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Changed */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            endpoint: {
+                                change_reason: string | null;
+                                changed_by: string | null;
+                                created_at: string;
+                                dead_letters: number;
+                                enabled: boolean;
+                                event_types: string[];
+                                /** @description Deliveries waiting behind a dead letter of their account */
+                                held_events: number;
+                                id: string;
+                                /** @description Deliveries still to go (held ones included) */
+                                pending: number;
+                                /** @description Never the secret itself; null for an endpoint served before endpoints had secrets */
+                                secret: {
+                                    /** @description Tells secrets apart without revealing them */
+                                    fingerprint: string;
+                                    previous: {
+                                        /** @description still signing beside the current one */
+                                        active: boolean;
+                                        fingerprint: string;
+                                        until: string;
+                                    } | null;
+                                    rotated_at: string | null;
+                                } | null;
+                                /**
+                                 * @description config: from OUTBOX_ENDPOINTS (applied again when that entry changes); api: added by staff
+                                 * @enum {string}
+                                 */
+                                source: "config" | "api";
+                                updated_at: string;
+                                url: string;
+                            };
+                        };
+                    };
+                };
+                /** @description Created, with its secret (shown once) */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            endpoint: {
+                                change_reason: string | null;
+                                changed_by: string | null;
+                                created_at: string;
+                                dead_letters: number;
+                                enabled: boolean;
+                                event_types: string[];
+                                /** @description Deliveries waiting behind a dead letter of their account */
+                                held_events: number;
+                                id: string;
+                                /** @description Deliveries still to go (held ones included) */
+                                pending: number;
+                                /** @description Never the secret itself; null for an endpoint served before endpoints had secrets */
+                                secret: {
+                                    /** @description Tells secrets apart without revealing them */
+                                    fingerprint: string;
+                                    previous: {
+                                        /** @description still signing beside the current one */
+                                        active: boolean;
+                                        fingerprint: string;
+                                        until: string;
+                                    } | null;
+                                    rotated_at: string | null;
+                                } | null;
+                                /**
+                                 * @description config: from OUTBOX_ENDPOINTS (applied again when that entry changes); api: added by staff
+                                 * @enum {string}
+                                 */
+                                source: "config" | "api";
+                                updated_at: string;
+                                url: string;
+                            };
+                            /** @description The signing secret (whsec_...), shown this once: give it to the receiver */
+                            secret: string;
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description UNAUTHENTICATED */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: staff only */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description OUTBOX_ENDPOINT_NO_SECRET: served before endpoints had secrets; rotate its secret before enabling it */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ops/outbox/endpoints/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A new generated signing secret (shown in this answer only); the current one keeps signing beside it until keep_previous_until (default 24 hours); audited
+         * @description Roles: staff
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: date-time
+                         * @description Until when the current secret keeps signing beside the new one (default: 24 hours from now)
+                         */
+                        keep_previous_until?: string;
+                        reason: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Rotated */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            endpoint: {
+                                change_reason: string | null;
+                                changed_by: string | null;
+                                created_at: string;
+                                dead_letters: number;
+                                enabled: boolean;
+                                event_types: string[];
+                                /** @description Deliveries waiting behind a dead letter of their account */
+                                held_events: number;
+                                id: string;
+                                /** @description Deliveries still to go (held ones included) */
+                                pending: number;
+                                /** @description Never the secret itself; null for an endpoint served before endpoints had secrets */
+                                secret: {
+                                    /** @description Tells secrets apart without revealing them */
+                                    fingerprint: string;
+                                    previous: {
+                                        /** @description still signing beside the current one */
+                                        active: boolean;
+                                        fingerprint: string;
+                                        until: string;
+                                    } | null;
+                                    rotated_at: string | null;
+                                } | null;
+                                /**
+                                 * @description config: from OUTBOX_ENDPOINTS (applied again when that entry changes); api: added by staff
+                                 * @enum {string}
+                                 */
+                                source: "config" | "api";
+                                updated_at: string;
+                                url: string;
+                            };
+                            /** @description The signing secret (whsec_...), shown this once: give it to the receiver */
+                            secret: string;
+                        };
+                    };
+                };
+                /** @description VALIDATION_FAILED */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description UNAUTHENTICATED */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description FORBIDDEN: staff only */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description NOT_FOUND */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/ops/payouts": {
         parameters: {
             query?: never;
@@ -3234,7 +4165,7 @@ export interface components {
     schemas: {
         Problem: {
             /** @enum {string} */
-            code: "VALIDATION_FAILED" | "MALFORMED_JSON" | "IDEMPOTENCY_KEY_MISSING" | "IDEMPOTENCY_KEY_INVALID" | "IDEMPOTENCY_KEY_DUPLICATED" | "UNAUTHENTICATED" | "WEBHOOK_SIGNATURE_INVALID" | "FORBIDDEN" | "NOT_FOUND" | "ACCOUNT_NOT_FOUND" | "PAYOUT_NOT_FOUND" | "DEPOSIT_NOT_FOUND" | "RECONCILIATION_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_MISMATCH" | "CURRENCY_MISMATCH" | "UNKNOWN_CURRENCY" | "INSUFFICIENT_FUNDS" | "ACCOUNT_NOT_ACTIVE" | "OUTSTANDING_DEBT" | "INVALID_DESTINATION" | "INVALID_METADATA" | "DESTINATION_NOT_SUPPORTED" | "LIMIT_EXCEEDED" | "VELOCITY_LIMIT_EXCEEDED" | "PAYOUT_DECLINED" | "DEPOSIT_REFUSED" | "WEBHOOK_EVENT_CONFLICT" | "RATE_LIMITED" | "OVERLOADED" | "PAYOUTS_PAUSED" | "READ_ONLY" | "SAGA_UNAVAILABLE" | "PAYOUT_NOT_CANCELLABLE" | "REVERSE_WITHDRAWAL_FORBIDDEN" | "PAYOUT_NOT_RESOLVABLE" | "PAYOUT_NOT_REVIEWABLE" | "DEPOSIT_NOT_REVERSIBLE" | "APPROVAL_NOT_FOUND" | "APPROVER_IS_REQUESTER" | "APPROVAL_DECIDED" | "APPROVAL_PENDING" | "APPROVAL_STALE" | "ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY" | "ACCOUNT_ID_TAKEN" | "SERVICE_UNAVAILABLE" | "INTERNAL_ERROR";
+            code: "VALIDATION_FAILED" | "MALFORMED_JSON" | "IDEMPOTENCY_KEY_MISSING" | "IDEMPOTENCY_KEY_INVALID" | "IDEMPOTENCY_KEY_DUPLICATED" | "UNAUTHENTICATED" | "WEBHOOK_SIGNATURE_INVALID" | "FORBIDDEN" | "NOT_FOUND" | "ACCOUNT_NOT_FOUND" | "PAYOUT_NOT_FOUND" | "DEPOSIT_NOT_FOUND" | "RECONCILIATION_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_MISMATCH" | "CURRENCY_MISMATCH" | "UNKNOWN_CURRENCY" | "INSUFFICIENT_FUNDS" | "ACCOUNT_NOT_ACTIVE" | "OUTSTANDING_DEBT" | "INVALID_DESTINATION" | "INVALID_METADATA" | "DESTINATION_NOT_SUPPORTED" | "LIMIT_EXCEEDED" | "VELOCITY_LIMIT_EXCEEDED" | "PAYOUT_DECLINED" | "DEPOSIT_REFUSED" | "WEBHOOK_EVENT_CONFLICT" | "RATE_LIMITED" | "OVERLOADED" | "PAYOUTS_PAUSED" | "READ_ONLY" | "SAGA_UNAVAILABLE" | "PAYOUT_NOT_CANCELLABLE" | "REVERSE_WITHDRAWAL_FORBIDDEN" | "PAYOUT_NOT_RESOLVABLE" | "PAYOUT_NOT_REVIEWABLE" | "DEPOSIT_NOT_REVERSIBLE" | "APPROVAL_NOT_FOUND" | "APPROVER_IS_REQUESTER" | "APPROVAL_DECIDED" | "APPROVAL_PENDING" | "APPROVAL_STALE" | "DEAD_LETTER_RESOLVED" | "OUTBOX_ENDPOINT_NO_SECRET" | "ACCOUNT_EXISTS_WITH_DIFFERENT_CURRENCY" | "ACCOUNT_ID_TAKEN" | "SERVICE_UNAVAILABLE" | "INTERNAL_ERROR";
             detail?: string;
             errors?: {
                 message?: string;
