@@ -6,6 +6,7 @@ import { parseLimitRates, parseThreshold } from './limits';
 import { CURRENCY_CODES } from '../ledger/currency';
 import { PAYOUT_METHODS } from '../contracts/payout';
 import { checkRoutes, parseRoutes, providerConnections } from './providers';
+import { JWT_ALGORITHMS, parseRoleMap, SECRET_ALGORITHM } from './auth-claims';
 import { configuredEndpointsSchema, durationSchema, parseSigningSecret } from './outbox-webhooks';
 
 /**
@@ -65,6 +66,30 @@ export const settings = {
   AUTH_JWT_AUDIENCE: setting(z.string().min(1).optional(), undefined, 'When set, bearer tokens must carry this `aud`.'),
   AUTH_JWT_SECRET: setting(z.string().min(32), DEV_JWT_SECRET, 'HS256 secret for bearer JWTs (at least 32 characters). Must be changed in production.'),
   AUTH_MAX_TOKEN_LIFETIME_SECONDS: setting(z.coerce.number().int().min(60).max(2_592_000), '86400', 'Longest accepted bearer-token lifetime (`exp` − `iat`); tokens without `iat`, or issued in the future, are refused.'),
+  AUTH_JWT_ALGORITHMS: setting(
+    z
+      .string()
+      .transform((text) => text.split(',').map((a) => a.trim()).filter((a) => a !== ''))
+      .pipe(z.array(z.enum(JWT_ALGORITHMS)).min(1)),
+    'HS256,RS256,ES256',
+    `Signature algorithms a bearer token may use (comma-separated; \`none\` never): HS256 is checked with AUTH_JWT_SECRET, the others (${JWT_ALGORITHMS.filter((a) => a !== SECRET_ALGORITHM).join(', ')}) only against the keys at AUTH_JWKS_URL; the token's \`alg\` picks which. Leave HS256 out to accept only the identity provider's tokens (then AUTH_JWT_SECRET is never used).`,
+  ),
+  AUTH_JWKS_URL: setting(url.optional(), undefined, 'JWKS URL of the operator\'s identity provider (e.g. Keycloak `https://<host>/realms/<realm>/protocol/openid-connect/certs`, Auth0 `https://<tenant>/.well-known/jwks.json`, Okta `https://<org>/oauth2/default/v1/keys`): asymmetric tokens are verified against its keys, fetched again when a token names an unknown `kid` so rotated keys work. Must be https in production (unless loopback).'),
+  AUTH_JWKS_COOLDOWN_MS: setting(z.coerce.number().int().min(0), '30000', 'After fetching the JWKS, how long a token with an unknown `kid` is refused without fetching it again (bounds what forged kids cost the identity provider).'),
+  AUTH_JWKS_CACHE_MAX_AGE_MS: setting(z.coerce.number().int().min(1000), '600000', 'How long fetched JWKS keys are used before they are fetched again: a key the identity provider removes is still accepted for at most this long.'),
+  AUTH_JWKS_TIMEOUT_MS: setting(durationMs, '5000', 'Timeout of a JWKS fetch; while the identity provider cannot be reached, tokens whose key is not cached are answered 503 SERVICE_UNAVAILABLE.'),
+  AUTH_SUBJECT_CLAIM: setting(z.string().min(1).max(200), 'sub', 'Claim holding the token\'s subject (a player token\'s account id). Nested claims by dots (`ext.account_id`); a claim whose name has dots (`https://example.com/account_id`) is found as it is.'),
+  AUTH_ROLE_CLAIM: setting(z.string().min(1).max(200), 'role', 'Claim holding the role: a string (space-separated values, as in `scope`) or an array of strings, nested by dots as IdPs put them (Keycloak `realm_access.roles`, Auth0 `https://<namespace>/roles`, Okta `groups`).'),
+  AUTH_ROLE_MAP: setting(
+    z.string().transform((text, ctx) => {
+      const parsed = parseRoleMap(text);
+      if ('map' in parsed) return parsed.map;
+      for (const message of parsed.problems) ctx.addIssue({ code: 'custom', message });
+      return z.NEVER;
+    }),
+    '',
+    'Identity-provider roles or groups and the platform role each grants, as `idp-value:role` (role player, service or staff), comma-separated: `payments-admin:staff,finance:staff,payments-backend:service,customer:player`. The first entry the token carries wins. Empty: the values `player`, `service`, `staff` themselves, that one first. Set: only the values it lists grant a role.',
+  ),
 
   DESTINATION_KEYS: setting(
     destinationKeyRingSchema,
@@ -281,8 +306,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
     // One provider's webhooks must not pass on the other's route.
     if (parsedSoFar.SANDBOX_B_WEBHOOK_SECRET === parsedSoFar.SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_B_WEBHOOK_SECRET', message: 'must differ from SANDBOX_WEBHOOK_SECRET' });
   }
+  for (const problem of authVerifierProblems(out)) problems.push(problem);
   if (out.NODE_ENV === 'production') {
-    if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET) problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production' });
+    if (out.AUTH_JWT_SECRET === DEV_JWT_SECRET && acceptsSecretTokens(out)) {
+      problems.push({ setting: 'AUTH_JWT_SECRET', message: 'the dev default is refused in production (or leave HS256 out of AUTH_JWT_ALGORITHMS to accept only the identity provider\'s tokens)' });
+    }
+    const jwks = typeof out.AUTH_JWKS_URL === 'string' ? new URL(out.AUTH_JWKS_URL) : undefined;
+    // Keys fetched over plain http could be swapped by anyone on the path, and with them every token.
+    if (jwks && jwks.protocol !== 'https:' && !isLoopback(jwks.hostname)) problems.push({ setting: 'AUTH_JWKS_URL', message: 'must be https in production (http only on a loopback address)' });
     if (out.SANDBOX_WEBHOOK_SECRET === DEV_SANDBOX_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (!opts.asProvider && out.SANDBOX_B_WEBHOOK_SECRET === DEV_SANDBOX_B_WEBHOOK_SECRET) problems.push({ setting: 'SANDBOX_B_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
     if (out.OUTBOX_WEBHOOK_SECRET === DEV_OUTBOX_WEBHOOK_SECRET) problems.push({ setting: 'OUTBOX_WEBHOOK_SECRET', message: 'the dev default is refused in production' });
@@ -295,6 +326,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadOptio
   if (problems.length > 0) throw new ConfigError(problems);
   const parsed = out as Parsed;
   return { ...parsed, dataDirAbsolute: path.resolve(repoRoot, parsed.DATA_DIR) };
+}
+
+function acceptsSecretTokens(out: Record<string, unknown>): boolean {
+  return Array.isArray(out.AUTH_JWT_ALGORITHMS) && out.AUTH_JWT_ALGORITHMS.includes(SECRET_ALGORITHM);
+}
+
+/** Every accepted algorithm needs its verifier, and a configured JWKS an algorithm to use it with. */
+function authVerifierProblems(out: Record<string, unknown>): { setting: string; message: string }[] {
+  if (!Array.isArray(out.AUTH_JWT_ALGORITHMS)) return [];
+  const asymmetric = (out.AUTH_JWT_ALGORITHMS as string[]).filter((a) => a !== SECRET_ALGORITHM);
+  if (out.AUTH_JWKS_URL === undefined && asymmetric.length > 0 && !acceptsSecretTokens(out)) {
+    return [{ setting: 'AUTH_JWT_ALGORITHMS', message: `${asymmetric.join(', ')} need AUTH_JWKS_URL; without it no token could be verified` }];
+  }
+  if (out.AUTH_JWKS_URL !== undefined && asymmetric.length === 0) {
+    return [{ setting: 'AUTH_JWT_ALGORITHMS', message: 'AUTH_JWKS_URL is set but no asymmetric algorithm (RS256, ES256, ...) is accepted' }];
+  }
+  return [];
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
 /** For process entry points: load or print the problem and exit non-zero. */

@@ -17,7 +17,7 @@ import { createLedger, type Ledger } from '../../ledger';
 import { AccountsController, accountRoutes } from './accounts/accounts.controller';
 import { AccountListingsController } from './accounts/listings.controller';
 import { listingRoutes } from './accounts/listings.docs';
-import { AuthGuard } from './auth/auth';
+import { AuthGuard, tokenRules } from './auth/auth';
 import { AccountsOpsController, accountsOpsRoutes } from './ops/accounts-ops.controller';
 import { ProvidersController, providersRoutes } from './ops/providers.controller';
 import { OutboxController, outboxRoutes } from './ops/outbox.controller';
@@ -128,11 +128,7 @@ class ApiModule {
         {
           provide: APP_GUARD,
           useFactory: (reflector: Reflector) =>
-            new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET, {
-              issuer: deps.config.AUTH_JWT_ISSUER,
-              audience: deps.config.AUTH_JWT_AUDIENCE,
-              maxLifetimeSeconds: deps.config.AUTH_MAX_TOKEN_LIFETIME_SECONDS,
-            }),
+            new AuthGuard(reflector, deps.config.AUTH_JWT_SECRET, tokenRules(deps.config)),
           inject: [Reflector],
         },
         // After authentication (guards run in this order): read-only mode, then the per-subject rate limit.
