@@ -144,7 +144,9 @@ export function parseConfiguredEndpoints(text: string): { endpoints: ConfiguredE
     try {
       entries = JSON.parse(trimmed);
     } catch (err) {
-      return { problems: [`not valid JSON (${(err as Error).message.replace(/".*"/, '…')})`] };
+      // Not the parser's message: it quotes the text, which may hold a secret.
+      const at = /position (\d+)/.exec((err as Error).message)?.[1];
+      return { problems: [`not valid JSON${at ? ` (at character ${at})` : ''}`] };
     }
   } else {
     const urls = trimmed.split(',').map((u) => u.trim()).filter((u) => u !== '');

@@ -199,6 +199,7 @@ describe('outbox signing, secrets and filters', () => {
     expect(problems(JSON.stringify([{ id: 'Bad Id', url: 'https://a.example' }]))[0]).toMatch(/^entry 1 id: an endpoint id is/);
     expect(problems(JSON.stringify([{ id: 'a', url: 'https://a.example', event_types: ['payouts*'] }]))[0]).toMatch(/^entry 1 event_types\.0: an event type filter/);
     expect(problems(JSON.stringify([{ id: 'a', url: 'https://a.example' }, { id: 'a', url: 'https://b.example' }]))).toEqual(['endpoint id a appears twice']);
+    expect(problems(`[{"id": "a", "secret": "${secret}" "url": "x"}]`)).toEqual([expect.stringMatching(/^not valid JSON \(at character \d+\)$/)]);
     try {
       loadConfig({ OUTBOX_ENDPOINTS: JSON.stringify([{ id: 'a', url: 'https://a.example', secret: 'whsec_c2hvcnQ=' }]) });
       expect.unreachable();
