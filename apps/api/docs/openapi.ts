@@ -83,7 +83,7 @@ export function buildOpenApiDocument(routes: RouteDoc[], version: string) {
       description: 'Exactly-once payouts and deposits. Errors are RFC 9457 problem+json with a stable `code`.',
     },
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT (HS256; claims sub, role)' } },
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT: HS256 with the development secret, or RS256/ES256/PS256/EdDSA from the identity provider (AUTH_JWKS_URL); subject and role claims as configured' } },
       schemas: { Problem: problemSchema },
     },
     security: [{ bearer: [] }],
