@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { DestinationKeyRing, destinationKeyRingSchema, DEV_DESTINATION_KEYS } from './destination-vault';
@@ -274,7 +275,14 @@ export class ConfigError extends Error {
   }
 }
 
-export const repoRoot = path.resolve(import.meta.dirname, '..');
+/** The folder of package.json (and migrations/): lib/'s parent in the sources, further up when compiled into dist/ (npm run build). */
+export const repoRoot = packageRoot(path.resolve(import.meta.dirname, '..'));
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return from;
+  }
+}
 
 export interface LoadOptions {
   /** Settings this process cannot run without in production (e.g. the sandbox's SANDBOX_API_TOKEN). */

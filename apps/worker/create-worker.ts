@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Context as ActivityContext } from '@temporalio/activity';
 import { makeWorkflowExporter, OpenTelemetryActivityInboundInterceptor, OpenTelemetryActivityOutboundInterceptor } from '@temporalio/interceptors-opentelemetry';
@@ -8,11 +9,14 @@ import type { Config } from '../../lib/config';
 import { moneyLimits } from '../../lib/limits';
 import { providerConnections } from '../../lib/providers';
 
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.ts', import.meta.url));
+/** `.ts` run from the sources (tsx, tests), `.js` compiled in dist/ (`npm run build`): the workflows are bundled from the same kind. */
+const SOURCE_EXTENSION = path.extname(fileURLToPath(import.meta.url));
+const workflowModule = (name: string) => fileURLToPath(new URL(`../../workflows/${name}${SOURCE_EXTENSION}`, import.meta.url));
+export const WORKFLOWS_PATH = workflowModule('index');
 /** Workflow spans (OpenTelemetry inside the sandbox): only when traces are exported somewhere. */
-const WORKFLOW_SPANS_PATH = fileURLToPath(new URL('../../workflows/interceptors.ts', import.meta.url));
+const WORKFLOW_SPANS_PATH = workflowModule('interceptors');
 /** Otherwise only the trace header is passed on to activities, so their log lines keep the trace id. */
-const TRACE_PROPAGATION_PATH = fileURLToPath(new URL('../../workflows/trace-propagation.ts', import.meta.url));
+const TRACE_PROPAGATION_PATH = workflowModule('trace-propagation');
 
 /** How the workflow bundle is built (the worker at start, or once for a whole test run or benchmark). */
 export function workflowBundleOptions(workflowSpans: boolean): Pick<BundleOptions, 'workflowsPath' | 'workflowInterceptorModules'> {
