@@ -1,8 +1,24 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Pool } from '../../../lib/db';
+import { ping, type Pool } from '../../../lib/db';
 import { WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 import { DEPOSIT_SAGA_TYPES } from '../../../contracts/deposit';
 import { PAYOUT_SAGA_TYPES } from '../../../contracts/payout';
+
+/** How long a dependency probe may take at scrape time before the dependency counts as down. */
+const DEPENDENCY_PROBE_TIMEOUT_MS = 2_000;
+
+/** Whether `check` settles within `timeoutMs`; never throws. */
+async function answersWithin(timeoutMs: number, check: () => Promise<unknown>): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([check(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs)))]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** The API's Prometheus registry and the instruments features record into. */
 export class ApiMetrics {
@@ -85,6 +101,8 @@ export class ApiMetrics {
     this.registry.setDefaultLabels({ service: 'api' });
     collectDefaultMetrics({ register: this.registry });
     if (pool) {
+      // Always present (1 or 0), so an alert sees PostgreSQL down even when every gauge read from it is empty.
+      this.addDependency('postgres', () => ping(pool));
       this.addGauge('payouts_by_status', 'Payout sagas by current status (read model)', ['status']);
       this.addGauge('payouts_stuck', 'Payout sagas waiting on their provider past the stuck threshold', []);
       this.addGauge('deposits_by_status', 'Deposit sagas by current status (read model)', ['status']);
@@ -117,6 +135,15 @@ export class ApiMetrics {
   addGauge(name: string, help: string, labelNames: string[]): void {
     if (this.gauges.has(name)) return;
     this.gauges.set(name, new Gauge({ name, help, labelNames, registers: [this.registry] }));
+  }
+
+  /**
+   * A dependency probed at every scrape: `dependency_up{dependency}` is 1 when `check` settles within 2 s, 0
+   * otherwise (what GET /health reports, for alert rules). PostgreSQL is registered by the constructor.
+   */
+  addDependency(name: string, check: () => Promise<unknown>): void {
+    this.addGauge('dependency_up', 'Whether a dependency answered this scrape\'s probe within 2 s (1) or not (0), by dependency', ['dependency']);
+    this.scrapeSources.push(async (set) => set('dependency_up', { dependency: name }, (await answersWithin(DEPENDENCY_PROBE_TIMEOUT_MS, check)) ? 1 : 0));
   }
 
   /** Adds a source of scrape-time gauge values (e.g. outbox lag, reconciliation mismatches). */
