@@ -141,6 +141,10 @@ class ApiModule {
 /** Builds the API (not listening yet), so main.ts and tests run exactly the same application. */
 export async function createApiApp(deps: ApiDeps): Promise<NestFastifyApplication> {
   const metrics = new ApiMetrics(deps.pool);
+  // PostgreSQL is probed by ApiMetrics itself; Temporal as the API sees it (alert TemporalUnreachable).
+  metrics.addDependency('temporal', () =>
+    deps.temporal.connection.withDeadline(Date.now() + 2_000, () => deps.temporal.workflowService.describeNamespace({ namespace: deps.config.TEMPORAL_NAMESPACE })),
+  );
   metrics.addGauge('reconciliation_mismatches', 'Mismatches found by the latest scheduled reconciliation run, by kind', ['kind']);
   metrics.addGauge('reconciliation_last_run_timestamp_seconds', 'When the latest scheduled reconciliation run finished', []);
   metrics.addGauge('outbox_pending_events', 'Ledger events not yet delivered to every enabled outbox endpoint', []);

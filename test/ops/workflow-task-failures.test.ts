@@ -178,8 +178,12 @@ describe('a saga whose workflow task keeps failing is marked for staff, and unma
     expect(await stack.depositTransfersOf(depositId)).toEqual([]);
   });
 
-  it('the alert rules parse as Prometheus rule groups and read only metrics the live worker and API export', async () => {
-    const rules = parse(fs.readFileSync(path.join(repoRoot, 'ops/prometheus/alerts.yml'), 'utf8')) as { groups: { name: string; rules: Record<string, unknown>[] }[] };
+  // The whole rule file is checked by test/telemetry/dashboards.test.ts; here, the rules about failing workflow
+  // tasks, against the metrics of a worker that has just seen such failures.
+  it('the workflow task failure alert rules read only metrics the live worker and API export', async () => {
+    const file = parse(fs.readFileSync(path.join(repoRoot, 'deploy/prometheus/alerts.yml'), 'utf8')) as { groups: { name: string; rules: Record<string, unknown>[] }[] };
+    const ours = ['WorkflowTaskFailed', 'SagasStoppedByFailingWorkflowTask'];
+    const rules = { groups: file.groups.map((g) => ({ ...g, rules: g.rules.filter((r) => ours.includes(r.alert as string)) })).filter((g) => g.rules.length > 0) };
     expect(Array.isArray(rules.groups) && rules.groups.length > 0).toBe(true);
     const scraped = [await (await fetch(worker.metricsUrl)).text(), await (await fetch(`${stack.apiUrl}/metrics`)).text()].join('\n');
     // The failures above were counted by the SDK in the worker.

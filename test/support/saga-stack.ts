@@ -241,6 +241,8 @@ export async function spawnWorkerProcess(stack: SagaStack, env: Record<string, s
       SANDBOX_B_WEBHOOK_SECRET: stack.config.SANDBOX_B_WEBHOOK_SECRET,
       PAYOUT_ROUTES: stack.config.PAYOUT_ROUTES.map((r) => r.text).join('; '),
       WORKER_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`,
+      // Any free port: tests run workers side by side.
+      WORKER_HEALTH_ADDRESS: '127.0.0.1:0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
