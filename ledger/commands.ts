@@ -183,6 +183,10 @@ export function ledgerCommands(pool: Pool, reads: LedgerReads, options: LedgerOp
       if (amount > pending.amount) {
         return ledgerError('exceeds_pending_transfer_amount', `post of ${amount} exceeds hold ${pendingId} of ${pending.amount}`);
       }
+      // The player's balance row is locked before the transfer takes its id, as every other command does, so
+      // a player's transfer ids are in the order they apply (the statement pages by id and must not skip one).
+      // Same lock order as before: the hold's row, then the balance row (the trigger took it after the insert).
+      await lockAccounts(db, [pending.debitAccountId, pending.creditAccountId]);
       return insertTransfer(db, {
         idempotencyKey,
         fingerprint,

@@ -155,4 +155,36 @@ describe('concurrent commands', () => {
     expect(await ledger.getBalance(clearing)).toEqual({ account_id: clearing, currency: 'EUR', available: posted, held: 0, posted });
     expect(await ledger.getBalance(inFlight)).toEqual({ account_id: inFlight, currency: 'EUR', available: 0 - posted || 0, held: 0, posted: 0 - posted || 0 });
   });
+
+  it('a post or void waiting for the player\'s balance row takes its transfer id only once it holds the lock: a player\'s ids are in the order they apply', async () => {
+    for (const resolve of ['post', 'void'] as const) {
+      const { player } = await fundedPlayer(ledger, 'EUR', 1_000);
+      const inFlight = await newAccount(ledger, 'payouts_in_flight', 'EUR');
+      const held = transferOf(await ledger.hold({ idempotencyKey: uniqueId('hold'), debitAccountId: player, creditAccountId: inFlight, amount: 300, currency: 'EUR' }));
+      // Another command on the player's account holds its balance row (as a hold does between its lock and its insert).
+      const blocker = await pool.connect();
+      try {
+        await blocker.query('BEGIN');
+        await blocker.query('SELECT 1 FROM ledger_balances WHERE account_id = $1 AND slot = 0 FOR UPDATE', [player]);
+        const blockerPid = (await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+        const resolution = resolve === 'post' ? ledger.post({ idempotencyKey: uniqueId('post'), pendingId: held.id }) : ledger.void({ idempotencyKey: uniqueId('void'), pendingId: held.id });
+        for (let waited = 0; ; waited += 20) {
+          const { rowCount } = await pool.query('SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', [blockerPid]);
+          if (rowCount) break;
+          if (waited > 10_000) throw new Error(`the ${resolve} never waited for the balance row`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        // Meanwhile a transfer elsewhere commits and takes an id.
+        const { player: other } = await fundedPlayer(ledger, 'EUR', 0);
+        const { funding } = await fundedPlayer(ledger, 'EUR', 0);
+        const elsewhere = transferOf(await ledger.transfer({ idempotencyKey: uniqueId('t'), debitAccountId: funding, creditAccountId: other, amount: 1, currency: 'EUR' }));
+        await blocker.query('COMMIT');
+        const resolved = transferOf(await resolution);
+        expect(resolved.id, `${resolve} id ${resolved.id} taken before it could apply (a transfer committed meanwhile took ${elsewhere.id})`).toBeGreaterThan(elsewhere.id);
+      } finally {
+        await blocker.query('ROLLBACK').catch(() => undefined);
+        blocker.release();
+      }
+    }
+  });
 });
