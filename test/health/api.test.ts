@@ -47,4 +47,17 @@ describe('API liveness and readiness', () => {
       await unreachable.close();
     }
   });
+
+  it('stays ready while Temporal is unreachable, reporting it: reads and webhooks still work without it', async () => {
+    const unreachable = await startTestApi({ TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}`, HEALTH_TIMEOUT_MS: '1000' });
+    try {
+      const ready = await unreachable.app.inject({ method: 'GET', url: '/health/ready' });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json()).toMatchObject({ status: 'ok', draining: false, checks: { postgres: { status: 'up' }, temporal: { status: 'down' } } });
+      // /health keeps saying both must answer.
+      expect((await unreachable.app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(503);
+    } finally {
+      await unreachable.close();
+    }
+  });
 });

@@ -6,7 +6,7 @@ import type { Pool } from '../../../lib/db';
  * `metadata` (string keys to string values, after Stripe's). Given on the POST, part of the request fingerprint
  * (same key, other metadata: IDEMPOTENCY_MISMATCH), stored in `operation_metadata`, returned with the
  * operation and echoed in its outbox events. They may hold personal data: they never enter the workflow
- * history and are never logged (lib/logger.ts redacts `metadata` and `reference` as a last line).
+ * history and are never logged (lib/logger.ts redacts `metadata` as a last line; `reference` is not redacted there, since log lines use a `reference` field for payout ids, so no code logs the operator's reference).
  */
 export const METADATA_MAX_KEYS = 20;
 export const METADATA_KEY_PATTERN = /^[A-Za-z0-9_.:-]{1,40}$/;

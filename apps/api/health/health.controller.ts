@@ -58,12 +58,17 @@ export class HealthController implements BeforeApplicationShutdown {
     return { status: 'ok' };
   }
 
-  /** Readiness: 200 when PostgreSQL and Temporal answer and the instance is not draining (shutting down), 503 otherwise. */
+  /**
+   * Readiness: 200 when PostgreSQL answers and the instance is not draining (shutting down), 503 otherwise.
+   * Temporal's state is reported but does not gate it: without Temporal the API still serves reads from the
+   * read model, staff tools and statements, stores provider webhooks (answered 503 for redelivery) and refuses
+   * new sagas with a clean 503; taking every instance out of the load balancer would lose all of that.
+   */
   @Public()
   @Get('health/ready')
   async ready(@Res() reply: FastifyReply): Promise<void> {
-    const { postgres, temporal, up } = await this.dependencies();
-    const ready = up && !this.draining;
+    const { postgres, temporal } = await this.dependencies();
+    const ready = postgres.status === 'up' && !this.draining;
     void reply.status(ready ? 200 : 503).send({ status: ready ? 'ok' : 'unavailable', draining: this.draining, checks: { postgres, temporal } });
   }
 }

@@ -38,12 +38,12 @@ export const healthRoutes: RouteDoc[] = [
   {
     method: 'get',
     path: '/health/ready',
-    summary: 'Readiness: PostgreSQL and Temporal answer and the instance is not draining (for load balancers and readiness probes)',
+    summary: 'Readiness: PostgreSQL answers and the instance is not draining (for load balancers and readiness probes); Temporal is reported, not required (reads and webhooks work without it)',
     tag: 'ops',
     auth: 'public',
     responses: {
       200: { description: 'Ready for traffic', schema: readyBody },
-      503: { description: 'A dependency is down, or the instance is shutting down', schema: readyBody, contentType: 'application/json' },
+      503: { description: 'PostgreSQL is down, or the instance is shutting down', schema: readyBody, contentType: 'application/json' },
     },
   },
   {

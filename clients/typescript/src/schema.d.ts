@@ -140,7 +140,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: PostgreSQL and Temporal answer and the instance is not draining (for load balancers and readiness probes) */
+        /** Readiness: PostgreSQL answers and the instance is not draining (for load balancers and readiness probes); Temporal is reported, not required (reads and webhooks work without it) */
         get: {
             parameters: {
                 query?: never;
@@ -177,7 +177,7 @@ export interface paths {
                         };
                     };
                 };
-                /** @description A dependency is down, or the instance is shutting down */
+                /** @description PostgreSQL is down, or the instance is shutting down */
                 503: {
                     headers: {
                         [name: string]: unknown;
