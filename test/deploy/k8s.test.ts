@@ -81,7 +81,7 @@ describe('deploy/k8s manifests', () => {
     expect(deployment('worker').spec.replicas).toBe(2);
     expect(deployment('outbox-publisher').spec.replicas).toBeGreaterThanOrEqual(1);
     // Publishers of two releases never serve the same deliveries side by side.
-    expect(deployment('outbox-publisher').spec.strategy).toEqual({ type: 'Recreate' });
+    expect((deployment('outbox-publisher').spec as { strategy?: unknown }).strategy).toEqual({ type: 'Recreate' });
     const sources = Object.fromEntries(containers.map(([name, c]) => {
       expect(c.command?.[0], name).toBe('node');
       expect(c.command, name).toHaveLength(2);

@@ -1,11 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLedger, type Ledger } from '../../ledger';
-import { backoffMs, outboxLag, type OutboxPublisher } from '../../apps/outbox-publisher/publisher';
+import { backoffMs, outboxLag } from '../../apps/outbox-publisher/publisher';
 import { sleep, waitUntil } from '../../lib/wait';
 import { startTestApi, type TestApi } from '../api/support';
 import { expectInvariantsHold } from '../support/ledger';
 import { uniqueId } from '../support';
-import { createPlayers, retireTestEndpoints, endpointEntry, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, startReceiver, testPublisher, type Receiver } from './helpers';
+import { createPlayers, retireTestEndpoints, endpointEntry, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, stoppedAfterEach, testPublisher } from './helpers';
 
 /**
  * Retry window and dead letters: a failing endpoint is retried with growing delays for the window, then the
@@ -15,33 +15,18 @@ import { createPlayers, retireTestEndpoints, endpointEntry, firstArrivalOrder, o
 let api: TestApi;
 let ledger: Ledger;
 let staff: string;
-const cleanups: (() => Promise<unknown>)[] = [];
+const { receiver, started } = stoppedAfterEach();
 
 beforeAll(async () => {
   api = await startTestApi();
   ledger = createLedger(api.pool);
   staff = `Bearer ${await api.token('dana', 'staff')}`;
 });
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 afterAll(async () => {
   if (api) await retireTestEndpoints(api.pool);
   if (api) await expectInvariantsHold(api.pool);
   await api?.close();
 });
-
-async function receiver(): Promise<Receiver> {
-  const r = await startReceiver();
-  cleanups.push(() => r.close());
-  return r;
-}
-
-function started(publisher: OutboxPublisher): OutboxPublisher {
-  publisher.start();
-  cleanups.push(() => publisher.stop());
-  return publisher;
-}
 
 /** As staff by default; `null`: without a token. */
 async function ops(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown, authorization: string | null = staff) {

@@ -1,42 +1,29 @@
 import { execFile } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createLedger, type Ledger } from '../../ledger';
-import { backoffMs, outboxLag, type OutboxPublisher } from '../../apps/outbox-publisher/publisher';
+import { backoffMs, outboxLag } from '../../apps/outbox-publisher/publisher';
 import { repoRoot } from '../../lib/config';
 import type { Pool } from '../../lib/db';
 import { sleep, waitUntil } from '../../lib/wait';
 import { expectInvariantsHold } from '../support/ledger';
 import { testPool } from '../support';
-import { createPlayers, retireTestEndpoints, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, startReceiver, testPublisher, type Receiver } from './helpers';
+import { createPlayers, retireTestEndpoints, firstArrivalOrder, orderByAccount, outboxEventsOf, sagaLikeRun, stoppedAfterEach, testPublisher } from './helpers';
 
 let pool: Pool;
 let ledger: Ledger;
-const cleanups: (() => Promise<unknown>)[] = [];
+const { receiver, started } = stoppedAfterEach();
 
 beforeAll(() => {
   pool = testPool();
   ledger = createLedger(pool);
 });
 afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   await expectInvariantsHold(pool);
 });
 afterAll(async () => {
   if (pool) await retireTestEndpoints(pool);
   await pool?.end();
 });
-
-async function receiver(): Promise<Receiver> {
-  const r = await startReceiver();
-  cleanups.push(() => r.close());
-  return r;
-}
-
-function started(publisher: OutboxPublisher): OutboxPublisher {
-  publisher.start();
-  cleanups.push(() => publisher.stop());
-  return publisher;
-}
 
 /** Delivery rows of an endpoint (by id). */
 async function deliveryRows(endpointId: string) {

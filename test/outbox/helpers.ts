@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
-import { expect } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import type { Ledger } from '../../ledger';
-import { createOutboxPublisher, type OutboxPublisherOptions } from '../../apps/outbox-publisher/publisher';
+import { createOutboxPublisher, type OutboxPublisher, type OutboxPublisherOptions } from '../../apps/outbox-publisher/publisher';
 import type { Pool } from '../../lib/db';
 import { DestinationKeyRing, DEV_DESTINATION_KEYS } from '../../lib/destination-vault';
 import { createLogger } from '../../lib/logger';
@@ -263,4 +263,28 @@ export function eventsPerRun(rounds: number): number {
   let n = 0;
   for (let i = 0; i < rounds; i++) n += 3 + (i % 4 === 0 ? 1 : 0);
   return n;
+}
+
+/**
+ * Receivers and publishers a test starts, stopped after it (newest first): `receiver()` starts one
+ * (startReceiver), `started(publisher)` starts a publisher.
+ */
+export function stoppedAfterEach() {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  return {
+    /** With no secrets given, the receiver verifies with OUTBOX_SECRET (startReceiver's default). */
+    async receiver(secrets?: string[]): Promise<Receiver> {
+      const r = await (secrets ? startReceiver(secrets) : startReceiver());
+      cleanups.push(() => r.close());
+      return r;
+    },
+    started(publisher: OutboxPublisher): OutboxPublisher {
+      publisher.start();
+      cleanups.push(() => publisher.stop());
+      return publisher;
+    },
+  };
 }

@@ -1,7 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLedger, type Ledger } from '../../ledger';
 import { openSecret, type EndpointRow } from '../../apps/outbox-publisher/endpoints';
-import type { OutboxPublisher } from '../../apps/outbox-publisher/publisher';
 import { DestinationKeyRing } from '../../lib/destination-vault';
 import { loadConfig } from '../../lib/config';
 import { generateSigningSecret, parseConfiguredEndpoints } from '../../lib/outbox-webhooks';
@@ -9,7 +8,7 @@ import { sleep, waitUntil } from '../../lib/wait';
 import { startTestApi, type TestApi } from '../api/support';
 import { expectInvariantsHold } from '../support/ledger';
 import { uniqueId } from '../support';
-import { createPlayers, retireTestEndpoints, endpointEntry, OUTBOX_SECRET, outboxEventsOf, sagaLikeRun, startReceiver, TEST_KEY_RING, testPublisher, type Receiver } from './helpers';
+import { createPlayers, retireTestEndpoints, endpointEntry, OUTBOX_SECRET, outboxEventsOf, sagaLikeRun, stoppedAfterEach, TEST_KEY_RING, testPublisher } from './helpers';
 
 /**
  * Standard Webhooks signing as receivers check it (the standardwebhooks library's Webhook.verify in the test
@@ -19,33 +18,18 @@ import { createPlayers, retireTestEndpoints, endpointEntry, OUTBOX_SECRET, outbo
 let api: TestApi;
 let ledger: Ledger;
 let staff: string;
-const cleanups: (() => Promise<unknown>)[] = [];
+const { receiver, started } = stoppedAfterEach();
 
 beforeAll(async () => {
   api = await startTestApi();
   ledger = createLedger(api.pool);
   staff = `Bearer ${await api.token('erin', 'staff')}`;
 });
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 afterAll(async () => {
   if (api) await retireTestEndpoints(api.pool);
   if (api) await expectInvariantsHold(api.pool);
   await api?.close();
 });
-
-async function receiver(secrets: string[] = []): Promise<Receiver> {
-  const r = await startReceiver(secrets);
-  cleanups.push(() => r.close());
-  return r;
-}
-
-function started(publisher: OutboxPublisher): OutboxPublisher {
-  publisher.start();
-  cleanups.push(() => publisher.stop());
-  return publisher;
-}
 
 async function ops(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown) {
   const res = await api.app.inject({ method, url: `/v1/ops/outbox${url}`, headers: { authorization: staff, ...(body ? { 'content-type': 'application/json' } : {}) }, payload: body ? JSON.stringify(body) : undefined });
@@ -61,7 +45,7 @@ describe('outbox signing, secrets and filters', () => {
   it('staff create an endpoint (secret shown once), rotate its secret: old and new verify during the overlap, only the new one after', async () => {
     const { players, funding } = await createPlayers(ledger, 1, 100);
     const player = players[0]!;
-    const rx = await receiver();
+    const rx = await receiver([]); // secrets learned below, from the API's answers
     const id = uniqueId('ep').slice(0, 40);
 
     const created = await ops('PUT', `/endpoints/${id}`, { url: rx.url, reason: 'new ledger consumer, ticket OPS-1' });
