@@ -168,7 +168,7 @@ describe('deposit idempotency, access and input validation', () => {
       ['missing amount', (id) => ({ account_id: id }), 'key', 400, 'VALIDATION_FAILED'],
       ['unknown currency', (id) => depositRequest(id, 100, 'XYZ'), 'key', 422, 'UNKNOWN_CURRENCY'],
       ['currency not matching the account', (id) => depositRequest(id, 100, 'USD'), 'key', 422, 'CURRENCY_MISMATCH'],
-      ['unknown field', (id) => ({ ...depositRequest(id, 100), metadata: { sandbox_scenario: 'fail' } }), 'key', 400, 'VALIDATION_FAILED'],
+      ['unknown field', (id) => ({ ...depositRequest(id, 100), sandbox_scenario: 'fail' }), 'key', 400, 'VALIDATION_FAILED'],
     ];
     it.each(cases)('%s', async (_name, makeBody, keyPart, status, code) => {
       const accountId = await stack.fundedAccount(1_000);
