@@ -143,8 +143,8 @@ describe('a command whose connection is killed mid-transaction', () => {
 
     const postInput = { idempotencyKey: uniqueId('post'), pendingId: held.id };
     const attempt = settle(ledger.post(postInput));
-    // Blocked in the transfer trigger, moving the balances of the hold it has already locked.
-    await kill(await blockedBackend('INSERT INTO ledger_transfers'));
+    // Blocked locking the player's balance row, with the hold's row already locked (before its transfer takes an id).
+    await kill(await blockedBackend('WITH locked AS MATERIALIZED'));
     await expect(attempt).rejects.toThrow();
     await blocker.query('ROLLBACK');
 
