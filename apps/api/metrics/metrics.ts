@@ -1,24 +1,12 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ping, type Pool } from '../../../lib/db';
+import { probe } from '../../../lib/health-server';
 import { WorkflowTaskFailureStore } from '../../../lib/workflow-task-failures';
 import { DEPOSIT_SAGA_TYPES } from '../../../contracts/deposit';
 import { PAYOUT_SAGA_TYPES } from '../../../contracts/payout';
 
 /** How long a dependency probe may take at scrape time before the dependency counts as down. */
 const DEPENDENCY_PROBE_TIMEOUT_MS = 2_000;
-
-/** Whether `check` settles within `timeoutMs`; never throws. */
-async function answersWithin(timeoutMs: number, check: () => Promise<unknown>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([check(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs)))]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** The API's Prometheus registry and the instruments features record into. */
 export class ApiMetrics {
@@ -143,7 +131,7 @@ export class ApiMetrics {
    */
   addDependency(name: string, check: () => Promise<unknown>): void {
     this.addGauge('dependency_up', 'Whether a dependency answered this scrape\'s probe within 2 s (1) or not (0), by dependency', ['dependency']);
-    this.scrapeSources.push(async (set) => set('dependency_up', { dependency: name }, (await answersWithin(DEPENDENCY_PROBE_TIMEOUT_MS, check)) ? 1 : 0));
+    this.scrapeSources.push(async (set) => set('dependency_up', { dependency: name }, (await probe(DEPENDENCY_PROBE_TIMEOUT_MS, check)).status === 'up' ? 1 : 0));
   }
 
   /** Adds a source of scrape-time gauge values (e.g. outbox lag, reconciliation mismatches). */
