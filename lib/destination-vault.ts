@@ -101,7 +101,8 @@ export class DestinationUnreadable extends Error {
   }
 }
 
-function encrypt(key: Buffer, plaintext: Buffer, aad: string): Buffer {
+/** AES-256-GCM under `key`, bound to `aad`: iv ‖ tag ‖ ciphertext (also seals the outbox endpoints' secrets). */
+export function encrypt(key: Buffer, plaintext: Buffer, aad: string): Buffer {
   const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(Buffer.from(aad, 'utf8'));
   const encrypted = Buffer.concat([cipher.update(plaintext), cipher.final()]);
@@ -109,7 +110,7 @@ function encrypt(key: Buffer, plaintext: Buffer, aad: string): Buffer {
 }
 
 /** Undefined when the bytes were changed, or sealed for other additional data or with another key. */
-function decrypt(key: Buffer, sealed: Buffer, aad: string): Buffer | undefined {
+export function decrypt(key: Buffer, sealed: Buffer, aad: string): Buffer | undefined {
   if (sealed.length < IV_BYTES + TAG_BYTES) return undefined;
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES }).setAAD(Buffer.from(aad, 'utf8'));

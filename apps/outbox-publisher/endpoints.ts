@@ -1,6 +1,6 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { inTransaction, type Pool, type PoolClient } from '../../lib/db';
-import type { DestinationKeyRing } from '../../lib/destination-vault';
+import { decrypt, encrypt, type DestinationKeyRing } from '../../lib/destination-vault';
 import { generateSigningSecret, secretFingerprint, type ConfiguredEndpoint } from '../../lib/outbox-webhooks';
 
 /**
@@ -9,16 +9,14 @@ import { generateSigningSecret, secretFingerprint, type ConfiguredEndpoint } fro
  *
  * Secrets are kept sealed: AES-256-GCM directly under a key-encryption key of DESTINATION_KEYS (the ring that
  * seals payout destinations; its id is stored alongside), the endpoint's key bound as additional data, so a
- * sealed secret copied onto another endpoint does not open. Layout as lib/destination-vault.ts: IV ‖ tag ‖ bytes.
+ * sealed secret copied onto another endpoint does not open (lib/destination-vault.ts encrypt/decrypt: IV ‖ tag ‖ bytes).
  * A publisher re-seals secrets under an older key with the ring's current one at start (resealSecrets).
  */
 
 /** How long the former secret keeps signing after a rotation when nobody says otherwise. */
 export const DEFAULT_PREVIOUS_SECRET_OVERLAP_MS = 24 * 3_600_000;
 
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
-const aad = (endpointKey: string) => Buffer.from(`outbox-endpoint-secret/v1/${endpointKey}`, 'utf8');
+const aad = (endpointKey: string) => `outbox-endpoint-secret/v1/${endpointKey}`;
 
 export class EndpointSecretUnreadable extends Error {
   constructor(message: string) {
@@ -34,22 +32,15 @@ export interface SealedSecret {
 }
 
 export function sealSecret(ring: DestinationKeyRing, endpointKey: string, secret: string): SealedSecret {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', ring.key(ring.currentId)!, iv).setAAD(aad(endpointKey));
-  const encrypted = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final()]);
-  return { keyId: ring.currentId, sealed: Buffer.concat([iv, cipher.getAuthTag(), encrypted]), fingerprint: secretFingerprint(secret) };
+  return { keyId: ring.currentId, sealed: encrypt(ring.key(ring.currentId)!, Buffer.from(secret, 'utf8'), aad(endpointKey)), fingerprint: secretFingerprint(secret) };
 }
 
 export function openSecret(ring: DestinationKeyRing, endpointKey: string, keyId: string, sealed: Buffer): string {
   const kek = ring.key(keyId);
   if (!kek) throw new EndpointSecretUnreadable(`its secret is sealed under key ${keyId}, which DESTINATION_KEYS does not hold (ids: ${ring.ids.join(', ')})`);
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', kek, sealed.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES }).setAAD(aad(endpointKey));
-    decipher.setAuthTag(sealed.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-    return Buffer.concat([decipher.update(sealed.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
-  } catch {
-    throw new EndpointSecretUnreadable('its secret does not authenticate (changed, or sealed for another endpoint)');
-  }
+  const secret = decrypt(kek, sealed, aad(endpointKey));
+  if (!secret) throw new EndpointSecretUnreadable('its secret does not authenticate (changed, or sealed for another endpoint)');
+  return secret.toString('utf8');
 }
 
 export interface EndpointRow {
