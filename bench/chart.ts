@@ -167,6 +167,8 @@ export function renderSoakChartPng(input: SoakChartInput, pngPath: string): Prom
 export interface ChaosChartInput {
   title: string;
   subtitle: string;
+  /** Above the plot (default: the chaos run's). */
+  heading?: string;
   perSecond: { second: number; accepted: number; retried: number }[];
   faults: { kind: string; at_s: number; ended_s: number }[];
 }
@@ -183,7 +185,7 @@ export function chaosChartHtml(input: ChaosChartInput): string {
   const x = (v: number) => m.left + (v / xMax) * innerW;
   const y = (v: number) => m.top + innerH - (v / yMax) * innerH;
   let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`;
-  svg += `<text x="${m.left}" y="22" font-size="15" font-weight="bold">Requests each second, with the faults inflicted</text>`;
+  svg += `<text x="${m.left}" y="22" font-size="15" font-weight="bold">${input.heading ?? 'Requests each second, with the faults inflicted'}</text>`;
   // Labels where there is room: in a long run the schedule repeats, and its first round names the kinds.
   let lastLabelX = -Infinity;
   input.faults.forEach((f, i) => {

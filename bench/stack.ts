@@ -102,8 +102,9 @@ async function startStackOnce(dataDir: string, log: (line: string) => void, opts
   ]);
   return {
     cluster: opts.cluster === true,
-    apiUrl: `http://127.0.0.1:${apiBase}`,
-    apiUrls: Array.from({ length: config.API_INSTANCES ?? (opts.cluster ? 2 : 1) }, (_, i) => `http://127.0.0.1:${apiBase + i}`),
+    // From the settings the launcher got: `wire` may have chosen the ports (the disaster-recovery drill's region B takes A's).
+    apiUrl: `http://127.0.0.1:${config.API_PORT}`,
+    apiUrls: Array.from({ length: config.API_INSTANCES ?? (opts.cluster ? 2 : 1) }, (_, i) => `http://127.0.0.1:${config.API_PORT + i}`),
     databaseUrl: databaseUrl(config),
     temporalAddress: config.TEMPORAL_ADDRESS,
     config,

@@ -20,19 +20,17 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
 import { startStack, type Stack } from '../bench/stack';
 import { renderChaosChartPng } from '../bench/chart';
-import { RECONCILIATION_SCHEDULE_ID } from '../temporal/schedules';
 import { repoRoot, settings } from '../lib/config';
 import { signToken } from '../lib/tokens';
 import { sleep } from '../lib/wait';
 import { FAULT_KINDS, inflict, PROVIDER_PROXY, WEBHOOK_PROXY, type FaultKind, type FaultRecord } from './faults';
 import { startOutboxReceiver } from './receiver';
 import { startToxiproxy, type Toxiproxy } from './toxiproxy';
-import { checkMoney, checkOutbox, stillOpen, type Failure } from './verdict';
-import { depositBody, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, send, type ClientOptions, type Request } from './workload';
+import { checkMoney, checkOutbox, reconcile, stillOpen, type Failure } from './verdict';
+import { depositBody, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, countBy, perSecond, scriptSandbox, send, type ClientOptions, type Request } from './workload';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
@@ -246,7 +244,7 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     ];
     const ledgerCheck = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/ledger-check.ts'], { cwd: repoRoot, env: { ...process.env, DATABASE_URL: stack.databaseUrl }, encoding: 'utf8' });
     if (ledgerCheck.status !== 0) failures.push({ check: 'ledger:check', id: 'ledger', detail: `exit ${ledgerCheck.status}: ${(ledgerCheck.stdout + ledgerCheck.stderr).trim().slice(0, 600)}` });
-    const reconciliation = await reconcile(stack, staff);
+    const reconciliation = await reconcile({ temporalAddress: stack.temporalAddress, namespace: stack.config.TEMPORAL_NAMESPACE, apiUrl: stack.apiUrl, staffToken: staff });
     if (reconciliation.status !== 'clean') failures.push({ check: 'reconciliation', id: reconciliation.run_id ?? 'none', detail: JSON.stringify(reconciliation.detail).slice(0, 600) });
     const outboxStarted = Date.now();
     let outbox = await checkOutbox(db, startedAt, receiver.received);
@@ -294,69 +292,12 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
   }
 }
 
-/** Registers a scenario at the sandbox's control endpoint, retried while the sandbox restarts. */
-async function scriptSandbox(sandboxUrl: string, reference: string, scenario: Record<string, unknown>): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const res = await fetch(`${sandboxUrl}/sandbox/scenarios/${reference}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scenario), signal: AbortSignal.timeout(5_000) });
-      if (res.ok) return;
-    } catch {
-      // restarting: try again
-    }
-    if (attempt > 120) throw new Error(`the sandbox refused the scenario for ${reference} for a minute`);
-    await sleep(500);
-  }
-}
-
-/** Triggers the reconciliation schedule once the run has settled and waits for that run's result. */
-async function reconcile(stack: Stack, staff: string): Promise<{ run_id?: string; status: string; detail?: unknown }> {
-  const connection = await Connection.connect({ address: stack.temporalAddress });
-  try {
-    const client = new Client({ connection, namespace: stack.config.TEMPORAL_NAMESPACE });
-    const before = await latestReconciliation(stack, staff);
-    await client.schedule.getHandle(RECONCILIATION_SCHEDULE_ID).trigger();
-    for (let i = 0; i < 120; i++) {
-      await sleep(1_000);
-      const latest = await latestReconciliation(stack, staff);
-      if (latest && latest.run_id !== before?.run_id) return { run_id: latest.run_id, status: latest.status, detail: { by_kind: latest.by_kind, mismatches: latest.mismatches?.slice(0, 5), invariant_violations: latest.invariant_violations } };
-    }
-    return { status: 'no run within 2 minutes' };
-  } finally {
-    await connection.close();
-  }
-}
-
-async function latestReconciliation(stack: Stack, staff: string): Promise<any> {
-  const res = await fetch(`${stack.apiUrl}/v1/ops/reconciliation/latest`, { headers: { authorization: `Bearer ${staff}` } });
-  return res.ok ? res.json() : undefined;
-}
-
 /** Seconds from a fault's start to the first payout accepted (201/202) of those sent after it began. */
 function firstAcceptedAfter(requests: Request[], t0: number, atS: number): number | null {
   const after = requests
     .filter((r) => r.kind === 'payout' && (r.answer?.status === 201 || r.answer?.status === 202) && (r.sentAt - t0) / 1000 >= atS)
     .map((r) => (r.answer!.at - t0) / 1000);
   return after.length ? Math.round((Math.min(...after) - atS) * 10) / 10 : null;
-}
-
-function perSecond(requests: Request[], t0: number) {
-  const seconds = new Map<number, { second: number; accepted: number; retried: number }>();
-  const at = (ms: number) => {
-    const second = Math.max(0, Math.floor((ms - t0) / 1000));
-    if (!seconds.has(second)) seconds.set(second, { second, accepted: 0, retried: 0 });
-    return seconds.get(second)!;
-  };
-  for (const r of requests) {
-    if (r.answer && (r.answer.status === 201 || r.answer.status === 202)) at(r.answer.at).accepted += 1;
-    for (const a of r.attempts) if (typeof a.status !== 'number' || a.status >= 500 || a.status === 429) at(a.at).retried += 1;
-  }
-  return [...seconds.values()].sort((a, b) => a.second - b.second);
-}
-
-function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const item of items) out[key(item)] = (out[key(item)] ?? 0) + 1;
-  return out;
 }
 
 function printReport(report: Awaited<ReturnType<typeof run>>): void {

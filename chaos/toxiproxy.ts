@@ -32,6 +32,8 @@ export interface Toxiproxy {
   proxy(name: string, upstream: string): Promise<string>;
   addToxic(proxy: string, toxic: Toxic): Promise<void>;
   removeToxic(proxy: string, toxic: string): Promise<void>;
+  /** Disabled: the proxy closes its connections and refuses new ones (a cut link) until enabled again. */
+  setEnabled(proxy: string, enabled: boolean): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -59,6 +61,7 @@ export async function startToxiproxy(dataDir: string, log: (msg: string) => void
     },
     addToxic: (proxy, toxic) => call('POST', `/proxies/${proxy}/toxics`, { stream: 'downstream', toxicity: 1, ...toxic }),
     removeToxic: (proxy, toxic) => call('DELETE', `/proxies/${proxy}/toxics/${toxic}`),
+    setEnabled: (proxy, enabled) => call('POST', `/proxies/${proxy}`, { enabled }),
     async stop() {
       await server.stop(5_000);
       logFile.end();

@@ -3,8 +3,11 @@
  * against the platform's read model and ledger, the sandbox's own record of what it was asked to pay, and what
  * the outbox delivered to the run's receiver. Every difference is a failure naming the id and what differs.
  */
+import { Client, Connection } from '@temporalio/client';
 import type pg from 'pg';
 import { DEFAULT_SANDBOX_SCHEMA } from '../apps/sandbox-aggregator/database';
+import { RECONCILIATION_SCHEDULE_ID } from '../temporal/schedules';
+import { sleep } from '../lib/wait';
 import type { Request } from './workload';
 
 export interface Failure {
@@ -63,7 +66,7 @@ export interface Balances {
  * Every request that got 201/202 has exactly one saga's worth of effects and the final state its scenario
  * implies; no payout reached the provider twice; the ledger moved exactly what the final states imply.
  */
-export async function checkMoney(db: pg.Pool, requests: Request[], balances: Balances): Promise<{ failures: Failure[]; outcomes: Record<string, Record<string, number>> }> {
+export async function checkMoney(db: pg.Pool, requests: Request[], balances: Balances, provider: pg.Pool = db): Promise<{ failures: Failure[]; outcomes: Record<string, Record<string, number>> }> {
   const failures: Failure[] = [];
   const fail = (check: string, id: string, detail: string) => failures.push({ check, id, detail });
   const outcomes: Record<string, Record<string, number>> = {};
@@ -78,7 +81,7 @@ export async function checkMoney(db: pg.Pool, requests: Request[], balances: Bal
   );
   const movedBy = new Map(movements.rows.map((row) => [row.id, row]));
   // The sandbox's own record: what it was asked to pay or collect, by the platform's id (its reference).
-  const submissions = await db.query<{ reference: string; n: number; amounts: string[]; currencies: string[] }>(
+  const submissions = await provider.query<{ reference: string; n: number; amounts: string[]; currencies: string[] }>(
     `SELECT p.id AS reference, count(r.*)::int AS n, array_agg(r.object->'amount'->>'minor_units') AS amounts, array_agg(r.object->'amount'->>'currency') AS currencies
      FROM unnest($1::text[]) AS p(id) JOIN ${DEFAULT_SANDBOX_SCHEMA}.resources r ON r.reference = p.id OR r.reference LIKE p.id || ':%'
      GROUP BY p.id`,
@@ -171,4 +174,34 @@ export async function checkOutbox(db: pg.Pool, since: Date, received: ReceivedEv
     }
   }
   return { failures, events: events.rows.length, deliveries: received.length };
+}
+
+export interface Platform {
+  temporalAddress: string;
+  namespace: string;
+  apiUrl: string;
+  staffToken: string;
+}
+
+/** Triggers the reconciliation schedule once the run has settled and waits for that run's result. */
+export async function reconcile(platform: Platform): Promise<{ run_id?: string; status: string; detail?: unknown }> {
+  const connection = await Connection.connect({ address: platform.temporalAddress });
+  try {
+    const client = new Client({ connection, namespace: platform.namespace });
+    const before = await latestReconciliation(platform);
+    await client.schedule.getHandle(RECONCILIATION_SCHEDULE_ID).trigger();
+    for (let i = 0; i < 120; i++) {
+      await sleep(1_000);
+      const latest = await latestReconciliation(platform);
+      if (latest && latest.run_id !== before?.run_id) return { run_id: latest.run_id, status: latest.status, detail: { by_kind: latest.by_kind, mismatches: latest.mismatches?.slice(0, 5), invariant_violations: latest.invariant_violations } };
+    }
+    return { status: 'no run within 2 minutes' };
+  } finally {
+    await connection.close();
+  }
+}
+
+async function latestReconciliation(platform: Platform): Promise<any> {
+  const res = await fetch(`${platform.apiUrl}/v1/ops/reconciliation/latest`, { headers: { authorization: `Bearer ${platform.staffToken}` } });
+  return res.ok ? res.json() : undefined;
 }

@@ -113,3 +113,38 @@ export function payoutBody(request: Request, walletId: string) {
 export function depositBody(request: Request) {
   return { account_id: request.accountId, amount: { minor_units: request.amountMinor, currency: 'EUR' } };
 }
+
+/** Registers a scenario at the sandbox's control endpoint, retried while the sandbox restarts. */
+export async function scriptSandbox(sandboxUrl: string, reference: string, scenario: Record<string, unknown>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await fetch(`${sandboxUrl}/sandbox/scenarios/${reference}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(scenario), signal: AbortSignal.timeout(5_000) });
+      if (res.ok) return;
+    } catch {
+      // restarting: try again
+    }
+    if (attempt > 120) throw new Error(`the sandbox refused the scenario for ${reference} for a minute`);
+    await sleep(500);
+  }
+}
+
+/** Requests accepted (201/202) and attempts that had to be retried, each second from t0: the runs' timelines. */
+export function perSecond(requests: Request[], t0: number) {
+  const seconds = new Map<number, { second: number; accepted: number; retried: number }>();
+  const at = (ms: number) => {
+    const second = Math.max(0, Math.floor((ms - t0) / 1000));
+    if (!seconds.has(second)) seconds.set(second, { second, accepted: 0, retried: 0 });
+    return seconds.get(second)!;
+  };
+  for (const r of requests) {
+    if (r.answer && (r.answer.status === 201 || r.answer.status === 202)) at(r.answer.at).accepted += 1;
+    for (const a of r.attempts) if (typeof a.status !== 'number' || a.status >= 500 || a.status === 429) at(a.at).retried += 1;
+  }
+  return [...seconds.values()].sort((a, b) => a.second - b.second);
+}
+
+export function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const item of items) out[key(item)] = (out[key(item)] ?? 0) + 1;
+  return out;
+}

@@ -114,6 +114,7 @@ export const settings = {
   TEMPORAL_CLI: setting(z.string().min(1).optional(), undefined, 'Path to a `temporal` binary to use instead of the one on PATH or the cached build.'),
   TEMPORAL_EMBEDDED: setting(z.enum(['true', 'false']).transform((v) => v === 'true'), 'true', 'Launcher starts the Temporal dev server; `false` uses the server at TEMPORAL_ADDRESS.'),
 
+  SANDBOX_EMBEDDED: setting(z.enum(['true', 'false']).transform((v) => v === 'true'), 'true', 'Launcher starts the two sandbox aggregators (providers `sandbox` and `sandbox-b`); `false`: SANDBOX_URL and SANDBOX_B_URL are providers running elsewhere (a sandbox shared by two regions, a provider\'s test environment).'),
   SANDBOX_HOST: setting(z.string().min(1), '127.0.0.1', 'Address the sandbox aggregator listens on.'),
   SANDBOX_PORT: setting(port, '4010', 'Port of the sandbox aggregator.'),
   SANDBOX_URL: setting(url, 'http://127.0.0.1:4010', 'Where the worker reaches the aggregator.'),

@@ -148,7 +148,7 @@ function isAlive(pid: number): boolean {
 }
 
 async function checkPorts(cfg: Config): Promise<void> {
-  const wanted: [string, number][] = [['SANDBOX_PORT', cfg.SANDBOX_PORT], ['SANDBOX_B_PORT', cfg.SANDBOX_B_PORT]];
+  const wanted: [string, number][] = cfg.SANDBOX_EMBEDDED ? [['SANDBOX_PORT', cfg.SANDBOX_PORT], ['SANDBOX_B_PORT', cfg.SANDBOX_B_PORT]] : [];
   for (let i = 0; i < apiCount; i++) wanted.push([i === 0 ? 'API_PORT' : `API_PORT + ${i} (API_INSTANCES)`, cfg.API_PORT + i]);
   for (let i = 0; i < workerCount; i++) wanted.push([i === 0 ? 'WORKER_METRICS_ADDRESS' : `WORKER_METRICS_ADDRESS + ${i} (WORKER_PROCESSES)`, hostPort(workerMetricsAddress(i)).port]);
   for (const [i, address] of workerHealthAddresses.entries()) wanted.push([i === 0 ? 'WORKER_HEALTH_ADDRESS' : `WORKER_HEALTH_ADDRESS, worker ${i + 1}`, hostPort(address).port]);
@@ -230,21 +230,23 @@ async function main(): Promise<void> {
   for (let i = 0; i < workerCount; i++) {
     await startService(instanceName('worker', i), path.join(here, '../worker/main.ts'), { ...env, WORKER_METRICS_ADDRESS: workerMetricsAddress(i), WORKER_HEALTH_ADDRESS: workerHealthAddresses[i] });
   }
-  // Two providers, so routing and failover are exercised: `sandbox` and `sandbox-b`, each its own process, schema and secret.
-  await startService('sandbox-aggregator', path.join(here, '../sandbox-aggregator/main.ts'), env);
-  await startService('sandbox-aggregator-b', path.join(here, '../sandbox-aggregator/main.ts'), { ...env, ...sandboxBProcessEnv(config) });
+  // Two providers, so routing and failover are exercised: `sandbox` and `sandbox-b`, each its own process, schema
+  // and secret. SANDBOX_EMBEDDED=false: they run elsewhere (the disaster-recovery drill keeps them outside both regions).
+  if (config.SANDBOX_EMBEDDED) {
+    await startService('sandbox-aggregator', path.join(here, '../sandbox-aggregator/main.ts'), env);
+    await startService('sandbox-aggregator-b', path.join(here, '../sandbox-aggregator/main.ts'), { ...env, ...sandboxBProcessEnv(config) });
+  }
   for (let i = 0; i < apiCount; i++) await startService(instanceName('api', i), path.join(here, '../api/main.ts'), { ...env, API_PORT: String(config.API_PORT + i) });
   await startService('outbox-publisher', path.join(here, '../outbox-publisher/main.ts'), { ...env, OUTBOX_HEALTH_ADDRESS: outboxHealthAddress });
 
-  const sandboxUrl = `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}`;
-  const sandboxBUrl = `http://${config.SANDBOX_HOST}:${config.SANDBOX_B_PORT}`;
+  const sandboxUrl = config.SANDBOX_EMBEDDED ? `http://${config.SANDBOX_HOST}:${config.SANDBOX_PORT}` : config.SANDBOX_URL;
+  const sandboxBUrl = config.SANDBOX_EMBEDDED ? `http://${config.SANDBOX_HOST}:${config.SANDBOX_B_PORT}` : config.SANDBOX_B_URL;
   await Promise.all([
     ...apiUrls.map((url, i) => waitForHttp(instanceName('API', i), `${url}/health`, 60_000)),
     ...workerMetricsUrls.map((url, i) => waitForHttp(`${instanceName('worker', i)} metrics`, url, 60_000)),
     ...workerReadyUrls.map((url, i) => waitForHttp(`${instanceName('worker', i)} readiness`, url, 60_000)),
     waitForHttp('outbox publisher readiness', outboxReadyUrl, 60_000),
-    waitForHttp('sandbox aggregator', `${sandboxUrl}/health`, 60_000),
-    waitForHttp('sandbox aggregator b', `${sandboxBUrl}/health`, 60_000),
+    ...(config.SANDBOX_EMBEDDED ? [waitForHttp('sandbox aggregator', `${sandboxUrl}/health`, 60_000), waitForHttp('sandbox aggregator b', `${sandboxBUrl}/health`, 60_000)] : []),
   ]);
 
   // A worker is healthy when it has run a workflow end to end (Temporal -> worker -> PostgreSQL).
@@ -267,8 +269,8 @@ async function main(): Promise<void> {
     ...workerReadyUrls.map((url, i) => [`${instanceName('Worker', i).replace('-', ' ')} health`, `${url} (liveness /health/live)`]),
     ['Outbox publisher health', `${outboxReadyUrl} (liveness /health/live)`],
     ...temporalRows,
-    ['Provider sandbox', `${sandboxUrl} (${config.SANDBOX_METHODS.join(', ')})`],
-    ['Provider sandbox-b', `${sandboxBUrl} (${config.SANDBOX_B_METHODS.join(', ')})`],
+    ['Provider sandbox', `${sandboxUrl} (${config.SANDBOX_METHODS.join(', ')})${config.SANDBOX_EMBEDDED ? '' : ' (external)'}`],
+    ['Provider sandbox-b', `${sandboxBUrl} (${config.SANDBOX_B_METHODS.join(', ')})${config.SANDBOX_EMBEDDED ? '' : ' (external)'}`],
     ['Payout routes', config.PAYOUT_ROUTES.map((r) => r.text).join('; ')],
     // Ids and origins only: an endpoint URL may carry a token.
     ['Outbox webhooks', config.OUTBOX_ENDPOINTS.map((e) => `${e.id} → ${new URL(e.url).origin}${e.enabled ? '' : ' (disabled)'}`).join(', ') || '(none: set OUTBOX_ENDPOINTS, or add endpoints at /v1/ops/outbox/endpoints; events wait in the outbox)'],
