@@ -28,6 +28,7 @@ export { checkInvariants, INVARIANT_RULES, type InvariantReport, type InvariantV
 export { CURRENCY_CODES, currencyExponent, formatMinorUnits, isKnownCurrency, isValidMinorAmount, toMinorUnits } from './currency';
 export {
   buildOutboxEvent,
+  outboxEventIdOf,
   eventTypeOf,
   OUTBOX_EVENT_TYPES,
   OUTBOX_SCHEMA_VERSION,

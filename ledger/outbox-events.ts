@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { v5 as uuidV5 } from 'uuid';
 import type { PoolClient } from '../lib/db';
 import type { Metadata, Transfer, TransferKind } from './types';
 
@@ -61,8 +61,20 @@ export function eventTypeOf(kind: TransferKind, metadata: Metadata): OutboxEvent
   return 'ledger.transfer_posted';
 }
 
+/** The namespace of event ids (RFC 9562 name-based, SHA-1): fixed, so a transfer's event id never changes. */
+const EVENT_ID_NAMESPACE = 'f3b1c9d2-6a4e-4c1b-9e57-2d8a0c6b4f10';
+
+/**
+ * A transfer's event id, derived from its idempotency key (unique in the ledger) rather than drawn at random: a
+ * transfer made again under the same key, as after a failover to a standby that never saw the first one, publishes
+ * the same event id, so consumers deduplicating by event id (webhook-id) apply it once.
+ */
+export function outboxEventIdOf(transferIdempotencyKey: string): string {
+  return uuidV5(transferIdempotencyKey, EVENT_ID_NAMESPACE);
+}
+
 /** The event of a transfer; accountId is its ordering key (see insertOutboxEvent). */
-export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId: string = randomUUID(), operator: OperatorFields = {}): OutboxEventPayload {
+export function buildOutboxEvent(transfer: Transfer, accountId: string, eventId: string = outboxEventIdOf(transfer.idempotencyKey), operator: OperatorFields = {}): OutboxEventPayload {
   const { metadata } = transfer;
   return {
     event_id: eventId,

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { checkInvariants, createLedger, type Ledger, type Transfer } from '../../ledger';
+import { checkInvariants, createLedger, outboxEventIdOf, type Ledger, type Transfer } from '../../ledger';
 import type { Pool } from '../../lib/db';
 import { waitUntil } from '../../lib/wait';
 import { expectInvariantsHold, transferOf } from '../support/ledger';
@@ -102,11 +102,19 @@ describe('every ledger command writes its event', () => {
       const event = await eventOf(transfer.idempotencyKey);
       expect(event, type).toMatchObject({ event_type: type, schema_version: 1, account_id: player, transfer_id: transfer.id, same_transaction: true, same_time: true });
       expect(event.payload, type).toEqual(expectedPayload(event.event_id, type, player, transfer, extra));
+      expect(event.event_id, type).toBe(outboxEventIdOf(transfer.idempotencyKey));
     }
     // Per account, outbox order is the order the commands committed in.
     const ordered = (await outboxEventsOf(pool, [player])).map((e) => e.transfer_id);
     expect(ordered).toEqual([...ordered].sort((a, b) => a - b));
     expect(ordered).toHaveLength(1 + cases.length);
+  });
+
+  it("an event's id is derived from its transfer's idempotency key, so a transfer made again after a failover publishes the same id", () => {
+    // Pinned: regions, and versions during an upgrade, must derive the same id from the same key.
+    expect(outboxEventIdOf('po_0123:hold')).toBe('6cba135b-a759-500a-b5c1-8b851298aa6a');
+    expect(outboxEventIdOf('po_0123:hold')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(outboxEventIdOf('po_0123:post')).not.toBe(outboxEventIdOf('po_0123:hold'));
   });
 
   it('a transfer between two system accounts is ordered under its debit account', async () => {
