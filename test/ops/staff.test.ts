@@ -201,3 +201,37 @@ describe('staff fail while the provider cannot be asked', () => {
     expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'void']);
   });
 });
+
+describe('finance staff: poll now in the return window', () => {
+  let stack: SagaStack;
+  let staff: string;
+  beforeAll(async () => {
+    // A return window long enough for staff to act in (the suites' default closes it after 1.5 s).
+    stack = await startSagaStack({ PAYOUT_RETURN_WINDOW_MS: '120000', FOUR_EYES_ACTIONS: 'none' });
+    staff = `Bearer ${await signToken({ sub: 'alice', role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
+  });
+  afterAll(async () => {
+    await stack?.assertLedgerClean();
+    await stack?.close();
+  });
+
+  it('poll now in the return window: a return the provider made without calling back (its webhook lost, as in a failover) is found and refunded', async () => {
+    const accountId = await stack.fundedAccount(1_000);
+    const res = await stack.postPayout(payoutRequest(accountId, 300), uniqueId('key'));
+    const payoutId: string = res.json.payout_id;
+    await stack.waitForStatus(payoutId, ['SETTLED'], 15_000);
+    const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
+    const returned = await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'return', return_reason: 'account_closed', send_webhook: false }) });
+    expect(returned.status).toBe(200);
+    // Nothing tells the saga: it waits out its 7-day return window, the money paid.
+    await sleep(1_500);
+    expect((await stack.getPayout(payoutId)).status).toBe('SETTLED');
+    const poll = await fetch(`${stack.apiUrl}/v1/ops/payouts/${payoutId}/poll`, { method: 'POST', headers: { authorization: staff, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'reconciliation: provider returned it, ledger has no refund' }) });
+    expect(poll.status).toBe(202);
+    const view = await stack.waitForStatus(payoutId, ['RETURNED'], 10_000);
+    expect(view.return_reason).toBe('account_closed');
+    expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post', 'refund']);
+    expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_000, held: 0, posted: 1_000 });
+    await recordHistory(stack.temporal, 'payout-returned-after-staff-poll', payoutId);
+  });
+});

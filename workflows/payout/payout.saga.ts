@@ -95,10 +95,13 @@ export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
   // 6b. Settled: the hold is posted, the money paid.
   const postTransferId = await money.postHold(resolution ? 'resolved_by_staff' : undefined, resolvedBy);
 
-  // 7. Return window: a return claimed by webhook is refunded once the provider's record says returned.
+  // 7. Return window: a return claimed by webhook, or found by a poll staff asked for (a return whose webhook was
+  // lost, as after a failover to a standby that never saw it), is refunded once the provider's record says returned.
+  const staffCanPoll = patched('return-window-staff-poll');
+  const nudged = () => (staffCanPoll ? saga.nudged() : saga.claim !== undefined);
   for (const closesAt = Date.now() + input.timings.returnWindowMs; !saga.returned(); ) {
-    if (!(await condition(() => saga.returned() || saga.claim !== undefined, Math.max(1, closesAt - Date.now())))) break;
-    if (saga.claim) await ask.check(false, () => saga.returned());
+    if (!(await condition(() => saga.returned() || nudged(), Math.max(1, closesAt - Date.now())))) break;
+    if (nudged()) await ask.check(false, () => saga.returned());
   }
   if (saga.returned()) {
     saga.details.returnReason = saga.providerView!.returnReason ?? 'returned';
