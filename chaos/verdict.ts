@@ -144,8 +144,12 @@ export interface ReceivedEvent {
   arrival: number;
 }
 
-/** Every ledger transfer of the run has its outbox event, and the receiver got each one, in each account's order. */
-export async function checkOutbox(db: pg.Pool, since: Date, received: ReceivedEvent[]): Promise<{ failures: Failure[]; events: number; deliveries: number }> {
+/**
+ * Every ledger transfer of the run has its outbox event, and the receiver got each one, in each account's order.
+ * `orderFrom`: only arrivals from that index on are held to the database's order (the failover drill: what region A
+ * delivered before it was lost follows A's order, and B makes some of those events again later in its own).
+ */
+export async function checkOutbox(db: pg.Pool, since: Date, received: ReceivedEvent[], orderFrom = 0): Promise<{ failures: Failure[]; events: number; deliveries: number }> {
   const failures: Failure[] = [];
   const orphans = await db.query<{ id: string }>(
     `SELECT t.id::text FROM ledger_transfers t LEFT JOIN outbox_events e ON e.transfer_id = t.id WHERE t.created_at >= $1 AND e.id IS NULL`,
@@ -153,22 +157,24 @@ export async function checkOutbox(db: pg.Pool, since: Date, received: ReceivedEv
   );
   for (const row of orphans.rows) failures.push({ check: 'outbox event', id: `transfer ${row.id}`, detail: 'a ledger transfer without its outbox event' });
   const events = await db.query<{ seq: string; event_id: string; account_id: string }>('SELECT id::text AS seq, event_id::text, account_id FROM outbox_events WHERE created_at >= $1 ORDER BY id', [since]);
+  const delivered = new Set(received.map((r) => r.eventId));
   const firstArrival = new Map<string, number>();
-  for (const r of received) if (!firstArrival.has(r.eventId)) firstArrival.set(r.eventId, r.arrival);
+  for (const r of received) if (r.arrival >= orderFrom && !firstArrival.has(r.eventId)) firstArrival.set(r.eventId, r.arrival);
   const byAccount = new Map<string, { seq: number; arrival: number; eventId: string }[]>();
   for (const e of events.rows) {
-    const arrival = firstArrival.get(e.event_id);
-    if (arrival === undefined) {
+    if (!delivered.has(e.event_id)) {
       failures.push({ check: 'outbox delivery', id: e.event_id, detail: `event ${e.seq} of ${e.account_id} never reached the receiver` });
       continue;
     }
+    const arrival = firstArrival.get(e.event_id);
+    if (arrival === undefined) continue; // delivered before `orderFrom` only
     byAccount.set(e.account_id, [...(byAccount.get(e.account_id) ?? []), { seq: Number(e.seq), arrival, eventId: e.event_id }]);
   }
   for (const [accountId, list] of byAccount) {
     const inArrival = [...list].sort((a, b) => a.arrival - b.arrival);
     for (let i = 1; i < inArrival.length; i++) {
       if (inArrival[i]!.seq < inArrival[i - 1]!.seq) {
-        failures.push({ check: 'outbox order', id: inArrival[i]!.eventId, detail: `${accountId}: event ${inArrival[i]!.seq} arrived before ${inArrival[i - 1]!.seq}` });
+        failures.push({ check: 'outbox order', id: inArrival[i]!.eventId, detail: `${accountId}: event ${inArrival[i - 1]!.seq} arrived before ${inArrival[i]!.seq}` });
         break;
       }
     }
@@ -193,7 +199,7 @@ export async function reconcile(platform: Platform): Promise<{ run_id?: string; 
     for (let i = 0; i < 120; i++) {
       await sleep(1_000);
       const latest = await latestReconciliation(platform);
-      if (latest && latest.run_id !== before?.run_id) return { run_id: latest.run_id, status: latest.status, detail: { by_kind: latest.by_kind, mismatches: latest.mismatches?.slice(0, 5), invariant_violations: latest.invariant_violations } };
+      if (latest && latest.run_id !== before?.run_id) return { run_id: latest.run_id, status: latest.status, detail: { by_kind: latest.by_kind, mismatches: latest.mismatches, invariant_violations: latest.invariant_violations } };
     }
     return { status: 'no run within 2 minutes' };
   } finally {

@@ -1,0 +1,458 @@
+/**
+ * `npm run dr:drill`: lose region A under load and fail over to region B, then show from outside that every payout
+ * acknowledged before the disaster is in B or listed lost, that the sagas in flight finished, and that nobody was
+ * paid twice, also for the payouts whose submission the standby never saw.
+ *
+ *   Region A     `npm start -- --cluster` as a user runs it (apps/launcher, default settings): PostgreSQL with the
+ *                ledger and Temporal's databases, the Temporal server on it, two workers, two API instances, outbox.
+ *   Region B     a streaming standby of A's PostgreSQL (lib/standby-postgres.ts), over a link through Toxiproxy;
+ *                the same launcher and settings configured on it, not running until the failover.
+ *   Provider     both sandbox aggregators on a PostgreSQL of their own, outside both regions: it outlives A.
+ *
+ * The drill: open-loop payouts and deposits against A (provider callbacks in flight), then A is killed at once
+ * (SIGKILL of its launcher, PostgreSQL, Temporal, workers, API, publisher; the replication link cut), the standby is
+ * promoted, B's launcher starts on it with A's addresses, and the load goes on against B. The operator's backend then
+ * asks B for each payout it was told about (201/202) before the kill: one B does not know is lost, listed with its id
+ * (the RPO), and sent again with its Idempotency-Key, as the runbook says. The verdict is computed from outside: the
+ * clients' answers, B's read model and ledger, the provider's own record, ledger:check and a reconciliation run.
+ *
+ *   npm run dr:drill                          asynchronous replication, about 2,000 payouts (6/s, 180 s + 180 s)
+ *   npm run dr:drill -- --sync                synchronous standby: a commit returns once B has it (RPO 0)
+ *   --link-latency-ms N                       one-way delay on the replication link (a slow inter-region link; 0)
+ *   --short                                   CI: 4/s, 20 s before the kill and 15 s after B is up
+ *   --rate R --before-s S --after-s S         open-loop rate, load before the kill, load after B is up
+ *   --drain-s S                               how long to wait for every saga to settle after the load (300)
+ *   --results DIR                             where the report goes (bench/results)
+ *
+ * Prints RPO, RTO and the verdict, saves bench/results/dr-drill[-sync][-short]-<date>.json and .png; exit code 0
+ * only when the verdict passes and the targets are met.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { DEFAULT_SANDBOX_SCHEMA } from '../apps/sandbox-aggregator/database';
+import { renderChaosChartPng } from '../bench/chart';
+import { startStack, type Stack } from '../bench/stack';
+import { startOutboxReceiver } from '../chaos/receiver';
+import { startToxiproxy } from '../chaos/toxiproxy';
+import { checkMoney, checkOutbox, reconcile, stillOpen, type Failure } from '../chaos/verdict';
+import { countBy, depositBody, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, perSecond, scriptSandbox, send, type ClientOptions, type Request } from '../chaos/workload';
+import { DEFAULT_RECONCILIATION_GRACE_SECONDS } from '../contracts/reconciliation';
+import { repoRoot, settings } from '../lib/config';
+import { replicationStatus, startStandby, type StandbyHandle } from '../lib/standby-postgres';
+import { signToken } from '../lib/tokens';
+import { freePort, sleep, waitUntil } from '../lib/wait';
+import { allDead, chooseAddresses, killRegion, startProvider, type Provider } from './regions';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const option = (name: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const short = flag('short');
+const synchronous = flag('sync');
+const rate = Number(option('rate') ?? (short ? 4 : 6));
+const beforeS = Number(option('before-s') ?? (short ? 20 : 180));
+const afterS = Number(option('after-s') ?? (short ? 15 : 180));
+const linkLatencyMs = Number(option('link-latency-ms') ?? 0);
+const drainS = Number(option('drain-s') ?? 300);
+const resultsDir = path.resolve(option('results') ?? path.join(repoRoot, 'bench', 'results'));
+/** The issue's targets. */
+const TARGETS = { rpo_s_async: 5, rpo_transactions_sync: 0, rto_first_payout_s: 60, rto_in_flight_settled_s: 300 };
+/** The velocity limit allows 20 payouts per account per hour: 12 each leaves room (the lost ones are sent again). */
+const PAYOUTS_PER_ACCOUNT = 12;
+const FUNDING_MINOR = 1_000_000;
+const REPLICATION_LINK = 'replication';
+const STANDBY_NAME = 'region_b';
+const SEVERITY = ['submitted twice', 'ledger movements', 'ledger amount', 'balance', 'lost', 'provider record differs', 'final state', 'not settled', 'not submitted', 'ledger:check', 'reconciliation', 'outbox event', 'outbox delivery', 'outbox order', 'outbox signature', 'harness'];
+const say = (msg: string) => process.stderr.write(`[dr] ${msg}\n`);
+const accepted = (r: Request) => r.answer?.status === 201 || r.answer?.status === 202;
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-dr-'));
+  say(`data folder ${root}; ${synchronous ? 'synchronous' : 'asynchronous'} standby${linkLatencyMs ? `, replication link delayed ${linkLatencyMs} ms` : ''}; ${rate}/s for ${beforeS} s before the kill and ${afterS} s after region B is up`);
+  const toxiproxy = await startToxiproxy(root, say);
+  const receiver = await startOutboxReceiver(settings.OUTBOX_WEBHOOK_SECRET.default!);
+  const addresses = await chooseAddresses();
+  let provider: Provider | undefined;
+  let regionA: Stack | undefined;
+  let regionB: Stack | undefined;
+  let standby: StandbyHandle | undefined;
+  try {
+    provider = await startProvider(path.join(root, 'provider'), addresses.apiPort, () => undefined);
+    // Every drill payout goes to provider `sandbox`: the verdict reads that provider's record.
+    const regionEnv = { ...addresses.env, ...provider.platformEnv, PAYOUT_ROUTES: '* -> sandbox', OUTBOX_ENDPOINTS: receiver.url };
+    const regionADir = path.join(root, 'region-a');
+    regionA = await startStack(regionADir, () => undefined, { cluster: true, wire: async () => regionEnv });
+    say(`region A up at ${regionA.apiUrls.join(', ')} (Temporal ${regionA.temporalAddress}); provider at ${provider.sandboxUrl}, ${provider.sandboxBUrl}`);
+
+    // Region B's database: a standby of A's, streaming over a link that can be delayed and is cut with A.
+    const primary = new URL(regionA.databaseUrl);
+    const link = await toxiproxy.proxy(REPLICATION_LINK, `127.0.0.1:${primary.port}`);
+    primary.host = link;
+    standby = await startStandby({ primaryUrl: primary.toString(), primaryDataDir: path.join(regionADir, 'postgres'), dataDir: path.join(root, 'region-b', 'postgres'), port: await freePort(), name: STANDBY_NAME, synchronous });
+    if (linkLatencyMs > 0) await toxiproxy.addToxic(REPLICATION_LINK, { name: 'wan', type: 'latency', attributes: { latency: linkLatencyMs, jitter: 0 } });
+    say(`region B's PostgreSQL streaming from A (${(await standbyOnPrimary(regionA.databaseUrl))?.syncState}) on port ${standby.port}`);
+
+    const report = await drill({ regionA, provider, standby, receiver, root, startedAt, regionEnv, startB: async () => (regionB = await startStack(path.join(root, 'region-b'), () => undefined, { cluster: true, wire: async () => ({ ...regionEnv, DATABASE_URL: standby!.url }) })), cutLink: () => toxiproxy.setEnabled(REPLICATION_LINK, false) });
+    const name = `dr-drill${synchronous ? '-sync' : ''}${short ? '-short' : ''}-${startedAt.toISOString().slice(0, 10)}`;
+    fs.mkdirSync(resultsDir, { recursive: true });
+    fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
+    await renderChaosChartPng(
+      {
+        title: `Disaster-recovery drill: region A lost under load, failover to B (${synchronous ? 'synchronous' : 'asynchronous'} standby${linkLatencyMs ? `, link +${linkLatencyMs} ms` : ''})`,
+        subtitle: `${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${os.cpus().length} cores · ${report.workload.payouts} payouts, ${report.workload.deposits} deposits · RPO ${report.rpo.lost_transactions} transactions (${report.rpo.seconds} s) · RTO ${report.rto.first_payout_s} s, in flight settled ${report.rto.in_flight_settled_s} s · duplicated ${report.verdict.duplicated} · ${report.verdict.pass ? 'PASS' : 'FAIL'}`,
+        heading: 'Requests each second through the loss of region A and the failover to B',
+        perSecond: report.per_second,
+        faults: report.timeline,
+      },
+      path.join(resultsDir, `${name}.png`),
+    ).catch((err: unknown) => say(`chart not drawn: ${err instanceof Error ? err.message : String(err)}`));
+    printReport(report);
+    say(`saved ${path.relative(process.cwd(), path.join(resultsDir, name))}.json and .png`);
+    process.exitCode = report.verdict.pass ? 0 : 1;
+  } finally {
+    await regionB?.stop().catch(() => undefined);
+    // Region A was killed; a drill stopped before the kill stops it here.
+    await regionA?.stop().catch(() => undefined);
+    await standby?.stop().catch(() => undefined);
+    await provider?.stop().catch(() => undefined);
+    await toxiproxy.stop();
+    await receiver.close();
+    if (process.exitCode === 0) fs.rmSync(root, { recursive: true, force: true });
+    else say(`kept ${root} (logs of every process under region-a/logs, region-b/logs, provider)`);
+  }
+}
+
+interface DrillContext {
+  regionA: Stack;
+  provider: Provider;
+  standby: StandbyHandle;
+  receiver: Awaited<ReturnType<typeof startOutboxReceiver>>;
+  root: string;
+  startedAt: Date;
+  regionEnv: Record<string, string>;
+  startB: () => Promise<Stack>;
+  cutLink: () => Promise<void>;
+}
+
+async function drill(ctx: DrillContext) {
+  const { regionA, provider, standby, receiver } = ctx;
+  const token = await signToken({ sub: 'dr-backend', role: 'service' }, regionA.config.AUTH_JWT_SECRET);
+  const staff = await signToken({ sub: 'dr-staff', role: 'staff' }, regionA.config.AUTH_JWT_SECRET);
+  // The clients know one address per API instance; B answers on the same ones once it is up.
+  const client: ClientOptions = { apiUrls: regionA.apiUrls, token, attemptTimeoutMs: 5_000, giveUpAfterMs: 240_000 };
+  const providerDb = new pg.Pool({ connectionString: provider.databaseUrl, max: 4 });
+  const dbA = new pg.Pool({ connectionString: regionA.databaseUrl, max: 4 });
+  dbA.on('error', () => undefined); // region A's database dies with it
+  let dbB: pg.Pool | undefined;
+  try {
+    // Accounts funded in A, each by one deposit, before the load.
+    const planned = Math.ceil(rate * (beforeS + afterS + 90));
+    const accounts = Array.from({ length: Math.ceil(planned / PAYOUTS_PER_ACCOUNT) }, (_, i) => `dr-${ctx.startedAt.getTime()}-${i}`);
+    const funded = new Map<string, number>();
+    const funding: Request[] = [];
+    for (let i = 0; i < accounts.length; i += 8) {
+      await Promise.all(
+        accounts.slice(i, i + 8).map(async (accountId) => {
+          const created = await send(client, 'POST', '/v1/accounts', { account_id: accountId, currency: 'EUR' }, undefined, []);
+          if (created?.status !== 201 && created?.status !== 200) throw new Error(`account ${accountId}: ${created?.status}`);
+          const deposit = newDeposit(accountId, false, FUNDING_MINOR);
+          const answer = await send(client, 'POST', '/v1/deposits', depositBody(deposit), deposit.key, deposit.attempts);
+          if (answer?.status !== 201 && answer?.status !== 202) throw new Error(`funding ${accountId}: ${answer?.status}`);
+          deposit.answer = { status: answer.status, at: Date.now() };
+          funding.push(deposit);
+        }),
+      );
+    }
+    await waitUntil('funding deposits credited', async () => (await stillOpen(dbA, funding)).length === 0, 120_000, 500);
+    for (const d of funding) funded.set(d.accountId, FUNDING_MINOR);
+    say(`${accounts.length} accounts funded in A; load starts`);
+
+    // The load, open loop, across the disaster.
+    const t0 = Date.now();
+    const clock = (at = Date.now()) => Math.round(((at - t0) / 1000) * 10) / 10;
+    const requests: Request[] = [];
+    const bodies = new Map<string, unknown>();
+    const inFlight: Promise<void>[] = [];
+    const track = (request: Request, work: Promise<void>) =>
+      inFlight.push(
+        work.catch((err: unknown) => {
+          request.harnessError = err instanceof Error ? err.message : String(err);
+        }),
+      );
+    let payouts = 0;
+    let deposits = 0;
+    const sendNext = (i: number) => {
+      if (i % 8 === 7) {
+        const n = deposits++;
+        const request = newDeposit(accounts[(n * 7) % accounts.length]!, n % 4 === 1, 5_000);
+        requests.push(request);
+        bodies.set(request.id, depositBody(request));
+        track(
+          request,
+          (async () => {
+            if (request.expected === 'FAILED') await scriptSandbox(provider.sandboxUrl, request.id, { scenario: 'fail' });
+            const answer = await send(client, 'POST', '/v1/deposits', bodies.get(request.id), request.key, request.attempts);
+            request.answer = answer ? { status: answer.status, at: Date.now(), ...(answer.json?.code ? { code: answer.json.code } : {}) } : undefined;
+          })(),
+        );
+        return;
+      }
+      const n = payouts++;
+      const scenario = PAYOUT_SCENARIOS[n % PAYOUT_SCENARIOS.length]!;
+      const request = newPayout(accounts[n % accounts.length]!, scenario, 100 + ((n * 37) % 900));
+      requests.push(request);
+      bodies.set(request.id, payoutBody(request, scenario.walletId));
+      track(
+        request,
+        (async () => {
+          const answer = await send(client, 'POST', '/v1/payouts', bodies.get(request.id), request.key, request.attempts);
+          request.answer = answer ? { status: answer.status, at: Date.now(), ...(answer.json?.code ? { code: answer.json.code } : {}) } : undefined;
+        })(),
+      );
+    };
+    let loadUntil = Number.POSITIVE_INFINITY;
+    const load = (async () => {
+      for (let i = 0; Date.now() < loadUntil; i++) {
+        const due = t0 + (i * 1000) / rate;
+        if (due > Date.now()) await sleep(due - Date.now());
+        sendNext(i);
+      }
+    })();
+
+    // How far behind the standby is, as the primary sees it, each second until the kill.
+    const lag: { at_s: number; lag_bytes: number | null; replay_lag_ms: number | null }[] = [];
+    let sampling = true;
+    void (async () => {
+      while (sampling) {
+        const at = clock();
+        const row = await standbyOnPrimary(regionA.databaseUrl).catch(() => undefined);
+        if (sampling) lag.push({ at_s: at, lag_bytes: row?.lagBytes ?? null, replay_lag_ms: row?.replayLagMs ?? null });
+        await sleep(1_000);
+      }
+    })();
+    await sleep(t0 + beforeS * 1000 - Date.now());
+    sampling = false;
+
+    // The disaster: the link and every process of region A at once.
+    const killAt = Date.now();
+    const arrivalsBeforeKill = receiver.received.length;
+    await ctx.cutLink();
+    const killed = killRegion(path.join(ctx.root, 'region-a'), regionA.launcherPid);
+    await waitUntil('region A dead', async () => allDead(Object.values(killed)), 10_000, 20);
+    say(`${clock(killAt)} s: region A killed (${Object.keys(killed).join(', ')}); replication link cut`);
+    // What the standby had when A died: the last commit it replayed.
+    const [standbyState] = (await queryOnce(standby.url, `SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed, (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::float8 AS last_commit_ms`)) as [{ received: string; replayed: string; last_commit_ms: number }];
+    await standby.promote();
+    const promotedAt = Date.now();
+    say(`${clock(promotedAt)} s: standby promoted (it had replayed up to ${standbyState.replayed}, last commit ${killAt - standbyState.last_commit_ms} ms before the kill); starting region B`);
+    const regionB = await ctx.startB();
+    const bUpAt = Date.now();
+    loadUntil = bUpAt + afterS * 1000;
+    say(`${clock(bUpAt)} s: region B up (${regionB.apiUrls.join(', ')}), ${((bUpAt - killAt) / 1000).toFixed(1)} s after the kill`);
+    dbB = new pg.Pool({ connectionString: regionB.databaseUrl, max: 4 });
+
+    // The operator's backend asks B for everything it was told was accepted before the kill; what B does not
+    // know is lost (the RPO) and is sent again with its Idempotency-Key (docs/disaster-recovery.md, runbook).
+    const ackedBeforeKill = requests.filter((r) => accepted(r) && r.answer!.at <= killAt);
+    const lost: Request[] = [];
+    for (const r of ackedBeforeKill) {
+      const found = await send(client, 'GET', `/v1/${r.kind === 'payout' ? 'payouts' : 'deposits'}/${r.id}`, undefined, undefined, []);
+      if (found?.status === 404) lost.push(r);
+      else if (found?.status !== 200) r.harnessError = `region B answered ${found?.status ?? 'nothing'} for ${r.id}`;
+    }
+    // Of those, the ones the provider had already been asked for: B knows nothing of them, so only A can have.
+    const submittedBeforeKill = new Set(
+      (
+        await providerDb.query<{ reference: string }>(
+          `SELECT DISTINCT split_part(reference, ':', 1) AS reference FROM ${DEFAULT_SANDBOX_SCHEMA}.resources WHERE split_part(reference, ':', 1) = ANY($1)`,
+          [lost.map((r) => r.id)],
+        )
+      ).rows.map((row) => row.reference),
+    );
+    const replays = await Promise.all(
+      lost.map(async (r) => {
+        const answer = await send(client, 'POST', `/v1/${r.kind === 'payout' ? 'payouts' : 'deposits'}`, bodies.get(r.id), r.key, []);
+        return { id: r.id, kind: r.kind, acked_at_s: clock(r.answer!.at), submitted_to_provider_before_kill: submittedBeforeKill.has(r.id), replay_status: answer?.status ?? null };
+      }),
+    );
+    say(`${lost.length} of ${ackedBeforeKill.length} acknowledged before the kill not in B (${submittedBeforeKill.size} of them already at the provider); sent again with their keys`);
+
+    // Kill → every saga accepted before the kill in its final state in B.
+    let inFlightSettledAt: number | undefined;
+    const watchInFlight = (async () => {
+      while (Date.now() - killAt < (afterS + drainS + 120) * 1000) {
+        if ((await stillOpen(dbB!, ackedBeforeKill).catch(() => ackedBeforeKill)).length === 0) {
+          inFlightSettledAt = Date.now();
+          return;
+        }
+        await sleep(1_000);
+      }
+    })();
+
+    await load;
+    say(`${requests.length} requests sent in ${clock()} s; waiting for the answers and for every saga to settle`);
+    await Promise.all(inFlight);
+    const platformB = { temporalAddress: regionB.temporalAddress, namespace: regionB.config.TEMPORAL_NAMESPACE, apiUrl: regionB.apiUrl, staffToken: staff };
+    const drainStarted = Date.now();
+    let open = await stillOpen(dbB, requests);
+    const drain = async (untilMs: number) => {
+      while (open.length > 0 && Date.now() < untilMs) {
+        await sleep(2_000);
+        open = await stillOpen(dbB!, requests);
+      }
+    };
+    // The runbook's reconciliation after a failover, once what was in flight has had its minute and the run's grace
+    // period has passed since the kill (it leaves out settlements younger than that): what the provider did that B
+    // has no record of (`missing_in_ledger`: a return whose webhook A acknowledged and lost, say) is checked by the
+    // saga against the provider's record, at staff's request (POST /v1/ops/payouts/{id}/poll).
+    await drain(Math.max(drainStarted + Math.min(60, drainS) * 1000, killAt + (DEFAULT_RECONCILIATION_GRACE_SECONDS + 15) * 1000));
+    const afterFailover = await reconcile(platformB);
+    const toPoll = [...new Set(((afterFailover.detail as { mismatches?: { kind: string; item_kind: string; reference: string }[] })?.mismatches ?? []).filter((m) => m.kind === 'missing_in_ledger' && m.item_kind === 'payout').map((m) => m.reference))];
+    const polled = await Promise.all(
+      toPoll.map(async (id) => ({ id, status: (await send({ ...client, apiUrls: regionB.apiUrls, token: staff }, 'POST', `/v1/ops/payouts/${id}/poll`, { reason: 'after failover: reconciliation found the provider ahead of the ledger' }, undefined, []))?.status ?? null })),
+    );
+    if (toPoll.length > 0) say(`reconciliation after the failover: ${JSON.stringify((afterFailover.detail as { by_kind?: unknown })?.by_kind)}; asked ${toPoll.length} saga(s) to poll the provider`);
+    await drain(drainStarted + drainS * 1000);
+    await Promise.race([watchInFlight, sleep(5_000)]);
+    say(`drained in ${((Date.now() - drainStarted) / 1000).toFixed(0)} s (${open.length} still open)`);
+
+    // From outside: the clients' answers against B's read model and ledger and the provider's own record.
+    const clientB: ClientOptions = { ...client, apiUrls: regionB.apiUrls };
+    const money = await checkMoney(dbB, requests, { funded, balance: async (accountId) => (await send(clientB, 'GET', `/v1/accounts/${accountId}/balance`, undefined, undefined, []))!.json }, providerDb);
+    const failures: Failure[] = [
+      ...requests.filter((r) => r.harnessError).map((r) => ({ check: 'harness', id: r.id, detail: r.harnessError! })),
+      ...open.map((r) => ({ check: 'not settled', id: r.id, detail: `${r.kind}/${r.scenario} still open ${(Date.now() - drainStarted) / 1000} s after the load` })),
+      ...money.failures,
+    ];
+    const ledgerCheck = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/ledger-check.ts'], { cwd: repoRoot, env: { ...process.env, DATABASE_URL: regionB.databaseUrl }, encoding: 'utf8' });
+    if (ledgerCheck.status !== 0) failures.push({ check: 'ledger:check', id: 'ledger', detail: `exit ${ledgerCheck.status}: ${(ledgerCheck.stdout + ledgerCheck.stderr).trim().slice(0, 600)}` });
+    const reconciliation = await reconcile(platformB);
+    if (reconciliation.status !== 'clean') failures.push({ check: 'reconciliation', id: reconciliation.run_id ?? 'none', detail: JSON.stringify(reconciliation.detail).slice(0, 600) });
+    const outboxStarted = Date.now();
+    let outbox = await checkOutbox(dbB, ctx.startedAt, receiver.received, arrivalsBeforeKill);
+    while (outbox.failures.length > 0 && Date.now() - outboxStarted < 60_000) {
+      await sleep(2_000);
+      outbox = await checkOutbox(dbB, ctx.startedAt, receiver.received, arrivalsBeforeKill);
+    }
+    failures.push(...outbox.failures);
+    if (receiver.badSignatures.length > 0) failures.push({ check: 'outbox signature', id: 'receiver', detail: `${receiver.badSignatures.length} deliveries with a bad signature` });
+    // Events region A delivered that B never had: the downstream's share of the RPO (B makes its own for the replays).
+    const knownToB = new Set((await dbB.query<{ event_id: string }>('SELECT event_id::text FROM outbox_events')).rows.map((r) => r.event_id));
+    const deliveredOnlyByA = new Set(receiver.received.map((r) => r.eventId).filter((id) => !knownToB.has(id))).size;
+
+    failures.sort((a, b) => SEVERITY.indexOf(a.check) - SEVERITY.indexOf(b.check));
+    const duplicated = failures.filter((f) => f.check === 'submitted twice' || f.check === 'ledger movements').length;
+    const lostAfterReplay = failures.filter((f) => f.check === 'lost' || f.check === 'not settled').length;
+    const firstPayoutInB = requests.filter((r) => r.kind === 'payout' && accepted(r) && r.answer!.at > killAt).map((r) => r.answer!.at);
+    const rpo = {
+      lost_transactions: lost.length,
+      lost_payouts: lost.filter((r) => r.kind === 'payout').length,
+      lost_deposits: lost.filter((r) => r.kind === 'deposit').length,
+      lost_already_submitted_to_provider: submittedBeforeKill.size,
+      /** From the earliest lost acknowledgement to the kill: what was acknowledged in that window may be lost. */
+      seconds: lost.length === 0 ? 0 : Math.round((killAt - Math.min(...lost.map((r) => r.answer!.at))) / 100) / 10,
+      standby_last_commit_before_kill_ms: Math.round(killAt - standbyState.last_commit_ms),
+      acknowledged_before_kill: ackedBeforeKill.length,
+      lost: replays,
+    };
+    const rto = {
+      region_b_up_s: round1((bUpAt - killAt) / 1000),
+      promoted_s: round1((promotedAt - killAt) / 1000),
+      first_payout_s: firstPayoutInB.length ? round1((Math.min(...firstPayoutInB) - killAt) / 1000) : null,
+      in_flight_settled_s: inFlightSettledAt ? round1((inFlightSettledAt - killAt) / 1000) : null,
+    };
+    const targets = {
+      rpo: synchronous ? { target: `${TARGETS.rpo_transactions_sync} transactions lost`, met: rpo.lost_transactions === 0 } : { target: `≤ ${TARGETS.rpo_s_async} s`, met: rpo.seconds <= TARGETS.rpo_s_async },
+      rto_first_payout: { target: `≤ ${TARGETS.rto_first_payout_s} s`, met: rto.first_payout_s !== null && rto.first_payout_s <= TARGETS.rto_first_payout_s },
+      rto_in_flight_settled: { target: `≤ ${TARGETS.rto_in_flight_settled_s} s`, met: rto.in_flight_settled_s !== null && rto.in_flight_settled_s <= TARGETS.rto_in_flight_settled_s },
+      duplicates: { target: '0', met: duplicated === 0 },
+    };
+    const pass = failures.length === 0 && Object.values(targets).every((t) => t.met);
+    return {
+      date: ctx.startedAt.toISOString(),
+      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
+      setup: {
+        region_a: 'apps/launcher/main.ts --cluster as a child process, default settings (Temporal server on its PostgreSQL, 2 workers, 2 API instances, outbox publisher); sandboxes external (SANDBOX_EMBEDDED=false)',
+        region_b: `a physical streaming standby of A's PostgreSQL (${synchronous ? 'synchronous' : 'asynchronous'}) over a Toxiproxy link${linkLatencyMs ? ` delayed ${linkLatencyMs} ms` : ''}; the same launcher and settings started on it after promotion, on A's addresses`,
+        provider: 'both sandbox aggregators on their own PostgreSQL, outside both regions',
+        killed: Object.keys(killed),
+      },
+      workload: {
+        payouts: requests.filter((r) => r.kind === 'payout').length,
+        deposits: requests.filter((r) => r.kind === 'deposit').length,
+        accounts: accounts.length,
+        rate_per_s: rate,
+        before_kill_s: beforeS,
+        after_b_up_s: afterS,
+        answers: countBy(requests, (r) => (r.answer ? `${r.answer.status}${r.answer.code ? ` ${r.answer.code}` : ''}` : 'no answer')),
+        requests_retried: requests.filter((r) => r.attempts.length > 1).length,
+      },
+      rpo,
+      rto,
+      targets,
+      replication_lag: lag,
+      outcomes: money.outcomes,
+      reconciliation_after_failover: { status: afterFailover.status, by_kind: (afterFailover.detail as { by_kind?: unknown })?.by_kind ?? null, polled },
+      reconciliation: { run_id: reconciliation.run_id, status: reconciliation.status },
+      ledger_check: { exit: ledgerCheck.status },
+      outbox: { events_in_b: outbox.events, deliveries: outbox.deliveries, delivered_only_by_a: deliveredOnlyByA },
+      verdict: { pass, lost_after_replay: lostAfterReplay, duplicated, failures: failures.slice(0, 200), failure_count: failures.length },
+      timeline: [
+        { kind: 'A killed → B up', at_s: clock(killAt), ended_s: clock(bUpAt) },
+        ...(inFlightSettledAt ? [{ kind: 'in-flight sagas settling', at_s: clock(bUpAt), ended_s: clock(inFlightSettledAt) }] : []),
+      ],
+      per_second: perSecond(requests, t0),
+    };
+  } finally {
+    await providerDb.end();
+    await dbA.end().catch(() => undefined);
+    await dbB?.end();
+  }
+}
+
+const round1 = (v: number) => Math.round(v * 10) / 10;
+
+/** The standby's row in A's pg_stat_replication, read on A directly (not over the replication link, which may be slow). */
+async function standbyOnPrimary(primaryUrl: string) {
+  return (await replicationStatus(primaryUrl)).find((row) => row.applicationName === STANDBY_NAME);
+}
+
+async function queryOnce(url: string, sql: string): Promise<Record<string, unknown>[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+function printReport(report: Awaited<ReturnType<typeof drill>>): void {
+  const t = report.targets;
+  const mark = (met: boolean) => (met ? 'met' : 'MISSED');
+  const lines = [
+    `\ndr:drill: ${report.workload.payouts} payouts, ${report.workload.deposits} deposits on ${report.workload.accounts} accounts; ${report.workload.requests_retried} requests retried by their client`,
+    `  answers ${JSON.stringify(report.workload.answers)}`,
+    `  RPO: ${report.rpo.lost_transactions} of ${report.rpo.acknowledged_before_kill} acknowledged transactions lost (${report.rpo.lost_payouts} payouts, ${report.rpo.lost_deposits} deposits), ${report.rpo.seconds} s; the standby's last commit ${report.rpo.standby_last_commit_before_kill_ms} ms before the kill  [${t.rpo.target}: ${mark(t.rpo.met)}]`,
+    `       ${report.rpo.lost_already_submitted_to_provider} of them had reached the provider; all sent again with their keys, answered ${JSON.stringify(countBy(report.rpo.lost, (l) => String(l.replay_status)))}`,
+    ...report.rpo.lost.slice(0, 20).map((l) => `       lost ${l.kind} ${l.id}, acknowledged at ${l.acked_at_s} s${l.submitted_to_provider_before_kill ? ', already at the provider' : ''}`),
+    `  RTO: standby promoted ${report.rto.promoted_s} s, region B up ${report.rto.region_b_up_s} s, first payout accepted by B ${report.rto.first_payout_s} s [${t.rto_first_payout.target}: ${mark(t.rto_first_payout.met)}], every saga in flight at the kill settled ${report.rto.in_flight_settled_s} s [${t.rto_in_flight_settled.target}: ${mark(t.rto_in_flight_settled.met)}]`,
+    ...Object.entries(report.outcomes).map(([scenario, counts]) => `  ${scenario.padEnd(42)} ${JSON.stringify(counts)}`),
+    `  reconciliation a minute into the drain ${report.reconciliation_after_failover.status} ${JSON.stringify(report.reconciliation_after_failover.by_kind)}; ${report.reconciliation_after_failover.polled.length} saga(s) asked to poll their provider`,
+    `  reconciliation at the end ${report.reconciliation.status}; ledger:check exit ${report.ledger_check.exit}; outbox ${report.outbox.events_in_b} events in B, ${report.outbox.deliveries} deliveries, ${report.outbox.delivered_only_by_a} delivered by A only`,
+    `  verdict: ${report.verdict.pass ? 'PASS' : 'FAIL'}: duplicated ${report.verdict.duplicated} [${mark(t.duplicates.met)}], lost after the replay ${report.verdict.lost_after_replay}, ${report.verdict.failure_count} failure(s)`,
+    ...report.verdict.failures.slice(0, 20).map((f) => `    FAIL ${f.check}: ${f.id}: ${f.detail}`),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`[dr] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 2;
+});
