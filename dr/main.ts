@@ -241,10 +241,11 @@ async function drill(ctx: DrillContext) {
 
     // The disaster: the link and every process of region A at once.
     const killAt = Date.now();
-    const arrivalsBeforeKill = receiver.received.length;
     await ctx.cutLink();
     const killed = killRegion(path.join(ctx.root, 'region-a'), regionA.launcherPid);
     await waitUntil('region A dead', async () => allDead(Object.values(killed)), 10_000, 20);
+    // Taken once A is dead: whatever the receiver got until now came from A.
+    const arrivalsBeforeKill = receiver.received.length;
     say(`${clock(killAt)} s: region A killed (${Object.keys(killed).join(', ')}); replication link cut`);
     // What the standby had when A died: the last commit it replayed.
     const [standbyState] = (await queryOnce(standby.url, `SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed, (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::float8 AS last_commit_ms`)) as [{ received: string; replayed: string; last_commit_ms: number }];
@@ -259,7 +260,8 @@ async function drill(ctx: DrillContext) {
 
     // The operator's backend asks B for everything it was told was accepted before the kill; what B does not
     // know is lost (the RPO) and is sent again with its Idempotency-Key (docs/disaster-recovery.md, runbook).
-    const ackedBeforeKill = requests.filter((r) => accepted(r) && r.answer!.at <= killAt);
+    // Answers that reached the clients before the promotion came from A (some arrive just after the SIGKILL).
+    const ackedBeforeKill = requests.filter((r) => accepted(r) && r.answer!.at < promotedAt);
     const lost: Request[] = [];
     for (const r of ackedBeforeKill) {
       const found = await send(client, 'GET', `/v1/${r.kind === 'payout' ? 'payouts' : 'deposits'}/${r.id}`, undefined, undefined, []);
@@ -349,7 +351,7 @@ async function drill(ctx: DrillContext) {
     failures.sort((a, b) => SEVERITY.indexOf(a.check) - SEVERITY.indexOf(b.check));
     const duplicated = failures.filter((f) => f.check === 'submitted twice' || f.check === 'ledger movements').length;
     const lostAfterReplay = failures.filter((f) => f.check === 'lost' || f.check === 'not settled').length;
-    const firstPayoutInB = requests.filter((r) => r.kind === 'payout' && accepted(r) && r.answer!.at > killAt).map((r) => r.answer!.at);
+    const firstPayoutInB = requests.filter((r) => r.kind === 'payout' && accepted(r) && r.answer!.at > promotedAt).map((r) => r.answer!.at);
     const rpo = {
       lost_transactions: lost.length,
       lost_payouts: lost.filter((r) => r.kind === 'payout').length,
