@@ -42,6 +42,8 @@ const lookups = proxyLocalActivities<Activities>(PROVIDER_LOOKUP_OPTIONS);
  * payout voids its hold; money returned after settlement is refunded to the player.
  */
 export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
+  // Asked first, before any local activity, so its marker never sits between a local activity's and a task boundary.
+  const staffCanPoll = patched('return-window-staff-poll');
   const saga = new PayoutState(input);
   const money = moneySteps(saga);
   const ask = providerChecks(saga);
@@ -97,7 +99,6 @@ export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
 
   // 7. Return window: a return claimed by webhook, or found by a poll staff asked for (a return whose webhook was
   // lost, as after a failover to a standby that never saw it), is refunded once the provider's record says returned.
-  const staffCanPoll = patched('return-window-staff-poll');
   const nudged = () => (staffCanPoll ? saga.nudged() : saga.claim !== undefined);
   for (const closesAt = Date.now() + input.timings.returnWindowMs; !saga.returned(); ) {
     if (!(await condition(() => saga.returned() || nudged(), Math.max(1, closesAt - Date.now())))) break;
