@@ -16,7 +16,6 @@
  * Prints the report, saves it as bench/results/chaos[-long|-broken]-<date>.json and .png; exit code 0 only
  * when nothing was lost, nothing happened twice, and the ledger, reconciliation and outbox are clean.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,8 +28,8 @@ import { sleep } from '../lib/wait';
 import { FAULT_KINDS, inflict, PROVIDER_PROXY, WEBHOOK_PROXY, type FaultKind, type FaultRecord } from './faults';
 import { startOutboxReceiver } from './receiver';
 import { startToxiproxy, type Toxiproxy } from './toxiproxy';
-import { checkMoney, checkOutbox, reconcile, stillOpen, type Failure } from './verdict';
-import { depositBody, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, countBy, perSecond, scriptSandbox, send, type ClientOptions, type Request } from './workload';
+import { checkMoney, checkOutboxSettled, reconcile, runLedgerCheck, stillOpen, type Failure } from './verdict';
+import { depositBody, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, countBy, fundAccounts, perSecond, scriptSandbox, send, type ClientOptions, type Request } from './workload';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(`--${name}`);
@@ -121,26 +120,7 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
     const plannedPayouts = Math.max(payoutCount, Math.ceil(rate * (scheduleS + 10)));
     // Accounts, each funded by one deposit before the faults start; payouts go round robin over them.
     const accounts = Array.from({ length: Math.ceil(plannedPayouts / PAYOUTS_PER_ACCOUNT) }, (_, i) => `chaos-${startedAt.getTime()}-${i}`);
-    const funded = new Map<string, number>();
-    const funding: Request[] = [];
-    for (let i = 0; i < accounts.length; i += 8) {
-      await Promise.all(
-        accounts.slice(i, i + 8).map(async (accountId) => {
-          const created = await send(client, 'POST', '/v1/accounts', { account_id: accountId, currency: 'EUR' }, undefined, []);
-          if (created?.status !== 201 && created?.status !== 200) throw new Error(`account ${accountId}: ${created?.status}`);
-          const deposit = newDeposit(accountId, false, FUNDING_MINOR);
-          const answer = await send(client, 'POST', '/v1/deposits', depositBody(deposit), deposit.key, deposit.attempts);
-          if (answer?.status !== 201 && answer?.status !== 202) throw new Error(`funding ${accountId}: ${answer?.status}`);
-          deposit.answer = { status: answer.status, at: Date.now() };
-          funding.push(deposit);
-        }),
-      );
-    }
-    for (let waited = 0; (await stillOpen(db, funding)).length > 0; waited++) {
-      if (waited > 240) throw new Error('funding deposits not credited within 2 minutes');
-      await sleep(500);
-    }
-    for (const d of funding) funded.set(d.accountId, FUNDING_MINOR);
+    const funded = await fundAccounts(client, accounts, FUNDING_MINOR, async (deposits) => (await stillOpen(db, deposits)).length === 0);
     say(`${accounts.length} accounts funded; workload and faults start`);
 
     // The workload, open loop, and the fault schedule beside it.
@@ -242,16 +222,11 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
       ...requests.filter((r) => r.harnessError).map((r) => ({ check: 'harness', id: r.id, detail: r.harnessError! })),
       ...open.map((r) => ({ check: 'not settled', id: r.id, detail: `${r.kind}/${r.scenario} still open ${(Date.now() - drainStarted) / 1000} s after the run` })), ...money.failures,
     ];
-    const ledgerCheck = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/ledger-check.ts'], { cwd: repoRoot, env: { ...process.env, DATABASE_URL: stack.databaseUrl }, encoding: 'utf8' });
-    if (ledgerCheck.status !== 0) failures.push({ check: 'ledger:check', id: 'ledger', detail: `exit ${ledgerCheck.status}: ${(ledgerCheck.stdout + ledgerCheck.stderr).trim().slice(0, 600)}` });
+    const ledgerCheck = runLedgerCheck(stack.databaseUrl);
+    if (ledgerCheck.failure) failures.push(ledgerCheck.failure);
     const reconciliation = await reconcile({ temporalAddress: stack.temporalAddress, namespace: stack.config.TEMPORAL_NAMESPACE, apiUrl: stack.apiUrl, staffToken: staff });
     if (reconciliation.status !== 'clean') failures.push({ check: 'reconciliation', id: reconciliation.run_id ?? 'none', detail: JSON.stringify(reconciliation.detail).slice(0, 600) });
-    const outboxStarted = Date.now();
-    let outbox = await checkOutbox(db, startedAt, receiver.received);
-    while (outbox.failures.length > 0 && Date.now() - outboxStarted < 60_000) {
-      await sleep(2_000);
-      outbox = await checkOutbox(db, startedAt, receiver.received);
-    }
+    const outbox = await checkOutboxSettled(db, startedAt, receiver.received);
     failures.push(...outbox.failures);
     if (receiver.badSignatures.length > 0) failures.push({ check: 'outbox signature', id: 'receiver', detail: `${receiver.badSignatures.length} deliveries with a bad signature` });
 
@@ -282,7 +257,7 @@ async function run(stack: Stack, toxiproxy: Toxiproxy, receiver: Awaited<ReturnT
       outcomes: money.outcomes,
       faults,
       reconciliation: { run_id: reconciliation.run_id, status: reconciliation.status },
-      ledger_check: { exit: ledgerCheck.status },
+      ledger_check: { exit: ledgerCheck.exit },
       outbox: { events: outbox.events, deliveries: outbox.deliveries, refused_first_deliveries: receiver.refused() },
       verdict: { pass: failures.length === 0, lost, duplicated, failures: failures.slice(0, 200), failure_count: failures.length },
       per_second: perSecond(requests, t0),

@@ -3,10 +3,12 @@
  * against the platform's read model and ledger, the sandbox's own record of what it was asked to pay, and what
  * the outbox delivered to the run's receiver. Every difference is a failure naming the id and what differs.
  */
+import { spawnSync } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
 import type pg from 'pg';
 import { DEFAULT_SANDBOX_SCHEMA } from '../apps/sandbox-aggregator/database';
 import { RECONCILIATION_SCHEDULE_ID } from '../temporal/schedules';
+import { repoRoot } from '../lib/config';
 import { sleep } from '../lib/wait';
 import type { Request } from './workload';
 
@@ -210,4 +212,22 @@ export async function reconcile(platform: Platform): Promise<{ run_id?: string; 
 async function latestReconciliation(platform: Platform): Promise<any> {
   const res = await fetch(`${platform.apiUrl}/v1/ops/reconciliation/latest`, { headers: { authorization: `Bearer ${platform.staffToken}` } });
   return res.ok ? res.json() : undefined;
+}
+
+/** `npm run ledger:check` against `databaseUrl`: its exit code, and a failure when it is not 0. */
+export function runLedgerCheck(databaseUrl: string): { exit: number | null; failure?: Failure } {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/ledger-check.ts'], { cwd: repoRoot, env: { ...process.env, DATABASE_URL: databaseUrl }, encoding: 'utf8' });
+  if (run.status === 0) return { exit: 0 };
+  return { exit: run.status, failure: { check: 'ledger:check', id: 'ledger', detail: `exit ${run.status}: ${(run.stdout + run.stderr).trim().slice(0, 600)}` } };
+}
+
+/** checkOutbox, again every 2 s for up to a minute while it fails: the publisher may still be catching up. */
+export async function checkOutboxSettled(db: pg.Pool, since: Date, received: ReceivedEvent[], orderFrom = 0): ReturnType<typeof checkOutbox> {
+  const started = Date.now();
+  let outbox = await checkOutbox(db, since, received, orderFrom);
+  while (outbox.failures.length > 0 && Date.now() - started < 60_000) {
+    await sleep(2_000);
+    outbox = await checkOutbox(db, since, received, orderFrom);
+  }
+  return outbox;
 }

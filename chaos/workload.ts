@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { resourceIdFor } from '../apps/api/sagas/idempotency';
-import { sleep } from '../lib/wait';
+import { sleep, waitUntil } from '../lib/wait';
 
 /** What a scenario is expected to end as, when nothing cancelled it. */
 export interface PayoutScenario {
@@ -147,4 +147,27 @@ export function countBy<T>(items: T[], key: (item: T) => string): Record<string,
   const out: Record<string, number> = {};
   for (const item of items) out[key(item)] = (out[key(item)] ?? 0) + 1;
   return out;
+}
+
+/**
+ * Creates each account and funds it with one deposit of `minor` (8 at a time), then waits until every deposit
+ * is credited (`credited` reads the platform's state). Answers account → what it was funded with.
+ */
+export async function fundAccounts(client: ClientOptions, accounts: string[], minor: number, credited: (deposits: Request[]) => Promise<boolean>): Promise<Map<string, number>> {
+  const funding: Request[] = [];
+  for (let i = 0; i < accounts.length; i += 8) {
+    await Promise.all(
+      accounts.slice(i, i + 8).map(async (accountId) => {
+        const created = await send(client, 'POST', '/v1/accounts', { account_id: accountId, currency: 'EUR' }, undefined, []);
+        if (created?.status !== 201 && created?.status !== 200) throw new Error(`account ${accountId}: ${created?.status}`);
+        const deposit = newDeposit(accountId, false, minor);
+        const answer = await send(client, 'POST', '/v1/deposits', depositBody(deposit), deposit.key, deposit.attempts);
+        if (answer?.status !== 201 && answer?.status !== 202) throw new Error(`funding ${accountId}: ${answer?.status}`);
+        deposit.answer = { status: answer.status, at: Date.now() };
+        funding.push(deposit);
+      }),
+    );
+  }
+  await waitUntil('funding deposits credited', () => credited(funding), 120_000, 500);
+  return new Map(funding.map((d) => [d.accountId, minor]));
 }

@@ -27,7 +27,6 @@
  * Prints RPO, RTO and the verdict, saves bench/results/dr-drill[-sync][-short]-<date>.json and .png; exit code 0
  * only when the verdict passes and the targets are met.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,8 +36,8 @@ import { renderChaosChartPng } from '../bench/chart';
 import { startStack, type Stack } from '../bench/stack';
 import { startOutboxReceiver } from '../chaos/receiver';
 import { startToxiproxy } from '../chaos/toxiproxy';
-import { checkMoney, checkOutbox, reconcile, stillOpen, type Failure } from '../chaos/verdict';
-import { countBy, depositBody, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, perSecond, scriptSandbox, send, type ClientOptions, type Request } from '../chaos/workload';
+import { checkMoney, checkOutboxSettled, reconcile, runLedgerCheck, stillOpen, type Failure } from '../chaos/verdict';
+import { countBy, depositBody, fundAccounts, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, perSecond, scriptSandbox, send, type ClientOptions, type Request } from '../chaos/workload';
 import { DEFAULT_RECONCILIATION_GRACE_SECONDS } from '../contracts/reconciliation';
 import { repoRoot, settings } from '../lib/config';
 import { replicationStatus, startStandby, type StandbyHandle } from '../lib/standby-postgres';
@@ -98,7 +97,7 @@ async function main(): Promise<void> {
     if (linkLatencyMs > 0) await toxiproxy.addToxic(REPLICATION_LINK, { name: 'wan', type: 'latency', attributes: { latency: linkLatencyMs, jitter: 0 } });
     say(`region B's PostgreSQL streaming from A (${(await standbyOnPrimary(regionA.databaseUrl))?.syncState}) on port ${standby.port}`);
 
-    const report = await drill({ regionA, provider, standby, receiver, root, startedAt, regionEnv, startB: async () => (regionB = await startStack(path.join(root, 'region-b'), () => undefined, { cluster: true, wire: async () => ({ ...regionEnv, DATABASE_URL: standby!.url }) })), cutLink: () => toxiproxy.setEnabled(REPLICATION_LINK, false) });
+    const report = await drill({ regionA, provider, standby, receiver, root, startedAt, startB: async () => (regionB = await startStack(path.join(root, 'region-b'), () => undefined, { cluster: true, wire: async () => ({ ...regionEnv, DATABASE_URL: standby!.url }) })), cutLink: () => toxiproxy.setEnabled(REPLICATION_LINK, false) });
     const name = `dr-drill${synchronous ? '-sync' : ''}${short ? '-short' : ''}-${startedAt.toISOString().slice(0, 10)}`;
     fs.mkdirSync(resultsDir, { recursive: true });
     fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
@@ -135,7 +134,6 @@ interface DrillContext {
   receiver: Awaited<ReturnType<typeof startOutboxReceiver>>;
   root: string;
   startedAt: Date;
-  regionEnv: Record<string, string>;
   startB: () => Promise<Stack>;
   cutLink: () => Promise<void>;
 }
@@ -154,23 +152,7 @@ async function drill(ctx: DrillContext) {
     // Accounts funded in A, each by one deposit, before the load.
     const planned = Math.ceil(rate * (beforeS + afterS + 90));
     const accounts = Array.from({ length: Math.ceil(planned / PAYOUTS_PER_ACCOUNT) }, (_, i) => `dr-${ctx.startedAt.getTime()}-${i}`);
-    const funded = new Map<string, number>();
-    const funding: Request[] = [];
-    for (let i = 0; i < accounts.length; i += 8) {
-      await Promise.all(
-        accounts.slice(i, i + 8).map(async (accountId) => {
-          const created = await send(client, 'POST', '/v1/accounts', { account_id: accountId, currency: 'EUR' }, undefined, []);
-          if (created?.status !== 201 && created?.status !== 200) throw new Error(`account ${accountId}: ${created?.status}`);
-          const deposit = newDeposit(accountId, false, FUNDING_MINOR);
-          const answer = await send(client, 'POST', '/v1/deposits', depositBody(deposit), deposit.key, deposit.attempts);
-          if (answer?.status !== 201 && answer?.status !== 202) throw new Error(`funding ${accountId}: ${answer?.status}`);
-          deposit.answer = { status: answer.status, at: Date.now() };
-          funding.push(deposit);
-        }),
-      );
-    }
-    await waitUntil('funding deposits credited', async () => (await stillOpen(dbA, funding)).length === 0, 120_000, 500);
-    for (const d of funding) funded.set(d.accountId, FUNDING_MINOR);
+    const funded = await fundAccounts(client, accounts, FUNDING_MINOR, async (deposits) => (await stillOpen(dbA, deposits)).length === 0);
     say(`${accounts.length} accounts funded in A; load starts`);
 
     // The load, open loop, across the disaster.
@@ -332,16 +314,11 @@ async function drill(ctx: DrillContext) {
       ...open.map((r) => ({ check: 'not settled', id: r.id, detail: `${r.kind}/${r.scenario} still open ${(Date.now() - drainStarted) / 1000} s after the load` })),
       ...money.failures,
     ];
-    const ledgerCheck = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/ledger-check.ts'], { cwd: repoRoot, env: { ...process.env, DATABASE_URL: regionB.databaseUrl }, encoding: 'utf8' });
-    if (ledgerCheck.status !== 0) failures.push({ check: 'ledger:check', id: 'ledger', detail: `exit ${ledgerCheck.status}: ${(ledgerCheck.stdout + ledgerCheck.stderr).trim().slice(0, 600)}` });
+    const ledgerCheck = runLedgerCheck(regionB.databaseUrl);
+    if (ledgerCheck.failure) failures.push(ledgerCheck.failure);
     const reconciliation = await reconcile(platformB);
     if (reconciliation.status !== 'clean') failures.push({ check: 'reconciliation', id: reconciliation.run_id ?? 'none', detail: JSON.stringify(reconciliation.detail).slice(0, 600) });
-    const outboxStarted = Date.now();
-    let outbox = await checkOutbox(dbB, ctx.startedAt, receiver.received, arrivalsBeforeKill);
-    while (outbox.failures.length > 0 && Date.now() - outboxStarted < 60_000) {
-      await sleep(2_000);
-      outbox = await checkOutbox(dbB, ctx.startedAt, receiver.received, arrivalsBeforeKill);
-    }
+    const outbox = await checkOutboxSettled(dbB, ctx.startedAt, receiver.received, arrivalsBeforeKill);
     failures.push(...outbox.failures);
     if (receiver.badSignatures.length > 0) failures.push({ check: 'outbox signature', id: 'receiver', detail: `${receiver.badSignatures.length} deliveries with a bad signature` });
     // Events region A delivered that B never had: the downstream's share of the RPO (B makes its own for the replays).
@@ -402,7 +379,7 @@ async function drill(ctx: DrillContext) {
       outcomes: money.outcomes,
       reconciliation_after_failover: { status: afterFailover.status, by_kind: (afterFailover.detail as { by_kind?: unknown })?.by_kind ?? null, polled },
       reconciliation: { run_id: reconciliation.run_id, status: reconciliation.status },
-      ledger_check: { exit: ledgerCheck.status },
+      ledger_check: { exit: ledgerCheck.exit },
       outbox: { events_in_b: outbox.events, deliveries: outbox.deliveries, delivered_only_by_a: deliveredOnlyByA },
       verdict: { pass, lost_after_replay: lostAfterReplay, duplicated, failures: failures.slice(0, 200), failure_count: failures.length },
       timeline: [

@@ -1,27 +1,13 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FAULT_KINDS } from '../../chaos/faults';
 import { PAYOUT_SCENARIOS } from '../../chaos/workload';
-import { repoRoot } from '../../lib/config';
+import { runReportingScript } from '../support/report-run';
 
-/** `npm run chaos` as a user runs it (its own launched stack, Toxiproxy, receiver); answers its exit code, output and report. */
-function chaos(resultsDir: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; report: any }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'chaos/main.ts', '--results', resultsDir, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      const file = fs.readdirSync(resultsDir).find((f) => f.endsWith('.json'));
-      resolve({ code, stdout, stderr, report: file ? JSON.parse(fs.readFileSync(path.join(resultsDir, file), 'utf8')) : undefined });
-    });
-  });
-}
+/** `npm run chaos` as a user runs it (its own launched stack, Toxiproxy, receiver). */
+const chaos = (resultsDir: string, ...args: string[]) => runReportingScript('chaos/main.ts', resultsDir, args);
 
 describe('chaos run (npm run chaos)', () => {
   const dirs: string[] = [];

@@ -1,27 +1,12 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PAYOUT_SCENARIOS } from '../../chaos/workload';
-import { repoRoot } from '../../lib/config';
+import { runReportingScript } from '../support/report-run';
 
-/** `npm run dr:drill` as a user runs it: its own regions, provider and standby; answers its exit code, output and report. */
-function drill(resultsDir: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; report: any; png: boolean }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'dr/main.ts', '--results', resultsDir, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      const files = fs.readdirSync(resultsDir);
-      const json = files.find((f) => f.endsWith('.json'));
-      resolve({ code, stdout, stderr, report: json ? JSON.parse(fs.readFileSync(path.join(resultsDir, json), 'utf8')) : undefined, png: files.some((f) => f.endsWith('.png')) });
-    });
-  });
-}
+/** `npm run dr:drill` as a user runs it: its own regions, provider and standby. */
+const drill = (resultsDir: string, ...args: string[]) => runReportingScript('dr/main.ts', resultsDir, args);
 
 describe('disaster-recovery drill (npm run dr:drill)', () => {
   const resultsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-dr-results-'));
@@ -30,7 +15,7 @@ describe('disaster-recovery drill (npm run dr:drill)', () => {
   it('short run over a slow link: region A killed under load, B takes over; the lost payouts are listed, sent again and paid once, also those the provider had already seen', async () => {
     // The replication link delayed 2 s: what A acknowledged in its last 2 s never reached B, so the drill has lost
     // payouts, some already submitted to the provider, to show that sending them again pays nobody twice.
-    const { code, stdout, stderr, report, png } = await drill(resultsDir, '--short', '--link-latency-ms', '2000');
+    const { code, stdout, stderr, report, files } = await drill(resultsDir, '--short', '--link-latency-ms', '2000');
     expect(code, `${stdout}\n${stderr.slice(-3000)}`).toBe(0);
     expect(report.verdict).toMatchObject({ pass: true, duplicated: 0, lost_after_replay: 0, failure_count: 0 });
     expect(report.setup.killed).toEqual(expect.arrayContaining(['launcher', 'postgres', 'temporal', 'worker', 'worker-2', 'api', 'api-2', 'outbox-publisher']));
@@ -61,7 +46,7 @@ describe('disaster-recovery drill (npm run dr:drill)', () => {
     expect(report.ledger_check.exit).toBe(0);
     // The events A delivered for transfers B lost were made again in B with the same ids (derived from the keys).
     expect(report.outbox.delivered_only_by_a).toBe(0);
-    expect(png).toBe(true);
+    expect(files.some((f) => f.endsWith('.png'))).toBe(true);
     expect(stdout).toMatch(/RPO: \d+ of \d+ acknowledged transactions lost/);
     expect(stdout).toContain('verdict: PASS');
   }, 900_000);
