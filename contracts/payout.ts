@@ -243,6 +243,13 @@ export const PAYOUT_NOT_REVIEWABLE = 'PAYOUT_NOT_REVIEWABLE';
 export const staffResolveUpdate = defineUpdate<PayoutView, [StaffResolution]>('staffResolve');
 /** Ask the saga to poll its provider now instead of at the next backoff step. */
 export const pollProviderNowSignal = defineSignal('pollProviderNow');
+/**
+ * Whether the saga would act on that signal: `ignored` by one settled and in its return window that started before
+ * such polls were answered there (it acts on the provider's webhook only), `finished` once the saga has ended.
+ */
+export type ProviderPollAnswer = 'acts' | 'ignored' | 'finished';
+export const providerPollQuery = defineQuery<ProviderPollAnswer>('providerPoll');
+export const PAYOUT_POLL_IGNORED = 'PAYOUT_POLL_IGNORED';
 
 export const PAYOUT_NOT_RESOLVABLE = 'PAYOUT_NOT_RESOLVABLE';
 export const PAYOUT_NOT_CANCELLABLE = 'PAYOUT_NOT_CANCELLABLE';

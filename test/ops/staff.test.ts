@@ -1,9 +1,11 @@
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { signToken } from '../../lib/tokens';
 import { sleep } from '../../lib/wait';
+import { SIGNATURE_HEADER, signWebhook } from '../../lib/webhook-signature';
 import { recordHistory } from '../replay/histories';
 import { startTestWorker, uniqueId } from '../support';
+import { workflowBundleBefore } from '../support/earlier-version';
 import { payoutRequest, startSagaStack, type SagaStack } from '../support/saga-stack';
 
 describe('finance staff: stuck payouts, resolution with audit, poll now', () => {
@@ -233,5 +235,61 @@ describe('finance staff: poll now in the return window', () => {
     expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post', 'refund']);
     expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_000, held: 0, posted: 1_000 });
     await recordHistory(stack.temporal, 'payout-returned-after-staff-poll', payoutId);
+  });
+});
+
+describe('finance staff: poll now on a saga started before polls were answered in the return window', () => {
+  let stack: SagaStack;
+  let staff: string;
+  let earlier: Awaited<ReturnType<typeof workflowBundleBefore>>;
+  beforeAll(async () => {
+    stack = await startSagaStack({ PAYOUT_RETURN_WINDOW_MS: '120000', FOUR_EYES_ACTIONS: 'none' }, { worker: false });
+    staff = `Bearer ${await signToken({ sub: 'alice', role: 'staff' }, stack.config.AUTH_JWT_SECRET)}`;
+    earlier = await workflowBundleBefore('return-window-staff-poll');
+  });
+  afterAll(async () => {
+    await stack?.assertLedgerClean();
+    await stack?.close();
+    earlier?.remove();
+  });
+
+  it('is refused with 409 PAYOUT_POLL_IGNORED (not a 202 that does nothing), audited; the provider sending its notification again refunds the return; a finished saga is 404', async () => {
+    const { pool, config } = stack;
+    const before = await startTestWorker(pool, config.TEMPORAL_TASK_QUEUE, config, { workflowBundlePath: earlier.path });
+    const accountId = await stack.fundedAccount(1_000);
+    const payoutId: string = (await stack.postPayout(payoutRequest(accountId, 300), uniqueId('key'))).json.payout_id;
+    await stack.waitForStatus(payoutId, ['SETTLED'], 15_000);
+    // Deployed: today's workers take over the saga, settled and in its return window.
+    await before.stop();
+    const today = await startTestWorker(pool, config.TEMPORAL_TASK_QUEUE, config);
+    try {
+      const provider = (await (await fetch(`${stack.sandboxUrl}/v1/payouts?reference=${payoutId}`)).json()) as { id: string };
+      const returned = await fetch(`${stack.sandboxUrl}/sandbox/payouts/${provider.id}/resolve`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ outcome: 'return', return_reason: 'account_closed', send_webhook: false }) });
+      expect(returned.status).toBe(200);
+
+      const poll = () => fetch(`${stack.apiUrl}/v1/ops/payouts/${payoutId}/poll`, { method: 'POST', headers: { authorization: staff, 'content-type': 'application/json' }, body: JSON.stringify({ reason: 'reconciliation: provider returned it, ledger has no refund' }) });
+      const refused = await poll();
+      expect(refused.status).toBe(409);
+      expect(refused.headers.get('content-type')).toContain('application/problem+json');
+      expect(await refused.json()).toMatchObject({ code: 'PAYOUT_POLL_IGNORED', status: 409 });
+      await sleep(1_500);
+      expect((await stack.getPayout(payoutId)).status).toBe('SETTLED');
+      const audit = await fetch(`${stack.apiUrl}/v1/ops/payouts/${payoutId}/audit`, { headers: { authorization: staff } });
+      expect(((await audit.json()) as { items: { action: string; outcome: string; detail: string }[] }).items).toEqual(expect.arrayContaining([expect.objectContaining({ action: 'poll', outcome: 'refused', detail: 'PAYOUT_POLL_IGNORED' })]));
+
+      // The runbook's fallback: the provider sends its return notification again; the saga checks it against the provider's record.
+      const record = await (await fetch(`${stack.sandboxUrl}/v1/payouts/${provider.id}`)).json();
+      const body = JSON.stringify({ id: uniqueId('evt'), type: 'payout.returned', created_at: new Date().toISOString(), data: { object: record } });
+      const webhook = await fetch(`${stack.apiUrl}/v1/webhooks/sandbox`, { method: 'POST', headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signWebhook(config.SANDBOX_WEBHOOK_SECRET, body, Math.floor(Date.now() / 1000)) }, body });
+      expect(webhook.status).toBeLessThan(300);
+      expect((await stack.waitForStatus(payoutId, ['RETURNED'], 15_000)).return_reason).toBe('account_closed');
+      expect((await stack.transfersOf(payoutId)).map((t) => t.kind)).toEqual(['hold', 'post', 'refund']);
+      expect(await stack.ledger.getBalance(accountId)).toMatchObject({ available: 1_000, held: 0, posted: 1_000 });
+
+      // The saga has ended: nothing left to poll.
+      await vi.waitFor(async () => expect((await poll()).status).toBe(404), { timeout: 10_000, interval: 300 });
+    } finally {
+      await today.stop();
+    }
   });
 });

@@ -44,7 +44,7 @@ export async function temporalClient(): Promise<{ client: Client; close: () => P
  * A real worker process's two pools (money path and background) on their own task queues (so test files
  * never steal each other's tasks); the background queue is derived from the main one as the API derives it.
  */
-export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), config: Config = testConfig()) {
+export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), config: Config = testConfig(), opts: { workflowBundlePath?: string } = {}) {
   const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
   const pools = await createWorkerPools({
     connection,
@@ -53,7 +53,7 @@ export async function startTestWorker(pool: Pool, taskQueue = uniqueId('tq'), co
     taskQueue,
     backgroundTaskQueue: backgroundTaskQueue({ ...config, TEMPORAL_TASK_QUEUE: taskQueue }),
     ...workerSettings(config),
-    workflowBundle: { codePath: inject(config.TRACING_EXPORTER === 'off' ? 'workflowBundlePath' : 'tracedWorkflowBundlePath') },
+    workflowBundle: { codePath: opts.workflowBundlePath ?? inject(config.TRACING_EXPORTER === 'off' ? 'workflowBundlePath' : 'tracedWorkflowBundlePath') },
   });
   const worker: Worker = pools.workers[0]!;
   const running = pools.run();

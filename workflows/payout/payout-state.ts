@@ -35,6 +35,8 @@ export class PayoutState extends SagaState<PayoutStatus, AuthorizationDecision, 
   readonly destination: MaskedDestination;
   cancelRequest?: CancelRequest;
   submissionStarted = false;
+  /** The saga has returned its final view (a query on a closed saga replays it to here). */
+  ended = false;
   resolution?: StaffResolution;
   resolving = false;
   holdTransferId: number;

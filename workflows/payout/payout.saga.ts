@@ -8,6 +8,7 @@ import {
   payoutStatusQuery,
   pollProviderNowSignal,
   providerEventSignal,
+  providerPollQuery,
   reviewUpdate,
   staffResolveUpdate,
   attemptReference,
@@ -52,6 +53,7 @@ export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
   setHandler(cancelUpdate, (request) => saga.cancel(request), { validator: (_request) => saga.checkCancellable() });
   setHandler(providerEventSignal, (event) => saga.receive(event));
   setHandler(pollProviderNowSignal, () => saga.requestPoll());
+  setHandler(providerPollQuery, () => (saga.ended ? 'finished' : !staffCanPoll && saga.status === 'SETTLED' ? 'ignored' : 'acts'));
   setHandler(staffResolveUpdate, (request) => resolveByStaff(saga, ask, request), { validator: (request) => saga.checkResolvable(request) });
   setHandler(reviewUpdate, (review) => saga.applyReview(review), { validator: (review) => saga.checkReviewable(review) });
   // Set by the API when it starts the saga; a saga started another way adds them itself.
@@ -114,6 +116,7 @@ export async function payoutSaga(input: PayoutInput): Promise<PayoutView> {
 /** Returns the saga's view once every handler in progress has answered. */
 async function finish(saga: PayoutState): Promise<PayoutView> {
   await condition(allHandlersFinished);
+  saga.ended = true;
   return saga.view();
 }
 

@@ -43,6 +43,7 @@ export const PROBLEM_CODES = {
   PAYOUT_NOT_CANCELLABLE: { status: 409, title: 'The payout can no longer be cancelled' },
   REVERSE_WITHDRAWAL_FORBIDDEN: { status: 403, title: 'A withdrawal, once requested, cannot be reversed by the player' },
   PAYOUT_NOT_RESOLVABLE: { status: 409, title: 'The payout is not awaiting its provider' },
+  PAYOUT_POLL_IGNORED: { status: 409, title: 'This payout’s saga does not poll its provider in its current state' },
   PAYOUT_NOT_REVIEWABLE: { status: 409, title: 'The payout is not pending review' },
   DEPOSIT_NOT_REVERSIBLE: { status: 409, title: 'The deposit cannot be charged back' },
   APPROVAL_NOT_FOUND: { status: 404, title: 'No such approval request' },

@@ -1,9 +1,9 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query, Req, Res } from '@nestjs/common';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Pool } from '../../../lib/db';
-import { PAYOUT_SAGA_TYPES, PAYOUT_STATUSES, pollProviderNowSignal, REVIEW_REJECTION_CODES } from '../../../contracts/payout';
+import { PAYOUT_POLL_IGNORED, PAYOUT_SAGA_TYPES, PAYOUT_STATUSES, pollProviderNowSignal, providerPollQuery, REVIEW_REJECTION_CODES, type ProviderPollAnswer } from '../../../contracts/payout';
 import { Roles } from '../auth/auth';
 import { parseOrProblem, ProblemError } from '../common/problem';
 import type { RouteDoc } from '../docs/openapi';
@@ -250,8 +250,14 @@ export class PayoutsOpsController {
     const id = parseOrProblem(payoutIdSchema, payoutId, 'path');
     const { reason } = parseOrProblem(pollBody, body ?? {});
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
+    const saga = this.temporal.workflow.getHandle(id);
+    const answer = await this.pollAnswer(saga);
+    if (answer === 'ignored') {
+      await this.audit(actor, 'poll', id, reason ?? 'poll provider now', { reason }, 'refused', PAYOUT_POLL_IGNORED);
+      throw new ProblemError(PAYOUT_POLL_IGNORED, 'This payout is settled and in its return window, and its saga started before such polls were answered there: it acts on the provider’s return notification only. Ask the provider to send it again (runbook).');
+    }
     try {
-      await this.temporal.connection.withDeadline(Date.now() + 5_000, () => this.temporal.workflow.getHandle(id).signal(pollProviderNowSignal));
+      await this.temporal.connection.withDeadline(Date.now() + 5_000, () => saga.signal(pollProviderNowSignal));
     } catch (err) {
       await this.audit(actor, 'poll', id, reason ?? 'poll provider now', { reason }, 'error', String(err));
       if (err instanceof WorkflowNotFoundError) throw new ProblemError('PAYOUT_NOT_FOUND', `No running payout saga ${id}`);
@@ -259,6 +265,19 @@ export class PayoutsOpsController {
     }
     await this.audit(actor, 'poll', id, reason ?? 'poll provider now', { reason }, 'applied', 'signalled');
     return { payout_id: id, poll: 'requested' };
+  }
+
+  /**
+   * Whether the saga would act on a poll. Undecided (a worker of an earlier version, or none answering in time)
+   * counts as acting: the signal waits in the saga's history for a worker, as it did before the question was asked.
+   */
+  private async pollAnswer(saga: WorkflowHandle): Promise<ProviderPollAnswer | 'unknown'> {
+    try {
+      return await this.temporal.connection.withDeadline(Date.now() + 5_000, () => saga.query(providerPollQuery));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return 'finished';
+      return 'unknown';
+    }
   }
 
   @Get(':payoutId/audit')
@@ -332,7 +351,7 @@ export const payoutsOpsRoutes: RouteDoc[] = [
     tag: 'ops',
     auth: ['staff'],
     body: pollBody,
-    responses: { 202: { description: 'Poll requested', schema: z.object({ payout_id: z.string(), poll: z.literal('requested') }) }, 404: { description: 'PAYOUT_NOT_FOUND' } },
+    responses: { 202: { description: 'Poll requested', schema: z.object({ payout_id: z.string(), poll: z.literal('requested') }) }, 404: { description: 'PAYOUT_NOT_FOUND' }, 409: { description: 'PAYOUT_POLL_IGNORED: settled, in its return window, and started before polls were answered there (it acts on the provider’s return notification only)' } },
   },
   {
     method: 'get',
