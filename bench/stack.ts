@@ -5,8 +5,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { launchedProcesses } from '../apps/launcher/supervisor';
 import { type Config, databaseUrl, loadConfig, repoRoot, settings } from '../lib/config';
 import { startProcess, type ManagedProcess } from '../lib/processes';
+import { ensureTemporalCli } from '../temporal/cli';
+import { ensureTemporalServerTools } from '../temporal/server';
 import { freePort, freePortRange } from '../lib/wait';
 
 export interface Stack {
@@ -38,6 +41,10 @@ export interface StackOptions {
 const START_ATTEMPTS = 3;
 
 export async function startStack(dataDir: string, log: (line: string) => void, opts: StackOptions = {}): Promise<Stack> {
+  // Built here on a fresh machine (minutes, printed), so that the launcher's start is timed without the build.
+  const say = (msg: string) => process.stderr.write(`[stack] ${msg}\n`);
+  if (opts.cluster) ensureTemporalServerTools(say);
+  else ensureTemporalCli(say);
   for (let attempt = 1; ; attempt++) {
     try {
       return await startStackOnce(dataDir, log, opts);
@@ -91,15 +98,20 @@ async function startStackOnce(dataDir: string, log: (line: string) => void, opts
       if (line.includes('Payout platform is up')) up();
     },
   });
-  await Promise.race([
-    isUp,
-    launcher.exited.then((code) => {
-      const said = lastLines.join('\n');
-      if (said.includes('is already in use')) throw new PortTaken(`the launcher found a port taken: ${said}`);
-      throw new Error(`the launcher exited (${code}) before the platform was up; see ${path.join(dataDir, 'logs')}. It said last:\n${said}`);
-    }),
-    new Promise((_, reject) => setTimeout(() => reject(new Error('the platform was not up within 300 s')), 300_000).unref()),
-  ]);
+  try {
+    await Promise.race([
+      isUp,
+      launcher.exited.then((code) => {
+        const said = lastLines.join('\n');
+        if (said.includes('is already in use')) throw new PortTaken(`the launcher found a port taken: ${said}`);
+        throw new Error(`the launcher exited (${code}) before the platform was up; see ${path.join(dataDir, 'logs')}. It said last:\n${said}`);
+      }),
+      new Promise((_, reject) => setTimeout(() => reject(new Error(`the platform was not up within 300 s; see ${path.join(dataDir, 'logs')}`)), 300_000).unref()),
+    ]);
+  } catch (err) {
+    await launcher.stop(60_000); // a launcher not up in time is stopped with what it started
+    throw err;
+  }
   return {
     cluster: opts.cluster === true,
     // From the settings the launcher got: `wire` may have chosen the ports (the disaster-recovery drill's region B takes A's).
@@ -112,6 +124,39 @@ async function startStackOnce(dataDir: string, log: (line: string) => void, opts
     warnings,
     stop: () => launcher.stop(60_000),
   };
+}
+
+/**
+ * What a launcher left running when it was stopped before it was up (a run interrupted while its stack starts):
+ * SIGKILL of it and of each process it started that is still running, known by the DATA_DIR in its environment (a
+ * pid in the files may have been reused since).
+ */
+export function killLeftovers(dataDir: string): void {
+  const pids: Record<string, number | null> = {};
+  try {
+    pids.launcher = Number(fs.readFileSync(path.join(dataDir, 'launcher.pid'), 'utf8')) || null;
+    Object.assign(pids, launchedProcesses(dataDir));
+  } catch {
+    // no launcher, or one that had started nothing yet
+  }
+  const ofRegion = (pid: number) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`DATA_DIR=${dataDir}`);
+    } catch {
+      return false;
+    }
+  };
+  for (const pid of Object.values(pids)) {
+    if (!pid || !ofRegion(pid)) continue;
+    for (const target of [-pid, pid]) {
+      try {
+        process.kill(target, 'SIGKILL');
+        break;
+      } catch {
+        // not a group leader, or gone
+      }
+    }
+  }
 }
 
 /** A stack started elsewhere by `npm start` with this environment's settings (its DATA_DIR names the launcher). */

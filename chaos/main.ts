@@ -20,9 +20,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startStack, type Stack } from '../bench/stack';
+import { killLeftovers, startStack, type Stack } from '../bench/stack';
 import { renderChaosChartPng } from '../bench/chart';
 import { repoRoot, settings } from '../lib/config';
+import { stopOnSignal } from '../lib/processes';
 import { signToken } from '../lib/tokens';
 import { sleep } from '../lib/wait';
 import { FAULT_KINDS, inflict, PROVIDER_PROXY, WEBHOOK_PROXY, type FaultKind, type FaultRecord } from './faults';
@@ -66,6 +67,12 @@ async function main(): Promise<void> {
   const receiver = await startOutboxReceiver(settings.OUTBOX_WEBHOOK_SECRET.default!);
   let sandboxDirect = '';
   let stack: Stack | undefined;
+  const stopAll = stopOnSignal(async () => {
+    await stack?.stop().catch(() => undefined);
+    killLeftovers(dataDir); // a launcher interrupted while it was starting
+    await toxiproxy.stop();
+    await receiver.close();
+  }, say);
   try {
     stack = await startStack(dataDir, () => undefined, {
       cluster,
@@ -100,9 +107,7 @@ async function main(): Promise<void> {
     say(`saved ${path.relative(process.cwd(), path.join(resultsDir, name))}.json and .png`);
     process.exitCode = report.verdict.pass ? 0 : 1;
   } finally {
-    await stack?.stop().catch(() => undefined);
-    await toxiproxy.stop();
-    await receiver.close();
+    await stopAll();
   }
 }
 
@@ -289,7 +294,10 @@ function printReport(report: Awaited<ReturnType<typeof run>>): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`[chaos] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exitCode = 2;
-});
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`[chaos] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 2;
+  })
+  // A run that failed midway may still have clients retrying: its verdict is already printed.
+  .finally(() => process.exit(process.exitCode ?? 0));

@@ -33,7 +33,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { DEFAULT_SANDBOX_SCHEMA } from '../apps/sandbox-aggregator/database';
 import { renderChaosChartPng } from '../bench/chart';
-import { startStack, type Stack } from '../bench/stack';
+import { killLeftovers, startStack, type Stack } from '../bench/stack';
 import { startOutboxReceiver } from '../chaos/receiver';
 import { startToxiproxy } from '../chaos/toxiproxy';
 import { checkMoney, checkOutboxSettled, reconcile, runLedgerCheck, stillOpen, type Failure } from '../chaos/verdict';
@@ -41,6 +41,7 @@ import { countBy, depositBody, fundAccounts, newDeposit, newPayout, PAYOUT_SCENA
 import { DEFAULT_RECONCILIATION_GRACE_SECONDS } from '../contracts/reconciliation';
 import { repoRoot, settings } from '../lib/config';
 import { replicationStatus, startStandby, type StandbyHandle } from '../lib/standby-postgres';
+import { stopOnSignal } from '../lib/processes';
 import { signToken } from '../lib/tokens';
 import { freePort, sleep, waitUntil } from '../lib/wait';
 import { allDead, chooseAddresses, killRegion, startProvider, type Provider } from './regions';
@@ -65,6 +66,8 @@ const TARGETS = { rpo_s_async: 5, rpo_transactions_sync: 0, rto_first_payout_s: 
 const PAYOUTS_PER_ACCOUNT = 12;
 const FUNDING_MINOR = 1_000_000;
 const REPLICATION_LINK = 'replication';
+/** The operator's backend looks up what it was told was accepted this many at a time. */
+const LOOKUP_CONCURRENCY = 8;
 const STANDBY_NAME = 'region_b';
 const SEVERITY = ['submitted twice', 'ledger movements', 'ledger amount', 'balance', 'lost', 'provider record differs', 'final state', 'not settled', 'not submitted', 'ledger:check', 'reconciliation', 'outbox event', 'outbox delivery', 'outbox order', 'outbox signature', 'harness'];
 const say = (msg: string) => process.stderr.write(`[dr] ${msg}\n`);
@@ -81,6 +84,17 @@ async function main(): Promise<void> {
   let regionA: Stack | undefined;
   let regionB: Stack | undefined;
   let standby: StandbyHandle | undefined;
+  const stopAll = stopOnSignal(async () => {
+    await regionB?.stop().catch(() => undefined);
+    // Region A was killed; a drill stopped before the kill stops it here.
+    await regionA?.stop().catch(() => undefined);
+    // A launcher interrupted while it was starting has no handle yet: whatever it started is killed by its pids.
+    for (const region of ['region-a', 'region-b']) killLeftovers(path.join(root, region));
+    await standby?.stop().catch(() => undefined);
+    await provider?.stop().catch(() => undefined);
+    await toxiproxy.stop();
+    await receiver.close();
+  }, say);
   try {
     provider = await startProvider(path.join(root, 'provider'), addresses.apiPort, () => undefined);
     // Every drill payout goes to provider `sandbox`: the verdict reads that provider's record.
@@ -115,13 +129,7 @@ async function main(): Promise<void> {
     say(`saved ${path.relative(process.cwd(), path.join(resultsDir, name))}.json and .png`);
     process.exitCode = report.verdict.pass ? 0 : 1;
   } finally {
-    await regionB?.stop().catch(() => undefined);
-    // Region A was killed; a drill stopped before the kill stops it here.
-    await regionA?.stop().catch(() => undefined);
-    await standby?.stop().catch(() => undefined);
-    await provider?.stop().catch(() => undefined);
-    await toxiproxy.stop();
-    await receiver.close();
+    await stopAll();
     if (process.exitCode === 0) fs.rmSync(root, { recursive: true, force: true });
     else say(`kept ${root} (logs of every process under region-a/logs, region-b/logs, provider)`);
   }
@@ -148,6 +156,10 @@ async function drill(ctx: DrillContext) {
   const dbA = new pg.Pool({ connectionString: regionA.databaseUrl, max: 4 });
   dbA.on('error', () => undefined); // region A's database dies with it
   let dbB: pg.Pool | undefined;
+  // The load and the watchers run until the drill ends, however it ends.
+  let loadUntil = Number.POSITIVE_INFINITY;
+  let sampling = true;
+  let ended = false;
   try {
     // Accounts funded in A, each by one deposit, before the load.
     const planned = Math.ceil(rate * (beforeS + afterS + 90));
@@ -198,7 +210,6 @@ async function drill(ctx: DrillContext) {
         })(),
       );
     };
-    let loadUntil = Number.POSITIVE_INFINITY;
     const load = (async () => {
       for (let i = 0; Date.now() < loadUntil; i++) {
         const due = t0 + (i * 1000) / rate;
@@ -209,7 +220,6 @@ async function drill(ctx: DrillContext) {
 
     // How far behind the standby is, as the primary sees it, each second until the kill.
     const lag: { at_s: number; lag_bytes: number | null; replay_lag_ms: number | null }[] = [];
-    let sampling = true;
     void (async () => {
       while (sampling) {
         const at = clock();
@@ -229,11 +239,13 @@ async function drill(ctx: DrillContext) {
     // Taken once A is dead: whatever the receiver got until now came from A.
     const arrivalsBeforeKill = receiver.received.length;
     say(`${clock(killAt)} s: region A killed (${Object.keys(killed).join(', ')}); replication link cut`);
-    // What the standby had when A died: the last commit it replayed.
-    const [standbyState] = (await queryOnce(standby.url, `SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed, (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::float8 AS last_commit_ms`)) as [{ received: string; replayed: string; last_commit_ms: number }];
+    // What B has of A: the last commit the standby replayed. Promotion first replays what it had received and not yet
+    // applied, so that is read once it is promoted; the reading before shows how far behind the replay was.
+    const beforePromotion = await standbyProgress(standby.url);
     await standby.promote();
     const promotedAt = Date.now();
-    say(`${clock(promotedAt)} s: standby promoted (it had replayed up to ${standbyState.replayed}, last commit ${killAt - standbyState.last_commit_ms} ms before the kill); starting region B`);
+    const standbyState = await standbyProgress(standby.url);
+    say(`${clock(promotedAt)} s: standby promoted (it had received up to ${beforePromotion.received}; its last commit ${Math.round(killAt - standbyState.last_commit_ms)} ms before the kill, ${Math.round(killAt - beforePromotion.last_commit_ms)} ms as replayed before the promotion); starting region B`);
     const regionB = await ctx.startB();
     const bUpAt = Date.now();
     loadUntil = bUpAt + afterS * 1000;
@@ -245,11 +257,11 @@ async function drill(ctx: DrillContext) {
     // Answers that reached the clients before the promotion came from A (some arrive just after the SIGKILL).
     const ackedBeforeKill = requests.filter((r) => accepted(r) && r.answer!.at < promotedAt);
     const lost: Request[] = [];
-    for (const r of ackedBeforeKill) {
+    await eachConcurrently(ackedBeforeKill, LOOKUP_CONCURRENCY, async (r) => {
       const found = await send(client, 'GET', `/v1/${r.kind === 'payout' ? 'payouts' : 'deposits'}/${r.id}`, undefined, undefined, []);
       if (found?.status === 404) lost.push(r);
       else if (found?.status !== 200) r.harnessError = `region B answered ${found?.status ?? 'nothing'} for ${r.id}`;
-    }
+    });
     // Of those, the ones the provider had already been asked for: B knows nothing of them, so only A can have.
     const submittedBeforeKill = new Set(
       (
@@ -270,7 +282,7 @@ async function drill(ctx: DrillContext) {
     // Kill → every saga accepted before the kill in its final state in B.
     let inFlightSettledAt: number | undefined;
     const watchInFlight = (async () => {
-      while (Date.now() - killAt < (afterS + drainS + 120) * 1000) {
+      while (!ended && Date.now() - killAt < (afterS + drainS + 120) * 1000) {
         if ((await stillOpen(dbB!, ackedBeforeKill).catch(() => ackedBeforeKill)).length === 0) {
           inFlightSettledAt = Date.now();
           return;
@@ -334,9 +346,13 @@ async function drill(ctx: DrillContext) {
       lost_payouts: lost.filter((r) => r.kind === 'payout').length,
       lost_deposits: lost.filter((r) => r.kind === 'deposit').length,
       lost_already_submitted_to_provider: submittedBeforeKill.size,
-      /** From the earliest lost acknowledgement to the kill: what was acknowledged in that window may be lost. */
-      seconds: lost.length === 0 ? 0 : Math.round((killAt - Math.min(...lost.map((r) => r.answer!.at))) / 100) / 10,
+      /** The kill minus the last commit B has of A (after promotion): whatever A committed in that window is lost. */
+      seconds: Math.max(0, round1((killAt - standbyState.last_commit_ms) / 1000)),
       standby_last_commit_before_kill_ms: Math.round(killAt - standbyState.last_commit_ms),
+      /** The same, read just before the promotion: what the standby had applied, not just received. */
+      standby_last_replayed_before_promotion_ms: Math.round(killAt - beforePromotion.last_commit_ms),
+      /** From the earliest lost acknowledgement to the kill (0 with none lost): the window the clients saw. */
+      lost_acknowledgements_s: lost.length === 0 ? 0 : round1((killAt - Math.min(...lost.map((r) => r.answer!.at))) / 1000),
       acknowledged_before_kill: ackedBeforeKill.length,
       lost: replays,
     };
@@ -389,6 +405,9 @@ async function drill(ctx: DrillContext) {
       per_second: perSecond(requests, t0),
     };
   } finally {
+    loadUntil = 0;
+    sampling = false;
+    ended = true;
     await providerDb.end();
     await dbA.end().catch(() => undefined);
     await dbB?.end();
@@ -400,6 +419,20 @@ const round1 = (v: number) => Math.round(v * 10) / 10;
 /** The standby's row in A's pg_stat_replication, read on A directly (not over the replication link, which may be slow). */
 async function standbyOnPrimary(primaryUrl: string) {
   return (await replicationStatus(primaryUrl)).find((row) => row.applicationName === STANDBY_NAME);
+}
+
+/** How far the standby got: the WAL it received and replayed, and the commit time of its last replayed transaction. */
+async function standbyProgress(url: string) {
+  const [row] = await queryOnce(url, `SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed, (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::float8 AS last_commit_ms`);
+  return row as { received: string | null; replayed: string; last_commit_ms: number };
+}
+
+/** `work` for every item, at most `limit` at a time. */
+async function eachConcurrently<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  }));
 }
 
 async function queryOnce(url: string, sql: string): Promise<Record<string, unknown>[]> {
@@ -418,7 +451,8 @@ function printReport(report: Awaited<ReturnType<typeof drill>>): void {
   const lines = [
     `\ndr:drill: ${report.workload.payouts} payouts, ${report.workload.deposits} deposits on ${report.workload.accounts} accounts; ${report.workload.requests_retried} requests retried by their client`,
     `  answers ${JSON.stringify(report.workload.answers)}`,
-    `  RPO: ${report.rpo.lost_transactions} of ${report.rpo.acknowledged_before_kill} acknowledged transactions lost (${report.rpo.lost_payouts} payouts, ${report.rpo.lost_deposits} deposits), ${report.rpo.seconds} s; the standby's last commit ${report.rpo.standby_last_commit_before_kill_ms} ms before the kill  [${t.rpo.target}: ${mark(t.rpo.met)}]`,
+    `  RPO: ${report.rpo.seconds} s: the last commit B has of A is ${report.rpo.standby_last_commit_before_kill_ms} ms older than the kill (${report.rpo.standby_last_replayed_before_promotion_ms} ms as replayed before the promotion)  [${t.rpo.target}: ${mark(t.rpo.met)}]`,
+    `       ${report.rpo.lost_transactions} of ${report.rpo.acknowledged_before_kill} acknowledged transactions lost (${report.rpo.lost_payouts} payouts, ${report.rpo.lost_deposits} deposits), acknowledged in the last ${report.rpo.lost_acknowledgements_s} s before the kill`,
     `       ${report.rpo.lost_already_submitted_to_provider} of them had reached the provider; all sent again with their keys, answered ${JSON.stringify(countBy(report.rpo.lost, (l) => String(l.replay_status)))}`,
     ...report.rpo.lost.slice(0, 20).map((l) => `       lost ${l.kind} ${l.id}, acknowledged at ${l.acked_at_s} s${l.submitted_to_provider_before_kill ? ', already at the provider' : ''}`),
     `  RTO: standby promoted ${report.rto.promoted_s} s, region B up ${report.rto.region_b_up_s} s, first payout accepted by B ${report.rto.first_payout_s} s [${t.rto_first_payout.target}: ${mark(t.rto_first_payout.met)}], every saga in flight at the kill settled ${report.rto.in_flight_settled_s} s [${t.rto_in_flight_settled.target}: ${mark(t.rto_in_flight_settled.met)}]`,
@@ -431,7 +465,10 @@ function printReport(report: Awaited<ReturnType<typeof drill>>): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`[dr] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exitCode = 2;
-});
+main()
+  .catch((err: unknown) => {
+    process.stderr.write(`[dr] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 2;
+  })
+  // A drill that failed midway still has clients retrying (for up to 4 minutes): its verdict is already printed.
+  .finally(() => process.exit(process.exitCode ?? 0));

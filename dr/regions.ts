@@ -128,3 +128,4 @@ export function allDead(pids: number[]): boolean {
     }
   });
 }
+

@@ -83,3 +83,21 @@ export async function whenReady(proc: ManagedProcess, ready: Promise<unknown>, w
     throw err;
   }
 }
+
+/**
+ * For a script whose children run in process groups of their own, which a Ctrl-C does not reach: on SIGINT or
+ * SIGTERM, `stop` runs and the script exits 130. Answers `stop` made to run once, for the script's own cleanup.
+ */
+export function stopOnSignal(stop: () => Promise<void>, say: (msg: string) => void): () => Promise<void> {
+  let stopping: Promise<void> | undefined;
+  const stopOnce = () => (stopping ??= stop());
+  const onSignal = (signal: NodeJS.Signals) => {
+    say(`${signal}: stopping every process this run started`);
+    void stopOnce()
+      .catch(() => undefined)
+      .finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return stopOnce;
+}

@@ -5,8 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { PAYOUT_SCENARIOS } from '../../chaos/workload';
 import { runReportingScript } from '../support/report-run';
 
-/** `npm run dr:drill` as a user runs it: its own regions, provider and standby. */
-const drill = (resultsDir: string, ...args: string[]) => runReportingScript('dr/main.ts', resultsDir, args);
+/** `npm run dr:drill` as a user runs it: its own regions, provider and standby, stopped after `minutes`. */
+const drill = (resultsDir: string, minutes: number, ...args: string[]) => runReportingScript('dr/main.ts', resultsDir, args, minutes * 60_000);
 
 describe('disaster-recovery drill (npm run dr:drill)', () => {
   const resultsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-dr-results-'));
@@ -15,7 +15,7 @@ describe('disaster-recovery drill (npm run dr:drill)', () => {
   it('short run over a slow link: region A killed under load, B takes over; the lost payouts are listed, sent again and paid once, also those the provider had already seen', async () => {
     // The replication link delayed 2 s: what A acknowledged in its last 2 s never reached B, so the drill has lost
     // payouts, some already submitted to the provider, to show that sending them again pays nobody twice.
-    const { code, stdout, stderr, report, files } = await drill(resultsDir, '--short', '--link-latency-ms', '2000');
+    const { code, stdout, stderr, report, files } = await drill(resultsDir, 14, '--short', '--link-latency-ms', '2000');
     expect(code, `${stdout}\n${stderr.slice(-3000)}`).toBe(0);
     expect(report.verdict).toMatchObject({ pass: true, duplicated: 0, lost_after_replay: 0, failure_count: 0 });
     expect(report.setup.killed).toEqual(expect.arrayContaining(['launcher', 'postgres', 'temporal', 'worker', 'worker-2', 'api', 'api-2', 'outbox-publisher']));
@@ -26,6 +26,8 @@ describe('disaster-recovery drill (npm run dr:drill)', () => {
     expect(report.rpo.seconds).toBeGreaterThan(0);
     expect(report.rpo.seconds).toBeLessThanOrEqual(5);
     expect(report.rpo.standby_last_commit_before_kill_ms).toBeGreaterThanOrEqual(1_500);
+    // Every lost transaction was committed in A after the last commit B has, so acknowledged within that window.
+    expect(report.rpo.lost_acknowledgements_s).toBeLessThanOrEqual(report.rpo.seconds + 0.1);
     for (const lost of report.rpo.lost) expect([201, 202], lost.id).toContain(lost.replay_status);
     // The hard case: the provider had the submission, the standby never did; it was paid once (verdict above).
     expect(report.rpo.lost_already_submitted_to_provider).toBeGreaterThan(0);
@@ -47,7 +49,8 @@ describe('disaster-recovery drill (npm run dr:drill)', () => {
     // The events A delivered for transfers B lost were made again in B with the same ids (derived from the keys).
     expect(report.outbox.delivered_only_by_a).toBe(0);
     expect(files.some((f) => f.endsWith('.png'))).toBe(true);
-    expect(stdout).toMatch(/RPO: \d+ of \d+ acknowledged transactions lost/);
+    expect(stdout).toMatch(/RPO: [\d.]+ s: the last commit B has of A/);
+    expect(stdout).toMatch(/\d+ of \d+ acknowledged transactions lost/);
     expect(stdout).toContain('verdict: PASS');
   }, 900_000);
 });

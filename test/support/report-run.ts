@@ -7,9 +7,15 @@ import { repoRoot } from '../../lib/config';
  * A run that saves its report in `--results` (`chaos/main.ts`, `dr/main.ts`), started as a user starts it: its exit
  * code, output, the JSON report it saved and every file it wrote there.
  */
-export function runReportingScript(entry: string, resultsDir: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; report: any; files: string[] }> {
+export function runReportingScript(entry: string, resultsDir: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string; report: any; files: string[] }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', entry, '--results', resultsDir, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Past its time the run is stopped as a user stops it (it stops the processes it started), then killed.
+    const stop = setTimeout(() => {
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 90_000).unref();
+    }, timeoutMs);
+    child.on('exit', () => clearTimeout(stop));
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
