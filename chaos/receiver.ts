@@ -6,7 +6,7 @@ import type { ReceivedEvent } from './verdict';
 /**
  * The operator's endpoint behind the outbox, as the chaos run plays it: verifies each delivery's Standard
  * Webhooks signature (`secret` in whsec_ form) with the standardwebhooks library,
- * records every event id in arrival order (duplicates included), and refuses a few first deliveries (500) so
+ * records every event in arrival order (duplicates included), and refuses a few first deliveries (500) so
  * redelivery is exercised too.
  */
 export async function startOutboxReceiver(secret: string, refuseShare = 0.03) {
@@ -27,13 +27,14 @@ export async function startOutboxReceiver(secret: string, refuseShare = 0.03) {
         res.writeHead(401).end();
         return;
       }
-      const eventId = String((JSON.parse(rawBody) as { event_id?: unknown }).event_id);
+      const payload = JSON.parse(rawBody) as Record<string, unknown>;
+      const eventId = String(payload.event_id);
       if (!refusedOnce.has(eventId) && Math.random() < refuseShare) {
         refusedOnce.add(eventId);
         res.writeHead(500).end();
         return;
       }
-      received.push({ eventId, arrival: arrival++ });
+      received.push({ eventId, arrival: arrival++, payload });
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });

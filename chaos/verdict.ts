@@ -144,6 +144,8 @@ export async function checkMoney(db: pg.Pool, requests: Request[], balances: Bal
 export interface ReceivedEvent {
   eventId: string;
   arrival: number;
+  /** The delivered event as the receiver parsed it. */
+  payload: Record<string, unknown>;
 }
 
 /**

@@ -36,7 +36,7 @@ import { renderChaosChartPng } from '../bench/chart';
 import { killLeftovers, startStack, type Stack } from '../bench/stack';
 import { startOutboxReceiver } from '../chaos/receiver';
 import { startToxiproxy } from '../chaos/toxiproxy';
-import { checkMoney, checkOutboxSettled, reconcile, runLedgerCheck, stillOpen, type Failure } from '../chaos/verdict';
+import { checkMoney, checkOutboxSettled, reconcile, runLedgerCheck, stillOpen, type Failure, type ReceivedEvent } from '../chaos/verdict';
 import { countBy, depositBody, fundAccounts, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, perSecond, scriptSandbox, send, type ClientOptions, type Request } from '../chaos/workload';
 import { DEFAULT_RECONCILIATION_GRACE_SECONDS } from '../contracts/reconciliation';
 import { repoRoot, settings } from '../lib/config';
@@ -232,10 +232,14 @@ async function drill(ctx: DrillContext) {
     sampling = false;
 
     // The disaster: the link and every process of region A at once.
+    // The link's cut is asked for first, then every process is sent SIGKILL without waiting for it: a region lost
+    // with its link, rather than a link cut that leaves A committing alone for as long as the proxy takes to answer.
     const killAt = Date.now();
-    await ctx.cutLink();
+    const linkCut = ctx.cutLink().then(() => Date.now());
     const killed = killRegion(path.join(ctx.root, 'region-a'), regionA.launcherPid);
     await waitUntil('region A dead', async () => allDead(Object.values(killed)), 10_000, 20);
+    const deadAt = Date.now();
+    const linkCutAt = await linkCut;
     // Taken once A is dead: whatever the receiver got until now came from A.
     const arrivalsBeforeKill = receiver.received.length;
     say(`${clock(killAt)} s: region A killed (${Object.keys(killed).join(', ')}); replication link cut`);
@@ -336,6 +340,8 @@ async function drill(ctx: DrillContext) {
     // Events region A delivered that B never had: the downstream's share of the RPO (B makes its own for the replays).
     const knownToB = new Set((await dbB.query<{ event_id: string }>('SELECT event_id::text FROM outbox_events')).rows.map((r) => r.event_id));
     const deliveredOnlyByA = new Set(receiver.received.map((r) => r.eventId).filter((id) => !knownToB.has(id))).size;
+    const redelivered = sameIdOtherContent(receiver.received, arrivalsBeforeKill);
+    failures.push(...redelivered.failures);
 
     failures.sort((a, b) => SEVERITY.indexOf(a.check) - SEVERITY.indexOf(b.check));
     const duplicated = failures.filter((f) => f.check === 'submitted twice' || f.check === 'ledger movements').length;
@@ -359,6 +365,9 @@ async function drill(ctx: DrillContext) {
     const rto = {
       region_b_up_s: round1((bUpAt - killAt) / 1000),
       promoted_s: round1((promotedAt - killAt) / 1000),
+      /** How long the kill took: every process of A dead, and the replication link's cut answered by the proxy. */
+      region_a_dead_ms: deadAt - killAt,
+      link_cut_ms: linkCutAt - killAt,
       first_payout_s: firstPayoutInB.length ? round1((Math.min(...firstPayoutInB) - killAt) / 1000) : null,
       in_flight_settled_s: inFlightSettledAt ? round1((inFlightSettledAt - killAt) / 1000) : null,
     };
@@ -396,7 +405,7 @@ async function drill(ctx: DrillContext) {
       reconciliation_after_failover: { status: afterFailover.status, by_kind: (afterFailover.detail as { by_kind?: unknown })?.by_kind ?? null, polled },
       reconciliation: { run_id: reconciliation.run_id, status: reconciliation.status },
       ledger_check: { exit: ledgerCheck.exit },
-      outbox: { events_in_b: outbox.events, deliveries: outbox.deliveries, delivered_only_by_a: deliveredOnlyByA },
+      outbox: { events_in_b: outbox.events, deliveries: outbox.deliveries, delivered_only_by_a: deliveredOnlyByA, ...redelivered.counts },
       verdict: { pass, lost_after_replay: lostAfterReplay, duplicated, failures: failures.slice(0, 200), failure_count: failures.length },
       timeline: [
         { kind: 'A killed → B up', at_s: clock(killAt), ended_s: clock(bUpAt) },
@@ -419,6 +428,42 @@ const round1 = (v: number) => Math.round(v * 10) / 10;
 /** The standby's row in A's pg_stat_replication, read on A directly (not over the replication link, which may be slow). */
 async function standbyOnPrimary(primaryUrl: string) {
   return (await replicationStatus(primaryUrl)).find((row) => row.applicationName === STANDBY_NAME);
+}
+
+/**
+ * Events delivered by A and again by B (a transfer B made again, or one B had whose delivery A never recorded): how
+ * many, and of those which fields differ between A's last delivery and B's first (docs/disaster-recovery.md).
+ */
+function sameIdOtherContent(received: ReceivedEvent[], arrivalsFromA: number) {
+  const fromA = new Map<string, Record<string, unknown>>();
+  for (const r of received.slice(0, arrivalsFromA)) fromA.set(r.eventId, r.payload);
+  const fields = new Map<string, number>();
+  const seen = new Set<string>();
+  const failures: Failure[] = [];
+  let differing = 0;
+  for (const r of received.slice(arrivalsFromA)) {
+    const a = fromA.get(r.eventId);
+    if (!a || seen.has(r.eventId)) continue;
+    seen.add(r.eventId);
+    const changed = changedPaths(a, r.payload);
+    if (changed.length > 0) differing++;
+    for (const path of changed) fields.set(path, (fields.get(path) ?? 0) + 1);
+    const business = changed.filter((path) => !REGION_LOCAL_FIELDS.includes(path));
+    if (business.length > 0) failures.push({ check: 'outbox event', id: r.eventId, detail: `delivered by A and by B with other ${business.join(', ')}` });
+  }
+  return { counts: { delivered_by_a_and_b: seen.size, delivered_by_b_with_other_content: differing, fields_differing: Object.fromEntries([...fields].sort()) }, failures };
+}
+
+/** What a transfer made again in B may change in its event: its ledger's own ids and when it happened. */
+const REGION_LOCAL_FIELDS = ['occurred_at', 'transfer.id', 'transfer.pending_id', 'transfer.refund_of_id'];
+
+/** The paths (`transfer.id`) whose values differ between two JSON objects. */
+function changedPaths(a: unknown, b: unknown, prefix = ''): string[] {
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    return keys.flatMap((k) => changedPaths((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k));
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
 }
 
 /** How far the standby got: the WAL it received and replayed, and the commit time of its last replayed transaction. */
@@ -455,10 +500,10 @@ function printReport(report: Awaited<ReturnType<typeof drill>>): void {
     `       ${report.rpo.lost_transactions} of ${report.rpo.acknowledged_before_kill} acknowledged transactions lost (${report.rpo.lost_payouts} payouts, ${report.rpo.lost_deposits} deposits), acknowledged in the last ${report.rpo.lost_acknowledgements_s} s before the kill`,
     `       ${report.rpo.lost_already_submitted_to_provider} of them had reached the provider; all sent again with their keys, answered ${JSON.stringify(countBy(report.rpo.lost, (l) => String(l.replay_status)))}`,
     ...report.rpo.lost.slice(0, 20).map((l) => `       lost ${l.kind} ${l.id}, acknowledged at ${l.acked_at_s} s${l.submitted_to_provider_before_kill ? ', already at the provider' : ''}`),
-    `  RTO: standby promoted ${report.rto.promoted_s} s, region B up ${report.rto.region_b_up_s} s, first payout accepted by B ${report.rto.first_payout_s} s [${t.rto_first_payout.target}: ${mark(t.rto_first_payout.met)}], every saga in flight at the kill settled ${report.rto.in_flight_settled_s} s [${t.rto_in_flight_settled.target}: ${mark(t.rto_in_flight_settled.met)}]`,
+    `  RTO: region A dead ${report.rto.region_a_dead_ms} ms (link cut ${report.rto.link_cut_ms} ms), standby promoted ${report.rto.promoted_s} s, region B up ${report.rto.region_b_up_s} s, first payout accepted by B ${report.rto.first_payout_s} s [${t.rto_first_payout.target}: ${mark(t.rto_first_payout.met)}], every saga in flight at the kill settled ${report.rto.in_flight_settled_s} s [${t.rto_in_flight_settled.target}: ${mark(t.rto_in_flight_settled.met)}]`,
     ...Object.entries(report.outcomes).map(([scenario, counts]) => `  ${scenario.padEnd(42)} ${JSON.stringify(counts)}`),
     `  reconciliation a minute into the drain ${report.reconciliation_after_failover.status} ${JSON.stringify(report.reconciliation_after_failover.by_kind)}; ${report.reconciliation_after_failover.polled.length} saga(s) asked to poll their provider`,
-    `  reconciliation at the end ${report.reconciliation.status}; ledger:check exit ${report.ledger_check.exit}; outbox ${report.outbox.events_in_b} events in B, ${report.outbox.deliveries} deliveries, ${report.outbox.delivered_only_by_a} delivered by A only`,
+    `  reconciliation at the end ${report.reconciliation.status}; ledger:check exit ${report.ledger_check.exit}; outbox ${report.outbox.events_in_b} events in B, ${report.outbox.deliveries} deliveries, ${report.outbox.delivered_only_by_a} delivered by A only; ${report.outbox.delivered_by_a_and_b} delivered by A and again by B, ${report.outbox.delivered_by_b_with_other_content} of them with other content ${JSON.stringify(report.outbox.fields_differing)}`,
     `  verdict: ${report.verdict.pass ? 'PASS' : 'FAIL'}: duplicated ${report.verdict.duplicated} [${mark(t.duplicates.met)}], lost after the replay ${report.verdict.lost_after_replay}, ${report.verdict.failure_count} failure(s)`,
     ...report.verdict.failures.slice(0, 20).map((f) => `    FAIL ${f.check}: ${f.id}: ${f.detail}`),
   ];
