@@ -260,12 +260,18 @@ async function drill(ctx: DrillContext) {
     // know is lost (the RPO) and is sent again with its Idempotency-Key (docs/disaster-recovery.md, runbook).
     // Answers that reached the clients before the promotion came from A (some arrive just after the SIGKILL).
     const ackedBeforeKill = requests.filter((r) => accepted(r) && r.answer!.at < promotedAt);
+    // Each account's listings first (B's read models: no saga is asked, so no history is replayed on B's cold
+    // workers); each request they do not show is then asked for by id, and a 404 there is lost.
+    const lookupStartedAt = Date.now();
+    const listed = await listedByB(client, [...new Set(ackedBeforeKill.map((r) => r.accountId))], new Date(t0 - 60_000));
+    const unlisted = ackedBeforeKill.filter((r) => !listed.has(r.id));
     const lost: Request[] = [];
-    await eachConcurrently(ackedBeforeKill, LOOKUP_CONCURRENCY, async (r) => {
+    await eachConcurrently(unlisted, LOOKUP_CONCURRENCY, async (r) => {
       const found = await send(client, 'GET', `/v1/${r.kind === 'payout' ? 'payouts' : 'deposits'}/${r.id}`, undefined, undefined, []);
       if (found?.status === 404) lost.push(r);
       else if (found?.status !== 200) r.harnessError = `region B answered ${found?.status ?? 'nothing'} for ${r.id}`;
     });
+    const lookupMs = Date.now() - lookupStartedAt;
     // Of those, the ones the provider had already been asked for: B knows nothing of them, so only A can have.
     const submittedBeforeKill = new Set(
       (
@@ -281,7 +287,7 @@ async function drill(ctx: DrillContext) {
         return { id: r.id, kind: r.kind, acked_at_s: clock(r.answer!.at), submitted_to_provider_before_kill: submittedBeforeKill.has(r.id), replay_status: answer?.status ?? null };
       }),
     );
-    say(`${lost.length} of ${ackedBeforeKill.length} acknowledged before the kill not in B (${submittedBeforeKill.size} of them already at the provider); sent again with their keys`);
+    say(`${lost.length} of ${ackedBeforeKill.length} acknowledged before the kill not in B (${submittedBeforeKill.size} of them already at the provider; ${unlisted.length} not listed, looked up in ${lookupMs} ms); sent again with their keys`);
 
     // Kill → every saga accepted before the kill in its final state in B.
     let inFlightSettledAt: number | undefined;
@@ -360,6 +366,8 @@ async function drill(ctx: DrillContext) {
       /** From the earliest lost acknowledgement to the kill (0 with none lost): the window the clients saw. */
       lost_acknowledgements_s: lost.length === 0 ? 0 : round1((killAt - Math.min(...lost.map((r) => r.answer!.at))) / 1000),
       acknowledged_before_kill: ackedBeforeKill.length,
+      /** Runbook step 6's lookup: the accounts' listings, then each unlisted request by id. */
+      lookup: { accounts: new Set(ackedBeforeKill.map((r) => r.accountId)).size, unlisted: unlisted.length, ms: lookupMs },
       lost: replays,
     };
     const rto = {
@@ -470,6 +478,24 @@ function changedPaths(a: unknown, b: unknown, prefix = ''): string[] {
 async function standbyProgress(url: string) {
   const [row] = await queryOnce(url, `SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed, (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::float8 AS last_commit_ms`);
   return row as { received: string | null; replayed: string; last_commit_ms: number };
+}
+
+/** The payouts and deposits B lists for these accounts since `from` (GET /v1/accounts/{id}/payouts and /deposits, every page). */
+async function listedByB(client: ClientOptions, accounts: string[], from: Date): Promise<Set<string>> {
+  const listed = new Set<string>();
+  await eachConcurrently(accounts, LOOKUP_CONCURRENCY, async (accountId) => {
+    for (const kind of ['payouts', 'deposits'] as const) {
+      let cursor: string | null = null;
+      do {
+        const query = new URLSearchParams({ from: from.toISOString(), limit: '100', ...(cursor ? { cursor } : {}) });
+        const page = await send(client, 'GET', `/v1/accounts/${accountId}/${kind}?${query}`, undefined, undefined, []);
+        if (page?.status !== 200) throw new Error(`region B answered ${page?.status ?? 'nothing'} for the ${kind} of ${accountId}`);
+        for (const item of page.json.items as { payout_id?: string; deposit_id?: string }[]) listed.add((item.payout_id ?? item.deposit_id)!);
+        cursor = page.json.next_cursor as string | null;
+      } while (cursor);
+    }
+  });
+  return listed;
 }
 
 /** `work` for every item, at most `limit` at a time. */
