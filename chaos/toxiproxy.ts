@@ -32,8 +32,8 @@ export interface Toxiproxy {
   proxy(name: string, upstream: string): Promise<string>;
   addToxic(proxy: string, toxic: Toxic): Promise<void>;
   removeToxic(proxy: string, toxic: string): Promise<void>;
-  /** Disabled: the proxy closes its connections and refuses new ones (a cut link) until enabled again. */
-  setEnabled(proxy: string, enabled: boolean): Promise<void>;
+  /** Every proxy cut at once, with what it holds back (a latency toxic's bytes): SIGKILL of the server, synchronous. */
+  kill(): void;
   stop(): Promise<void>;
 }
 
@@ -61,7 +61,13 @@ export async function startToxiproxy(dataDir: string, log: (msg: string) => void
     },
     addToxic: (proxy, toxic) => call('POST', `/proxies/${proxy}/toxics`, { stream: 'downstream', toxicity: 1, ...toxic }),
     removeToxic: (proxy, toxic) => call('DELETE', `/proxies/${proxy}/toxics/${toxic}`),
-    setEnabled: (proxy, enabled) => call('POST', `/proxies/${proxy}`, { enabled }),
+    kill() {
+      try {
+        process.kill(-server.child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    },
     async stop() {
       await server.stop(5_000);
       logFile.end();

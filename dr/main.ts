@@ -24,7 +24,7 @@
  *   --drain-s S                               how long to wait for every saga to settle after the load (300)
  *   --results DIR                             where the report goes (bench/results)
  *
- * Prints RPO, RTO and the verdict, saves bench/results/dr-drill[-sync][-short]-<date>.json and .png; exit code 0
+ * Prints RPO, RTO and the verdict, saves bench/results/dr-drill[-sync][-link<ms>ms][-short]-<date>.json and .png; exit code 0
  * only when the verdict passes and the targets are met.
  */
 import fs from 'node:fs';
@@ -35,7 +35,7 @@ import { DEFAULT_SANDBOX_SCHEMA } from '../apps/sandbox-aggregator/database';
 import { renderChaosChartPng } from '../bench/chart';
 import { killLeftovers, startStack, type Stack } from '../bench/stack';
 import { startOutboxReceiver } from '../chaos/receiver';
-import { startToxiproxy } from '../chaos/toxiproxy';
+import { startToxiproxy, type Toxiproxy } from '../chaos/toxiproxy';
 import { checkMoney, checkOutboxSettled, reconcile, runLedgerCheck, stillOpen, type Failure, type ReceivedEvent } from '../chaos/verdict';
 import { countBy, depositBody, fundAccounts, newDeposit, newPayout, PAYOUT_SCENARIOS, payoutBody, perSecond, scriptSandbox, send, type ClientOptions, type Request } from '../chaos/workload';
 import { DEFAULT_RECONCILIATION_GRACE_SECONDS } from '../contracts/reconciliation';
@@ -67,6 +67,7 @@ const TARGETS = { rpo_s_async: 5, rpo_transactions_sync: 0, rto_first_payout_s: 
 /** The velocity limit allows 20 payouts per account per hour: 12 each leaves room (the lost ones are sent again). */
 const PAYOUTS_PER_ACCOUNT = 12;
 const FUNDING_MINOR = 1_000_000;
+/** The replication link's proxy, the only one of the drill's Toxiproxy. */
 const REPLICATION_LINK = 'replication';
 /** The operator's backend looks up what it was told was accepted this many at a time. */
 const LOOKUP_CONCURRENCY = 8;
@@ -79,14 +80,16 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'payout-dr-'));
   say(`data folder ${root}; ${synchronous ? 'synchronous' : 'asynchronous'} standby${linkLatencyMs ? `, replication link delayed ${linkLatencyMs} ms` : ''}; ${rate}/s for ${beforeS} s before the kill and ${afterS} s after region B is up`);
-  const toxiproxy = await startToxiproxy(root, say);
-  const receiver = await startOutboxReceiver(settings.OUTBOX_WEBHOOK_SECRET.default!);
-  const addresses = await chooseAddresses();
+  let toxiproxy: Toxiproxy | undefined;
+  let receiver: Awaited<ReturnType<typeof startOutboxReceiver>> | undefined;
   let provider: Provider | undefined;
   let regionA: Stack | undefined;
   let regionB: Stack | undefined;
   let standby: StandbyHandle | undefined;
+  // Set once the drill is being stopped: no region starts after that.
+  let stopped = false;
   const stopAll = stopOnSignal(async () => {
+    stopped = true;
     await regionB?.stop().catch(() => undefined);
     // Region A was killed; a drill stopped before the kill stops it here.
     await regionA?.stop().catch(() => undefined);
@@ -94,15 +97,27 @@ async function main(): Promise<void> {
     for (const region of ['region-a', 'region-b']) killLeftovers(path.join(root, region));
     await standby?.stop().catch(() => undefined);
     await provider?.stop().catch(() => undefined);
-    await toxiproxy.stop();
-    await receiver.close();
+    await toxiproxy?.stop();
+    await receiver?.close();
   }, say);
+  const startRegion = async (dir: string, env: Record<string, string>) => {
+    if (stopped) throw new Error('the drill is stopping');
+    const stack = await startStack(dir, () => undefined, { cluster: true, wire: async () => env });
+    if (stopped) {
+      await stack.stop();
+      throw new Error('the drill is stopping');
+    }
+    return stack;
+  };
   try {
+    toxiproxy = await startToxiproxy(root, say);
+    receiver = await startOutboxReceiver(settings.OUTBOX_WEBHOOK_SECRET.default!);
+    const addresses = await chooseAddresses();
     provider = await startProvider(path.join(root, 'provider'), addresses.apiPort, () => undefined);
     // Every drill payout goes to provider `sandbox`: the verdict reads that provider's record.
     const regionEnv = { ...addresses.env, ...provider.platformEnv, PAYOUT_ROUTES: '* -> sandbox', OUTBOX_ENDPOINTS: receiver.url };
     const regionADir = path.join(root, 'region-a');
-    regionA = await startStack(regionADir, () => undefined, { cluster: true, wire: async () => regionEnv });
+    regionA = await startRegion(regionADir, regionEnv);
     say(`region A up at ${regionA.apiUrls.join(', ')} (Temporal ${regionA.temporalAddress}); provider at ${provider.sandboxUrl}, ${provider.sandboxBUrl}`);
 
     // Region B's database: a standby of A's, streaming over a link that can be delayed and is cut with A.
@@ -113,8 +128,8 @@ async function main(): Promise<void> {
     if (linkLatencyMs > 0) await toxiproxy.addToxic(REPLICATION_LINK, { name: 'wan', type: 'latency', attributes: { latency: linkLatencyMs, jitter: 0 } });
     say(`region B's PostgreSQL streaming from A (${(await standbyOnPrimary(regionA.databaseUrl))?.syncState}) on port ${standby.port}`);
 
-    const report = await drill({ regionA, provider, standby, receiver, root, startedAt, startB: async () => (regionB = await startStack(path.join(root, 'region-b'), () => undefined, { cluster: true, wire: async () => ({ ...regionEnv, DATABASE_URL: standby!.url }) })), cutLink: () => toxiproxy.setEnabled(REPLICATION_LINK, false) });
-    const name = `dr-drill${synchronous ? '-sync' : ''}${short ? '-short' : ''}-${startedAt.toISOString().slice(0, 10)}`;
+    const report = await drill({ regionA, provider, standby, receiver, root, startedAt, startB: async () => (regionB = await startRegion(path.join(root, 'region-b'), { ...regionEnv, DATABASE_URL: standby!.url })), cutLink: () => toxiproxy!.kill() });
+    const name = `dr-drill${synchronous ? '-sync' : ''}${linkLatencyMs ? `-link${linkLatencyMs}ms` : ''}${short ? '-short' : ''}-${startedAt.toISOString().slice(0, 10)}`;
     fs.mkdirSync(resultsDir, { recursive: true });
     fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
     await renderChaosChartPng(
@@ -145,7 +160,8 @@ interface DrillContext {
   root: string;
   startedAt: Date;
   startB: () => Promise<Stack>;
-  cutLink: () => Promise<void>;
+  /** The replication link gone, at once (its proxy killed: nothing it holds back reaches B afterwards). */
+  cutLink: () => void;
 }
 
 async function drill(ctx: DrillContext) {
@@ -233,15 +249,14 @@ async function drill(ctx: DrillContext) {
     await sleep(t0 + beforeS * 1000 - Date.now());
     sampling = false;
 
-    // The disaster: the link and every process of region A at once.
-    // The link's cut is asked for first, then every process is sent SIGKILL without waiting for it: a region lost
-    // with its link, rather than a link cut that leaves A committing alone for as long as the proxy takes to answer.
+    // The disaster: the link and every process of region A at once, in one synchronous step of SIGKILLs (the link's
+    // proxy first, so nothing it held back reaches B after the kill).
     const killAt = Date.now();
-    const linkCut = ctx.cutLink().then(() => Date.now());
+    ctx.cutLink();
     const killed = killRegion(path.join(ctx.root, 'region-a'), regionA.launcherPid);
+    const linkCutAt = Date.now();
     await waitUntil('region A dead', async () => allDead(Object.values(killed)), 10_000, 20);
     const deadAt = Date.now();
-    const linkCutAt = await linkCut;
     // Taken once A is dead: whatever the receiver got until now came from A.
     const arrivalsBeforeKill = receiver.received.length;
     say(`${clock(killAt)} s: region A killed (${Object.keys(killed).join(', ')}); replication link cut`);
@@ -262,6 +277,18 @@ async function drill(ctx: DrillContext) {
     // know is lost (the RPO) and is sent again with its Idempotency-Key (docs/disaster-recovery.md, runbook).
     // Answers that reached the clients before the promotion came from A (some arrive just after the SIGKILL).
     const ackedBeforeKill = requests.filter((r) => accepted(r) && r.answer!.at < promotedAt);
+    // Kill → every saga accepted before the kill in its final state in B.
+    let inFlightSettledAt: number | undefined;
+    const watchInFlight = (async () => {
+      while (!ended && Date.now() - killAt < (afterS + drainS + 120) * 1000) {
+        if ((await stillOpen(dbB!, ackedBeforeKill).catch(() => ackedBeforeKill)).length === 0) {
+          inFlightSettledAt = Date.now();
+          return;
+        }
+        await sleep(1_000);
+      }
+    })();
+
     // Each account's listings first (B's read models: no saga is asked, so no history is replayed on B's cold
     // workers); each request they do not show is then asked for by id, and a 404 there is lost.
     const lookupStartedAt = Date.now();
@@ -287,23 +314,12 @@ async function drill(ctx: DrillContext) {
     const replayClient: ClientOptions = { ...client, giveUpAfterMs: (afterS + drainS) * 1000 };
     const replays = await Promise.all(
       lost.map(async (r) => {
-        const answer = await send(replayClient, 'POST', `/v1/${r.kind === 'payout' ? 'payouts' : 'deposits'}`, bodies.get(r.id), r.key, []);
-        return { id: r.id, kind: r.kind, acked_at_s: clock(r.answer!.at), submitted_to_provider_before_kill: submittedBeforeKill.has(r.id), replay_status: answer?.status ?? null };
+        const attempts: Request['attempts'] = [];
+        const answer = await send(replayClient, 'POST', `/v1/${r.kind === 'payout' ? 'payouts' : 'deposits'}`, bodies.get(r.id), r.key, attempts);
+        return { id: r.id, kind: r.kind, acked_at_s: clock(r.answer!.at), submitted_to_provider_before_kill: submittedBeforeKill.has(r.id), replay_status: answer?.status ?? null, replay_attempts: countBy(attempts, (a) => String(a.status)), replayed_at_s: clock() };
       }),
     );
     say(`${lost.length} of ${ackedBeforeKill.length} acknowledged before the kill not in B (${submittedBeforeKill.size} of them already at the provider; ${unlisted.length} not listed, looked up in ${lookupMs} ms); sent again with their keys`);
-
-    // Kill → every saga accepted before the kill in its final state in B.
-    let inFlightSettledAt: number | undefined;
-    const watchInFlight = (async () => {
-      while (!ended && Date.now() - killAt < (afterS + drainS + 120) * 1000) {
-        if ((await stillOpen(dbB!, ackedBeforeKill).catch(() => ackedBeforeKill)).length === 0) {
-          inFlightSettledAt = Date.now();
-          return;
-        }
-        await sleep(1_000);
-      }
-    })();
 
     await load;
     say(`${requests.length} requests sent in ${clock()} s; waiting for the answers and for every saga to settle`);
@@ -377,7 +393,7 @@ async function drill(ctx: DrillContext) {
     const rto = {
       region_b_up_s: round1((bUpAt - killAt) / 1000),
       promoted_s: round1((promotedAt - killAt) / 1000),
-      /** How long the kill took: every process of A dead, and the replication link's cut answered by the proxy. */
+      /** How long the kill took: every SIGKILL sent (the link's proxy first), and every process of A seen dead. */
       region_a_dead_ms: deadAt - killAt,
       link_cut_ms: linkCutAt - killAt,
       first_payout_s: firstPayoutInB.length ? round1((Math.min(...firstPayoutInB) - killAt) / 1000) : null,
@@ -481,7 +497,10 @@ function changedPaths(a: unknown, b: unknown, prefix = ''): string[] {
 /** How far the standby got: the WAL it received and replayed, and the commit time of its last replayed transaction. */
 async function standbyProgress(url: string) {
   const [row] = await queryOnce(url, `SELECT pg_last_wal_receive_lsn()::text AS received, pg_last_wal_replay_lsn()::text AS replayed, (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000)::float8 AS last_commit_ms`);
-  return row as { received: string | null; replayed: string; last_commit_ms: number };
+  const progress = row as { received: string | null; replayed: string; last_commit_ms: number | null };
+  // NULL: the standby replayed no transaction since it started, so the drill has no RPO to read.
+  if (progress.last_commit_ms === null) throw new Error(`the standby at ${url} has replayed no transaction of A`);
+  return { ...progress, last_commit_ms: progress.last_commit_ms };
 }
 
 /** The payouts and deposits B lists for these accounts since `from` (GET /v1/accounts/{id}/payouts and /deposits, every page). */

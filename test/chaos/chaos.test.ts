@@ -21,7 +21,7 @@ describe('chaos run (npm run chaos)', () => {
   });
 
   it('short run: a few hundred payouts of every scenario through every fault kind; nothing lost, nothing twice, ledger, reconciliation and outbox clean', async () => {
-    const { code, stdout, stderr, report } = await chaos(resultsDir(), 14);
+    const { code, stdout, stderr, report } = await chaos(resultsDir(), 13);
     expect(code, `${stdout}\n${stderr.slice(-3000)}`).toBe(0);
     expect(report.verdict).toMatchObject({ pass: true, lost: 0, duplicated: 0, failure_count: 0 });
     // Every fault kind was inflicted (none failed to start), while the workload ran.
@@ -44,7 +44,7 @@ describe('chaos run (npm run chaos)', () => {
   }, 900_000);
 
   it('a deliberately broken build (retried provider submissions sent as new payouts) fails the run, naming the payouts paid twice', async () => {
-    const { code, stdout, report } = await chaos(resultsDir(), 9, '--broken', 'submission-key', '--payouts', '40', '--faults', 'none', '--drain-s', '45');
+    const { code, stdout, report } = await chaos(resultsDir(), 8, '--broken', 'submission-key', '--payouts', '40', '--faults', 'none', '--drain-s', '45');
     expect(code).toBe(1);
     expect(stdout).toMatch(/FAIL submitted twice: po_[0-9a-f]{32}: [2-9] provider submissions on the sandbox's record/);
     expect(report.verdict.pass).toBe(false);

@@ -13,7 +13,7 @@ export function runReportingScript(entry: string, resultsDir: string, args: stri
     // Past its time the run is stopped as a user stops it (it stops the processes it started), then killed.
     const stop = setTimeout(() => {
       child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 90_000).unref();
+      setTimeout(() => child.kill('SIGKILL'), 45_000).unref();
     }, timeoutMs);
     child.on('exit', () => clearTimeout(stop));
     let stdout = '';

@@ -252,6 +252,10 @@ export class PayoutsOpsController {
     const actor = `${request.principal!.role}:${request.principal!.sub}`;
     const saga = this.temporal.workflow.getHandle(id);
     const answer = await this.pollAnswer(saga);
+    if (answer === 'finished') {
+      await this.audit(actor, 'poll', id, reason ?? 'poll provider now', { reason }, 'refused', 'PAYOUT_NOT_FOUND: the saga has ended');
+      throw new ProblemError('PAYOUT_NOT_FOUND', `No running payout saga ${id}`);
+    }
     if (answer === 'ignored') {
       await this.audit(actor, 'poll', id, reason ?? 'poll provider now', { reason }, 'refused', PAYOUT_POLL_IGNORED);
       throw new ProblemError(PAYOUT_POLL_IGNORED, 'This payout is settled and in its return window, and its saga started before such polls were answered there: it acts on the provider’s return notification only. Ask the provider to send it again (runbook).');
