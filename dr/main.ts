@@ -321,10 +321,28 @@ async function drill(ctx: DrillContext) {
     );
     say(`${lost.length} of ${ackedBeforeKill.length} acknowledged before the kill not in B (${submittedBeforeKill.size} of them already at the provider; ${unlisted.length} not listed, looked up in ${lookupMs} ms); sent again with their keys`);
 
+    // The runbook's reconciliation after a failover, as soon as the run's grace period has passed since the kill (it
+    // leaves out settlements younger than that), while the load goes on: what the provider did that B has no record
+    // of (`missing_in_ledger`: a return whose webhook A acknowledged and lost, say) is checked by the saga against the
+    // provider's record, at staff's request (POST /v1/ops/payouts/{id}/poll).
+    const platformB = { temporalAddress: regionB.temporalAddress, namespace: regionB.config.TEMPORAL_NAMESPACE, apiUrl: regionB.apiUrl, staffToken: staff };
+    const reconciledAfterFailover = (async () => {
+      await sleep(killAt + (DEFAULT_RECONCILIATION_GRACE_SECONDS + 15) * 1000 - Date.now());
+      const run = await reconcile(platformB);
+      const toPoll = [...new Set(((run.detail as { mismatches?: { kind: string; item_kind: string; reference: string }[] })?.mismatches ?? []).filter((m) => m.kind === 'missing_in_ledger' && m.item_kind === 'payout').map((m) => m.reference))];
+      const polled = await Promise.all(
+        toPoll.map(async (id) => ({ id, status: (await send({ ...client, apiUrls: regionB.apiUrls, token: staff }, 'POST', `/v1/ops/payouts/${id}/poll`, { reason: 'after failover: reconciliation found the provider ahead of the ledger' }, undefined, []))?.status ?? null })),
+      );
+      say(`${clock()} s: reconciliation after the failover ${run.status} ${JSON.stringify((run.detail as { by_kind?: unknown })?.by_kind)}; asked ${toPoll.length} saga(s) to poll the provider`);
+      return { run, polled };
+    })().then(
+      (done) => ({ done }),
+      (error: unknown) => ({ error }),
+    );
+
     await load;
     say(`${requests.length} requests sent in ${clock()} s; waiting for the answers and for every saga to settle`);
     await Promise.all(inFlight);
-    const platformB = { temporalAddress: regionB.temporalAddress, namespace: regionB.config.TEMPORAL_NAMESPACE, apiUrl: regionB.apiUrl, staffToken: staff };
     const drainStarted = Date.now();
     let open = await stillOpen(dbB, requests);
     const drain = async (untilMs: number) => {
@@ -333,17 +351,9 @@ async function drill(ctx: DrillContext) {
         open = await stillOpen(dbB!, requests);
       }
     };
-    // The runbook's reconciliation after a failover, once what was in flight has had its minute and the run's grace
-    // period has passed since the kill (it leaves out settlements younger than that): what the provider did that B
-    // has no record of (`missing_in_ledger`: a return whose webhook A acknowledged and lost, say) is checked by the
-    // saga against the provider's record, at staff's request (POST /v1/ops/payouts/{id}/poll).
-    await drain(Math.max(drainStarted + Math.min(60, drainS) * 1000, killAt + (DEFAULT_RECONCILIATION_GRACE_SECONDS + 15) * 1000));
-    const afterFailover = await reconcile(platformB);
-    const toPoll = [...new Set(((afterFailover.detail as { mismatches?: { kind: string; item_kind: string; reference: string }[] })?.mismatches ?? []).filter((m) => m.kind === 'missing_in_ledger' && m.item_kind === 'payout').map((m) => m.reference))];
-    const polled = await Promise.all(
-      toPoll.map(async (id) => ({ id, status: (await send({ ...client, apiUrls: regionB.apiUrls, token: staff }, 'POST', `/v1/ops/payouts/${id}/poll`, { reason: 'after failover: reconciliation found the provider ahead of the ledger' }, undefined, []))?.status ?? null })),
-    );
-    if (toPoll.length > 0) say(`reconciliation after the failover: ${JSON.stringify((afterFailover.detail as { by_kind?: unknown })?.by_kind)}; asked ${toPoll.length} saga(s) to poll the provider`);
+    const afterFailoverOutcome = await reconciledAfterFailover;
+    if ('error' in afterFailoverOutcome) throw afterFailoverOutcome.error;
+    const { run: afterFailover, polled } = afterFailoverOutcome.done;
     await drain(drainStarted + drainS * 1000);
     await Promise.race([watchInFlight, sleep(5_000)]);
     say(`drained in ${((Date.now() - drainStarted) / 1000).toFixed(0)} s (${open.length} still open)`);
@@ -551,7 +561,7 @@ function printReport(report: Awaited<ReturnType<typeof drill>>): void {
     ...report.rpo.lost.slice(0, 20).map((l) => `       lost ${l.kind} ${l.id}, acknowledged at ${l.acked_at_s} s${l.submitted_to_provider_before_kill ? ', already at the provider' : ''}`),
     `  RTO: region A dead ${report.rto.region_a_dead_ms} ms (link cut ${report.rto.link_cut_ms} ms), standby promoted ${report.rto.promoted_s} s, region B up ${report.rto.region_b_up_s} s, first payout accepted by B ${report.rto.first_payout_s} s [${t.rto_first_payout.target}: ${mark(t.rto_first_payout.met)}], every saga in flight at the kill settled ${report.rto.in_flight_settled_s} s [${t.rto_in_flight_settled.target}: ${mark(t.rto_in_flight_settled.met)}]`,
     ...Object.entries(report.outcomes).map(([scenario, counts]) => `  ${scenario.padEnd(42)} ${JSON.stringify(counts)}`),
-    `  reconciliation a minute into the drain ${report.reconciliation_after_failover.status} ${JSON.stringify(report.reconciliation_after_failover.by_kind)}; ${report.reconciliation_after_failover.polled.length} saga(s) asked to poll their provider`,
+    `  reconciliation ${DEFAULT_RECONCILIATION_GRACE_SECONDS + 15} s after the kill ${report.reconciliation_after_failover.status} ${JSON.stringify(report.reconciliation_after_failover.by_kind)}; ${report.reconciliation_after_failover.polled.length} saga(s) asked to poll their provider`,
     `  reconciliation at the end ${report.reconciliation.status}; ledger:check exit ${report.ledger_check.exit}; outbox ${report.outbox.events_in_b} events in B, ${report.outbox.deliveries} deliveries, ${report.outbox.delivered_only_by_a} delivered by A only; ${report.outbox.delivered_by_a_and_b} delivered by A and again by B, ${report.outbox.delivered_by_b_with_other_content} of them with other content ${JSON.stringify(report.outbox.fields_differing)}`,
     `  verdict: ${report.verdict.pass ? 'PASS' : 'FAIL'}: duplicated ${report.verdict.duplicated} [${mark(t.duplicates.met)}], lost after the replay ${report.verdict.lost_after_replay}, ${report.verdict.failure_count} failure(s)`,
     ...report.verdict.failures.slice(0, 20).map((f) => `    FAIL ${f.check}: ${f.id}: ${f.detail}`),
