@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { launchedProcesses } from '../apps/launcher/supervisor';
 import { type Config, databaseUrl, loadConfig, repoRoot, settings } from '../lib/config';
-import { startProcess, type ManagedProcess } from '../lib/processes';
+import { killGroup, startProcess, type ManagedProcess } from '../lib/processes';
 import { ensureTemporalCli } from '../temporal/cli';
 import { ensureTemporalServerTools } from '../temporal/server';
 import { freePort, freePortRange } from '../lib/wait';
@@ -146,17 +146,7 @@ export function killLeftovers(dataDir: string): void {
       return false;
     }
   };
-  for (const pid of Object.values(pids)) {
-    if (!pid || !ofRegion(pid)) continue;
-    for (const target of [-pid, pid]) {
-      try {
-        process.kill(target, 'SIGKILL');
-        break;
-      } catch {
-        // not a group leader, or gone
-      }
-    }
-  }
+  for (const pid of Object.values(pids)) if (pid && ofRegion(pid)) killGroup(pid);
 }
 
 /** A stack started elsewhere by `npm start` with this environment's settings (its DATA_DIR names the launcher). */

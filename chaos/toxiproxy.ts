@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { startProcess, type ManagedProcess } from '../lib/processes';
+import { killGroup, startProcess, type ManagedProcess } from '../lib/processes';
 import { freePort, waitUntil } from '../lib/wait';
 import { goCacheDir, goInstall, isExecutable } from '../temporal/go-build';
 
@@ -61,13 +61,7 @@ export async function startToxiproxy(dataDir: string, log: (msg: string) => void
     },
     addToxic: (proxy, toxic) => call('POST', `/proxies/${proxy}/toxics`, { stream: 'downstream', toxicity: 1, ...toxic }),
     removeToxic: (proxy, toxic) => call('DELETE', `/proxies/${proxy}/toxics/${toxic}`),
-    kill() {
-      try {
-        process.kill(-server.child.pid!, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    },
+    kill: () => void killGroup(server.child.pid!),
     async stop() {
       await server.stop(5_000);
       logFile.end();

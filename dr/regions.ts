@@ -8,7 +8,7 @@ import path from 'node:path';
 import { launchedProcesses } from '../apps/launcher/supervisor';
 import { loadConfig, repoRoot, settings } from '../lib/config';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../lib/embedded-postgres';
-import { startProcess, type ManagedProcess } from '../lib/processes';
+import { killGroup, startProcess, type ManagedProcess } from '../lib/processes';
 import { sandboxBProcessEnv } from '../lib/providers';
 import { freePort, freePortRange, waitUntil } from '../lib/wait';
 
@@ -99,16 +99,7 @@ function defaultsOnly(): NodeJS.ProcessEnv {
 export function killRegion(dataDir: string, launcherPid: number): Record<string, number> {
   const killed: Record<string, number> = {};
   const kill = (name: string, pid: number) => {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      try {
-        process.kill(pid, 'SIGKILL'); // not a group leader
-      } catch {
-        return; // already gone
-      }
-    }
-    killed[name] = pid;
+    if (killGroup(pid)) killed[name] = pid;
   };
   // Read before the launcher dies: it rewrites the file while it restarts anything.
   const supervised = launchedProcesses(dataDir);

@@ -84,6 +84,19 @@ export async function whenReady(proc: ManagedProcess, ready: Promise<unknown>, w
   }
 }
 
+/** SIGKILL of `pid`'s process group, or of the process alone when it leads none; false when it is already gone. */
+export function killGroup(pid: number): boolean {
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, 'SIGKILL');
+      return true;
+    } catch {
+      // not a group leader, or gone
+    }
+  }
+  return false;
+}
+
 /**
  * For a script whose children run in process groups of their own, which a Ctrl-C does not reach: on SIGINT or
  * SIGTERM, `stop` runs and the script exits 130. Answers `stop` made to run once, for the script's own cleanup.
